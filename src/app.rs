@@ -1,0 +1,100 @@
+//! The application context (config location, environment, output, the current time) and
+//! dispatch to one module per subcommand. Exit codes are decided by the commands and
+//! combined here; `main` only prints the error chain.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::cli::{Cli, Command, ConfigCommand, Global};
+use crate::commands;
+use crate::config::{self, Config};
+use crate::exit::{Exit, UserError};
+use crate::lock::RunLock;
+use crate::output::OutputMode;
+
+/// What every command gets.
+pub struct Context<'a> {
+    pub global: &'a Global,
+    pub out: &'a mut dyn Write,
+    pub mode: OutputMode,
+    pub now: DateTime<Utc>,
+}
+
+/// Reads the process environment (one place, so the config layer can be given another).
+pub fn env_var(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+impl Context<'_> {
+    /// Loads and validates the configuration.
+    pub fn config(&self) -> Result<Config> {
+        let path = config::locate(self.global.config.as_deref(), &env_var)?;
+        Ok(config::load(&path, &env_var)?)
+    }
+
+    /// Takes the run lock of the state directory.
+    pub fn lock(&self, cfg: &Config) -> Result<RunLock> {
+        Ok(RunLock::acquire(
+            &cfg.state_dir,
+            Duration::from_secs(self.global.lock_wait),
+        )?)
+    }
+
+    /// Writes a line of human output unless `--quiet` or `--json`.
+    pub fn say(&mut self, line: impl AsRef<str>) -> Result<()> {
+        if !self.mode.quiet && !self.mode.json {
+            writeln!(self.out, "{}", line.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets up logging on stderr: warnings by default, more with -v or `OPUS_MIRROR_LOG`.
+pub fn init_logging(g: &Global) {
+    let level = match g.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter =
+        std::env::var("OPUS_MIRROR_LOG").unwrap_or_else(|_| format!("opus_mirror={level}"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
+    let now = match &cli.global.now {
+        Some(s) => crate::timeparse::parse_time(s)
+            .map_err(|e| UserError::usage(format!("--now / OPUS_MIRROR_NOW: {e}")))?,
+        None => Utc::now(),
+    };
+    let mode = OutputMode {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    let mut ctx = Context {
+        global: &cli.global,
+        out,
+        mode,
+        now,
+    };
+    match &cli.command {
+        Command::Init(a) => commands::init::run(&mut ctx, a),
+        Command::Config(ConfigCommand::Check) => commands::config_check::run(&mut ctx),
+        Command::Snapshot(a) => commands::snapshot::run(&mut ctx, a),
+        Command::Snapshots(a) => commands::snapshots::run(&mut ctx, a),
+        Command::Diff(a) => commands::diff::run(&mut ctx, a),
+        Command::Restore(a) => commands::restore::run(&mut ctx, a),
+        Command::Demo(a) => crate::demo::run(&mut ctx, a),
+    }
+}

@@ -1,0 +1,171 @@
+//! The command line: clap types only. Every doc comment here is `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// opus-mirror makes a git-based personal system recoverable.
+///
+/// It snapshots whole directories (tracked, untracked and ignored files alike) into backup
+/// repos of its own, so a misfiring script, a dead disk or a force-push never loses your
+/// work. Start with `opus-mirror init --source ~/opus`, then `opus-mirror snapshot`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "opus-mirror",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 done with warnings, \
+4 at risk, 5 remote unreachable, 6 target unavailable, 7 busy, 8 backup too old.\n\
+Config: --config, else $OPUS_MIRROR_CONFIG, else $XDG_CONFIG_HOME/opus-mirror/config.toml."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file to use instead of $OPUS_MIRROR_CONFIG or the XDG default.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON on stdout (for scripts); no progress, no colours.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors and warnings (for hooks).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Seconds to wait for another opus-mirror run to finish before giving up (exit 7).
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS")]
+    pub lock_wait: u64,
+    /// Pretend the current time is this (RFC 3339); for tests.
+    #[arg(long, global = true, hide = true, env = "OPUS_MIRROR_NOW")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter config and create the backup repos.
+    ///
+    /// Without a config file yet, writes one listing each --source. With a config already
+    /// there, leaves it alone and creates any missing backup repos.
+    ///
+    /// Example: opus-mirror init --source ~/opus --source "~/My Life Lab"
+    Init(InitArgs),
+    /// Validate the configuration or show it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Commit each source directory, as it is on disk, into its backup repo.
+    ///
+    /// Everything under the source is captured (tracked, untracked and git-ignored files)
+    /// except nested .git directories, secret-looking files (unless include_secrets) and the
+    /// source's exclude patterns. Unchanged source: no new snapshot, and it says so.
+    ///
+    /// Example: opus-mirror snapshot --source opus
+    Snapshot(SourceArg),
+    /// List the snapshots of each source, newest first.
+    ///
+    /// Example: opus-mirror snapshots --source opus --json
+    Snapshots(SourceArg),
+    /// Show files added, modified and deleted between two snapshots, or since the newest.
+    ///
+    /// No id: newest snapshot → live directory. One id: that snapshot → live directory.
+    /// Two ids: first → second. Ids are commit ids or unique prefixes, or `latest`.
+    ///
+    /// Example: opus-mirror diff --source opus 3fa2c1 latest
+    Diff(DiffArgs),
+    /// Bring files back from a snapshot, into a new directory or into the live source.
+    ///
+    /// Examples:
+    ///   opus-mirror restore --to /tmp/vault-copy
+    ///   opus-mirror restore --at "2026-11-20 18:00" --path vault/notes --in-place
+    ///   opus-mirror restore --snapshot 3fa2c1 --in-place --overwrite --dry-run
+    Restore(RestoreArgs),
+    /// Run a self-contained demo on the bundled demo vault (nothing outside a temp dir).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A directory to protect (repeatable): a git work tree or a plain folder.
+    #[arg(long = "source", value_name = "PATH")]
+    pub sources: Vec<PathBuf>,
+    /// Where backup repos and state go (default $XDG_DATA_HOME/opus-mirror).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print the effective settings (secrets masked).
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArg {
+    /// Only this source (default: all configured sources).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The older snapshot (default: the newest).
+    pub from: Option<String>,
+    /// The newer snapshot (default: the live directory).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The snapshot to restore: an id, a unique prefix, or `latest` (the default).
+    #[arg(long, value_name = "ID", conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore the newest snapshot taken at or before this time
+    /// (2026-11-24, "2026-11-24 18:00", or RFC 3339).
+    #[arg(long, value_name = "DATETIME")]
+    pub at: Option<String>,
+    /// Restore only this file or directory, relative to the source root (repeatable).
+    #[arg(long = "path", value_name = "P")]
+    pub paths: Vec<PathBuf>,
+    /// Restore into this directory (must be empty or missing unless --force).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub to: Option<PathBuf>,
+    /// Restore into the live source: bring back deleted and changed files. Files newer
+    /// than the snapshot are kept unless --overwrite; nothing is deleted; a safety snapshot
+    /// is taken first.
+    #[arg(long)]
+    pub in_place: bool,
+    /// With --to: write into a non-empty directory.
+    #[arg(long)]
+    pub force: bool,
+    /// With --in-place: also replace files changed after the snapshot.
+    #[arg(long, requires = "in_place")]
+    pub overwrite: bool,
+    /// With --in-place: say what would be restored, change nothing.
+    #[arg(long, requires = "in_place")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's files in this directory instead of a temp dir that is removed.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}

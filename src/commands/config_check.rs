@@ -1,0 +1,35 @@
+//! `opus-mirror config check`: validate, then show the effective settings and their origin.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::app::Context;
+use crate::config;
+use crate::exit::Exit;
+
+pub fn run(ctx: &mut Context) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    if ctx.mode.json {
+        let sources: Vec<_> = cfg
+            .sources
+            .iter()
+            .map(|s| {
+                json!({"name": s.name, "path": s.path, "exclude": s.exclude,
+                       "include_secrets": s.include_secrets, "snapshot_branch": s.snapshot_branch})
+            })
+            .collect();
+        let extra: serde_json::Map<_, _> = cfg
+            .extra_env
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(config::mask(v))))
+            .collect();
+        crate::output::print_json(
+            ctx.out,
+            &json!({"file": cfg.file, "state_dir": cfg.state_dir, "origins": cfg.origins, "sources": sources, "env": extra}),
+        )?;
+    } else {
+        write!(ctx.out, "{}", config::render_effective(&cfg))?;
+        ctx.say(format!("\nconfig ok: {} source(s)", cfg.sources.len()))?;
+    }
+    Ok(Exit::Ok)
+}

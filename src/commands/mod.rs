@@ -1,0 +1,8 @@
+//! One module per subcommand: arguments → library call → output. No backup logic here.
+
+pub mod config_check;
+pub mod diff;
+pub mod init;
+pub mod restore;
+pub mod snapshot;
+pub mod snapshots;

@@ -1,0 +1,104 @@
+//! `opus-mirror restore`: bring a snapshot (or some paths of it) back, into a new directory
+//! or into the live source.
+
+use anyhow::Result;
+
+use crate::app::Context;
+use crate::cli::RestoreArgs;
+use crate::exit::{Exit, UserError};
+use crate::git::BackupRepo;
+use crate::output::human_bytes;
+use crate::restore;
+use crate::snapshot::history::{self, Pick};
+
+pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.source.source.as_deref())?;
+    let [source] = sources.as_slice() else {
+        return Err(UserError::usage(
+            "more than one source is configured\n  fix: name one with --source NAME",
+        )
+        .into());
+    };
+    let pick = match (&args.snapshot, &args.at) {
+        (Some(id), _) => Pick::Id(id.clone()),
+        (None, Some(at)) => Pick::At(
+            crate::timeparse::parse_time(at).map_err(|e| UserError::usage(format!("--at: {e}")))?,
+        ),
+        (None, None) => Pick::Latest,
+    };
+    let _lock = ctx.lock(&cfg)?;
+    let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
+    let info = history::resolve(&repo, &source.snapshot_branch, &source.name, &pick)?;
+    let odb = repo.repo.odb()?;
+    let paths = restore::normalise_paths(&args.paths);
+    let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &paths, &info.short)?;
+
+    let report = if args.in_place {
+        if !args.dry_run {
+            // Whatever is live now goes into history first, so the restore cannot lose it.
+            let safety = crate::snapshot::take(&cfg, source, ctx.now)?;
+            if let Some(id) = &safety.created {
+                ctx.say(format!(
+                    "safety snapshot of the live directory: {}",
+                    &id[..12]
+                ))?;
+            }
+        }
+        restore::in_place(
+            &odb,
+            &items,
+            &source.path,
+            &info.short,
+            info.at,
+            args.overwrite,
+            args.dry_run,
+        )?
+    } else {
+        let dest = args
+            .to
+            .as_ref()
+            .expect("clap requires --to without --in-place");
+        restore::to_dir(&odb, &items, dest, args.force, &info.short)?
+    };
+
+    let mut exit = Exit::Ok;
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &report)?;
+    } else {
+        let verb = if report.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        };
+        if report.dry_run {
+            for p in &report.paths {
+                ctx.say(format!("  {p}"))?;
+            }
+        }
+        ctx.say(format!(
+            "{verb} {} item(s), {} from snapshot {} ({}) into {}; {} already identical",
+            report.restored,
+            human_bytes(report.bytes),
+            info.short,
+            info.time,
+            report.destination,
+            report.unchanged
+        ))?;
+    }
+    if !report.kept_newer.is_empty() {
+        exit = Exit::Warnings;
+        eprintln!("warning: kept {} file(s) changed after the snapshot (use --overwrite to replace them):", report.kept_newer.len());
+        for p in &report.kept_newer {
+            eprintln!("  {p}");
+        }
+    }
+    if !report.conflicts.is_empty() {
+        exit = Exit::Warnings;
+        eprintln!("warning: {} item(s) not restored:", report.conflicts.len());
+        for c in &report.conflicts {
+            eprintln!("  {c}");
+        }
+    }
+    Ok(exit)
+}

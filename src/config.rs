@@ -1,0 +1,706 @@
+//! Configuration: found, parsed, layered and validated here and nowhere else.
+//!
+//! Layers, weakest first: the TOML file < a `.env` file next to it < `OPUS_MIRROR_*`
+//! environment variables < command-line flags. Every error names the file, the line and the
+//! key, and says what to do; they all exit with [`Exit::Usage`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::exit::{Exit, HasExit};
+
+/// The file name of the configuration inside `$XDG_CONFIG_HOME/opus-mirror/`.
+pub const CONFIG_FILE_NAME: &str = "config.toml";
+/// The default name of the orphan branch that holds a source's snapshots.
+pub const DEFAULT_SNAPSHOT_BRANCH: &str = "snapshot";
+
+/// Environment variables (and `.env` keys) that override the file. Kept in one table so that
+/// `.env.example`, `config check` and the parser cannot drift apart.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    (
+        "OPUS_MIRROR_CONFIG",
+        "path of the config file (not allowed inside .env)",
+    ),
+    ("OPUS_MIRROR_STATE_DIR", "overrides state_dir"),
+    (
+        "OPUS_MIRROR_LOG",
+        "log filter for stderr, e.g. info or opus_mirror=debug",
+    ),
+];
+
+/// A configuration problem, precise enough to fix without reading the source code.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file at fault (config or .env), if any.
+    pub file: Option<PathBuf>,
+    /// 1-based line in that file, when known.
+    pub line: Option<usize>,
+    /// The key at fault, e.g. `source[2].path`.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut place = Vec::new();
+        if let Some(file) = &self.file {
+            place.push(file.display().to_string());
+        }
+        if let Some(line) = self.line {
+            place.push(format!("line {line}"));
+        }
+        if let Some(key) = &self.key {
+            place.push(format!("key `{key}`"));
+        }
+        if place.is_empty() {
+            write!(f, "config: {}", self.problem)?;
+        } else {
+            write!(f, "config {}: {}", place.join(", "), self.problem)?;
+        }
+        write!(f, "\n  fix: {}", self.fix)
+    }
+}
+
+impl HasExit for ConfigError {
+    fn exit(&self) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// The validated, effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Where backup repos, caches, state and the lock live.
+    pub state_dir: PathBuf,
+    /// Where each effective setting came from, for `config check`.
+    pub origins: BTreeMap<String, String>,
+    pub sources: Vec<Source>,
+    /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
+    /// kept for child processes, shown masked.
+    pub extra_env: BTreeMap<String, String>,
+}
+
+/// One directory that opus-mirror protects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub path: PathBuf,
+    /// gitignore-style patterns, relative to `path`.
+    pub exclude: Vec<String>,
+    /// Back up secret-looking files (`.env`, keys) too.
+    pub include_secrets: bool,
+    /// The branch in the backup repo that holds the snapshots.
+    pub snapshot_branch: String,
+}
+
+impl Config {
+    /// Finds a source by name, or the only source when no name is given.
+    pub fn select_sources(&self, name: Option<&str>) -> Result<Vec<&Source>, ConfigError> {
+        match name {
+            Some(n) => match self.sources.iter().find(|s| s.name == n) {
+                Some(s) => Ok(vec![s]),
+                None => Err(ConfigError {
+                    file: Some(self.file.clone()),
+                    line: None,
+                    key: Some("source.name".into()),
+                    problem: format!("no source named `{n}`"),
+                    fix: format!("use one of: {}", self.source_names()),
+                }),
+            },
+            None if self.sources.is_empty() => Err(ConfigError {
+                file: Some(self.file.clone()),
+                line: None,
+                key: None,
+                problem: "no [[source]] is configured".into(),
+                fix: "add one with `opus-mirror init --source PATH`, or a [[source]] table in the file"
+                    .into(),
+            }),
+            None => Ok(self.sources.iter().collect()),
+        }
+    }
+
+    fn source_names(&self) -> String {
+        let names: Vec<_> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        if names.is_empty() {
+            "(none configured)".into()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+// ---- the file's shape -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<Spanned<String>>,
+    #[serde(default, rename = "source")]
+    sources: Vec<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    include_secrets: bool,
+    snapshot_branch: Option<Spanned<String>>,
+}
+
+// ---- finding the file -------------------------------------------------------------------
+
+/// Where the config file is: `--config`, else `$OPUS_MIRROR_CONFIG`, else
+/// `$XDG_CONFIG_HOME/opus-mirror/config.toml` (`~/.config` when XDG is unset).
+pub fn locate(
+    flag: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = env("OPUS_MIRROR_CONFIG").filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    Ok(xdg_dir(env, "XDG_CONFIG_HOME", ".config")?
+        .join("opus-mirror")
+        .join(CONFIG_FILE_NAME))
+}
+
+/// `$VAR`, else `$HOME/fallback`.
+pub fn xdg_dir(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    fallback: &str,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = env(var).filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    match env("HOME").filter(|s| !s.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(fallback)),
+        None => Err(ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            problem: format!("neither ${var} nor $HOME is set"),
+            fix: "set HOME, or pass --config PATH".into(),
+        }),
+    }
+}
+
+// ---- loading ----------------------------------------------------------------------------
+
+/// Loads and validates the configuration at `path`. `env` reads the process environment
+/// (passed in so tests control it).
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError {
+                file: Some(path.to_path_buf()),
+                line: None,
+                key: None,
+                problem: "the config file does not exist".into(),
+                fix: "create it with `opus-mirror init --source PATH`, or point --config / OPUS_MIRROR_CONFIG at yours".into(),
+            })
+        }
+        Err(e) => {
+            return Err(ConfigError {
+                file: Some(path.to_path_buf()),
+                line: None,
+                key: None,
+                problem: format!("cannot read the config file: {e}"),
+                fix: "check the file's permissions".into(),
+            })
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dotenv = load_dotenv(&base.join(".env"))?;
+    parse(path, &text, &dotenv, env)
+}
+
+/// One `KEY=value` from a `.env` file, with its line for error messages.
+#[derive(Debug, Clone)]
+struct DotenvEntry {
+    value: String,
+    line: usize,
+}
+
+#[derive(Debug, Default)]
+struct Dotenv {
+    file: PathBuf,
+    entries: BTreeMap<String, DotenvEntry>,
+}
+
+/// Reads `.env` beside the config if there is one. Unknown `OPUS_MIRROR_*` keys are errors
+/// (a typo there would silently do nothing); other keys are kept for child processes.
+fn load_dotenv(path: &Path) -> Result<Dotenv, ConfigError> {
+    let mut out = Dotenv {
+        file: path.to_path_buf(),
+        entries: BTreeMap::new(),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(ConfigError {
+                file: Some(path.to_path_buf()),
+                line: None,
+                key: None,
+                problem: format!("cannot read .env: {e}"),
+                fix: "check the file's permissions".into(),
+            })
+        }
+    };
+    // Parse line by line ourselves first, so errors can name the line; dotenvy then handles
+    // quoting and escapes of each value exactly as other .env tools do.
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let body = trimmed.strip_prefix("export ").unwrap_or(trimmed);
+        let Some((key, _)) = body.split_once('=') else {
+            return Err(ConfigError {
+                file: Some(path.to_path_buf()),
+                line: Some(line),
+                key: None,
+                problem: "expected KEY=value".into(),
+                fix: "write one KEY=value per line; see .env.example".into(),
+            });
+        };
+        let key = key.trim().to_string();
+        let value = match dotenvy::from_read_iter(body.as_bytes()).next() {
+            Some(Ok((_, v))) => v,
+            _ => {
+                return Err(ConfigError {
+                    file: Some(path.to_path_buf()),
+                    line: Some(line),
+                    key: Some(key),
+                    problem: "the value cannot be parsed".into(),
+                    fix: "quote the value: KEY=\"value\"".into(),
+                })
+            }
+        };
+        if key.starts_with("OPUS_MIRROR_")
+            && (key == "OPUS_MIRROR_CONFIG" || !ENV_KEYS.iter().any(|(k, _)| *k == key))
+        {
+            {
+                return Err(ConfigError {
+                    file: Some(path.to_path_buf()),
+                    line: Some(line),
+                    key: Some(key.clone()),
+                    problem: format!("`{key}` is not a setting .env can hold"),
+                    fix: format!(
+                        "use one of: {} (see .env.example)",
+                        ENV_KEYS
+                            .iter()
+                            .filter(|(k, _)| *k != "OPUS_MIRROR_CONFIG")
+                            .map(|(k, _)| *k)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+        out.entries.insert(key, DotenvEntry { value, line });
+    }
+    Ok(out)
+}
+
+/// Parses and validates config text. Separate from [`load`] so tests can feed text directly.
+fn parse(
+    path: &Path,
+    text: &str,
+    dotenv: &Dotenv,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut origins = BTreeMap::new();
+    let at = |span: std::ops::Range<usize>| line_of(text, span.start);
+    let file_disp = path.display().to_string();
+
+    // state_dir: file < .env < env.
+    let mut state_dir = match &raw.state_dir {
+        Some(s) => {
+            origins.insert(
+                "state_dir".into(),
+                format!("{file_disp} line {}", at(s.span())),
+            );
+            expand_path(s.get_ref(), &base, env)
+        }
+        None => {
+            origins.insert(
+                "state_dir".into(),
+                "default ($XDG_DATA_HOME/opus-mirror)".into(),
+            );
+            xdg_dir(env, "XDG_DATA_HOME", ".local/share")?.join("opus-mirror")
+        }
+    };
+    if let Some(e) = dotenv.entries.get("OPUS_MIRROR_STATE_DIR") {
+        state_dir = expand_path(&e.value, &base, env);
+        origins.insert(
+            "state_dir".into(),
+            format!("{} line {}", dotenv.file.display(), e.line),
+        );
+    }
+    if let Some(v) = env("OPUS_MIRROR_STATE_DIR").filter(|s| !s.is_empty()) {
+        state_dir = expand_path(&v, &base, env);
+        origins.insert(
+            "state_dir".into(),
+            "environment OPUS_MIRROR_STATE_DIR".into(),
+        );
+    }
+
+    let mut sources = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, rs) in raw.sources.iter().enumerate() {
+        let key = |k: &str| format!("source[{}].{k}", i + 1);
+        let err =
+            |span: std::ops::Range<usize>, k: &str, problem: String, fix: String| ConfigError {
+                file: Some(path.to_path_buf()),
+                line: Some(at(span)),
+                key: Some(key(k)),
+                problem,
+                fix,
+            };
+        let name = rs.name.get_ref().clone();
+        if !valid_name(&name) {
+            return Err(err(
+                rs.name.span(),
+                "name",
+                format!("`{name}` is not a valid source name"),
+                "use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+                    .into(),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(err(
+                rs.name.span(),
+                "name",
+                format!("the source name `{name}` is used twice"),
+                "give every [[source]] its own name".into(),
+            ));
+        }
+        let spath = expand_path(rs.path.get_ref(), &base, env);
+        match std::fs::metadata(&spath) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(err(
+                    rs.path.span(),
+                    "path",
+                    format!("{} is a file, not a directory", spath.display()),
+                    "point path at the directory to back up (a git work tree or a plain folder)"
+                        .into(),
+                ))
+            }
+            Err(_) => {
+                return Err(err(
+                    rs.path.span(),
+                    "path",
+                    format!("the directory {} does not exist", spath.display()),
+                    "correct the path, or create the directory".into(),
+                ))
+            }
+        }
+        let branch = match &rs.snapshot_branch {
+            Some(b) => {
+                if !git2::Reference::is_valid_name(&format!("refs/heads/{}", b.get_ref())) {
+                    return Err(err(
+                        b.span(),
+                        "snapshot_branch",
+                        format!("`{}` is not a valid git branch name", b.get_ref()),
+                        format!("use a simple name such as `{DEFAULT_SNAPSHOT_BRANCH}`"),
+                    ));
+                }
+                b.get_ref().clone()
+            }
+            None => DEFAULT_SNAPSHOT_BRANCH.to_string(),
+        };
+        for (j, pat) in rs.exclude.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(pat.trim_start_matches('/').trim_end_matches('/')) {
+                return Err(ConfigError {
+                    file: Some(path.to_path_buf()),
+                    line: Some(at(rs.name.span())),
+                    key: Some(format!("{}[{}]", key("exclude"), j + 1)),
+                    problem: format!("`{pat}` is not a valid pattern: {}", e.kind()),
+                    fix: "use gitignore-style globs such as `*.tmp`, `node_modules/`, `/build`"
+                        .into(),
+                });
+            }
+        }
+        origins.insert(
+            key("path"),
+            format!("{file_disp} line {}", at(rs.path.span())),
+        );
+        sources.push(Source {
+            name,
+            path: spath,
+            exclude: rs.exclude.clone(),
+            include_secrets: rs.include_secrets,
+            snapshot_branch: branch,
+        });
+    }
+
+    let extra_env = dotenv
+        .entries
+        .iter()
+        .filter(|(k, _)| !k.starts_with("OPUS_MIRROR_"))
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    Ok(Config {
+        file: path.to_path_buf(),
+        state_dir,
+        origins,
+        sources,
+        extra_env,
+    })
+}
+
+/// Source names become directory names and ref names: keep them boring.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        && name.len() <= 64
+}
+
+/// Expands `~/` and makes a relative path relative to the config file's directory.
+fn expand_path(s: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    let p = if let Some(rest) = s.strip_prefix("~/") {
+        PathBuf::from(env("HOME").unwrap_or_default()).join(rest)
+    } else if s == "~" {
+        PathBuf::from(env("HOME").unwrap_or_default())
+    } else {
+        PathBuf::from(s)
+    };
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Turns a TOML/serde error into one that names line and key and suggests a fix.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(text, s.start));
+    let key = e
+        .span()
+        .map(|s| text[s].trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.contains('\n') && k.len() < 60);
+    let msg = e.message().trim().to_string();
+    let fix = if msg.starts_with("unknown field") {
+        "remove or rename the key; `opus-mirror init` writes a commented example of every key"
+    } else if msg.starts_with("missing field") {
+        "add the key; every [[source]] needs `name` and `path`"
+    } else if msg.starts_with("invalid type") {
+        "give the value the type the key expects (strings in quotes, lists in [ ])"
+    } else {
+        "fix the TOML syntax at that line"
+    };
+    ConfigError {
+        file: Some(path.to_path_buf()),
+        line,
+        key,
+        problem: msg,
+        fix: fix.into(),
+    }
+}
+
+/// Masks a secret for display: enough to recognise it, never enough to use it.
+pub fn mask(value: &str) -> String {
+    if value.len() <= 4 {
+        "****".into()
+    } else {
+        format!("{}****", &value[..2.min(value.len())])
+    }
+}
+
+/// Renders the effective configuration as TOML-like text with where each value came from.
+pub fn render_effective(cfg: &Config) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# effective configuration from {}\n",
+        cfg.file.display()
+    ));
+    s.push_str(&format!(
+        "state_dir = {:?}  # {}\n",
+        cfg.state_dir.display().to_string(),
+        cfg.origins
+            .get("state_dir")
+            .map(String::as_str)
+            .unwrap_or("default")
+    ));
+    for src in &cfg.sources {
+        s.push_str("\n[[source]]\n");
+        s.push_str(&format!("name = {:?}\n", src.name));
+        s.push_str(&format!("path = {:?}\n", src.path.display().to_string()));
+        s.push_str(&format!("exclude = {:?}\n", src.exclude));
+        s.push_str(&format!("include_secrets = {}\n", src.include_secrets));
+        s.push_str(&format!("snapshot_branch = {:?}\n", src.snapshot_branch));
+    }
+    if !cfg.extra_env.is_empty() {
+        s.push_str("\n# other variables from .env (passed to child processes, values masked)\n");
+        for (k, v) in &cfg.extra_env {
+            s.push_str(&format!("# {k} = {}\n", mask(v)));
+        }
+    }
+    s
+}
+
+/// The commented starter config written by `init`.
+pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -> String {
+    let mut s = String::from(
+        "# opus-mirror configuration. Check it with `opus-mirror config check`.\n\
+         # Settings can be overridden by OPUS_MIRROR_* variables in the environment or in a\n\
+         # .env file next to this one (see .env.example).\n\n",
+    );
+    match state_dir {
+        Some(d) => s.push_str(&format!("state_dir = {:?}\n\n", d.display().to_string())),
+        None => s.push_str(
+            "# Where backup repos, caches and state live. Default: $XDG_DATA_HOME/opus-mirror.\n\
+             # state_dir = \"~/.local/share/opus-mirror\"\n\n",
+        ),
+    }
+    s.push_str(
+        "# One [[source]] per directory to protect: a git work tree or a plain folder.\n\
+         # Every snapshot captures the directory as it is on disk: tracked, untracked and\n\
+         # git-ignored files alike. Nested .git directories are always left out.\n\
+         #\n\
+         # Secret-looking files are left out by default: .env, .env.* (but not .env.example),\n\
+         # *.pem, *.key, id_rsa*, id_ed25519*. Set include_secrets = true to back them up too\n\
+         # (snapshots and bundles are then as sensitive as those files).\n",
+    );
+    if sources.is_empty() {
+        s.push_str(
+            "#\n# [[source]]\n# name = \"opus\"\n# path = \"~/opus\"\n# exclude = [\"node_modules/\", \"*.tmp\"]\n",
+        );
+    }
+    for (name, path) in sources {
+        s.push_str(&format!(
+            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n",
+            path.display().to_string()
+        ));
+    }
+    s
+}
+
+/// Derives a valid, unused source name from a directory's name.
+pub fn name_for(path: &Path, taken: &[String]) -> String {
+    let base: String = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(48)
+        .collect();
+    let base = if base.is_empty() {
+        "source".to_string()
+    } else {
+        base
+    };
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn names_are_derived_and_deduplicated() {
+        assert_eq!(name_for(Path::new("/x/My Life Lab"), &[]), "my-life-lab");
+        assert_eq!(name_for(Path::new("/x/opus"), &["opus".into()]), "opus-2");
+        assert_eq!(name_for(Path::new("/"), &[]), "source");
+    }
+
+    #[test]
+    fn locate_prefers_flag_then_env_then_xdg() {
+        let env = |k: &str| match k {
+            "OPUS_MIRROR_CONFIG" => Some("/e/c.toml".to_string()),
+            "HOME" => Some("/home/u".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            locate(Some(Path::new("/f.toml")), &env).unwrap(),
+            PathBuf::from("/f.toml")
+        );
+        assert_eq!(locate(None, &env).unwrap(), PathBuf::from("/e/c.toml"));
+        let home_only = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(
+            locate(None, &home_only).unwrap(),
+            PathBuf::from("/home/u/.config/opus-mirror/config.toml")
+        );
+        assert!(locate(None, &no_env).is_err());
+    }
+
+    #[test]
+    fn starter_config_parses_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = starter_config(Some(dir.path()), &[("v".into(), dir.path().to_path_buf())]);
+        let cfg = parse(
+            &dir.path().join("c.toml"),
+            &text,
+            &Dotenv::default(),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(cfg.sources.len(), 1);
+        assert_eq!(cfg.sources[0].snapshot_branch, DEFAULT_SNAPSHOT_BRANCH);
+        let empty = starter_config(None, &[]);
+        let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
+        assert!(
+            parse(Path::new("/c.toml"), &empty, &Dotenv::default(), &home)
+                .unwrap()
+                .sources
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn mask_hides_most_of_a_secret() {
+        assert_eq!(mask("abc"), "****");
+        assert_eq!(mask("supersecret"), "su****");
+    }
+}

@@ -1,0 +1,205 @@
+//! `opus-mirror demo`: the whole story on the bundled demo vault, inside one temp directory:
+//! snapshot, a change, a diff, a misfiring script, a restore, and stock git agreeing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+
+use anyhow::{bail, Result};
+
+use crate::app::Context;
+use crate::cli::DemoArgs;
+use crate::commands::snapshot::describe;
+use crate::config;
+use crate::exit::Exit;
+use crate::git::BackupRepo;
+use crate::restore;
+use crate::snapshot::{self, diff, history};
+
+/// Where the demo vault is: next to the sources this binary was built from.
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("demo-vault")
+}
+
+/// Copies a tree, keeping symlinks as links and the executable bit.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for e in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let e = e?;
+        let rel = e
+            .path()
+            .strip_prefix(from)
+            .expect("walkdir stays below its root");
+        let dest = to.join(rel);
+        let ft = e.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&dest)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(e.path())?, &dest)?;
+        } else {
+            fs::copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
+    let src = fixture();
+    if !src.is_dir() {
+        bail!("the demo vault {} is missing\n  fix: run the demo from a clone of the opus-mirror repository", src.display());
+    }
+    let tmp;
+    let base = match &args.keep {
+        Some(d) => {
+            fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("opus-mirror-demo-")
+                .tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let vault = base.join("vault");
+    if vault.exists() {
+        bail!(
+            "{} already exists\n  fix: give --keep an empty directory",
+            vault.display()
+        );
+    }
+    copy_tree(&src, &vault)?;
+    fs::create_dir_all(vault.join("inbox"))?;
+    fs::write(vault.join(".env"), "API_TOKEN=not-for-backups\n")?;
+    let cfg_path = base.join("config.toml");
+    let text = config::starter_config(Some(&base.join("state")), &[("demo".into(), vault.clone())]);
+    fs::write(&cfg_path, text)?;
+    let cfg = config::load(&cfg_path, &|k| {
+        if k == "HOME" {
+            std::env::var(k).ok()
+        } else {
+            None
+        }
+    })?;
+    let source = &cfg.sources[0];
+    let _lock = ctx.lock(&cfg)?;
+
+    ctx.say(format!("opus-mirror demo in {}", base.display()))?;
+    ctx.say(format!(
+        "vault: {} (notes, an attachment, .obsidian/, a unicode name, a symlink,",
+        vault.display()
+    ))?;
+    ctx.say("       an executable script, an empty folder, and a .env secret that stays out)")?;
+    ctx.say(format!("config: {}\n", cfg_path.display()))?;
+
+    ctx.say("$ opus-mirror snapshot")?;
+    let first = snapshot::take(&cfg, source, ctx.now)?;
+    ctx.say(format!("  {}", describe(&first)))?;
+    let again = snapshot::take(&cfg, source, ctx.now)?;
+    ctx.say(format!(
+        "$ opus-mirror snapshot   # again, nothing changed\n  {}",
+        describe(&again)
+    ))?;
+
+    ctx.say("\n# a day of work: edit a note, delete one, add an attachment")?;
+    let plan = vault.join("10_projects/opus/Backup plan.md");
+    let mut text = fs::read_to_string(&plan)?;
+    text.push_str("- [x] ran the opus-mirror demo\n");
+    fs::write(&plan, text)?;
+    fs::remove_file(vault.join("journal/2026/2026-11-23.md"))?;
+    fs::write(
+        vault.join("attachments/scan.pdf"),
+        b"%PDF-1.4\n% demo attachment\n",
+    )?;
+    ctx.say("$ opus-mirror diff")?;
+    let (repo, live) = snapshot::build_live(&cfg, source)?;
+    let odb = repo.repo.odb()?;
+    let prev_tree = repo
+        .repo
+        .find_commit(git2::Oid::from_str(
+            first.snapshot.as_deref().expect("first snapshot exists"),
+        )?)?
+        .tree_id();
+    for c in diff::diff(&odb, &live.trees, Some(prev_tree), Some(live.tree))? {
+        ctx.say(format!(
+            "  {} {}",
+            format!("{:?}", c.kind).to_lowercase(),
+            c.path
+        ))?;
+    }
+    let second = snapshot::take(&cfg, source, ctx.now)?;
+    ctx.say(format!("$ opus-mirror snapshot\n  {}", describe(&second)))?;
+
+    ctx.say("\n# a misfiring script deletes 10_projects/ and empties a note")?;
+    fs::remove_dir_all(vault.join("10_projects"))?;
+    fs::write(vault.join("20_areas/health/Sleep.md"), "")?;
+    let info = history::resolve(
+        &repo,
+        &source.snapshot_branch,
+        &source.name,
+        &history::Pick::Latest,
+    )?;
+    let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &[], &info.short)?;
+    let safety = snapshot::take(&cfg, source, ctx.now)?;
+    ctx.say(format!(
+        "$ opus-mirror restore --in-place --snapshot {}",
+        info.short
+    ))?;
+    ctx.say(format!("  safety snapshot first: {}", describe(&safety)))?;
+    // The damage happened "after" the snapshot, so the emptied note counts as newer: the
+    // demo passes --overwrite, as a user who knows the script did it would.
+    let rep = restore::in_place(
+        &odb,
+        &items,
+        &vault,
+        &info.short,
+        info.at - chrono::Duration::days(1),
+        true,
+        false,
+    )?;
+    ctx.say(format!(
+        "  restored {} item(s); {} were already identical",
+        rep.restored, rep.unchanged
+    ))?;
+
+    let copy = base.join("restored");
+    ctx.say(format!("\n$ opus-mirror restore --to {}", copy.display()))?;
+    let rep = restore::to_dir(&odb, &items, &copy, false, &info.short)?;
+    ctx.say(format!("  restored {} item(s)", rep.restored))?;
+    let check_src = config::Source {
+        path: copy.clone(),
+        ..source.clone()
+    };
+    let (_, rebuilt) = snapshot::build_live(&cfg, &check_src)?;
+    let same = rebuilt.tree.to_string() == info.tree;
+    ctx.say(format!(
+        "  restored tree {} the snapshot's tree ({}): every byte, mode, link and empty folder",
+        if same { "equals" } else { "DIFFERS FROM" },
+        &info.tree[..12]
+    ))?;
+
+    let git_dir = BackupRepo::location(&cfg.state_dir, &source.name);
+    ctx.say(format!(
+        "\n$ git --git-dir {} log --oneline {}",
+        git_dir.display(),
+        source.snapshot_branch
+    ))?;
+    match Proc::new("git")
+        .arg("--git-dir")
+        .arg(&git_dir)
+        .args(["log", "--oneline", &source.snapshot_branch])
+        .output()
+    {
+        Ok(o) => {
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                ctx.say(format!("  {l}"))?;
+            }
+        }
+        Err(_) => ctx.say("  (git is not installed; skipped)")?,
+    }
+    if args.keep.is_none() {
+        ctx.say("\n(the demo directory is removed now; pass --keep DIR to look around)")?;
+    }
+    Ok(if same { Exit::Ok } else { Exit::Failed })
+}

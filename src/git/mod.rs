@@ -1,0 +1,7 @@
+//! Everything that talks to git: the object format we write ourselves, and the backup repo
+//! we open with libgit2.
+
+pub mod backup_repo;
+pub mod objects;
+
+pub use backup_repo::BackupRepo;

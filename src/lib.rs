@@ -1,0 +1,21 @@
+//! opus-mirror: makes a git-based personal system recoverable.
+//!
+//! The library holds every capability; `main.rs` and `cli.rs` are a thin shell over it, so the
+//! backup logic can be tested without the binary. Data flows one way:
+//! config → plan → steps → report.
+
+pub mod app;
+pub mod atomic;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod exit;
+pub mod git;
+pub mod lock;
+pub mod output;
+pub mod restore;
+pub mod snapshot;
+pub mod timeparse;
+
+pub use exit::Exit;

@@ -1,0 +1,67 @@
+//! How results reach the user: data on stdout (a human table or `--json`), logs and progress
+//! on stderr, progress only on a terminal and never with `--json` or `--quiet`.
+
+use std::io::{IsTerminal, Write};
+
+/// Output settings shared by every command.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputMode {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl OutputMode {
+    /// Whether progress may be drawn on stderr.
+    pub fn progress(&self) -> bool {
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// Prints a value as pretty JSON followed by a newline.
+pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Formats a byte count the way people read it.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// A path from a git tree (raw bytes) as text for people: lossless for UTF-8, escaped otherwise.
+pub fn display_path(p: &[u8]) -> String {
+    match std::str::from_utf8(p) {
+        Ok(s) => s.to_string(),
+        Err(_) => p.escape_ascii().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(210 * 1024 * 1024), "210.0 MiB");
+    }
+
+    #[test]
+    fn non_utf8_paths_are_escaped() {
+        assert_eq!(display_path(b"caf\xc3\xa9.md"), "café.md");
+        assert_eq!(display_path(b"bad\xff.md"), "bad\\xff.md");
+    }
+}

@@ -1,0 +1,134 @@
+//! What a snapshot leaves out, and why: nested `.git` always; secret-looking files unless the
+//! source opts in; the source's own gitignore-style `exclude` patterns.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::config::Source;
+
+/// Decides, for each path under a source, whether it belongs in the snapshot.
+pub struct Filter {
+    user: Gitignore,
+    include_secrets: bool,
+}
+
+/// Why an entry was left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Excluded {
+    Git,
+    Secret,
+    Pattern,
+}
+
+impl Filter {
+    /// Builds the filter of a source. Patterns were validated when the config was loaded.
+    pub fn new(source: &Source) -> anyhow::Result<Filter> {
+        let mut b = GitignoreBuilder::new(&source.path);
+        for pat in &source.exclude {
+            b.add_line(None, pat).map_err(|e| {
+                anyhow::anyhow!("exclude pattern `{pat}` of source {}: {e}", source.name)
+            })?;
+        }
+        Ok(Filter {
+            user: b.build()?,
+            include_secrets: source.include_secrets,
+        })
+    }
+
+    /// Whether the entry at `rel` (relative to the source root) is left out.
+    pub fn excluded(&self, rel: &[u8], name: &[u8], is_dir: bool) -> Option<Excluded> {
+        if name == b".git" {
+            return Some(Excluded::Git);
+        }
+        if !is_dir && !self.include_secrets && is_secret(name) {
+            return Some(Excluded::Secret);
+        }
+        if !self.user.is_empty()
+            && self
+                .user
+                .matched(Path::new(OsStr::from_bytes(rel)), is_dir)
+                .is_ignore()
+        {
+            return Some(Excluded::Pattern);
+        }
+        None
+    }
+}
+
+/// Secret-looking file names, left out unless `include_secrets` is set.
+pub fn is_secret(name: &[u8]) -> bool {
+    name == b".env"
+        || (name.starts_with(b".env.") && name != b".env.example")
+        || name.ends_with(b".pem")
+        || name.ends_with(b".key")
+        || name.starts_with(b"id_rsa")
+        || name.starts_with(b"id_ed25519")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(exclude: &[&str], include_secrets: bool) -> Source {
+        Source {
+            name: "t".into(),
+            path: "/v".into(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            include_secrets,
+            snapshot_branch: "snapshot".into(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_out_by_default_but_env_example_stays() {
+        let f = Filter::new(&source(&[], false)).unwrap();
+        for n in [
+            ".env",
+            ".env.local",
+            "server.pem",
+            "tls.key",
+            "id_rsa",
+            "id_ed25519.pub",
+        ] {
+            assert_eq!(
+                f.excluded(n.as_bytes(), n.as_bytes(), false),
+                Some(Excluded::Secret),
+                "{n}"
+            );
+        }
+        for n in [".env.example", "notes.md", "keyboard.md"] {
+            assert_eq!(f.excluded(n.as_bytes(), n.as_bytes(), false), None, "{n}");
+        }
+        let all = Filter::new(&source(&[], true)).unwrap();
+        assert_eq!(all.excluded(b".env", b".env", false), None);
+    }
+
+    #[test]
+    fn nested_git_is_always_out() {
+        let f = Filter::new(&source(&[], true)).unwrap();
+        assert_eq!(f.excluded(b"sub/.git", b".git", true), Some(Excluded::Git));
+        assert_eq!(f.excluded(b"sub/.git", b".git", false), Some(Excluded::Git));
+    }
+
+    #[test]
+    fn patterns_follow_gitignore_rules() {
+        let f = Filter::new(&source(&["node_modules/", "*.tmp", "/build"], false)).unwrap();
+        assert_eq!(
+            f.excluded(b"a/node_modules", b"node_modules", true),
+            Some(Excluded::Pattern)
+        );
+        assert_eq!(f.excluded(b"a/node_modules", b"node_modules", false), None);
+        assert_eq!(
+            f.excluded(b"x/y.tmp", b"y.tmp", false),
+            Some(Excluded::Pattern)
+        );
+        assert_eq!(
+            f.excluded(b"build", b"build", true),
+            Some(Excluded::Pattern)
+        );
+        assert_eq!(f.excluded(b"src/build", b"build", true), None);
+    }
+}

@@ -1,0 +1,118 @@
+//! Reading the snapshot history back: the first-parent chain of the snapshot branch, with
+//! the counts each commit message records, and resolving what a user names (`--snapshot`
+//! id prefix, `latest`, `--at` a time).
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, TimeZone, Utc};
+use git2::Oid;
+use serde::Serialize;
+
+use crate::exit::UserError;
+use crate::git::BackupRepo;
+
+/// One snapshot as listed by `opus-mirror snapshots`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    pub id: String,
+    pub short: String,
+    pub time: String,
+    #[serde(skip)]
+    pub at: DateTime<Utc>,
+    pub tree: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    pub skipped: u64,
+}
+
+fn trailer(msg: &str, key: &str) -> u64 {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every snapshot on `branch`, newest first.
+pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
+    let mut out = Vec::new();
+    let mut next = repo.tip(branch)?;
+    while let Some(id) = next {
+        let c = repo
+            .repo
+            .find_commit(id)
+            .with_context(|| format!("snapshot {id} is missing from {}", repo.path.display()))?;
+        let msg = c.message_raw().unwrap_or_default();
+        let at = Utc
+            .timestamp_opt(c.time().seconds(), 0)
+            .single()
+            .unwrap_or_default();
+        out.push(Info {
+            id: id.to_string(),
+            short: id.to_string()[..12].to_string(),
+            time: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            at,
+            tree: c.tree_id().to_string(),
+            files: trailer(msg, "Files"),
+            bytes: trailer(msg, "Bytes"),
+            added: trailer(msg, "Added"),
+            modified: trailer(msg, "Modified"),
+            deleted: trailer(msg, "Deleted"),
+            skipped: trailer(msg, "Skipped"),
+        });
+        next = c.parent_ids().next();
+    }
+    Ok(out)
+}
+
+/// What the user asked for by `--snapshot` / `--at`.
+#[derive(Debug, Clone)]
+pub enum Pick {
+    Latest,
+    Id(String),
+    At(DateTime<Utc>),
+}
+
+/// Resolves a pick to a snapshot of `branch`; errors say what exists.
+pub fn resolve(repo: &BackupRepo, branch: &str, source: &str, pick: &Pick) -> Result<Info> {
+    let all = list(repo, branch)?;
+    if all.is_empty() {
+        return Err(UserError::usage(format!(
+            "source `{source}` has no snapshots yet\n  fix: run `opus-mirror snapshot --source {source}` first"
+        ))
+        .into());
+    }
+    let found = match pick {
+        Pick::Latest => all.first().cloned(),
+        Pick::Id(s) if s == "latest" => all.first().cloned(),
+        Pick::Id(s) => {
+            let s = s.to_ascii_lowercase();
+            let hits: Vec<_> = all.iter().filter(|i| i.id.starts_with(&s)).collect();
+            if hits.len() > 1 {
+                return Err(UserError::usage(format!(
+                    "snapshot id `{s}` is ambiguous\n  fix: give more characters of the id"
+                ))
+                .into());
+            }
+            hits.first().map(|i| (*i).clone())
+        }
+        Pick::At(t) => all.iter().find(|i| i.at <= *t).cloned(),
+    };
+    found.ok_or_else(|| {
+        let what = match pick {
+            Pick::At(t) => format!("no snapshot of `{source}` is as old as {}", t.to_rfc3339()),
+            Pick::Id(s) => format!("source `{source}` has no snapshot `{s}`"),
+            Pick::Latest => unreachable!("the list is not empty"),
+        };
+        UserError::usage(format!(
+            "{what}\n  fix: `opus-mirror snapshots --source {source}` lists them"
+        ))
+        .into()
+    })
+}
+
+/// The id of a snapshot as a git object id.
+pub fn oid(info: &Info) -> Oid {
+    Oid::from_str(&info.id).expect("ids in the list come from git")
+}

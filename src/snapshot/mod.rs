@@ -1,0 +1,266 @@
+//! Vault snapshots: the whole source directory as it is on disk, committed into an orphan
+//! branch of the source's backup repo. The user's own repository is only ever read.
+//!
+//! One snapshot: stat walk → hash what the stat cache cannot vouch for (new blobs streamed
+//! into one pack) → build trees → if the root tree equals the previous snapshot's, stop
+//! ("unchanged") → else write the commit into the same pack, install the pack, move the
+//! branch (compare-and-swap), save the stat cache.
+
+pub mod diff;
+pub mod filter;
+pub mod hash;
+pub mod history;
+pub mod maintain;
+pub mod pack;
+pub mod statcache;
+pub mod tree;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use git2::Oid;
+use serde::Serialize;
+
+use crate::config::{Config, Source};
+use crate::git::objects::{self, Kind, Signature, TreeEntry};
+use crate::git::BackupRepo;
+use diff::{Change, Summary};
+use pack::PackWriter;
+use statcache::StatCache;
+use tree::{Counts, TreeBuilder};
+use walk::Skipped;
+
+/// Where a source's stat cache lives.
+pub fn cache_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
+    state_dir.join("cache").join(format!("{name}.statcache"))
+}
+
+/// What one snapshot did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub source: String,
+    /// The new snapshot, or None when nothing changed.
+    pub created: Option<String>,
+    /// The newest snapshot after this run.
+    pub snapshot: Option<String>,
+    pub previous: Option<String>,
+    pub time: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub changes: Summary,
+    /// Files whose content was read this time (the stat cache vouched for the rest).
+    pub read_files: u64,
+    pub read_bytes: u64,
+    pub new_objects: u64,
+    pub excluded: u64,
+    pub skipped: Vec<Skipped>,
+    pub elapsed_ms: u64,
+}
+
+/// The live directory turned into trees, without committing anything.
+pub struct Built {
+    pub tree: Oid,
+    pub trees: HashMap<Oid, Vec<TreeEntry>>,
+    pub counts: Counts,
+    pub skipped: Vec<Skipped>,
+    pub excluded: u64,
+    pub read_files: u64,
+    pub read_bytes: u64,
+    pub new_objects: u64,
+    files: Vec<walk::FileRec>,
+}
+
+/// Loads the stat cache if it may be trusted for this backup repo.
+fn trusted_cache(repo: &BackupRepo, path: &std::path::Path) -> StatCache {
+    let cache = StatCache::load(path);
+    match cache.commit {
+        Some(c) if repo.repo.odb().map(|o| o.exists(c)).unwrap_or(false) => cache,
+        _ => StatCache::default(),
+    }
+}
+
+/// Walks and hashes the source. With `pack`, new objects are written into it.
+fn build(
+    source: &Source,
+    repo: &BackupRepo,
+    cache: &StatCache,
+    pack: Option<&mut PackWriter>,
+) -> Result<Built> {
+    let filter = filter::Filter::new(source)?;
+    let mut scan = walk::scan(&source.path, &filter)
+        .with_context(|| format!("cannot read the source directory {}", source.path.display()))?;
+    let odb = repo.repo.odb()?;
+    let mut todo = Vec::new();
+    {
+        let mut all = Vec::new();
+        walk::files_mut(&mut scan.root, &mut all);
+        for f in all {
+            match cache.lookup(&f.rel, &f.stat, f.exec) {
+                Some(oid) => f.oid = Some(oid),
+                None => todo.push(f),
+            }
+        }
+    }
+    let mut skipped = std::mem::take(&mut scan.skipped);
+    let mut pack = pack;
+    let hs = hash::hash_files(&source.path, todo, &odb, pack.as_deref_mut(), &mut skipped)?;
+    let mut tb = TreeBuilder::new(&odb, pack);
+    let tree = tb.build(&scan.root)?;
+    let (trees, counts, tree_objects) = (tb.trees, tb.counts, tb.new_objects);
+    let mut files = Vec::new();
+    collect_files(scan.root, &mut files);
+    Ok(Built {
+        tree,
+        trees,
+        counts,
+        skipped,
+        excluded: scan.excluded,
+        read_files: hs.files,
+        read_bytes: hs.bytes,
+        new_objects: hs.new_objects + tree_objects,
+        files,
+    })
+}
+
+fn collect_files(nodes: Vec<(Vec<u8>, walk::Node)>, out: &mut Vec<walk::FileRec>) {
+    for (_, n) in nodes {
+        match n {
+            walk::Node::File(f) => out.push(f),
+            walk::Node::Dir(c) => collect_files(c, out),
+            walk::Node::Symlink { .. } => {}
+        }
+    }
+}
+
+/// Builds the live tree without writing anything (for `diff` against the live directory).
+pub fn build_live(cfg: &Config, source: &Source) -> Result<(BackupRepo, Built)> {
+    let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
+    let cache = trusted_cache(&repo, &cache_path(&cfg.state_dir, &source.name));
+    let built = build(source, &repo, &cache, None)?;
+    Ok((repo, built))
+}
+
+/// Takes one snapshot of `source`. The caller holds the run lock.
+pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome> {
+    let started = Instant::now();
+    let repo = BackupRepo::create(
+        &BackupRepo::location(&cfg.state_dir, &source.name),
+        &source.snapshot_branch,
+        &source.path,
+    )?;
+    let cache_file = cache_path(&cfg.state_dir, &source.name);
+    let cache = trusted_cache(&repo, &cache_file);
+    pack::sweep_temp(&repo.pack_dir());
+    let previous = repo.tip(&source.snapshot_branch)?;
+    let prev_tree = match previous {
+        Some(c) => Some(
+            repo.repo
+                .find_commit(c)
+                .with_context(|| format!("snapshot {c} is missing from the backup repo"))?
+                .tree_id(),
+        ),
+        None => None,
+    };
+
+    let mut pack =
+        PackWriter::create(&repo.pack_dir()).context("cannot start a pack in the backup repo")?;
+    let built = match build(source, &repo, &cache, Some(&mut pack)) {
+        Ok(b) => b,
+        Err(e) => {
+            pack.abandon();
+            return Err(e);
+        }
+    };
+    let odb = repo.repo.odb()?;
+    let time = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut outcome = Outcome {
+        source: source.name.clone(),
+        created: None,
+        snapshot: previous.map(|o| o.to_string()),
+        previous: previous.map(|o| o.to_string()),
+        time: time.clone(),
+        counts: built.counts,
+        changes: Summary::default(),
+        read_files: built.read_files,
+        read_bytes: built.read_bytes,
+        new_objects: built.new_objects,
+        excluded: built.excluded,
+        skipped: built.skipped.clone(),
+        elapsed_ms: 0,
+    };
+    let racy_after = now.timestamp_nanos_opt().unwrap_or(i64::MAX) - 2_000_000_000;
+    let file_refs: Vec<&walk::FileRec> = built.files.iter().collect();
+
+    if prev_tree == Some(built.tree) {
+        pack.finish().context("cannot write the pack")?;
+        // Save refreshed stat data so touched-but-unchanged files are not re-read next time.
+        if built.read_files > 0 || cache.commit != previous {
+            if let Some(c) = previous {
+                StatCache::save(&cache_file, c, &file_refs, racy_after)
+                    .context("cannot save the stat cache")?;
+            }
+        }
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(outcome);
+    }
+
+    let changes: Vec<Change> = diff::diff(&odb, &built.trees, prev_tree, Some(built.tree))?;
+    let summary = Summary::of(&changes);
+    let message = commit_message(source, &time, &built, &summary);
+    let sig = Signature {
+        name: "opus-mirror".into(),
+        email: format!("opus-mirror@{}", host()),
+        time: now.timestamp(),
+    };
+    let commit_data = objects::commit_bytes(built.tree, previous, &sig, &message);
+    let commit = pack.add(Kind::Commit, &commit_data)?;
+    pack.finish()
+        .context("cannot write the pack into the backup repo")?;
+    repo.advance(
+        &source.snapshot_branch,
+        commit,
+        previous,
+        &format!("opus-mirror: snapshot {time}"),
+    )?;
+    StatCache::save(&cache_file, commit, &file_refs, racy_after)
+        .context("cannot save the stat cache")?;
+    maintain::after_snapshot(&repo).context("cannot tidy the backup repo's packs")?;
+
+    outcome.created = Some(commit.to_string());
+    outcome.snapshot = Some(commit.to_string());
+    outcome.changes = summary;
+    outcome.new_objects += 1;
+    outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(outcome)
+}
+
+/// The machine's name, for commit messages.
+pub fn host() -> String {
+    gethostname::gethostname().to_string_lossy().to_string()
+}
+
+/// The commit message: a title, then `Key: value` trailers that `snapshots` reads back.
+fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String {
+    format!(
+        "opus-mirror snapshot of {name}\n\n\
+         Source: {path}\nHost: {host}\nTime: {time}\nTool: opus-mirror {ver}\n\
+         Files: {files}\nBytes: {bytes}\nSymlinks: {links}\nEmpty-Dirs: {dirs}\n\
+         Added: {a}\nModified: {m}\nDeleted: {d}\nSkipped: {skipped}\n",
+        name = source.name,
+        path = source.path.display(),
+        host = host(),
+        ver = env!("CARGO_PKG_VERSION"),
+        files = b.counts.files,
+        bytes = b.counts.bytes,
+        links = b.counts.symlinks,
+        dirs = b.counts.empty_dirs,
+        a = s.added,
+        m = s.modified,
+        d = s.deleted,
+        skipped = b.skipped.len(),
+    )
+}
