@@ -509,7 +509,12 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let key = e
         .span()
         .map(|s| text[s].trim().trim_matches('"').to_string())
-        .filter(|k| !k.is_empty() && !k.contains('\n') && k.len() < 60);
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() < 60
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.*".contains(c))
+        });
     let msg = e.message().trim().to_string();
     let fix = if msg.starts_with("unknown field") {
         "remove or rename the key; `opus-mirror init` writes a commented example of every key"

@@ -88,7 +88,12 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     }
     if !report.kept_newer.is_empty() {
         exit = Exit::Warnings;
-        eprintln!("warning: kept {} file(s) changed after the snapshot (use --overwrite to replace them):", report.kept_newer.len());
+        eprintln!(
+            "warning: kept {} file(s) changed after snapshot {} was taken; to replace them too, run again with --snapshot {} --overwrite:",
+            report.kept_newer.len(),
+            info.short,
+            info.short
+        );
         for p in &report.kept_newer {
             eprintln!("  {p}");
         }

@@ -166,6 +166,9 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
         None => None,
     };
 
+    // Wall-clock time (not the `now` input, which tests may move): files modified within a
+    // second before the walk may change again unnoticed within the same timestamp tick.
+    let racy_after = wall_clock_ns() - 1_000_000_000;
     let mut pack =
         PackWriter::create(&repo.pack_dir()).context("cannot start a pack in the backup repo")?;
     let built = match build(source, &repo, &cache, Some(&mut pack)) {
@@ -192,7 +195,6 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
         skipped: built.skipped.clone(),
         elapsed_ms: 0,
     };
-    let racy_after = now.timestamp_nanos_opt().unwrap_or(i64::MAX) - 2_000_000_000;
     let file_refs: Vec<&walk::FileRec> = built.files.iter().collect();
 
     if prev_tree == Some(built.tree) {
@@ -236,6 +238,13 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
     outcome.new_objects += 1;
     outcome.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(outcome)
+}
+
+fn wall_clock_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(i64::MAX)
 }
 
 /// The machine's name, for commit messages.

@@ -65,7 +65,9 @@ impl StatCache {
     }
 
     /// Writes the cache for `commit` atomically. Files whose mtime is not older than
-    /// `racy_after_ns` are stored without a blob, so they are hashed again next time.
+    /// `racy_after_ns` are stored without a blob, so they are hashed again next time. (Only
+    /// mtime matters: a content change within one timestamp tick after our stat is the race;
+    /// ctime is still compared on lookup, which catches chmod and `touch -r`.)
     pub fn save(
         path: &Path,
         commit: Oid,
@@ -78,7 +80,7 @@ impl StatCache {
         out.extend_from_slice(&(files.len() as u64).to_le_bytes());
         for f in files {
             let oid = match f.oid {
-                Some(o) if f.stat.mtime_ns < racy_after_ns && f.stat.ctime_ns < racy_after_ns => o,
+                Some(o) if f.stat.mtime_ns < racy_after_ns => o,
                 _ => Oid::ZERO_SHA1,
             };
             out.extend_from_slice(&(f.rel.len() as u32).to_le_bytes());

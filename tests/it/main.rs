@@ -1,1 +1,9 @@
-fn main() {}
+//! opus-mirror's integration tests: one binary, driving the real `opus-mirror` against real
+//! directories and repositories, cross-checked with the real `git` CLI.
+
+mod config_errors;
+mod diff;
+mod helpers;
+mod prop;
+mod restore;
+mod snapshot;

@@ -1,0 +1,197 @@
+//! Shared test helpers: an isolated environment per test (HOME, XDG dirs, git config), a
+//! runner for the real binary, a realistic vault generator, and tree comparison.
+
+#![allow(dead_code)]
+
+pub mod treecmp;
+pub mod vaultgen;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_opus-mirror")
+}
+
+/// A throwaway world: its own HOME, config, state dir, and a place for sources.
+pub struct Env {
+    pub dir: TempDir,
+    pub home: PathBuf,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub now: Option<String>,
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing the output when it is wrong.
+    pub fn code(self, want: i32) -> Run {
+        assert_eq!(
+            self.code, want,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn ok(self) -> Run {
+        self.code(0)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("om-test-")
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let config = home.join(".config/opus-mirror/config.toml");
+        let state = dir.path().join("state");
+        Env {
+            dir,
+            home,
+            config,
+            state,
+            now: None,
+        }
+    }
+
+    /// A path inside the environment.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a config with one source per (name, path).
+    pub fn write_config(&self, sources: &[(&str, &Path)]) {
+        let mut s = format!("state_dir = {:?}\n", self.state.display().to_string());
+        for (name, path) in sources {
+            s.push_str(&format!(
+                "\n[[source]]\nname = {name:?}\npath = {:?}\n",
+                path.display().to_string()
+            ));
+        }
+        self.write_config_text(&s);
+    }
+
+    pub fn write_config_text(&self, text: &str) {
+        std::fs::create_dir_all(self.config.parent().expect("config has a parent"))
+            .expect("config dir");
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// A command for the binary with everything outside the temp dir shut out.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("LANG", "C.UTF-8")
+            .env("TZ", "UTC")
+            .current_dir(self.dir.path());
+        if let Some(now) = &self.now {
+            c.env("OPUS_MIRROR_NOW", now);
+        }
+        c
+    }
+
+    /// Runs the binary.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run opus-mirror"))
+    }
+
+    /// The backup repo of a source.
+    pub fn backup_repo(&self, name: &str) -> PathBuf {
+        self.state.join("repos").join(format!("{name}.git"))
+    }
+
+    /// Replaces the temp dir in output so messages can be pinned.
+    pub fn redact(&self, s: &str) -> String {
+        let real = self.dir.path().canonicalize().expect("canonical temp dir");
+        s.replace(&real.display().to_string(), "[TMP]")
+            .replace(&self.dir.path().display().to_string(), "[TMP]")
+    }
+}
+
+/// Runs stock git with an isolated config and fixed identities and dates.
+pub fn git(dir: &Path, args: &[&str]) -> Run {
+    let o = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .expect("git is installed (CI installs it)");
+    Run::from(o)
+}
+
+/// `git --git-dir REPO fsck --full --strict` must be clean.
+pub fn assert_fsck(repo: &Path) {
+    let r = git(
+        Path::new("/"),
+        &[
+            "--git-dir",
+            repo.to_str().expect("utf-8 path"),
+            "fsck",
+            "--full",
+            "--strict",
+        ],
+    );
+    assert_eq!(r.code, 0, "git fsck failed:\n{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !r.stderr.contains("error"),
+        "git fsck complained:\n{}",
+        r.stderr
+    );
+}
+
+/// Hashes every file under `dir` (paths and contents): a fingerprint to prove nothing was written.
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.expect("walk");
+        let p = e.path().strip_prefix(dir).expect("below").to_path_buf();
+        let content = if e.file_type().is_file() {
+            std::fs::read(e.path()).expect("read")
+        } else {
+            Vec::new()
+        };
+        out.push((p, content));
+    }
+    out
+}

@@ -1,0 +1,126 @@
+//! Property: any tree of files (random names including non-UTF-8 and unicode, random bytes,
+//! executable bits, symlinks, empty directories) survives snapshot → restore exactly.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use crate::helpers::{treecmp, Env};
+
+#[derive(Debug, Clone)]
+enum Node {
+    File {
+        name: Vec<u8>,
+        content: Vec<u8>,
+        exec: bool,
+    },
+    Link {
+        name: Vec<u8>,
+        target: Vec<u8>,
+    },
+    Dir {
+        name: Vec<u8>,
+        children: Vec<Node>,
+    },
+}
+
+fn name() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        "[a-zA-Z0-9 _.-]{1,12}".prop_map(|s| s.into_bytes()),
+        "[a-z]{1,4}(é|ü|🌱|—)[a-z]{0,4}".prop_map(|s| s.into_bytes()),
+        proptest::collection::vec(0x80u8..=0xfe, 1..4).prop_map(|mut v| {
+            v.insert(0, b'x');
+            v
+        }),
+    ]
+    .prop_filter("not . or .. or .git or a secret", |n| {
+        n != b"." && n != b".." && n != b".git" && !opus_mirror::snapshot::filter::is_secret(n)
+    })
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    let leaf = prop_oneof![
+        (
+            name(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<bool>()
+        )
+            .prop_map(|(name, content, exec)| Node::File {
+                name,
+                content,
+                exec
+            }),
+        (name(), "[a-z/.]{1,20}").prop_map(|(name, t)| Node::Link {
+            name,
+            target: t.into_bytes()
+        }),
+        name().prop_map(|name| Node::Dir {
+            name,
+            children: vec![]
+        }),
+    ];
+    leaf.prop_recursive(3, 40, 6, |inner| {
+        (name(), proptest::collection::vec(inner, 0..6))
+            .prop_map(|(name, children)| Node::Dir { name, children })
+    })
+}
+
+fn materialise(dir: &Path, nodes: &[Node]) {
+    for n in nodes {
+        match n {
+            Node::File {
+                name,
+                content,
+                exec,
+            } => {
+                let p = dir.join(OsStr::from_bytes(name));
+                if p.symlink_metadata().is_ok() {
+                    continue; // duplicate name drawn: first wins
+                }
+                fs::write(&p, content).unwrap();
+                fs::set_permissions(
+                    &p,
+                    fs::Permissions::from_mode(if *exec { 0o755 } else { 0o644 }),
+                )
+                .unwrap();
+            }
+            Node::Link { name, target } => {
+                let p = dir.join(OsStr::from_bytes(name));
+                if p.symlink_metadata().is_ok() {
+                    continue;
+                }
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), &p).unwrap();
+            }
+            Node::Dir { name, children } => {
+                let p = dir.join(OsStr::from_bytes(name));
+                if p.symlink_metadata().is_ok() && !p.is_dir() {
+                    continue;
+                }
+                fs::create_dir_all(&p).unwrap();
+                materialise(&p, children);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_trees_round_trip(nodes in proptest::collection::vec(node(), 1..8)) {
+        let env = Env::new();
+        let src = env.path("src");
+        fs::create_dir_all(&src).unwrap();
+        materialise(&src, &nodes);
+        fs::write(src.join("anchor.md"), "so the tree is never empty").unwrap();
+        env.write_config(&[("p", &src)]);
+        env.run(&["snapshot"]).ok();
+        let out = env.path("out");
+        env.run(&["restore", "--to", out.to_str().unwrap()]).ok();
+        treecmp::assert_same(&src, &out, &|n| n == b".git");
+    }
+}
