@@ -37,10 +37,7 @@ impl Context<'_> {
 
     /// Takes the run lock of the state directory.
     pub fn lock(&self, cfg: &Config) -> Result<RunLock> {
-        Ok(RunLock::acquire(
-            &cfg.state_dir,
-            Duration::from_secs(self.global.lock_wait),
-        )?)
+        Ok(RunLock::acquire(&cfg.state_dir, Duration::from_secs(self.global.lock_wait))?)
     }
 
     /// Writes a line of human output unless `--quiet` or `--json`.
@@ -59,15 +56,12 @@ pub fn init_logging(g: &Global) {
         1 => "info",
         _ => "debug",
     };
-    let filter =
-        std::env::var("OPUS_MIRROR_LOG").unwrap_or_else(|_| format!("opus_mirror={level}"));
+    let filter = std::env::var("OPUS_MIRROR_LOG").unwrap_or_else(|_| format!("opus_mirror={level}"));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()))
         .try_init();
 }
 
@@ -78,16 +72,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
             .map_err(|e| UserError::usage(format!("--now / OPUS_MIRROR_NOW: {e}")))?,
         None => Utc::now(),
     };
-    let mode = OutputMode {
-        json: cli.global.json,
-        quiet: cli.global.quiet,
-    };
-    let mut ctx = Context {
-        global: &cli.global,
-        out,
-        mode,
-        now,
-    };
+    let mode = OutputMode { json: cli.global.json, quiet: cli.global.quiet };
+    let mut ctx = Context { global: &cli.global, out, mode, now };
     match &cli.command {
         Command::Init(a) => commands::init::run(&mut ctx, a),
         Command::Config(ConfigCommand::Check) => commands::config_check::run(&mut ctx),

@@ -15,9 +15,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".opus-mirror-tmp-")
-        .tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".opus-mirror-tmp-").tempfile_in(dir)?;
     fill(tmp.as_file_mut())?;
     tmp.as_file_mut().flush()?;
     tmp.as_file().sync_all()?;
@@ -54,10 +52,8 @@ mod tests {
         write_file(&p, b"one").expect("first write");
         write_file(&p, b"two").expect("second write");
         assert_eq!(fs::read(&p).expect("read back"), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .expect("list")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
+        let names: Vec<_> =
+            fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
     }
 }

@@ -10,17 +10,10 @@ use clap::{Args, Parser, Subcommand};
 /// repos of its own, so a misfiring script, a dead disk or a force-push never loses your
 /// work. Start with `opus-mirror init --source ~/opus`, then `opus-mirror snapshot`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "opus-mirror",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-#[command(
-    after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 done with warnings, \
+#[command(name = "opus-mirror", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 done with warnings, \
 4 at risk, 5 remote unreachable, 6 target unavailable, 7 busy, 8 backup too old.\n\
-Config: --config, else $OPUS_MIRROR_CONFIG, else $XDG_CONFIG_HOME/opus-mirror/config.toml."
-)]
+Config: --config, else $OPUS_MIRROR_CONFIG, else $XDG_CONFIG_HOME/opus-mirror/config.toml.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -69,7 +62,7 @@ pub enum Command {
     /// source's exclude patterns. Unchanged source: no new snapshot, and it says so.
     ///
     /// Example: opus-mirror snapshot --source opus
-    Snapshot(SourceArg),
+    Snapshot(SnapshotArgs),
     /// List the snapshots of each source, newest first.
     ///
     /// Example: opus-mirror snapshots --source opus --json
@@ -116,6 +109,16 @@ pub struct SourceArg {
 }
 
 #[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// Capture secret-looking files too (.env, .env.*, *.pem, *.key, id_rsa*, id_ed25519*)
+    /// for this run, as `include_secrets = true` in the config does for every run.
+    #[arg(long)]
+    pub include_secrets: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DiffArgs {
     #[command(flatten)]
     pub source: SourceArg,
@@ -140,12 +143,7 @@ pub struct RestoreArgs {
     #[arg(long = "path", value_name = "P")]
     pub paths: Vec<PathBuf>,
     /// Restore into this directory (must be empty or missing unless --force).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "in_place",
-        conflicts_with = "in_place"
-    )]
+    #[arg(long, value_name = "DIR", required_unless_present = "in_place", conflicts_with = "in_place")]
     pub to: Option<PathBuf>,
     /// Restore into the live source: bring back deleted and changed files. Files newer
     /// than the snapshot are kept unless --overwrite; nothing is deleted; a safety snapshot

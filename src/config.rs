@@ -21,15 +21,9 @@ pub const DEFAULT_SNAPSHOT_BRANCH: &str = "snapshot";
 /// Environment variables (and `.env` keys) that override the file. Kept in one table so that
 /// `.env.example`, `config check` and the parser cannot drift apart.
 pub const ENV_KEYS: &[(&str, &str)] = &[
-    (
-        "OPUS_MIRROR_CONFIG",
-        "path of the config file (not allowed inside .env)",
-    ),
+    ("OPUS_MIRROR_CONFIG", "path of the config file (not allowed inside .env)"),
     ("OPUS_MIRROR_STATE_DIR", "overrides state_dir"),
-    (
-        "OPUS_MIRROR_LOG",
-        "log filter for stderr, e.g. info or opus_mirror=debug",
-    ),
+    ("OPUS_MIRROR_LOG", "log filter for stderr, e.g. info or opus_mirror=debug"),
 ];
 
 /// A configuration problem, precise enough to fix without reading the source code.
@@ -164,19 +158,14 @@ struct RawSource {
 
 /// Where the config file is: `--config`, else `$OPUS_MIRROR_CONFIG`, else
 /// `$XDG_CONFIG_HOME/opus-mirror/config.toml` (`~/.config` when XDG is unset).
-pub fn locate(
-    flag: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<PathBuf, ConfigError> {
+pub fn locate(flag: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
     if let Some(p) = env("OPUS_MIRROR_CONFIG").filter(|s| !s.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    Ok(xdg_dir(env, "XDG_CONFIG_HOME", ".config")?
-        .join("opus-mirror")
-        .join(CONFIG_FILE_NAME))
+    Ok(xdg_dir(env, "XDG_CONFIG_HOME", ".config")?.join("opus-mirror").join(CONFIG_FILE_NAME))
 }
 
 /// `$VAR`, else `$HOME/fallback`.
@@ -247,10 +236,7 @@ struct Dotenv {
 /// Reads `.env` beside the config if there is one. Unknown `OPUS_MIRROR_*` keys are errors
 /// (a typo there would silently do nothing); other keys are kept for child processes.
 fn load_dotenv(path: &Path) -> Result<Dotenv, ConfigError> {
-    let mut out = Dotenv {
-        file: path.to_path_buf(),
-        entries: BTreeMap::new(),
-    };
+    let mut out = Dotenv { file: path.to_path_buf(), entries: BTreeMap::new() };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -337,55 +323,41 @@ fn parse(
     // state_dir: file < .env < env.
     let mut state_dir = match &raw.state_dir {
         Some(s) => {
-            origins.insert(
-                "state_dir".into(),
-                format!("{file_disp} line {}", at(s.span())),
-            );
+            origins.insert("state_dir".into(), format!("{file_disp} line {}", at(s.span())));
             expand_path(s.get_ref(), &base, env)
         }
         None => {
-            origins.insert(
-                "state_dir".into(),
-                "default ($XDG_DATA_HOME/opus-mirror)".into(),
-            );
+            origins.insert("state_dir".into(), "default ($XDG_DATA_HOME/opus-mirror)".into());
             xdg_dir(env, "XDG_DATA_HOME", ".local/share")?.join("opus-mirror")
         }
     };
     if let Some(e) = dotenv.entries.get("OPUS_MIRROR_STATE_DIR") {
         state_dir = expand_path(&e.value, &base, env);
-        origins.insert(
-            "state_dir".into(),
-            format!("{} line {}", dotenv.file.display(), e.line),
-        );
+        origins.insert("state_dir".into(), format!("{} line {}", dotenv.file.display(), e.line));
     }
     if let Some(v) = env("OPUS_MIRROR_STATE_DIR").filter(|s| !s.is_empty()) {
         state_dir = expand_path(&v, &base, env);
-        origins.insert(
-            "state_dir".into(),
-            "environment OPUS_MIRROR_STATE_DIR".into(),
-        );
+        origins.insert("state_dir".into(), "environment OPUS_MIRROR_STATE_DIR".into());
     }
 
     let mut sources = Vec::new();
     let mut seen = HashSet::new();
     for (i, rs) in raw.sources.iter().enumerate() {
         let key = |k: &str| format!("source[{}].{k}", i + 1);
-        let err =
-            |span: std::ops::Range<usize>, k: &str, problem: String, fix: String| ConfigError {
-                file: Some(path.to_path_buf()),
-                line: Some(at(span)),
-                key: Some(key(k)),
-                problem,
-                fix,
-            };
+        let err = |span: std::ops::Range<usize>, k: &str, problem: String, fix: String| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: Some(at(span)),
+            key: Some(key(k)),
+            problem,
+            fix,
+        };
         let name = rs.name.get_ref().clone();
         if !valid_name(&name) {
             return Err(err(
                 rs.name.span(),
                 "name",
                 format!("`{name}` is not a valid source name"),
-                "use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
-                    .into(),
+                "use letters, digits, '.', '_' and '-' only, starting with a letter or digit".into(),
             ));
         }
         if !seen.insert(name.clone()) {
@@ -404,8 +376,7 @@ fn parse(
                     rs.path.span(),
                     "path",
                     format!("{} is a file, not a directory", spath.display()),
-                    "point path at the directory to back up (a git work tree or a plain folder)"
-                        .into(),
+                    "point path at the directory to back up (a git work tree or a plain folder)".into(),
                 ))
             }
             Err(_) => {
@@ -438,15 +409,11 @@ fn parse(
                     line: Some(at(rs.name.span())),
                     key: Some(format!("{}[{}]", key("exclude"), j + 1)),
                     problem: format!("`{pat}` is not a valid pattern: {}", e.kind()),
-                    fix: "use gitignore-style globs such as `*.tmp`, `node_modules/`, `/build`"
-                        .into(),
+                    fix: "use gitignore-style globs such as `*.tmp`, `node_modules/`, `/build`".into(),
                 });
             }
         }
-        origins.insert(
-            key("path"),
-            format!("{file_disp} line {}", at(rs.path.span())),
-        );
+        origins.insert(key("path"), format!("{file_disp} line {}", at(rs.path.span())));
         sources.push(Source {
             name,
             path: spath,
@@ -462,13 +429,7 @@ fn parse(
         .filter(|(k, _)| !k.starts_with("OPUS_MIRROR_"))
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
-    Ok(Config {
-        file: path.to_path_buf(),
-        state_dir,
-        origins,
-        sources,
-        extra_env,
-    })
+    Ok(Config { file: path.to_path_buf(), state_dir, origins, sources, extra_env })
 }
 
 /// Source names become directory names and ref names: keep them boring.
@@ -496,25 +457,15 @@ fn expand_path(s: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Pa
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// Turns a TOML/serde error into one that names line and key and suggests a fix.
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map(|s| line_of(text, s.start));
-    let key = e
-        .span()
-        .map(|s| text[s].trim().trim_matches('"').to_string())
-        .filter(|k| {
-            !k.is_empty()
-                && k.len() < 60
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.*".contains(c))
-        });
+    let key = e.span().map(|s| text[s].trim().trim_matches('"').to_string()).filter(|k| {
+        !k.is_empty() && k.len() < 60 && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.*".contains(c))
+    });
     let msg = e.message().trim().to_string();
     let fix = if msg.starts_with("unknown field") {
         "remove or rename the key; `opus-mirror init` writes a commented example of every key"
@@ -525,13 +476,7 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     } else {
         "fix the TOML syntax at that line"
     };
-    ConfigError {
-        file: Some(path.to_path_buf()),
-        line,
-        key,
-        problem: msg,
-        fix: fix.into(),
-    }
+    ConfigError { file: Some(path.to_path_buf()), line, key, problem: msg, fix: fix.into() }
 }
 
 /// Masks a secret for display: enough to recognise it, never enough to use it.
@@ -546,17 +491,11 @@ pub fn mask(value: &str) -> String {
 /// Renders the effective configuration as TOML-like text with where each value came from.
 pub fn render_effective(cfg: &Config) -> String {
     let mut s = String::new();
-    s.push_str(&format!(
-        "# effective configuration from {}\n",
-        cfg.file.display()
-    ));
+    s.push_str(&format!("# effective configuration from {}\n", cfg.file.display()));
     s.push_str(&format!(
         "state_dir = {:?}  # {}\n",
         cfg.state_dir.display().to_string(),
-        cfg.origins
-            .get("state_dir")
-            .map(String::as_str)
-            .unwrap_or("default")
+        cfg.origins.get("state_dir").map(String::as_str).unwrap_or("default")
     ));
     for src in &cfg.sources {
         s.push_str("\n[[source]]\n");
@@ -631,11 +570,7 @@ pub fn name_for(path: &Path, taken: &[String]) -> String {
         .chars()
         .take(48)
         .collect();
-    let base = if base.is_empty() {
-        "source".to_string()
-    } else {
-        base
-    };
+    let base = if base.is_empty() { "source".to_string() } else { base };
     let mut name = base.clone();
     let mut n = 2;
     while taken.contains(&name) {
@@ -667,10 +602,7 @@ mod tests {
             "HOME" => Some("/home/u".to_string()),
             _ => None,
         };
-        assert_eq!(
-            locate(Some(Path::new("/f.toml")), &env).unwrap(),
-            PathBuf::from("/f.toml")
-        );
+        assert_eq!(locate(Some(Path::new("/f.toml")), &env).unwrap(), PathBuf::from("/f.toml"));
         assert_eq!(locate(None, &env).unwrap(), PathBuf::from("/e/c.toml"));
         let home_only = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
         assert_eq!(
@@ -684,23 +616,12 @@ mod tests {
     fn starter_config_parses_back() {
         let dir = tempfile::tempdir().unwrap();
         let text = starter_config(Some(dir.path()), &[("v".into(), dir.path().to_path_buf())]);
-        let cfg = parse(
-            &dir.path().join("c.toml"),
-            &text,
-            &Dotenv::default(),
-            &no_env,
-        )
-        .unwrap();
+        let cfg = parse(&dir.path().join("c.toml"), &text, &Dotenv::default(), &no_env).unwrap();
         assert_eq!(cfg.sources.len(), 1);
         assert_eq!(cfg.sources[0].snapshot_branch, DEFAULT_SNAPSHOT_BRANCH);
         let empty = starter_config(None, &[]);
         let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
-        assert!(
-            parse(Path::new("/c.toml"), &empty, &Dotenv::default(), &home)
-                .unwrap()
-                .sources
-                .is_empty()
-        );
+        assert!(parse(Path::new("/c.toml"), &empty, &Dotenv::default(), &home).unwrap().sources.is_empty());
     }
 
     #[test]

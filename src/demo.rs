@@ -18,19 +18,14 @@ use crate::snapshot::{self, diff, history};
 
 /// Where the demo vault is: next to the sources this binary was built from.
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join("demo-vault")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("demo-vault")
 }
 
 /// Copies a tree, keeping symlinks as links and the executable bit.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     for e in walkdir::WalkDir::new(from).sort_by_file_name() {
         let e = e?;
-        let rel = e
-            .path()
-            .strip_prefix(from)
-            .expect("walkdir stays below its root");
+        let rel = e.path().strip_prefix(from).expect("walkdir stays below its root");
         let dest = to.join(rel);
         let ft = e.file_type();
         if ft.is_dir() {
@@ -47,7 +42,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     let src = fixture();
     if !src.is_dir() {
-        bail!("the demo vault {} is missing\n  fix: run the demo from a clone of the opus-mirror repository", src.display());
+        bail!(
+            "the demo vault {} is missing\n  fix: run the demo from a clone of the opus-mirror repository",
+            src.display()
+        );
     }
     let tmp;
     let base = match &args.keep {
@@ -56,18 +54,13 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
             d.clone()
         }
         None => {
-            tmp = tempfile::Builder::new()
-                .prefix("opus-mirror-demo-")
-                .tempdir()?;
+            tmp = tempfile::Builder::new().prefix("opus-mirror-demo-").tempdir()?;
             tmp.path().to_path_buf()
         }
     };
     let vault = base.join("vault");
     if vault.exists() {
-        bail!(
-            "{} already exists\n  fix: give --keep an empty directory",
-            vault.display()
-        );
+        bail!("{} already exists\n  fix: give --keep an empty directory", vault.display());
     }
     copy_tree(&src, &vault)?;
     fs::create_dir_all(vault.join("inbox"))?;
@@ -97,10 +90,7 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     let first = snapshot::take(&cfg, source, ctx.now)?;
     ctx.say(format!("  {}", describe(&first)))?;
     let again = snapshot::take(&cfg, source, ctx.now)?;
-    ctx.say(format!(
-        "$ opus-mirror snapshot   # again, nothing changed\n  {}",
-        describe(&again)
-    ))?;
+    ctx.say(format!("$ opus-mirror snapshot   # again, nothing changed\n  {}", describe(&again)))?;
 
     ctx.say("\n# a day of work: edit a note, delete one, add an attachment")?;
     let plan = vault.join("10_projects/opus/Backup plan.md");
@@ -108,25 +98,16 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     text.push_str("- [x] ran the opus-mirror demo\n");
     fs::write(&plan, text)?;
     fs::remove_file(vault.join("journal/2026/2026-11-23.md"))?;
-    fs::write(
-        vault.join("attachments/scan.pdf"),
-        b"%PDF-1.4\n% demo attachment\n",
-    )?;
+    fs::write(vault.join("attachments/scan.pdf"), b"%PDF-1.4\n% demo attachment\n")?;
     ctx.say("$ opus-mirror diff")?;
     let (repo, live) = snapshot::build_live(&cfg, source)?;
     let odb = repo.repo.odb()?;
     let prev_tree = repo
         .repo
-        .find_commit(git2::Oid::from_str(
-            first.snapshot.as_deref().expect("first snapshot exists"),
-        )?)?
+        .find_commit(git2::Oid::from_str(first.snapshot.as_deref().expect("first snapshot exists"))?)?
         .tree_id();
     for c in diff::diff(&odb, &live.trees, Some(prev_tree), Some(live.tree))? {
-        ctx.say(format!(
-            "  {} {}",
-            format!("{:?}", c.kind).to_lowercase(),
-            c.path
-        ))?;
+        ctx.say(format!("  {} {}", format!("{:?}", c.kind).to_lowercase(), c.path))?;
     }
     let second = snapshot::take(&cfg, source, ctx.now)?;
     ctx.say(format!("$ opus-mirror snapshot\n  {}", describe(&second)))?;
@@ -134,23 +115,15 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     ctx.say("\n# a misfiring script deletes 10_projects/ and empties a note")?;
     fs::remove_dir_all(vault.join("10_projects"))?;
     fs::write(vault.join("20_areas/health/Sleep.md"), "")?;
-    let info = history::resolve(
-        &repo,
-        &source.snapshot_branch,
-        &source.name,
-        &history::Pick::Latest,
-    )?;
+    let info = history::resolve(&repo, &source.snapshot_branch, &source.name, &history::Pick::Latest)?;
     let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &[], &info.short)?;
     let safety = snapshot::take(&cfg, source, ctx.now)?;
-    ctx.say(format!(
-        "$ opus-mirror restore --in-place --snapshot {}",
-        info.short
-    ))?;
+    ctx.say(format!("$ opus-mirror restore --in-place --snapshot {}", info.short))?;
     ctx.say(format!("  safety snapshot first: {}", describe(&safety)))?;
     // The damage happened "after" the snapshot, so the emptied note counts as newer: the
     // demo passes --overwrite, as a user who knows the script did it would.
     let rep = restore::in_place(
-        &odb,
+        &repo,
         &items,
         &vault,
         &info.short,
@@ -158,19 +131,13 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
         true,
         false,
     )?;
-    ctx.say(format!(
-        "  restored {} item(s); {} were already identical",
-        rep.restored, rep.unchanged
-    ))?;
+    ctx.say(format!("  restored {} item(s); {} were already identical", rep.restored, rep.unchanged))?;
 
     let copy = base.join("restored");
     ctx.say(format!("\n$ opus-mirror restore --to {}", copy.display()))?;
-    let rep = restore::to_dir(&odb, &items, &copy, false, &info.short)?;
+    let rep = restore::to_dir(&repo, &items, &copy, false, &info.short)?;
     ctx.say(format!("  restored {} item(s)", rep.restored))?;
-    let check_src = config::Source {
-        path: copy.clone(),
-        ..source.clone()
-    };
+    let check_src = config::Source { path: copy.clone(), ..source.clone() };
     let (_, rebuilt) = snapshot::build_live(&cfg, &check_src)?;
     let same = rebuilt.tree.to_string() == info.tree;
     ctx.say(format!(
@@ -180,11 +147,7 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     ))?;
 
     let git_dir = BackupRepo::location(&cfg.state_dir, &source.name);
-    ctx.say(format!(
-        "\n$ git --git-dir {} log --oneline {}",
-        git_dir.display(),
-        source.snapshot_branch
-    ))?;
+    ctx.say(format!("\n$ git --git-dir {} log --oneline {}", git_dir.display(), source.snapshot_branch))?;
     match Proc::new("git")
         .arg("--git-dir")
         .arg(&git_dir)

@@ -92,10 +92,7 @@ pub struct UserError {
 
 impl UserError {
     pub fn usage(message: impl Into<String>) -> Self {
-        UserError {
-            message: message.into(),
-            exit: Exit::Usage,
-        }
+        UserError { message: message.into(), exit: Exit::Usage }
     }
 }
 

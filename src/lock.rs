@@ -13,10 +13,7 @@ pub enum LockError {
     #[error("another opus-mirror run holds the lock {path} (waited {waited_s}s)\n  fix: wait for it to finish, or raise lock_wait; a killed run releases the lock by itself")]
     Busy { path: PathBuf, waited_s: u64 },
     #[error("cannot open the lock file {path}: {source}\n  fix: check that the state directory is writable")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl HasExit for LockError {
@@ -38,28 +35,17 @@ impl RunLock {
     /// Takes the lock in `state_dir`, polling for up to `wait`.
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<RunLock, LockError> {
         let path = state_dir.join("lock");
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| LockError::Io { path: path.clone(), source };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io)?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(RunLock { _file: file }),
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if start.elapsed() >= wait {
-                        return Err(LockError::Busy {
-                            path,
-                            waited_s: wait.as_secs(),
-                        });
+                        return Err(LockError::Busy { path, waited_s: wait.as_secs() });
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }

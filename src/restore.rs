@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::exit::UserError;
 use crate::git::objects::{self, Kind, MODE_EXEC, MODE_LINK};
+use crate::git::BackupRepo;
 use crate::output::display_path;
 use crate::snapshot::tree::{self, Item};
 
@@ -69,9 +70,7 @@ pub fn select(odb: &Odb, tree: Oid, paths: &[Vec<u8>], snapshot: &str) -> Result
         return Ok(items);
     }
     let under = |item: &Item, p: &[u8]| {
-        p.is_empty()
-            || item.path == p
-            || (item.path.starts_with(p) && item.path.get(p.len()) == Some(&b'/'))
+        p.is_empty() || item.path == p || (item.path.starts_with(p) && item.path.get(p.len()) == Some(&b'/'))
     };
     for p in paths {
         if !items.iter().any(|i| under(i, p)) {
@@ -82,36 +81,75 @@ pub fn select(odb: &Odb, tree: Oid, paths: &[Vec<u8>], snapshot: &str) -> Result
             .into());
         }
     }
-    Ok(items
-        .into_iter()
-        .filter(|i| paths.iter().any(|p| under(i, p)))
-        .collect())
+    Ok(items.into_iter().filter(|i| paths.iter().any(|p| under(i, p))).collect())
 }
 
 fn abs(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(rel))
 }
 
+/// Blobs at least this big are streamed out of the pack instead of read into memory.
+const STREAM_BYTES: usize = 32 * 1024 * 1024;
+
+/// Where restored content comes from: the backup repo's object database, or, for large
+/// blobs, our packs read directly.
+struct Blobs<'a> {
+    odb: Odb<'a>,
+    pack_dir: PathBuf,
+}
+
+impl Blobs<'_> {
+    /// Copies blob `oid` into `out`, verifying its id as it goes; returns the size.
+    fn copy(&self, oid: Oid, out: &mut dyn Write) -> Result<u64> {
+        let missing = || format!("object {oid} is missing from the backup repo (run `opus-mirror check`)");
+        let (size, _) = self.odb.read_header(oid).with_context(missing)?;
+        if size >= STREAM_BYTES {
+            if let Some((n, mut r)) = crate::snapshot::packread::open_blob(&self.pack_dir, oid)? {
+                let mut h = objects::hasher(Kind::Blob, n);
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let k = r.read(&mut buf)?;
+                    if k == 0 {
+                        break;
+                    }
+                    sha1::Digest::update(&mut h, &buf[..k]);
+                    out.write_all(&buf[..k])?;
+                }
+                if objects::finish(h) != oid {
+                    anyhow::bail!(
+                        "object {oid} is corrupt in the backup repo (its content does not hash to its id)"
+                    );
+                }
+                return Ok(n);
+            }
+        }
+        let obj = self.odb.read(oid).with_context(missing)?;
+        out.write_all(obj.data())?;
+        Ok(obj.data().len() as u64)
+    }
+
+    fn read_small(&self, oid: Oid) -> Result<Vec<u8>> {
+        let obj =
+            self.odb.read(oid).with_context(|| format!("object {oid} is missing from the backup repo"))?;
+        Ok(obj.data().to_vec())
+    }
+}
+
 /// Writes one item at `dest`, replacing what is there by rename (never torn).
-fn write_item(odb: &Odb, item: &Item, dest: &Path, durable: bool) -> Result<u64> {
+fn write_item(blobs: &Blobs, item: &Item, dest: &Path, durable: bool) -> Result<u64> {
     let parent = dest.parent().expect("restored paths are below a root");
     fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     if item.is_empty_dir() {
         fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
         return Ok(0);
     }
-    let obj = odb.read(item.oid).with_context(|| {
-        format!(
-            "object {} of {} is missing from the backup repo",
-            item.oid,
-            dest.display()
-        )
-    })?;
-    let data = obj.data();
     let tmp = parent.join(format!(".opus-mirror-restore-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
+    let size;
     if item.mode == MODE_LINK {
-        std::os::unix::fs::symlink(OsStr::from_bytes(data), &tmp)
+        let target = blobs.read_small(item.oid)?;
+        size = target.len() as u64;
+        std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp)
             .with_context(|| format!("cannot create the symlink {}", dest.display()))?;
     } else {
         let mode = if item.mode == MODE_EXEC { 0o755 } else { 0o644 };
@@ -121,7 +159,17 @@ fn write_item(odb: &Odb, item: &Item, dest: &Path, durable: bool) -> Result<u64>
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(data)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+        size = match blobs.copy(item.oid, &mut w) {
+            Ok(n) => n,
+            Err(e) => {
+                drop(w);
+                let _ = fs::remove_file(&tmp);
+                return Err(e.context(format!("while restoring {}", dest.display())));
+            }
+        };
+        w.flush()?;
+        drop(w);
         // The umask may have removed bits: set exactly what the snapshot says.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         if durable {
@@ -130,17 +178,11 @@ fn write_item(odb: &Odb, item: &Item, dest: &Path, durable: bool) -> Result<u64>
     }
     fs::rename(&tmp, dest)
         .with_context(|| format!("cannot move the restored file into {}", dest.display()))?;
-    Ok(data.len() as u64)
+    Ok(size)
 }
 
 /// Restores `items` into `dest`, which must be empty or missing unless `force`.
-pub fn to_dir(
-    odb: &Odb,
-    items: &[Item],
-    dest: &Path,
-    force: bool,
-    snapshot: &str,
-) -> Result<Report> {
+pub fn to_dir(repo: &BackupRepo, items: &[Item], dest: &Path, force: bool, snapshot: &str) -> Result<Report> {
     if let Ok(mut rd) = fs::read_dir(dest) {
         if rd.next().is_some() && !force {
             return Err(UserError::usage(format!(
@@ -157,21 +199,16 @@ pub fn to_dir(
         .into());
     }
     fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let mut report = Report {
-        snapshot: snapshot.into(),
-        destination: dest.display().to_string(),
-        ..Default::default()
-    };
+    let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
+    let mut report =
+        Report { snapshot: snapshot.into(), destination: dest.display().to_string(), ..Default::default() };
     for item in items {
         let target = abs(dest, &item.path);
         if force && target.is_dir() && !item.is_empty_dir() && !target.is_symlink() {
-            report.conflicts.push(format!(
-                "{}: a directory is in the way",
-                display_path(&item.path)
-            ));
+            report.conflicts.push(format!("{}: a directory is in the way", display_path(&item.path)));
             continue;
         }
-        report.bytes += write_item(odb, item, &target, false)?;
+        report.bytes += write_item(&blobs, item, &target, false)?;
         report.restored += 1;
         report.paths.push(display_path(&item.path));
     }
@@ -196,7 +233,7 @@ fn live_oid(path: &Path, meta: &fs::Metadata, mode: u32) -> Option<Oid> {
 
 /// Restores `items` into the live source `root` without losing anything that is there.
 pub fn in_place(
-    odb: &Odb,
+    repo: &BackupRepo,
     items: &[Item],
     root: &Path,
     snapshot: &str,
@@ -204,6 +241,7 @@ pub fn in_place(
     overwrite: bool,
     dry_run: bool,
 ) -> Result<Report> {
+    let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
     let mut report = Report {
         snapshot: snapshot.into(),
         destination: root.display().to_string(),
@@ -219,14 +257,14 @@ pub fn in_place(
                 if meta.is_dir() {
                     report.unchanged += 1;
                 } else {
-                    report.conflicts.push(format!(
-                        "{shown}: something else is where the directory was"
-                    ));
+                    report.conflicts.push(format!("{shown}: something else is where the directory was"));
                 }
                 continue;
             }
             Ok(meta) if meta.is_dir() => {
-                report.conflicts.push(format!("{shown}: a directory is in the way (nothing is deleted; move it and run again)"));
+                report.conflicts.push(format!(
+                    "{shown}: a directory is in the way (nothing is deleted; move it and run again)"
+                ));
                 continue;
             }
             Ok(meta) => {
@@ -244,7 +282,7 @@ pub fn in_place(
             }
         }
         if !dry_run {
-            report.bytes += write_item(odb, item, &target, true)?;
+            report.bytes += write_item(&blobs, item, &target, true)?;
         }
         report.restored += 1;
         report.paths.push(shown);

@@ -9,12 +9,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
             return local(n);
         }
@@ -23,9 +18,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         // A bare date means "as of the end of that day".
         return local(d.and_hms_opt(23, 59, 59).expect("23:59:59 is a valid time"));
     }
-    Err(format!(
-        "`{s}` is not a time; write 2026-11-24, \"2026-11-24 10:15\" or 2026-11-24T10:15:00Z"
-    ))
+    Err(format!("`{s}` is not a time; write 2026-11-24, \"2026-11-24 10:15\" or 2026-11-24T10:15:00Z"))
 }
 
 fn local(n: NaiveDateTime) -> Result<DateTime<Utc>, String> {

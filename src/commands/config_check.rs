@@ -18,11 +18,8 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
                        "include_secrets": s.include_secrets, "snapshot_branch": s.snapshot_branch})
             })
             .collect();
-        let extra: serde_json::Map<_, _> = cfg
-            .extra_env
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(config::mask(v))))
-            .collect();
+        let extra: serde_json::Map<_, _> =
+            cfg.extra_env.iter().map(|(k, v)| (k.clone(), json!(config::mask(v)))).collect();
         crate::output::print_json(
             ctx.out,
             &json!({"file": cfg.file, "state_dir": cfg.state_dir, "origins": cfg.origins, "sources": sources, "env": extra}),

@@ -24,12 +24,8 @@ pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
             Some(_) => {
                 let to = history::resolve(&repo, &s.snapshot_branch, &s.name, &pick(&args.to))?;
                 let odb = repo.repo.odb()?;
-                let c = diff::diff(
-                    &odb,
-                    &HashMap::new(),
-                    Some(from_tree),
-                    Some(git2::Oid::from_str(&to.tree)?),
-                )?;
+                let c =
+                    diff::diff(&odb, &HashMap::new(), Some(from_tree), Some(git2::Oid::from_str(&to.tree)?))?;
                 (to.short.clone(), c)
             }
             None => {
@@ -38,10 +34,7 @@ pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
                 if !built.skipped.is_empty() {
                     exit = exit.combine(Exit::Warnings);
                 }
-                (
-                    "live".to_string(),
-                    diff::diff(&odb, &built.trees, Some(from_tree), Some(built.tree))?,
-                )
+                ("live".to_string(), diff::diff(&odb, &built.trees, Some(from_tree), Some(built.tree))?)
             }
         };
         let summary = Summary::of(&changes);

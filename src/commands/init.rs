@@ -38,10 +38,7 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
         let cfg = ctx.config()?;
         let mut taken: Vec<String> = cfg.sources.iter().map(|s| s.name.clone()).collect();
         let mut add = String::new();
-        for p in wanted
-            .iter()
-            .filter(|p| !cfg.sources.iter().any(|s| &&s.path == p))
-        {
+        for p in wanted.iter().filter(|p| !cfg.sources.iter().any(|s| &&s.path == p)) {
             let name = config::name_for(p, &taken);
             taken.push(name.clone());
             add.push_str(&format!(
@@ -58,10 +55,7 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
             )
             .with_context(|| format!("cannot update {}", path.display()))?;
         } else {
-            ctx.say(format!(
-                "config {} already exists; keeping it",
-                path.display()
-            ))?;
+            ctx.say(format!("config {} already exists; keeping it", path.display()))?;
         }
     } else {
         let mut named: Vec<(String, PathBuf)> = Vec::new();

@@ -22,9 +22,9 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     };
     let pick = match (&args.snapshot, &args.at) {
         (Some(id), _) => Pick::Id(id.clone()),
-        (None, Some(at)) => Pick::At(
-            crate::timeparse::parse_time(at).map_err(|e| UserError::usage(format!("--at: {e}")))?,
-        ),
+        (None, Some(at)) => {
+            Pick::At(crate::timeparse::parse_time(at).map_err(|e| UserError::usage(format!("--at: {e}")))?)
+        }
         (None, None) => Pick::Latest,
     };
     let _lock = ctx.lock(&cfg)?;
@@ -39,38 +39,20 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
             // Whatever is live now goes into history first, so the restore cannot lose it.
             let safety = crate::snapshot::take(&cfg, source, ctx.now)?;
             if let Some(id) = &safety.created {
-                ctx.say(format!(
-                    "safety snapshot of the live directory: {}",
-                    &id[..12]
-                ))?;
+                ctx.say(format!("safety snapshot of the live directory: {}", &id[..12]))?;
             }
         }
-        restore::in_place(
-            &odb,
-            &items,
-            &source.path,
-            &info.short,
-            info.at,
-            args.overwrite,
-            args.dry_run,
-        )?
+        restore::in_place(&repo, &items, &source.path, &info.short, info.at, args.overwrite, args.dry_run)?
     } else {
-        let dest = args
-            .to
-            .as_ref()
-            .expect("clap requires --to without --in-place");
-        restore::to_dir(&odb, &items, dest, args.force, &info.short)?
+        let dest = args.to.as_ref().expect("clap requires --to without --in-place");
+        restore::to_dir(&repo, &items, dest, args.force, &info.short)?
     };
 
     let mut exit = Exit::Ok;
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &report)?;
     } else {
-        let verb = if report.dry_run {
-            "would restore"
-        } else {
-            "restored"
-        };
+        let verb = if report.dry_run { "would restore" } else { "restored" };
         if report.dry_run {
             for p in &report.paths {
                 ctx.say(format!("  {p}"))?;

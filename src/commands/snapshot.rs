@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use crate::app::Context;
-use crate::cli::SourceArg;
+use crate::cli::SnapshotArgs;
 use crate::exit::{exit_for, Exit};
 use crate::output::human_bytes;
 use crate::snapshot::{self, Outcome};
@@ -22,32 +22,28 @@ pub fn describe(o: &Outcome) -> String {
             o.changes.modified,
             o.changes.deleted
         ),
-        (None, Some(prev)) => format!(
-            "{}: unchanged since snapshot {} ({size}) in {secs:.2}s",
-            o.source,
-            &prev[..12]
-        ),
+        (None, Some(prev)) => {
+            format!("{}: unchanged since snapshot {} ({size}) in {secs:.2}s", o.source, &prev[..12])
+        }
         (None, None) => format!("{}: nothing to snapshot", o.source),
     }
 }
 
-pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
+pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
-    let sources = cfg.select_sources(args.source.as_deref())?;
+    let sources = cfg.select_sources(args.source.source.as_deref())?;
     let _lock = ctx.lock(&cfg)?;
     let mut exit = Exit::Ok;
     let mut outcomes = Vec::new();
     for s in sources {
-        match snapshot::take(&cfg, s, ctx.now) {
+        let mut s = s.clone();
+        s.include_secrets |= args.include_secrets;
+        match snapshot::take(&cfg, &s, ctx.now) {
             Ok(o) => {
                 ctx.say(describe(&o))?;
                 if !o.skipped.is_empty() {
                     exit = exit.combine(Exit::Warnings);
-                    eprintln!(
-                        "warning: {}: {} item(s) could not be captured:",
-                        o.source,
-                        o.skipped.len()
-                    );
+                    eprintln!("warning: {}: {} item(s) could not be captured:", o.source, o.skipped.len());
                     for sk in &o.skipped {
                         eprintln!("  {}: {}", sk.path, sk.reason);
                     }

@@ -33,10 +33,7 @@ pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
     for h in &all {
         ctx.say(format!("{} ({} snapshots)", h.source, h.snapshots.len()))?;
         if !h.snapshots.is_empty() {
-            ctx.say(format!(
-                "  {:<12}  {:<20}  {:>8}  {:>10}  changes",
-                "id", "time", "files", "size"
-            ))?;
+            ctx.say(format!("  {:<12}  {:<20}  {:>8}  {:>10}  changes", "id", "time", "files", "size"))?;
         }
         for i in &h.snapshots {
             ctx.say(format!(

@@ -48,14 +48,10 @@ impl BackupRepo {
             return Self::open(path);
         }
         let mut opts = RepositoryInitOptions::new();
-        opts.bare(true)
-            .mkpath(true)
-            .no_reinit(true)
-            .initial_head(branch)
-            .description(&format!(
-                "opus-mirror backup repo of {} (managed by opus-mirror; do not commit here)",
-                source_path.display()
-            ));
+        opts.bare(true).mkpath(true).no_reinit(true).initial_head(branch).description(&format!(
+            "opus-mirror backup repo of {} (managed by opus-mirror; do not commit here)",
+            source_path.display()
+        ));
         let repo = Repository::init_opts(path, &opts)
             .with_context(|| format!("cannot create the backup repo {}", path.display()))?;
         {
@@ -67,10 +63,7 @@ impl BackupRepo {
             cfg.set_str("gc.reflogExpire", "never")?;
             cfg.set_str("gc.reflogExpireUnreachable", "never")?;
         }
-        Ok(BackupRepo {
-            repo,
-            path: path.to_path_buf(),
-        })
+        Ok(BackupRepo { repo, path: path.to_path_buf() })
     }
 
     /// Opens an existing backup repo, with a clear next step when it is missing.
@@ -85,10 +78,7 @@ impl BackupRepo {
         }
         let repo = Repository::open_bare(path)
             .with_context(|| format!("cannot open the backup repo {}", path.display()))?;
-        Ok(BackupRepo {
-            repo,
-            path: path.to_path_buf(),
-        })
+        Ok(BackupRepo { repo, path: path.to_path_buf() })
     }
 
     /// The directory new packs go to.
@@ -106,9 +96,9 @@ impl BackupRepo {
         match self.repo.find_reference(&Self::branch_ref(branch)) {
             Ok(r) => Ok(r.target()),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| {
-                format!("cannot read refs/heads/{branch} in {}", self.path.display())
-            }),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read refs/heads/{branch} in {}", self.path.display()))
+            }
         }
     }
 

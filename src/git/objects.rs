@@ -16,8 +16,7 @@ pub const MODE_TREE: u32 = 0o040000;
 /// The id of the empty tree. Snapshots store empty directories as entries pointing at it:
 /// git accepts that (`git fsck --strict` is clean) and our restore recreates them.
 pub fn empty_tree() -> Oid {
-    Oid::from_str("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
-        .expect("the empty tree id is valid hex")
+    Oid::from_str("4b825dc642cb6eb9a060e54bf8d69288fbee4904").expect("the empty tree id is valid hex")
 }
 
 /// Object kinds as numbered in pack files.
@@ -143,10 +142,7 @@ mod tests {
     #[test]
     fn known_ids_match_git() {
         // `printf 'hi\n' | git hash-object --stdin`
-        assert_eq!(
-            hash(Kind::Blob, b"hi\n").to_string(),
-            "45b983be36b73c0788dc9cbcb76cbb80fc7bb057"
-        );
+        assert_eq!(hash(Kind::Blob, b"hi\n").to_string(), "45b983be36b73c0788dc9cbcb76cbb80fc7bb057");
         assert_eq!(hash(Kind::Tree, b""), empty_tree());
     }
 
@@ -154,45 +150,22 @@ mod tests {
     fn tree_order_puts_directories_after_same_prefix_files() {
         let oid = empty_tree();
         let mut v = vec![
-            TreeEntry {
-                name: b"a".to_vec(),
-                mode: MODE_TREE,
-                oid,
-            },
-            TreeEntry {
-                name: b"a.md".to_vec(),
-                mode: MODE_FILE,
-                oid,
-            },
-            TreeEntry {
-                name: b"a-b".to_vec(),
-                mode: MODE_FILE,
-                oid,
-            },
+            TreeEntry { name: b"a".to_vec(), mode: MODE_TREE, oid },
+            TreeEntry { name: b"a.md".to_vec(), mode: MODE_FILE, oid },
+            TreeEntry { name: b"a-b".to_vec(), mode: MODE_FILE, oid },
         ];
         sort_entries(&mut v);
         let names: Vec<_> = v.iter().map(|e| e.name.clone()).collect();
         // '-' (0x2d) < '.' (0x2e) < '/' (0x2f): "a/" sorts after "a.md".
-        assert_eq!(
-            names,
-            vec![b"a-b".to_vec(), b"a.md".to_vec(), b"a".to_vec()]
-        );
+        assert_eq!(names, vec![b"a-b".to_vec(), b"a.md".to_vec(), b"a".to_vec()]);
     }
 
     #[test]
     fn tree_round_trips_through_parse() {
         let oid = hash(Kind::Blob, b"x");
         let v = vec![
-            TreeEntry {
-                name: b"dir".to_vec(),
-                mode: MODE_TREE,
-                oid: empty_tree(),
-            },
-            TreeEntry {
-                name: b"run.sh".to_vec(),
-                mode: MODE_EXEC,
-                oid,
-            },
+            TreeEntry { name: b"dir".to_vec(), mode: MODE_TREE, oid: empty_tree() },
+            TreeEntry { name: b"run.sh".to_vec(), mode: MODE_EXEC, oid },
         ];
         let bytes = tree_bytes(&v);
         assert!(bytes.starts_with(b"40000 dir\0"));

@@ -116,9 +116,7 @@ fn diff_trees(
                 diff_trees(odb, known, x.oid, y.oid, &path, out)?;
             }
             (Some(x), Some(y))
-                if !is_subtree(&x)
-                    && !is_subtree(&y)
-                    && (x.mode == MODE_TREE) == (y.mode == MODE_TREE) =>
+                if !is_subtree(&x) && !is_subtree(&y) && (x.mode == MODE_TREE) == (y.mode == MODE_TREE) =>
             {
                 out.push(Change {
                     kind: ChangeKind::Modified,
@@ -149,11 +147,7 @@ fn one_side(
     out: &mut Vec<Change>,
 ) -> Result<()> {
     if !is_subtree(e) {
-        out.push(Change {
-            kind,
-            path: display_path(&path),
-            what: what(e.mode),
-        });
+        out.push(Change { kind, path: display_path(&path), what: what(e.mode) });
         return Ok(());
     }
     for child in read_tree(odb, known, e.oid)? {

@@ -28,14 +28,10 @@ impl Filter {
     pub fn new(source: &Source) -> anyhow::Result<Filter> {
         let mut b = GitignoreBuilder::new(&source.path);
         for pat in &source.exclude {
-            b.add_line(None, pat).map_err(|e| {
-                anyhow::anyhow!("exclude pattern `{pat}` of source {}: {e}", source.name)
-            })?;
+            b.add_line(None, pat)
+                .map_err(|e| anyhow::anyhow!("exclude pattern `{pat}` of source {}: {e}", source.name))?;
         }
-        Ok(Filter {
-            user: b.build()?,
-            include_secrets: source.include_secrets,
-        })
+        Ok(Filter { user: b.build()?, include_secrets: source.include_secrets })
     }
 
     /// Whether the entry at `rel` (relative to the source root) is left out.
@@ -46,12 +42,7 @@ impl Filter {
         if !is_dir && !self.include_secrets && is_secret(name) {
             return Some(Excluded::Secret);
         }
-        if !self.user.is_empty()
-            && self
-                .user
-                .matched(Path::new(OsStr::from_bytes(rel)), is_dir)
-                .is_ignore()
-        {
+        if !self.user.is_empty() && self.user.matched(Path::new(OsStr::from_bytes(rel)), is_dir).is_ignore() {
             return Some(Excluded::Pattern);
         }
         None
@@ -85,19 +76,8 @@ mod tests {
     #[test]
     fn secrets_are_out_by_default_but_env_example_stays() {
         let f = Filter::new(&source(&[], false)).unwrap();
-        for n in [
-            ".env",
-            ".env.local",
-            "server.pem",
-            "tls.key",
-            "id_rsa",
-            "id_ed25519.pub",
-        ] {
-            assert_eq!(
-                f.excluded(n.as_bytes(), n.as_bytes(), false),
-                Some(Excluded::Secret),
-                "{n}"
-            );
+        for n in [".env", ".env.local", "server.pem", "tls.key", "id_rsa", "id_ed25519.pub"] {
+            assert_eq!(f.excluded(n.as_bytes(), n.as_bytes(), false), Some(Excluded::Secret), "{n}");
         }
         for n in [".env.example", "notes.md", "keyboard.md"] {
             assert_eq!(f.excluded(n.as_bytes(), n.as_bytes(), false), None, "{n}");
@@ -116,19 +96,10 @@ mod tests {
     #[test]
     fn patterns_follow_gitignore_rules() {
         let f = Filter::new(&source(&["node_modules/", "*.tmp", "/build"], false)).unwrap();
-        assert_eq!(
-            f.excluded(b"a/node_modules", b"node_modules", true),
-            Some(Excluded::Pattern)
-        );
+        assert_eq!(f.excluded(b"a/node_modules", b"node_modules", true), Some(Excluded::Pattern));
         assert_eq!(f.excluded(b"a/node_modules", b"node_modules", false), None);
-        assert_eq!(
-            f.excluded(b"x/y.tmp", b"y.tmp", false),
-            Some(Excluded::Pattern)
-        );
-        assert_eq!(
-            f.excluded(b"build", b"build", true),
-            Some(Excluded::Pattern)
-        );
+        assert_eq!(f.excluded(b"x/y.tmp", b"y.tmp", false), Some(Excluded::Pattern));
+        assert_eq!(f.excluded(b"build", b"build", true), Some(Excluded::Pattern));
         assert_eq!(f.excluded(b"src/build", b"build", true), None);
     }
 }

@@ -64,9 +64,7 @@ fn read_stable(path: &Path) -> Result<(Vec<u8>, Stat), ReadFail> {
             return Ok((data, after));
         }
     }
-    Err(ReadFail::Failed(format!(
-        "changed while being read ({TRIES} tries)"
-    )))
+    Err(ReadFail::Failed(format!("changed while being read ({TRIES} tries)")))
 }
 
 /// Streams a file through SHA-1, retrying while it changes. Returns its id, stat, and the
@@ -96,9 +94,7 @@ fn hash_stream(path: &Path) -> Result<(Oid, Stat, flate2::Compression), ReadFail
             return Ok((objects::finish(h), after, level));
         }
     }
-    Err(ReadFail::Failed(format!(
-        "changed while being read ({TRIES} tries)"
-    )))
+    Err(ReadFail::Failed(format!("changed while being read ({TRIES} tries)")))
 }
 
 /// Fills `oid` of every file in `files`, writing missing blobs into `pack` when given.
@@ -111,35 +107,19 @@ pub fn hash_files(
     skipped: &mut Vec<Skipped>,
 ) -> anyhow::Result<HashStats> {
     let mut stats = HashStats::default();
-    let (large, small): (Vec<_>, Vec<_>) = files
-        .into_iter()
-        .partition(|f| f.stat.size >= LARGE_FILE_BYTES);
+    let (large, small): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.stat.size >= LARGE_FILE_BYTES);
     let mut chunk: Vec<&mut FileRec> = Vec::new();
     let mut chunk_bytes = 0;
     for f in small {
         chunk_bytes += f.stat.size;
         chunk.push(f);
         if chunk_bytes >= CHUNK_BYTES || chunk.len() >= CHUNK_FILES {
-            hash_chunk(
-                root,
-                &mut chunk,
-                odb,
-                pack.as_deref_mut(),
-                skipped,
-                &mut stats,
-            )?;
+            hash_chunk(root, &mut chunk, odb, pack.as_deref_mut(), skipped, &mut stats)?;
             chunk.clear();
             chunk_bytes = 0;
         }
     }
-    hash_chunk(
-        root,
-        &mut chunk,
-        odb,
-        pack.as_deref_mut(),
-        skipped,
-        &mut stats,
-    )?;
+    hash_chunk(root, &mut chunk, odb, pack.as_deref_mut(), skipped, &mut stats)?;
     for f in large {
         hash_large(root, f, odb, pack.as_deref_mut(), skipped, &mut stats)?;
     }
@@ -151,10 +131,9 @@ fn note_failure(f: &FileRec, fail: ReadFail, skipped: &mut Vec<Skipped>) {
         ReadFail::Vanished => {
             tracing::debug!(path = %crate::output::display_path(&f.rel), "vanished during the snapshot")
         }
-        ReadFail::Failed(reason) => skipped.push(Skipped {
-            path: crate::output::display_path(&f.rel),
-            reason,
-        }),
+        ReadFail::Failed(reason) => {
+            skipped.push(Skipped { path: crate::output::display_path(&f.rel), reason })
+        }
     }
 }
 
@@ -198,10 +177,8 @@ fn hash_chunk(
         }
     }
     if let Some(p) = pack {
-        let compressed: Vec<_> = missing
-            .par_iter()
-            .map(|(oid, data)| (*oid, data.len() as u64, pack::compress(data)))
-            .collect();
+        let compressed: Vec<_> =
+            missing.par_iter().map(|(oid, data)| (*oid, data.len() as u64, pack::compress(data))).collect();
         for (oid, size, z) in compressed {
             p.add_compressed(oid, Kind::Blob, size, &z)?;
             stats.new_objects += 1;
@@ -248,9 +225,7 @@ fn hash_large(
         };
         // The pack writer re-hashes what it streams; a file that changed since the first
         // pass is rolled back out of the pack and tried again.
-        if p.add_stream(oid, Kind::Blob, stat.size, &mut file, level)?
-            .is_some()
-        {
+        if p.add_stream(oid, Kind::Blob, stat.size, &mut file, level)?.is_some() {
             (f.oid, f.stat) = (Some(oid), stat);
             stats.files += 1;
             stats.bytes += stat.size;
@@ -258,10 +233,6 @@ fn hash_large(
             return Ok(());
         }
     }
-    note_failure(
-        f,
-        ReadFail::Failed(format!("changed while being read ({TRIES} tries)")),
-        skipped,
-    );
+    note_failure(f, ReadFail::Failed(format!("changed while being read ({TRIES} tries)")), skipped);
     Ok(())
 }

@@ -44,10 +44,7 @@ pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
             .find_commit(id)
             .with_context(|| format!("snapshot {id} is missing from {}", repo.path.display()))?;
         let msg = c.message_raw().unwrap_or_default();
-        let at = Utc
-            .timestamp_opt(c.time().seconds(), 0)
-            .single()
-            .unwrap_or_default();
+        let at = Utc.timestamp_opt(c.time().seconds(), 0).single().unwrap_or_default();
         out.push(Info {
             id: id.to_string(),
             short: id.to_string()[..12].to_string(),
@@ -105,10 +102,8 @@ pub fn resolve(repo: &BackupRepo, branch: &str, source: &str, pick: &Pick) -> Re
             Pick::Id(s) => format!("source `{source}` has no snapshot `{s}`"),
             Pick::Latest => unreachable!("the list is not empty"),
         };
-        UserError::usage(format!(
-            "{what}\n  fix: `opus-mirror snapshots --source {source}` lists them"
-        ))
-        .into()
+        UserError::usage(format!("{what}\n  fix: `opus-mirror snapshots --source {source}` lists them"))
+            .into()
     })
 }
 

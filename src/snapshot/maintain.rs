@@ -10,9 +10,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use git2::Oid;
 
 use super::pack::PackWriter;
+use super::packread::{read_index, Entry};
 use crate::git::BackupRepo;
 
 /// More packs than this and they are merged.
@@ -44,51 +44,6 @@ pub fn list_packs(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     out.sort();
-    Ok(out)
-}
-
-/// One object's entry in a pack, from its index.
-struct Entry {
-    oid: Oid,
-    crc: u32,
-    offset: u64,
-}
-
-/// Reads a version-2 index.
-fn read_index(idx: &Path) -> Result<Vec<Entry>> {
-    let b = fs::read(idx).with_context(|| format!("cannot read {}", idx.display()))?;
-    if b.len() < 8 + 1024 + 40 || &b[..8] != b"\xfftOc\0\0\0\x02" {
-        bail!("{} is not a version-2 pack index", idx.display());
-    }
-    let be32 = |at: usize| u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-    let n = be32(8 + 255 * 4) as usize;
-    let names = 8 + 1024;
-    let crcs = names + n * 20;
-    let offs = crcs + n * 4;
-    let large = offs + n * 4;
-    if b.len() < large + 40 {
-        bail!("{} is truncated", idx.display());
-    }
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let raw = be32(offs + i * 4);
-        let offset = if raw & 0x8000_0000 != 0 {
-            let at = large + (raw & 0x7fff_ffff) as usize * 8;
-            u64::from_be_bytes(
-                b.get(at..at + 8)
-                    .context("large offset out of range")?
-                    .try_into()
-                    .expect("8 bytes"),
-            )
-        } else {
-            raw as u64
-        };
-        out.push(Entry {
-            oid: Oid::from_bytes(&b[names + i * 20..names + i * 20 + 20])?,
-            crc: be32(crcs + i * 4),
-            offset,
-        });
-    }
     Ok(out)
 }
 
@@ -127,19 +82,17 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
         let mut r = BufReader::with_capacity(1 << 20, File::open(p)?);
         for (i, e) in entries.iter().enumerate() {
             let end = entries.get(i + 1).map(|n| n.offset).unwrap_or(len - 20);
+            if !seen.insert(e.oid) {
+                continue;
+            }
             r.seek(SeekFrom::Start(e.offset))?;
-            let mut raw = vec![0u8; (end - e.offset) as usize];
-            r.read_exact(&mut raw)?;
-            if crc32fast::hash(&raw) != e.crc {
+            if !out.add_raw(e.oid, e.crc, end - e.offset, &mut r)? {
                 out.abandon();
                 bail!(
-                    "pack {} is damaged at object {} (CRC mismatch); run `opus-mirror check`",
+                    "pack {} is damaged at object {} (CRC mismatch); nothing was merged or deleted",
                     p.display(),
                     e.oid
                 );
-            }
-            if seen.insert(e.oid) {
-                out.add_raw(e.oid, e.crc, &raw)?;
             }
         }
     }

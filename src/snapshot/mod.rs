@@ -12,6 +12,7 @@ pub mod hash;
 pub mod history;
 pub mod maintain;
 pub mod pack;
+pub mod packread;
 pub mod statcache;
 pub mod tree;
 pub mod walk;
@@ -169,8 +170,7 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
     // Wall-clock time (not the `now` input, which tests may move): files modified within a
     // second before the walk may change again unnoticed within the same timestamp tick.
     let racy_after = wall_clock_ns() - 1_000_000_000;
-    let mut pack =
-        PackWriter::create(&repo.pack_dir()).context("cannot start a pack in the backup repo")?;
+    let mut pack = PackWriter::create(&repo.pack_dir()).context("cannot start a pack in the backup repo")?;
     let built = match build(source, &repo, &cache, Some(&mut pack)) {
         Ok(b) => b,
         Err(e) => {
@@ -220,16 +220,9 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
     };
     let commit_data = objects::commit_bytes(built.tree, previous, &sig, &message);
     let commit = pack.add(Kind::Commit, &commit_data)?;
-    pack.finish()
-        .context("cannot write the pack into the backup repo")?;
-    repo.advance(
-        &source.snapshot_branch,
-        commit,
-        previous,
-        &format!("opus-mirror: snapshot {time}"),
-    )?;
-    StatCache::save(&cache_file, commit, &file_refs, racy_after)
-        .context("cannot save the stat cache")?;
+    pack.finish().context("cannot write the pack into the backup repo")?;
+    repo.advance(&source.snapshot_branch, commit, previous, &format!("opus-mirror: snapshot {time}"))?;
+    StatCache::save(&cache_file, commit, &file_refs, racy_after).context("cannot save the stat cache")?;
     maintain::after_snapshot(&repo).context("cannot tidy the backup repo's packs")?;
 
     outcome.created = Some(commit.to_string());

@@ -91,8 +91,7 @@ pub fn choose_level(data: &[u8]) -> Compression {
         return Compression::new(LEVEL);
     }
     let mut enc = ZlibEncoder::new(Vec::with_capacity(SAMPLE), Compression::new(LEVEL));
-    enc.write_all(&data[..SAMPLE])
-        .expect("writing to a Vec cannot fail");
+    enc.write_all(&data[..SAMPLE]).expect("writing to a Vec cannot fail");
     let n = enc.finish().expect("writing to a Vec cannot fail").len();
     if n * 100 > SAMPLE * 97 {
         Compression::none()
@@ -111,11 +110,7 @@ impl PackWriter {
             .into_temp_path()
             .keep()
             .map_err(|e| e.error)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let file = OpenOptions::new().write(true).read(true).truncate(true).open(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // The object count is patched in by `finish`, once known.
         out.write_all(b"PACK\0\0\0\x02\0\0\0\0")?;
@@ -144,13 +139,7 @@ impl PackWriter {
     }
 
     /// Appends an object whose content is already zlib-compressed.
-    pub fn add_compressed(
-        &mut self,
-        oid: Oid,
-        kind: Kind,
-        size: u64,
-        zdata: &[u8],
-    ) -> io::Result<()> {
+    pub fn add_compressed(&mut self, oid: Oid, kind: Kind, size: u64, zdata: &[u8]) -> io::Result<()> {
         if !self.seen.insert(oid) {
             return Ok(());
         }
@@ -160,29 +149,30 @@ impl PackWriter {
         crc.update(zdata);
         self.out.write_all(&header)?;
         self.out.write_all(zdata)?;
-        self.entries.push(IdxEntry {
-            oid,
-            crc: crc.finalize(),
-            offset: self.offset,
-        });
+        self.entries.push(IdxEntry { oid, crc: crc.finalize(), offset: self.offset });
         self.offset += (header.len() + zdata.len()) as u64;
         Ok(())
     }
 
-    /// Appends a pack entry copied verbatim from another pack (header and data), whose CRC
-    /// the caller has checked.
-    pub fn add_raw(&mut self, oid: Oid, crc: u32, raw: &[u8]) -> io::Result<()> {
-        if !self.seen.insert(oid) {
-            return Ok(());
+    /// Copies a pack entry (header and data) of `len` bytes verbatim from another pack,
+    /// streaming, and checks it against the CRC its index records. Returns false, with
+    /// nothing added, when the CRC does not match (the source pack is damaged).
+    pub fn add_raw(&mut self, oid: Oid, crc: u32, len: u64, src: &mut dyn Read) -> io::Result<bool> {
+        if self.seen.contains(&oid) {
+            return Ok(true);
         }
-        self.out.write_all(raw)?;
-        self.entries.push(IdxEntry {
-            oid,
-            crc,
-            offset: self.offset,
-        });
-        self.offset += raw.len() as u64;
-        Ok(())
+        let start = self.offset;
+        let mut tally = Tally { inner: &mut self.out, crc: crc32fast::Hasher::new(), count: 0 };
+        let copied = io::copy(&mut src.take(len), &mut tally)?;
+        let got = tally.crc.finalize();
+        if copied != len || got != crc {
+            self.rollback(start)?;
+            return Ok(false);
+        }
+        self.seen.insert(oid);
+        self.entries.push(IdxEntry { oid, crc, offset: start });
+        self.offset = start + len;
+        Ok(true)
     }
 
     /// Appends a small object, compressing it here.
@@ -212,11 +202,7 @@ impl PackWriter {
         let start = self.offset;
         let header = entry_header(kind, size);
         let mut hasher = crate::git::objects::hasher(kind, size);
-        let mut tally = Tally {
-            inner: &mut self.out,
-            crc: crc32fast::Hasher::new(),
-            count: 0,
-        };
+        let mut tally = Tally { inner: &mut self.out, crc: crc32fast::Hasher::new(), count: 0 };
         tally.write_all(&header)?;
         let mut read_total = 0u64;
         {
@@ -244,11 +230,7 @@ impl PackWriter {
             return Ok(None);
         }
         self.seen.insert(got);
-        self.entries.push(IdxEntry {
-            oid: got,
-            crc,
-            offset: start,
-        });
+        self.entries.push(IdxEntry { oid: got, crc, offset: start });
         self.offset = start + written;
         Ok(Some(got))
     }
@@ -353,23 +335,16 @@ fn index_bytes(entries: &mut [IdxEntry], pack_sum: &[u8; 20]) -> Vec<u8> {
     out
 }
 
-/// Removes temp packs left by killed runs (older than an hour, so a concurrent writer
-/// outside our lock is never hurt).
+/// Removes temp packs left by killed runs. The caller holds the run lock, so no live
+/// opus-mirror is writing one.
 pub fn sweep_temp(pack_dir: &Path) {
     let Ok(rd) = fs::read_dir(pack_dir) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name();
-        if !name.to_string_lossy().starts_with("tmp_opus_pack_") {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(|t| t.elapsed().map(|d| d.as_secs() > 3600).unwrap_or(false))
-            .unwrap_or(false);
-        if old {
+        if name.to_string_lossy().starts_with("tmp_opus_pack_") {
+            tracing::info!(file = %e.path().display(), "removing a temp pack left by an interrupted run");
             let _ = fs::remove_file(e.path());
         }
     }

@@ -6,19 +6,20 @@
 //! that commit exists in the backup repo, since objects are never removed, all the blobs it
 //! names then exist too. Files modified in the same second the cache was written are stored
 //! as "racy" (no blob) and re-hashed next time, as git does for its index. A cache that fails
-//! its checksum is ignored: the cost is one slower snapshot, never a wrong one.
+//! its checksum (CRC-32: it guards against torn or damaged files, not against an attacker
+//! who can already write the state dir) is ignored: the cost is one slower snapshot, never a
+//! wrong one.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
 use git2::Oid;
-use sha1::{Digest, Sha1};
 
 use super::walk::{FileRec, Stat};
 use crate::atomic;
 
-const MAGIC: &[u8; 8] = b"OMSCACH1";
+const MAGIC: &[u8; 8] = b"OMSCACH2";
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -68,12 +69,7 @@ impl StatCache {
     /// `racy_after_ns` are stored without a blob, so they are hashed again next time. (Only
     /// mtime matters: a content change within one timestamp tick after our stat is the race;
     /// ctime is still compared on lookup, which catches chmod and `touch -r`.)
-    pub fn save(
-        path: &Path,
-        commit: Oid,
-        files: &[&FileRec],
-        racy_after_ns: i64,
-    ) -> io::Result<()> {
+    pub fn save(path: &Path, commit: Oid, files: &[&FileRec], racy_after_ns: i64) -> io::Result<()> {
         let mut out = Vec::with_capacity(64 + files.len() * 100);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(commit.as_bytes());
@@ -92,8 +88,8 @@ impl StatCache {
             out.push(f.exec as u8);
             out.extend_from_slice(oid.as_bytes());
         }
-        let sum: [u8; 20] = Sha1::digest(&out).into();
-        out.extend_from_slice(&sum);
+        let sum = crc32fast::hash(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
         atomic::write_file(path, &out)
     }
 }
@@ -125,11 +121,11 @@ impl<'a> Cursor<'a> {
 }
 
 fn decode(bytes: &[u8]) -> Option<StatCache> {
-    if bytes.len() < MAGIC.len() + 20 + 8 + 20 {
+    if bytes.len() < MAGIC.len() + 20 + 8 + 4 {
         return None;
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 20);
-    if Sha1::digest(body).as_slice() != sum {
+    let (body, sum) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != sum {
         return None;
     }
     let mut c = Cursor(body);
@@ -142,20 +138,12 @@ fn decode(bytes: &[u8]) -> Option<StatCache> {
     for _ in 0..n {
         let len = c.u32()? as usize;
         let rel = c.take(len)?.to_vec();
-        let stat = Stat {
-            size: c.u64()?,
-            mtime_ns: c.i64()?,
-            ctime_ns: c.i64()?,
-            ino: c.u64()?,
-        };
+        let stat = Stat { size: c.u64()?, mtime_ns: c.i64()?, ctime_ns: c.i64()?, ino: c.u64()? };
         let exec = c.take(1)?[0] != 0;
         let oid = c.oid()?;
         entries.insert(rel, Entry { stat, exec, oid });
     }
-    Some(StatCache {
-        commit: (!commit.is_zero()).then_some(commit),
-        entries,
-    })
+    Some(StatCache { commit: (!commit.is_zero()).then_some(commit), entries })
 }
 
 #[cfg(test)]
@@ -165,17 +153,9 @@ mod tests {
     fn rec(rel: &str, mtime: i64) -> FileRec {
         FileRec {
             rel: rel.as_bytes().to_vec(),
-            stat: Stat {
-                size: 3,
-                mtime_ns: mtime,
-                ctime_ns: mtime,
-                ino: 7,
-            },
+            stat: Stat { size: 3, mtime_ns: mtime, ctime_ns: mtime, ino: 7 },
             exec: false,
-            oid: Some(crate::git::objects::hash(
-                crate::git::objects::Kind::Blob,
-                b"abc",
-            )),
+            oid: Some(crate::git::objects::hash(crate::git::objects::Kind::Blob, b"abc")),
         }
     }
 
@@ -190,16 +170,8 @@ mod tests {
         let c = StatCache::load(&p);
         assert_eq!(c.commit, Some(commit));
         assert_eq!(c.lookup(b"old.md", &old.stat, false), old.oid);
-        assert_eq!(
-            c.lookup(b"fresh.md", &fresh.stat, false),
-            None,
-            "racy entry must be re-hashed"
-        );
-        assert_eq!(
-            c.lookup(b"old.md", &old.stat, true),
-            None,
-            "mode change is a change"
-        );
+        assert_eq!(c.lookup(b"fresh.md", &fresh.stat, false), None, "racy entry must be re-hashed");
+        assert_eq!(c.lookup(b"old.md", &old.stat, true), None, "mode change is a change");
     }
 
     #[test]

@@ -31,13 +31,7 @@ pub struct TreeBuilder<'a> {
 
 impl<'a> TreeBuilder<'a> {
     pub fn new(odb: &'a Odb<'a>, pack: Option<&'a mut PackWriter>) -> Self {
-        TreeBuilder {
-            odb,
-            pack,
-            trees: HashMap::new(),
-            counts: Counts::default(),
-            new_objects: 0,
-        }
+        TreeBuilder { odb, pack, trees: HashMap::new(), counts: Counts::default(), new_objects: 0 }
     }
 
     /// Makes sure an object exists (in the repo or the pack) and returns its id.
@@ -77,11 +71,7 @@ impl<'a> TreeBuilder<'a> {
                     (MODE_TREE, self.build(children)?)
                 }
             };
-            entries.push(TreeEntry {
-                name: name.clone(),
-                mode,
-                oid,
-            });
+            entries.push(TreeEntry { name: name.clone(), mode, oid });
         }
         objects::sort_entries(&mut entries);
         let bytes = objects::tree_bytes(&entries);
@@ -93,28 +83,18 @@ impl<'a> TreeBuilder<'a> {
 }
 
 /// Reads a tree's entries, from `known` (built this run) or the repo.
-pub fn read_tree(
-    odb: &Odb,
-    known: &HashMap<Oid, Vec<TreeEntry>>,
-    oid: Oid,
-) -> Result<Vec<TreeEntry>> {
+pub fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> Result<Vec<TreeEntry>> {
     if let Some(e) = known.get(&oid) {
         return Ok(e.clone());
     }
     if oid == objects::empty_tree() {
         return Ok(Vec::new());
     }
-    let obj = odb
-        .read(oid)
-        .with_context(|| format!("cannot read tree {oid} from the backup repo"))?;
+    let obj = odb.read(oid).with_context(|| format!("cannot read tree {oid} from the backup repo"))?;
     if obj.kind() != git2::ObjectType::Tree {
-        return Err(anyhow!(
-            "object {oid} is a {:?}, expected a tree",
-            obj.kind()
-        ));
+        return Err(anyhow!("object {oid} is a {:?}, expected a tree", obj.kind()));
     }
-    objects::parse_tree(obj.data())
-        .ok_or_else(|| anyhow!("tree {oid} in the backup repo is malformed"))
+    objects::parse_tree(obj.data()).ok_or_else(|| anyhow!("tree {oid} in the backup repo is malformed"))
 }
 
 /// One restorable thing in a snapshot: a file, an executable, a symlink or an empty dir.
@@ -148,11 +128,7 @@ fn list_into(odb: &Odb, tree: Oid, prefix: &mut Vec<u8>, out: &mut Vec<Item>) ->
         if e.mode == MODE_TREE && e.oid != objects::empty_tree() {
             list_into(odb, e.oid, prefix, out)?;
         } else {
-            out.push(Item {
-                path: prefix.clone(),
-                mode: e.mode,
-                oid: e.oid,
-            });
+            out.push(Item { path: prefix.clone(), mode: e.mode, oid: e.oid });
         }
         prefix.truncate(len);
     }

@@ -70,10 +70,7 @@ pub struct Scan {
 pub fn scan(root: &Path, filter: &Filter) -> std::io::Result<Scan> {
     let meta = fs::metadata(root)?;
     if !meta.is_dir() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a directory",
-            root.display()
-        )));
+        return Err(std::io::Error::other(format!("{} is not a directory", root.display())));
     }
     let mut out = Scan::default();
     let entries = scan_dir(root.to_path_buf(), Vec::new(), filter, &mut out)?;
@@ -92,10 +89,7 @@ fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 fn skip(out: &mut Scan, rel: &[u8], reason: String) {
-    out.skipped.push(Skipped {
-        path: crate::output::display_path(rel),
-        reason,
-    });
+    out.skipped.push(Skipped { path: crate::output::display_path(rel), reason });
 }
 
 fn scan_dir(
@@ -132,12 +126,7 @@ fn scan_dir(
             subdirs.push((name, child_rel));
         } else if ft.is_symlink() {
             match fs::read_link(entry.path()) {
-                Ok(t) => nodes.push((
-                    name,
-                    Node::Symlink {
-                        target: t.as_os_str().as_bytes().to_vec(),
-                    },
-                )),
+                Ok(t) => nodes.push((name, Node::Symlink { target: t.as_os_str().as_bytes().to_vec() })),
                 Err(e) => skip(out, &child_rel, format!("cannot read link: {e}")),
             }
         } else if ft.is_file() {
@@ -154,11 +143,7 @@ fn scan_dir(
                 Err(e) => skip(out, &child_rel, format!("cannot stat: {e}")),
             }
         } else {
-            skip(
-                out,
-                &child_rel,
-                "not a regular file, directory or symlink (fifo, socket or device)".into(),
-            );
+            skip(out, &child_rel, "not a regular file, directory or symlink (fifo, socket or device)".into());
         }
     }
     // Walk subdirectories in parallel; each returns its own skipped list and counts.
@@ -166,12 +151,8 @@ fn scan_dir(
         .into_par_iter()
         .map(|(name, child_rel)| {
             let mut sub = Scan::default();
-            let r = scan_dir(
-                abs.join(std::ffi::OsStr::from_bytes(&name)),
-                child_rel.clone(),
-                filter,
-                &mut sub,
-            );
+            let r =
+                scan_dir(abs.join(std::ffi::OsStr::from_bytes(&name)), child_rel.clone(), filter, &mut sub);
             (name, child_rel, r, sub)
         })
         .collect();

@@ -8,11 +8,7 @@ use crate::helpers::Env;
 /// Runs `args` expecting a usage error; returns stderr with temp paths redacted.
 fn usage_error(env: &Env, args: &[&str]) -> String {
     let r = env.run(args).code(2);
-    assert!(
-        r.stdout.is_empty(),
-        "errors go to stderr only, stdout was: {}",
-        r.stdout
-    );
+    assert!(r.stdout.is_empty(), "errors go to stderr only, stdout was: {}", r.stdout);
     env.redact(&r.stderr)
 }
 
@@ -44,7 +40,9 @@ fn missing_source_name() {
 
 #[test]
 fn duplicate_source_names() {
-    let env = env_with("[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n");
+    let env = env_with(
+        "[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n",
+    );
     insta::assert_snapshot!(usage_error(&env, &["snapshot"]));
 }
 
@@ -87,11 +85,8 @@ fn missing_config_file() {
 #[test]
 fn unknown_key_in_dotenv() {
     let env = env_with("[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n");
-    fs::write(
-        env.config.with_file_name(".env"),
-        "# comment\nRCLONE_TOKEN=abc\nOPUS_MIRROR_STATEDIR=/x\n",
-    )
-    .unwrap();
+    fs::write(env.config.with_file_name(".env"), "# comment\nRCLONE_TOKEN=abc\nOPUS_MIRROR_STATEDIR=/x\n")
+        .unwrap();
     insta::assert_snapshot!(usage_error(&env, &["config", "check"]));
 }
 
@@ -103,49 +98,26 @@ fn unknown_source_on_the_command_line() {
 
 #[test]
 fn restore_refuses_a_non_empty_directory() {
-    let env =
-        env_with("state_dir = \"TMP/state\"\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n");
+    let env = env_with("state_dir = \"TMP/state\"\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n");
     fs::write(env.path("vault/n.md"), "n").unwrap();
     env.run(&["snapshot"]).ok();
     fs::create_dir_all(env.path("busy")).unwrap();
     fs::write(env.path("busy/mine.txt"), "keep me").unwrap();
-    insta::assert_snapshot!(usage_error(
-        &env,
-        &["restore", "--to", env.path("busy").to_str().unwrap()]
-    ));
-    assert_eq!(
-        fs::read_to_string(env.path("busy/mine.txt")).unwrap(),
-        "keep me"
-    );
-    env.run(&[
-        "restore",
-        "--force",
-        "--to",
-        env.path("busy").to_str().unwrap(),
-    ])
-    .ok();
+    insta::assert_snapshot!(usage_error(&env, &["restore", "--to", env.path("busy").to_str().unwrap()]));
+    assert_eq!(fs::read_to_string(env.path("busy/mine.txt")).unwrap(), "keep me");
+    env.run(&["restore", "--force", "--to", env.path("busy").to_str().unwrap()]).ok();
     assert_eq!(fs::read_to_string(env.path("busy/n.md")).unwrap(), "n");
 }
 
 #[test]
 fn unknown_snapshot_id_and_missing_path() {
-    let env =
-        env_with("state_dir = \"TMP/state\"\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n");
+    let env = env_with("state_dir = \"TMP/state\"\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n");
     fs::write(env.path("vault/n.md"), "n").unwrap();
     env.run(&["snapshot"]).ok();
     let out = env.path("out");
     insta::assert_snapshot!(
         "unknown_snapshot_id",
-        usage_error(
-            &env,
-            &[
-                "restore",
-                "--snapshot",
-                "deadbeef",
-                "--to",
-                out.to_str().unwrap()
-            ]
-        )
+        usage_error(&env, &["restore", "--snapshot", "deadbeef", "--to", out.to_str().unwrap()])
     );
     insta::with_settings!({filters => vec![(r"\b[0-9a-f]{12}\b", "[ID]")]}, {
         insta::assert_snapshot!("path_not_in_snapshot", usage_error(&env, &["restore", "--path", "nope.md", "--to", out.to_str().unwrap()]));
@@ -162,11 +134,7 @@ fn config_check_masks_secrets_and_names_origins() {
     )
     .unwrap();
     let r = env.run(&["config", "check"]).ok();
-    assert!(
-        !r.stdout.contains("supersecret"),
-        "secret leaked: {}",
-        r.stdout
-    );
+    assert!(!r.stdout.contains("supersecret"), "secret leaked: {}", r.stdout);
     assert!(r.stdout.contains("RCLONE_TOKEN = su****"));
     assert!(r.stdout.contains(".env line 2"), "{}", r.stdout);
     // The environment beats .env.
@@ -175,8 +143,5 @@ fn config_check_masks_secrets_and_names_origins() {
     let o = c.output().unwrap();
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["state_dir"], env.path("from-env").display().to_string());
-    assert_eq!(
-        j["origins"]["state_dir"],
-        "environment OPUS_MIRROR_STATE_DIR"
-    );
+    assert_eq!(j["origins"]["state_dir"], "environment OPUS_MIRROR_STATE_DIR");
 }

@@ -23,13 +23,7 @@ fn diff_lists_added_modified_and_deleted() {
     let lines: Vec<_> = live.stdout.lines().skip(1).collect();
     assert_eq!(
         lines,
-        vec![
-            "+ d.md",
-            "+ new/empty/",
-            "~ notes/a.md",
-            "- notes/b.md",
-            "2 added, 1 modified, 1 deleted"
-        ]
+        vec!["+ d.md", "+ new/empty/", "~ notes/a.md", "- notes/b.md", "2 added, 1 modified, 1 deleted"]
     );
 
     env.run(&["snapshot"]).ok();
@@ -40,19 +34,9 @@ fn diff_lists_added_modified_and_deleted() {
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
-    let j = env
-        .run(&["diff", "--json", &ids[1][..8], &ids[0][..8]])
-        .ok()
-        .json();
-    assert_eq!(
-        j["summary"],
-        serde_json::json!({"added": 2, "modified": 1, "deleted": 1})
-    );
+    let j = env.run(&["diff", "--json", &ids[1][..8], &ids[0][..8]]).ok().json();
+    assert_eq!(j["summary"], serde_json::json!({"added": 2, "modified": 1, "deleted": 1}));
     // Nothing changed since: an empty live diff.
     let r = env.run(&["diff"]).ok();
-    assert!(
-        r.stdout.ends_with("0 added, 0 modified, 0 deleted\n"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.ends_with("0 added, 0 modified, 0 deleted\n"), "{}", r.stdout);
 }

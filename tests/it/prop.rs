@@ -13,19 +13,9 @@ use crate::helpers::{treecmp, Env};
 
 #[derive(Debug, Clone)]
 enum Node {
-    File {
-        name: Vec<u8>,
-        content: Vec<u8>,
-        exec: bool,
-    },
-    Link {
-        name: Vec<u8>,
-        target: Vec<u8>,
-    },
-    Dir {
-        name: Vec<u8>,
-        children: Vec<Node>,
-    },
+    File { name: Vec<u8>, content: Vec<u8>, exec: bool },
+    Link { name: Vec<u8>, target: Vec<u8> },
+    Dir { name: Vec<u8>, children: Vec<Node> },
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -44,24 +34,10 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 
 fn node() -> impl Strategy<Value = Node> {
     let leaf = prop_oneof![
-        (
-            name(),
-            proptest::collection::vec(any::<u8>(), 0..300),
-            any::<bool>()
-        )
-            .prop_map(|(name, content, exec)| Node::File {
-                name,
-                content,
-                exec
-            }),
-        (name(), "[a-z/.]{1,20}").prop_map(|(name, t)| Node::Link {
-            name,
-            target: t.into_bytes()
-        }),
-        name().prop_map(|name| Node::Dir {
-            name,
-            children: vec![]
-        }),
+        (name(), proptest::collection::vec(any::<u8>(), 0..300), any::<bool>())
+            .prop_map(|(name, content, exec)| Node::File { name, content, exec }),
+        (name(), "[a-z/.]{1,20}").prop_map(|(name, t)| Node::Link { name, target: t.into_bytes() }),
+        name().prop_map(|name| Node::Dir { name, children: vec![] }),
     ];
     leaf.prop_recursive(3, 40, 6, |inner| {
         (name(), proptest::collection::vec(inner, 0..6))
@@ -72,21 +48,14 @@ fn node() -> impl Strategy<Value = Node> {
 fn materialise(dir: &Path, nodes: &[Node]) {
     for n in nodes {
         match n {
-            Node::File {
-                name,
-                content,
-                exec,
-            } => {
+            Node::File { name, content, exec } => {
                 let p = dir.join(OsStr::from_bytes(name));
                 if p.symlink_metadata().is_ok() {
                     continue; // duplicate name drawn: first wins
                 }
                 fs::write(&p, content).unwrap();
-                fs::set_permissions(
-                    &p,
-                    fs::Permissions::from_mode(if *exec { 0o755 } else { 0o644 }),
-                )
-                .unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(if *exec { 0o755 } else { 0o644 }))
+                    .unwrap();
             }
             Node::Link { name, target } => {
                 let p = dir.join(OsStr::from_bytes(name));

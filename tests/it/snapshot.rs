@@ -9,13 +9,7 @@ use crate::helpers::{assert_fsck, fingerprint, git, treecmp, vaultgen, Env};
 fn vault_env(git_repo: bool) -> (Env, std::path::PathBuf) {
     let env = Env::new();
     let vault = env.path("vault");
-    vaultgen::create(
-        &vault,
-        &vaultgen::Spec {
-            git: git_repo,
-            ..Default::default()
-        },
-    );
+    vaultgen::create(&vault, &vaultgen::Spec { git: git_repo, ..Default::default() });
     env.write_config(&[("vault", &vault)]);
     (env, vault)
 }
@@ -33,24 +27,11 @@ fn realistic_vault_round_trips_and_the_users_repo_is_untouched() {
     assert!(out.join("private/diary.md").exists());
     assert!(out.join("drafts.local.md").exists());
     assert!(out.join("inbox/empty folder").is_dir());
-    assert_eq!(
-        before,
-        fingerprint(&vault.join(".git")),
-        "the user's .git must not change"
-    );
+    assert_eq!(before, fingerprint(&vault.join(".git")), "the user's .git must not change");
     let repo = env.backup_repo("vault");
     assert_fsck(&repo);
-    let log = git(
-        Path::new("/"),
-        &[
-            "--git-dir",
-            repo.to_str().unwrap(),
-            "log",
-            "--format=%s",
-            "snapshot",
-        ],
-    )
-    .ok();
+    let log =
+        git(Path::new("/"), &["--git-dir", repo.to_str().unwrap(), "log", "--format=%s", "snapshot"]).ok();
     assert_eq!(log.stdout.trim(), "opus-mirror snapshot of vault");
 }
 
@@ -60,17 +41,10 @@ fn unchanged_source_makes_no_new_commit_and_says_so() {
     backdate(&vault);
     env.run(&["snapshot"]).ok();
     let second = env.run(&["snapshot"]).ok();
-    assert!(
-        second.stdout.contains("unchanged since snapshot"),
-        "{}",
-        second.stdout
-    );
+    assert!(second.stdout.contains("unchanged since snapshot"), "{}", second.stdout);
     let j = env.run(&["snapshot", "--json"]).ok().json();
     assert_eq!(j[0]["created"], serde_json::Value::Null);
-    assert_eq!(
-        j[0]["read_files"], 0,
-        "a no-change snapshot must not read file contents"
-    );
+    assert_eq!(j[0]["read_files"], 0, "a no-change snapshot must not read file contents");
     let list = env.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(list[0]["snapshots"].as_array().unwrap().len(), 1);
 }
@@ -92,37 +66,17 @@ fn later_snapshots_chain_on_an_orphan_branch_and_record_counts() {
     env.run(&["snapshot"]).ok();
     vaultgen::mutate(&vault, 1);
     let j = env.run(&["snapshot", "--json"]).ok().json();
-    let created = j[0]["created"]
-        .as_str()
-        .expect("a new snapshot")
-        .to_string();
+    let created = j[0]["created"].as_str().expect("a new snapshot").to_string();
     assert!(j[0]["changes"]["added"].as_u64().unwrap() >= 2);
     assert!(j[0]["changes"]["modified"].as_u64().unwrap() >= 1);
     assert!(j[0]["changes"]["deleted"].as_u64().unwrap() >= 1);
     let repo = env.backup_repo("vault");
     let gd = repo.to_str().unwrap();
-    let roots = git(
-        Path::new("/"),
-        &["--git-dir", gd, "rev-list", "--max-parents=0", "snapshot"],
-    )
-    .ok();
-    assert_eq!(
-        roots.stdout.lines().count(),
-        1,
-        "exactly one root: the first snapshot"
-    );
-    let count = git(
-        Path::new("/"),
-        &["--git-dir", gd, "rev-list", "--count", "snapshot"],
-    )
-    .ok();
+    let roots = git(Path::new("/"), &["--git-dir", gd, "rev-list", "--max-parents=0", "snapshot"]).ok();
+    assert_eq!(roots.stdout.lines().count(), 1, "exactly one root: the first snapshot");
+    let count = git(Path::new("/"), &["--git-dir", gd, "rev-list", "--count", "snapshot"]).ok();
     assert_eq!(count.stdout.trim(), "2");
-    let msg = git(
-        Path::new("/"),
-        &["--git-dir", gd, "log", "-1", "--format=%B", &created],
-    )
-    .ok()
-    .stdout;
+    let msg = git(Path::new("/"), &["--git-dir", gd, "log", "-1", "--format=%B", &created]).ok().stdout;
     for key in [
         "Source: ",
         "Host: ",
@@ -161,23 +115,19 @@ fn secrets_and_nested_git_are_left_out_unless_opted_in() {
     env.write_config(&[("s", &src)]);
     env.run(&["snapshot"]).ok();
     let gd = env.backup_repo("s");
-    let files = git(
-        Path::new("/"),
-        &[
-            "--git-dir",
-            gd.to_str().unwrap(),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "snapshot",
-        ],
-    )
-    .ok()
-    .stdout;
-    assert_eq!(
-        files.lines().collect::<Vec<_>>(),
-        vec![".env.example", "notes.md"]
-    );
+    let files =
+        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
+            .ok()
+            .stdout;
+    assert_eq!(files.lines().collect::<Vec<_>>(), vec![".env.example", "notes.md"]);
+
+    // --include-secrets captures them for one run.
+    env.run(&["snapshot", "--include-secrets"]).ok();
+    let files =
+        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
+            .ok()
+            .stdout;
+    assert_eq!(files.lines().count(), 6, "{files}");
 
     env.write_config_text(&format!(
         "state_dir = {:?}\n[[source]]\nname = \"s\"\npath = {:?}\ninclude_secrets = true\n",
@@ -185,19 +135,10 @@ fn secrets_and_nested_git_are_left_out_unless_opted_in() {
         src.display().to_string()
     ));
     env.run(&["snapshot"]).ok();
-    let files = git(
-        Path::new("/"),
-        &[
-            "--git-dir",
-            gd.to_str().unwrap(),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "snapshot",
-        ],
-    )
-    .ok()
-    .stdout;
+    let files =
+        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
+            .ok()
+            .stdout;
     assert!(
         files.contains(".env\n") && files.contains("k/server.pem") && !files.contains(".git/"),
         "{files}"
@@ -208,14 +149,9 @@ fn secrets_and_nested_git_are_left_out_unless_opted_in() {
 fn exclude_patterns_use_gitignore_rules() {
     let env = Env::new();
     let src = env.path("src");
-    for p in [
-        "a/node_modules/x.js",
-        "keep.md",
-        "tmp/file.tmp",
-        "deep/b.tmp",
-        "build/out.bin",
-        "src/build/keep.rs",
-    ] {
+    for p in
+        ["a/node_modules/x.js", "keep.md", "tmp/file.tmp", "deep/b.tmp", "build/out.bin", "src/build/keep.rs"]
+    {
         fs::create_dir_all(src.join(p).parent().unwrap()).unwrap();
         fs::write(src.join(p), p).unwrap();
     }
@@ -226,41 +162,22 @@ fn exclude_patterns_use_gitignore_rules() {
     ));
     env.run(&["snapshot"]).ok();
     let gd = env.backup_repo("s");
-    let files = git(
-        Path::new("/"),
-        &[
-            "--git-dir",
-            gd.to_str().unwrap(),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "snapshot",
-        ],
-    )
-    .ok()
-    .stdout;
+    let files =
+        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
+            .ok()
+            .stdout;
     // Directories left empty by the patterns are kept as empty dirs (not listed by ls-tree -r).
-    assert_eq!(
-        files.lines().collect::<Vec<_>>(),
-        vec!["keep.md", "src/build/keep.rs"]
-    );
+    assert_eq!(files.lines().collect::<Vec<_>>(), vec!["keep.md", "src/build/keep.rs"]);
 }
 
 #[test]
 fn a_file_that_cannot_be_captured_is_listed_and_the_run_warns() {
     let (env, vault) = vault_env(false);
     let fifo = vault.join("inbox/pipe");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo (coreutils)");
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils)");
     assert!(st.success());
     let r = env.run(&["snapshot"]).code(3);
-    assert!(
-        r.stderr.contains("inbox/pipe") && r.stderr.contains("not a regular file"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("inbox/pipe") && r.stderr.contains("not a regular file"), "{}", r.stderr);
     // Everything else is still captured.
     let j = env.run(&["snapshots", "--json"]).ok().json();
     assert!(j[0]["snapshots"][0]["files"].as_u64().unwrap() > 100);
@@ -277,19 +194,11 @@ fn an_unreadable_file_is_skipped_and_listed() {
     fs::write(&p, "x").unwrap();
     fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     let r = env.run(&["snapshot"]).code(3);
-    assert!(
-        r.stderr.contains("secret-ish.md") && r.stderr.contains("cannot read"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("secret-ish.md") && r.stderr.contains("cannot read"), "{}", r.stderr);
 }
 
 fn nix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 #[test]
@@ -307,10 +216,7 @@ fn large_files_stream_through_and_come_back_identical() {
     env.run(&["snapshot"]).ok();
     let out = env.path("out");
     env.run(&["restore", "--to", out.to_str().unwrap()]).ok();
-    assert!(
-        fs::read(out.join("big.bin")).unwrap() == big,
-        "large file differs after restore"
-    );
+    assert!(fs::read(out.join("big.bin")).unwrap() == big, "large file differs after restore");
     assert_fsck(&env.backup_repo("s"));
 }
 
@@ -327,51 +233,23 @@ fn backup_repo_has_no_loose_objects_and_packs_are_merged() {
     let repo = env.backup_repo("s");
     let packs = fs::read_dir(repo.join("objects/pack"))
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "pack")
-        })
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
         .count();
-    assert!(
-        packs <= opus_mirror::snapshot::maintain::MAX_PACKS,
-        "{packs} packs: merging did not run"
-    );
+    assert!(packs <= opus_mirror::snapshot::maintain::MAX_PACKS, "{packs} packs: merging did not run");
     let loose = fs::read_dir(repo.join("objects"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().len() == 2)
         .count();
     assert_eq!(loose, 0, "loose object directories in the backup repo");
     assert_fsck(&repo);
-    let count = git(
-        Path::new("/"),
-        &[
-            "--git-dir",
-            repo.to_str().unwrap(),
-            "rev-list",
-            "--count",
-            "snapshot",
-        ],
-    )
-    .ok();
+    let count =
+        git(Path::new("/"), &["--git-dir", repo.to_str().unwrap(), "rev-list", "--count", "snapshot"]).ok();
     assert_eq!(count.stdout.trim(), "20");
     // Every snapshot is still whole: the oldest restores.
     let j = env.run(&["snapshots", "--json"]).ok().json();
-    let oldest = j[0]["snapshots"].as_array().unwrap().last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let oldest = j[0]["snapshots"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
     let out = env.path("old");
-    env.run(&[
-        "restore",
-        "--snapshot",
-        &oldest[..10],
-        "--to",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    env.run(&["restore", "--snapshot", &oldest[..10], "--to", out.to_str().unwrap()]).ok();
     assert_eq!(fs::read_to_string(out.join("n0.md")).unwrap(), "note 0");
     assert!(!out.join("n1.md").exists());
 }
@@ -386,9 +264,39 @@ fn stat_cache_notices_a_same_size_edit() {
     env.run(&["snapshot"]).ok();
     fs::write(src.join("a.md"), "bbbb").unwrap();
     let j = env.run(&["snapshot", "--json"]).ok().json();
-    assert!(
-        j[0]["created"].is_string(),
-        "same-size edit within the same second was missed"
-    );
+    assert!(j[0]["created"].is_string(), "same-size edit within the same second was missed");
     assert_eq!(j[0]["changes"]["modified"], 1);
+}
+
+#[test]
+fn a_killed_snapshot_leaves_previous_backups_intact_and_the_next_run_recovers() {
+    let (env, vault) = vault_env(false);
+    env.run(&["snapshot"]).ok();
+    let first =
+        env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let mut rng = vaultgen::Rng::new(9);
+    fs::write(vault.join("attachments/big scan.pdf"), rng.bytes(48 << 20)).unwrap();
+    // Kill at different moments: walking, hashing, writing the pack.
+    for delay_ms in [5, 40, 120] {
+        vaultgen::mutate(&vault, delay_ms);
+        let mut child = env.command(&["snapshot"]).spawn().expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let repo = env.backup_repo("vault");
+        assert_fsck(&repo);
+        let ids =
+            git(Path::new("/"), &["--git-dir", repo.to_str().unwrap(), "rev-list", "snapshot"]).ok().stdout;
+        assert!(ids.contains(&first), "the first snapshot must survive a killed run");
+    }
+    env.run(&["snapshot"]).ok();
+    let leftovers: Vec<_> = fs::read_dir(env.backup_repo("vault").join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("tmp_"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp packs left behind: {leftovers:?}");
+    let out = env.path("out");
+    env.run(&["restore", "--to", out.to_str().unwrap()]).ok();
+    treecmp::assert_same(&vault, &out, &treecmp::default_skip);
 }

@@ -44,11 +44,7 @@ impl Run {
 
     /// Asserts the exit code, showing the output when it is wrong.
     pub fn code(self, want: i32) -> Run {
-        assert_eq!(
-            self.code, want,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, want, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
 
@@ -64,21 +60,12 @@ impl Run {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("om-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("om-test-").tempdir().expect("temp dir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
         let config = home.join(".config/opus-mirror/config.toml");
         let state = dir.path().join("state");
-        Env {
-            dir,
-            home,
-            config,
-            state,
-            now: None,
-        }
+        Env { dir, home, config, state, now: None }
     }
 
     /// A path inside the environment.
@@ -90,17 +77,13 @@ impl Env {
     pub fn write_config(&self, sources: &[(&str, &Path)]) {
         let mut s = format!("state_dir = {:?}\n", self.state.display().to_string());
         for (name, path) in sources {
-            s.push_str(&format!(
-                "\n[[source]]\nname = {name:?}\npath = {:?}\n",
-                path.display().to_string()
-            ));
+            s.push_str(&format!("\n[[source]]\nname = {name:?}\npath = {:?}\n", path.display().to_string()));
         }
         self.write_config_text(&s);
     }
 
     pub fn write_config_text(&self, text: &str) {
-        std::fs::create_dir_all(self.config.parent().expect("config has a parent"))
-            .expect("config dir");
+        std::fs::create_dir_all(self.config.parent().expect("config has a parent")).expect("config dir");
         std::fs::write(&self.config, text).expect("write config");
     }
 
@@ -162,22 +145,10 @@ pub fn git(dir: &Path, args: &[&str]) -> Run {
 
 /// `git --git-dir REPO fsck --full --strict` must be clean.
 pub fn assert_fsck(repo: &Path) {
-    let r = git(
-        Path::new("/"),
-        &[
-            "--git-dir",
-            repo.to_str().expect("utf-8 path"),
-            "fsck",
-            "--full",
-            "--strict",
-        ],
-    );
+    let r =
+        git(Path::new("/"), &["--git-dir", repo.to_str().expect("utf-8 path"), "fsck", "--full", "--strict"]);
     assert_eq!(r.code, 0, "git fsck failed:\n{}\n{}", r.stdout, r.stderr);
-    assert!(
-        !r.stderr.contains("error"),
-        "git fsck complained:\n{}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains("error"), "git fsck complained:\n{}", r.stderr);
 }
 
 /// Hashes every file under `dir` (paths and contents): a fingerprint to prove nothing was written.
@@ -186,11 +157,8 @@ pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let e = e.expect("walk");
         let p = e.path().strip_prefix(dir).expect("below").to_path_buf();
-        let content = if e.file_type().is_file() {
-            std::fs::read(e.path()).expect("read")
-        } else {
-            Vec::new()
-        };
+        let content =
+            if e.file_type().is_file() { std::fs::read(e.path()).expect("read") } else { Vec::new() };
         out.push((p, content));
     }
     out

@@ -23,22 +23,10 @@ pub fn manifest(root: &Path, skip: &dyn Fn(&[u8]) -> bool) -> BTreeMap<Vec<u8>, 
         .filter_entry(|e| !skip(e.file_name().as_bytes()));
     for e in walker {
         let e = e.expect("walk");
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .expect("below root")
-            .as_os_str()
-            .as_bytes()
-            .to_vec();
+        let rel = e.path().strip_prefix(root).expect("below root").as_os_str().as_bytes().to_vec();
         let ft = e.file_type();
         let item = if ft.is_symlink() {
-            Item::Link(
-                std::fs::read_link(e.path())
-                    .expect("readlink")
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec(),
-            )
+            Item::Link(std::fs::read_link(e.path()).expect("readlink").as_os_str().as_bytes().to_vec())
         } else if ft.is_dir() {
             if std::fs::read_dir(e.path())
                 .expect("list")
@@ -82,10 +70,7 @@ pub fn assert_same(a: &Path, b: &Path, skip: &dyn Fn(&[u8]) -> bool) {
         b.display(),
         problems.join("\n")
     );
-    assert!(
-        !ma.is_empty(),
-        "compared an empty tree: the test proves nothing"
-    );
+    assert!(!ma.is_empty(), "compared an empty tree: the test proves nothing");
 }
 
 /// The names a snapshot always leaves out by default.

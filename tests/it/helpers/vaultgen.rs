@@ -9,10 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 const WORDS: &[&str] = &[
-    "the", "of", "and", "project", "note", "idea", "meeting", "review", "plan", "draft", "backup",
-    "vault", "restore", "git", "branch", "remote", "commit", "snapshot", "daily", "goal", "habit",
-    "health", "reading", "book", "summary", "decision", "risk", "status", "next", "action",
-    "context", "system", "design", "failure", "recovery", "archive",
+    "the", "of", "and", "project", "note", "idea", "meeting", "review", "plan", "draft", "backup", "vault",
+    "restore", "git", "branch", "remote", "commit", "snapshot", "daily", "goal", "habit", "health",
+    "reading", "book", "summary", "decision", "risk", "status", "next", "action", "context", "system",
+    "design", "failure", "recovery", "archive",
 ];
 const FOLDERS: &[&str] = &[
     "00_system/docs",
@@ -74,12 +74,7 @@ pub struct Spec {
 
 impl Default for Spec {
     fn default() -> Self {
-        Spec {
-            notes: 120,
-            attachments: 6,
-            seed: 7,
-            git: false,
-        }
+        Spec { notes: 120, attachments: 6, seed: 7, git: false }
     }
 }
 
@@ -89,11 +84,7 @@ pub fn create(root: &Path, spec: &Spec) {
     let mut titles = Vec::new();
     for i in 0..spec.notes {
         let rel = if i % 5 == 0 {
-            format!(
-                "journal/2026/2026-{:02}-{:02} ({i}).md",
-                (i / 150) % 12 + 1,
-                (i / 5) % 28 + 1
-            )
+            format!("journal/2026/2026-{:02}-{:02} ({i}).md", (i / 150) % 12 + 1, (i / 5) % 28 + 1)
         } else {
             let words = 2 + rng.below(3) as usize;
             let mut title = format!("{} {i}", sentence(&mut rng, words).trim_end_matches('.'));
@@ -102,11 +93,7 @@ pub fn create(root: &Path, spec: &Spec) {
             }
             format!("{}/{title}.md", rng.pick(FOLDERS))
         };
-        let title = Path::new(&rel)
-            .file_stem()
-            .expect("stem")
-            .to_string_lossy()
-            .to_string();
+        let title = Path::new(&rel).file_stem().expect("stem").to_string_lossy().to_string();
         let mut body = format!(
             "---\ntitle: {title}\ntags: [{}, {}]\ncreated: 2025-{:02}-{:02}\n---\n# {title}\n\n",
             rng.pick(WORDS),
@@ -126,11 +113,7 @@ pub fn create(root: &Path, spec: &Spec) {
                     let t: &String = &titles[rng.below(titles.len() as u64) as usize];
                     body.push_str(&format!("See [[{t}]].\n\n"));
                 }
-                _ => body.push_str(&format!(
-                    "{} {}\n\n",
-                    sentence(&mut rng, 12),
-                    sentence(&mut rng, 9)
-                )),
+                _ => body.push_str(&format!("{} {}\n\n", sentence(&mut rng, 12), sentence(&mut rng, 9))),
             }
         }
         write(&root.join(&rel), body.as_bytes());
@@ -139,40 +122,21 @@ pub fn create(root: &Path, spec: &Spec) {
     for i in 0..spec.attachments {
         let ext = ["png", "pdf", "jpg"][i % 3];
         let size = 2_000 + rng.below(60_000) as usize;
-        write(
-            &root.join(format!("attachments/file {i}.{ext}")),
-            &rng.bytes(size),
-        );
+        write(&root.join(format!("attachments/file {i}.{ext}")), &rng.bytes(size));
     }
-    write(
-        &root.join(".obsidian/app.json"),
-        b"{\"alwaysUpdateLinks\": true}\n",
-    );
-    write(
-        &root.join(".obsidian/workspace.json"),
-        b"{\"lastOpenFiles\": []}\n",
-    );
+    write(&root.join(".obsidian/app.json"), b"{\"alwaysUpdateLinks\": true}\n");
+    write(&root.join(".obsidian/workspace.json"), b"{\"lastOpenFiles\": []}\n");
     write(&root.join(".trash/old note.md"), b"# deleted in Obsidian\n");
     fs::create_dir_all(root.join("inbox/empty folder")).expect("empty dir");
     write(&root.join("scripts/sync.sh"), b"#!/bin/sh\necho sync\n");
-    fs::set_permissions(
-        root.join("scripts/sync.sh"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .expect("chmod");
+    fs::set_permissions(root.join("scripts/sync.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
     std::os::unix::fs::symlink("../00_system", root.join("inbox/system-link")).expect("symlink");
-    write(
-        &root.join("private/diary.md"),
-        b"# private, git-ignored but backed up\n",
-    );
+    write(&root.join("private/diary.md"), b"# private, git-ignored but backed up\n");
     write(&root.join("drafts.local.md"), b"local draft\n");
     write(&root.join(".env"), b"TOKEN=secret-value\n");
     write(&root.join(".env.example"), b"TOKEN=\n");
     if spec.git {
-        write(
-            &root.join(".gitignore"),
-            b"private/\n.obsidian/workspace*.json\n*.local.md\n.env\n",
-        );
+        write(&root.join(".gitignore"), b"private/\n.obsidian/workspace*.json\n*.local.md\n.env\n");
         super::git(root, &["init", "-q", "-b", "main"]).ok();
         super::git(root, &["add", "-A"]).ok();
         super::git(root, &["commit", "-q", "-m", "vault"]).ok();
@@ -197,10 +161,7 @@ pub fn mutate(root: &Path, day: u64) -> (usize, usize, usize) {
     for _ in 0..edits {
         let p = &notes[rng.below(notes.len() as u64) as usize];
         let mut t = fs::read_to_string(p).expect("read note");
-        t.push_str(&format!(
-            "\nEdited on day {day}: {}\n",
-            sentence(&mut rng, 8)
-        ));
+        t.push_str(&format!("\nEdited on day {day}: {}\n", sentence(&mut rng, 8)));
         fs::write(p, t).expect("edit");
     }
     for i in 0..adds {
@@ -214,9 +175,6 @@ pub fn mutate(root: &Path, day: u64) -> (usize, usize, usize) {
         let p = notes.remove(i);
         fs::remove_file(p).expect("delete");
     }
-    write(
-        &root.join(format!("attachments/day {day}.png")),
-        &rng.bytes(10_000),
-    );
+    write(&root.join(format!("attachments/day {day}.png")), &rng.bytes(10_000));
     (edits, adds + 1, dels)
 }
