@@ -52,7 +52,7 @@ gitsnap() { git --git-dir="$work/shadow.git" --work-tree="$vault" -c core.exclud
 export -f gitsnap; export work vault
 
 cat "$vault"/**/* >/dev/null 2>&1 || find "$vault" -type f -exec cat {} + >/dev/null  # warm the page cache
-for phase in first nochange day; do
+for phase in first nochange again day; do
   [[ $phase == day ]] && python3 "$make_vault" "$vault" --mutate 1 >/dev/null
   measure "om-$phase" "$om" snapshot --quiet
   measure "git-$phase" bash -c gitsnap
@@ -64,9 +64,12 @@ echo "vault: $notes notes + $att attachments = $files files, $((bytes / 1048576)
 echo
 echo "| snapshot | opus-mirror | git add -A && commit | restic backup | git ÷ ours | restic ÷ ours |"
 echo "|---|---|---|---|---|---|"
-for phase in first nochange day; do
+for phase in first nochange again day; do
   o=${secs[om-$phase]} g=${secs[git-$phase]} r=${secs[restic-$phase]}
   echo "| $phase | ${o} s (${mem[om-$phase]} MiB) | ${g} s (${mem[git-$phase]} MiB) | ${r} s (${mem[restic-$phase]} MiB) | $(ratio $o $g) | $(ratio $o $r) |"
 done
 echo
+echo
+echo "first: empty backup repo; nochange: right after first (files written in the last second are"
+echo "re-read once, by every tool); again: the steady no-change state; day: after make-vault --mutate 1."
 echo "repo sizes: opus-mirror $(du -sh "$work/state/repos" | cut -f1), git $(du -sh "$work/shadow.git" | cut -f1), restic $(du -sh "$work/restic" | cut -f1)"
