@@ -4,6 +4,7 @@
 mod config_errors;
 mod diff;
 mod helpers;
+mod init;
 mod prop;
 mod restore;
 mod snapshot;
