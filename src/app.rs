@@ -81,6 +81,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
         Command::Snapshots(a) => commands::snapshots::run(&mut ctx, a),
         Command::Diff(a) => commands::diff::run(&mut ctx, a),
         Command::Restore(a) => commands::restore::run(&mut ctx, a),
+        Command::Verify(a) => commands::verify::run(&mut ctx, a),
+        Command::Mirror(a) => commands::mirror::run(&mut ctx, a),
+        Command::Preserved(a) => commands::preserved::run(&mut ctx, a),
         Command::Demo(a) => crate::demo::run(&mut ctx, a),
     }
 }

@@ -81,6 +81,32 @@ pub enum Command {
     ///   opus-mirror restore --at "2026-11-20 18:00" --path vault/notes --in-place
     ///   opus-mirror restore --snapshot 3fa2c1 --in-place --overwrite --dry-run
     Restore(RestoreArgs),
+    /// Check that every branch, tag and change of each git source is safely on its remote.
+    ///
+    /// Lists what the remote really has (no fetch) and reports per branch: in sync, ahead
+    /// (unpushed commits listed), behind, diverged, never pushed, upstream gone; unpushed
+    /// tags; modified, staged and untracked files, stashes, detached HEAD, a merge or rebase
+    /// in progress. Exit 0 when safe, 4 when anything is at risk, 5 when a remote cannot be
+    /// reached.
+    ///
+    /// Examples:
+    ///   opus-mirror verify
+    ///   opus-mirror verify --offline --json
+    ///   opus-mirror verify --push      # fast-forward-push branches that are only ahead
+    Verify(VerifyArgs),
+    /// Bring every ref into the backup repo and push it all to the mirror remote.
+    ///
+    /// Old tips are never lost: before a ref is rewritten or deleted (upstream force-push,
+    /// deleted branch), its old tip is kept under refs/opus-mirror/preserved/TIME/..., in the
+    /// backup repo and on the mirror. Configure the mirror with `mirror = "URL"` in the
+    /// source (or [mirror] url = "URL").
+    ///
+    /// Example: opus-mirror mirror --source opus
+    Mirror(SourceArg),
+    /// List the tips kept when refs were rewritten or deleted, and how to get one back.
+    ///
+    /// Example: opus-mirror preserved --source opus
+    Preserved(SourceArg),
     /// Run a self-contained demo on the bundled demo vault (nothing outside a temp dir).
     Demo(DemoArgs),
 }
@@ -116,6 +142,18 @@ pub struct SnapshotArgs {
     /// for this run, as `include_secrets = true` in the config does for every run.
     #[arg(long)]
     pub include_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// Do not contact remotes: compare with the remote-tracking refs (as of the last fetch).
+    #[arg(long)]
+    pub offline: bool,
+    /// Push branches that are only ahead (fast-forward, never forced), then verify again.
+    #[arg(long, conflicts_with = "offline")]
+    pub push: bool,
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,7 @@ pub struct Config {
     /// Where each effective setting came from, for `config check`.
     pub origins: BTreeMap<String, String>,
     pub sources: Vec<Source>,
+    pub network: Network,
     /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
     /// kept for child processes, shown masked.
     pub extra_env: BTreeMap<String, String>,
@@ -94,6 +95,29 @@ pub struct Source {
     pub include_secrets: bool,
     /// The branch in the backup repo that holds the snapshots.
     pub snapshot_branch: String,
+    /// The secondary private remote that receives every ref, if any.
+    pub mirror: Option<String>,
+}
+
+/// How opus-mirror talks to remotes (`[network]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    pub transport: Transport,
+    /// A private key to offer over SSH after the agent's keys.
+    pub ssh_key: Option<PathBuf>,
+    /// The name of an environment variable holding an https token (never its value).
+    pub token_env: Option<String>,
+}
+
+/// Which implementation carries network traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// libgit2 (built in; SSH through libssh2, which ignores ~/.ssh/config).
+    #[default]
+    Libgit2,
+    /// The system `git` binary, which honours ~/.ssh/config, credential helpers and https.
+    GitCli,
 }
 
 impl Config {
@@ -138,6 +162,8 @@ impl Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: Option<Spanned<String>>,
+    network: Option<RawNetwork>,
+    mirror: Option<RawMirror>,
     #[serde(default, rename = "source")]
     sources: Vec<RawSource>,
 }
@@ -152,6 +178,22 @@ struct RawSource {
     #[serde(default)]
     include_secrets: bool,
     snapshot_branch: Option<Spanned<String>>,
+    /// This source's mirror remote URL.
+    mirror: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    transport: Option<Spanned<String>>,
+    ssh_key: Option<Spanned<String>>,
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    url: Option<Spanned<String>>,
 }
 
 // ---- finding the file -------------------------------------------------------------------
@@ -420,7 +462,68 @@ fn parse(
             exclude: rs.exclude.clone(),
             include_secrets: rs.include_secrets,
             snapshot_branch: branch,
+            mirror: rs.mirror.as_ref().map(|m| m.get_ref().clone()),
         });
+    }
+
+    // The global [mirror] url serves sources without their own; two sources must never push
+    // into one repository (their refs would overwrite each other).
+    let global_mirror = raw.mirror.as_ref().and_then(|m| m.url.as_ref());
+    for s in sources.iter_mut().filter(|s| s.mirror.is_none()) {
+        s.mirror = global_mirror.map(|u| u.get_ref().clone());
+    }
+    let mut urls: BTreeMap<&str, &str> = BTreeMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        let Some(url) = s.mirror.as_deref() else { continue };
+        if let Some(other) = urls.insert(url, &s.name) {
+            let line =
+                raw.sources[i].mirror.as_ref().map(|m| at(m.span())).or(global_mirror.map(|m| at(m.span())));
+            return Err(ConfigError {
+                file: Some(path.to_path_buf()),
+                line,
+                key: Some("mirror".into()),
+                problem: format!(
+                    "sources `{other}` and `{}` would push into the same mirror {}",
+                    s.name,
+                    mask_url(url)
+                ),
+                fix: "give each [[source]] its own `mirror = \"URL\"` (one private repository per source)"
+                    .into(),
+            });
+        }
+    }
+
+    let mut network = Network::default();
+    if let Some(n) = &raw.network {
+        if let Some(t) = &n.transport {
+            network.transport = match t.get_ref().as_str() {
+                "libgit2" => Transport::Libgit2,
+                "git-cli" => Transport::GitCli,
+                other => {
+                    return Err(ConfigError {
+                        file: Some(path.to_path_buf()),
+                        line: Some(at(t.span())),
+                        key: Some("network.transport".into()),
+                        problem: format!("`{other}` is not a transport"),
+                        fix: "use \"libgit2\" (built in) or \"git-cli\" (the system git, which reads ~/.ssh/config)".into(),
+                    })
+                }
+            };
+        }
+        if let Some(k) = &n.ssh_key {
+            let key = expand_path(k.get_ref(), &base, env);
+            if !key.is_file() {
+                return Err(ConfigError {
+                    file: Some(path.to_path_buf()),
+                    line: Some(at(k.span())),
+                    key: Some("network.ssh_key".into()),
+                    problem: format!("the key file {} does not exist", key.display()),
+                    fix: "point ssh_key at a private key file, or remove it to use ssh-agent only".into(),
+                });
+            }
+            network.ssh_key = Some(key);
+        }
+        network.token_env = n.token_env.clone();
     }
 
     let extra_env = dotenv
@@ -429,7 +532,7 @@ fn parse(
         .filter(|(k, _)| !k.starts_with("OPUS_MIRROR_"))
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
-    Ok(Config { file: path.to_path_buf(), state_dir, origins, sources, extra_env })
+    Ok(Config { file: path.to_path_buf(), state_dir, origins, sources, network, extra_env })
 }
 
 /// Source names become directory names and ref names: keep them boring.
@@ -488,6 +591,17 @@ pub fn mask(value: &str) -> String {
     }
 }
 
+/// Hides a password or token embedded in a URL (`https://user:secret@host` → `user:****`).
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None if scheme.starts_with("http") => format!("{scheme}://****@{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// Renders the effective configuration as TOML-like text with where each value came from.
 pub fn render_effective(cfg: &Config) -> String {
     let mut s = String::new();
@@ -504,6 +618,9 @@ pub fn render_effective(cfg: &Config) -> String {
         s.push_str(&format!("exclude = {:?}\n", src.exclude));
         s.push_str(&format!("include_secrets = {}\n", src.include_secrets));
         s.push_str(&format!("snapshot_branch = {:?}\n", src.snapshot_branch));
+        if let Some(m) = &src.mirror {
+            s.push_str(&format!("mirror = {:?}\n", mask_url(m)));
+        }
     }
     if !cfg.extra_env.is_empty() {
         s.push_str("\n# other variables from .env (passed to child processes, values masked)\n");
@@ -622,6 +739,14 @@ mod tests {
         let empty = starter_config(None, &[]);
         let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
         assert!(parse(Path::new("/c.toml"), &empty, &Dotenv::default(), &home).unwrap().sources.is_empty());
+    }
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(mask_url("https://me:tok123@github.com/x.git"), "https://me:****@github.com/x.git");
+        assert_eq!(mask_url("https://tok123@github.com/x.git"), "https://****@github.com/x.git");
+        assert_eq!(mask_url("ssh://git@host/x.git"), "ssh://git@host/x.git");
+        assert_eq!(mask_url("/srv/mirror.git"), "/srv/mirror.git");
     }
 
     #[test]

@@ -13,9 +13,11 @@ pub mod demo;
 pub mod exit;
 pub mod git;
 pub mod lock;
+pub mod mirror;
 pub mod output;
 pub mod restore;
 pub mod snapshot;
 pub mod timeparse;
+pub mod verify;
 
 pub use exit::Exit;

@@ -3,6 +3,9 @@
 pub mod config_check;
 pub mod diff;
 pub mod init;
+pub mod mirror;
+pub mod preserved;
 pub mod restore;
 pub mod snapshot;
 pub mod snapshots;
+pub mod verify;

@@ -3,5 +3,6 @@
 
 pub mod backup_repo;
 pub mod objects;
+pub mod remote;
 
 pub use backup_repo::BackupRepo;

@@ -70,6 +70,7 @@ mod tests {
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             include_secrets,
             snapshot_branch: "snapshot".into(),
+            mirror: None,
         }
     }
 

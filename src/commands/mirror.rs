@@ -1,0 +1,54 @@
+//! `opus-mirror mirror`: import every ref into the backup repo, push all to the mirror.
+
+use anyhow::Result;
+
+use crate::app::Context;
+use crate::cli::SourceArg;
+use crate::exit::{exit_for, Exit};
+use crate::git::BackupRepo;
+use crate::mirror;
+
+pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.source.as_deref())?;
+    let _lock = ctx.lock(&cfg)?;
+    let mut exit = Exit::Ok;
+    let mut reports = Vec::new();
+    for s in sources {
+        let backup =
+            BackupRepo::create(&BackupRepo::location(&cfg.state_dir, &s.name), &s.snapshot_branch, &s.path)?;
+        match mirror::run(&backup, s, &cfg.network, ctx.now) {
+            Ok(r) => {
+                for c in &r.imported {
+                    let kept = c
+                        .preserved_as
+                        .as_deref()
+                        .map(|p| format!(" (old tip kept as {p})"))
+                        .unwrap_or_default();
+                    ctx.say(format!("{}: {} {}{kept}", s.name, c.action, c.refname))?;
+                }
+                match &r.mirror {
+                    Some(url) => {
+                        for p in &r.mirror_preserved {
+                            ctx.say(format!("{}: the mirror's old tip kept as {p}", s.name))?;
+                        }
+                        ctx.say(format!("{}: mirror {url}: {} ref(s) pushed, every ref confirmed", s.name, r.pushed.len()))?;
+                    }
+                    None => ctx.say(format!(
+                        "{}: refs are in the backup repo; no mirror configured (set mirror = \"URL\" in its [[source]])",
+                        s.name
+                    ))?,
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", s.name);
+                exit = exit.combine(exit_for(&e));
+            }
+        }
+    }
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &reports)?;
+    }
+    Ok(exit)
+}

@@ -1,0 +1,331 @@
+//! Talking to remotes: listing their refs, fetching, pushing; over libgit2 (file, git://,
+//! ssh://, scp-like) or the system `git` (`[network] transport = "git-cli"`, which also
+//! carries https and honours ~/.ssh/config).
+//!
+//! Safety rules: SSH host keys are checked against ~/.ssh/known_hosts and an unknown host
+//! fails closed; credentials are tried a bounded number of times (libgit2 would otherwise
+//! retry a failing one forever); secrets in URLs are masked in every message.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::process::Command;
+
+use git2::{Cred, CredentialType, Oid, RemoteCallbacks, Repository};
+
+use crate::config::{mask_url, Network, Transport};
+use crate::exit::{Exit, HasExit};
+
+/// How many credentials we offer before giving up.
+const MAX_AUTH_ATTEMPTS: u32 = 3;
+
+/// A remote could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(
+        "cannot reach {url}: {detail}\n  fix: check the URL, the network, and that the server is running"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("the SSH host key of {url} is unknown or has changed: {detail}\n  fix: check the host's fingerprint out of band, then add it: ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts")]
+    HostKey { url: String, detail: String },
+    #[error("{url} refused our credentials: {detail}\n  fix: load the key into ssh-agent or set [network] ssh_key; libgit2 does not read ~/.ssh/config (Host aliases, IdentityFile, ProxyJump): set [network] transport = \"git-cli\" to use the system git")]
+    Auth { url: String, detail: String },
+    #[error("{url} rejected {detail}")]
+    Rejected { url: String, detail: String },
+}
+
+impl HasExit for RemoteError {
+    fn exit(&self) -> Exit {
+        match self {
+            RemoteError::Rejected { .. } => Exit::Failed,
+            _ => Exit::Unreachable,
+        }
+    }
+}
+
+/// A ref the remote advertises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRef {
+    pub name: String,
+    pub oid: Oid,
+}
+
+/// The outcome of pushing one ref.
+#[derive(Debug, Clone)]
+pub struct PushStatus {
+    pub refname: String,
+    /// The server's reason when it refused the update.
+    pub error: Option<String>,
+}
+
+fn classify(url: &str, e: &git2::Error, attempts: u32) -> RemoteError {
+    let url = mask_url(url);
+    let detail = e.message().to_string();
+    let lower = detail.to_lowercase();
+    if lower.contains("hostkey")
+        || lower.contains("host key")
+        || lower.contains("known_hosts")
+        || lower.contains("known hosts")
+    {
+        RemoteError::HostKey { url, detail }
+    } else if attempts > MAX_AUTH_ATTEMPTS
+        || e.code() == git2::ErrorCode::Auth
+        || lower.contains("authentication")
+        || lower.contains("publickey")
+        || lower.contains("credentials")
+    {
+        RemoteError::Auth { url, detail }
+    } else {
+        RemoteError::Unreachable { url, detail }
+    }
+}
+
+/// Callbacks offering credentials a bounded number of times: ssh-agent first, then the
+/// configured key; a token from the environment for https.
+fn callbacks<'a>(net: &'a Network, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(move |_url, username, allowed| {
+        let n = attempts.get() + 1;
+        attempts.set(n);
+        if n > MAX_AUTH_ATTEMPTS {
+            return Err(git2::Error::from_str("authentication failed: no offered credential was accepted"));
+        }
+        let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) {
+            let agent = std::env::var_os("SSH_AUTH_SOCK").is_some();
+            if n == 1 && agent {
+                return Cred::ssh_key_from_agent(user);
+            }
+            if let Some(key) = &net.ssh_key {
+                if (n == 1 && !agent) || n == 2 {
+                    return Cred::ssh_key(user, None, key, None);
+                }
+            }
+            return Err(git2::Error::from_str(
+                "authentication failed: no ssh-agent key or [network] ssh_key was accepted",
+            ));
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(token) = net.token_env.as_deref().and_then(|v| std::env::var(v).ok()) {
+                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
+            }
+        }
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(user);
+        }
+        Err(git2::Error::from_str("authentication failed: no usable credential"))
+    });
+    cb
+}
+
+/// Makes a relative local remote path (`../origin.git`) absolute, as git resolves it:
+/// relative to the work tree (or the git dir of a bare repo). URLs and scp-like
+/// `host:path` forms are returned unchanged.
+pub fn resolve_url(repo: &Repository, url: &str) -> String {
+    let scp_like = url.find(':').is_some_and(|c| url.find('/').is_none_or(|s| c < s));
+    if url.contains("://") || scp_like || Path::new(url).is_absolute() {
+        return url.to_string();
+    }
+    let base = repo.workdir().unwrap_or_else(|| repo.path());
+    base.join(url).display().to_string()
+}
+
+/// Lists the refs `url` really has (no fetch).
+pub fn ls_remote(net: &Network, repo: &Repository, url: &str) -> Result<Vec<RemoteRef>, RemoteError> {
+    if net.transport == Transport::GitCli {
+        let out = git_cli(net, repo.path(), &["ls-remote", url], url)?;
+        return Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (oid, name) = l.split_once('\t')?;
+                Some(RemoteRef { name: name.to_string(), oid: Oid::from_str(oid).ok()? })
+            })
+            .filter(|r| !r.name.ends_with("^{}"))
+            .collect());
+    }
+    let attempts = Cell::new(0);
+    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, &e, 0))?;
+    let conn = remote
+        .connect_auth(git2::Direction::Fetch, Some(callbacks(net, &attempts)), None)
+        .map_err(|e| classify(url, &e, attempts.get()))?;
+    let heads = conn.list().map_err(|e| classify(url, &e, attempts.get()))?;
+    Ok(heads
+        .iter()
+        .filter(|h| !h.name().ends_with("^{}"))
+        .map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid() })
+        .collect())
+}
+
+/// Fetches `refspecs` from `url` into `repo`. Tags are only fetched when asked for.
+pub fn fetch(net: &Network, repo: &Repository, url: &str, refspecs: &[String]) -> Result<(), RemoteError> {
+    if refspecs.is_empty() {
+        return Ok(());
+    }
+    if net.transport == Transport::GitCli {
+        let mut args = vec!["fetch", "--no-tags", "--no-write-fetch-head", url];
+        args.extend(refspecs.iter().map(String::as_str));
+        git_cli(net, repo.path(), &args, url)?;
+        return Ok(());
+    }
+    let attempts = Cell::new(0);
+    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, &e, 0))?;
+    let mut fo = git2::FetchOptions::new();
+    fo.remote_callbacks(callbacks(net, &attempts))
+        .download_tags(git2::AutotagOption::None)
+        .update_fetchhead(false);
+    remote.fetch(refspecs, Some(&mut fo), None).map_err(|e| classify(url, &e, attempts.get()))
+}
+
+/// Pushes `refspecs` to `url` and returns every ref's own status: libgit2's push succeeds
+/// as a whole even when the server refuses single refs.
+pub fn push(
+    net: &Network,
+    repo: &Repository,
+    url: &str,
+    refspecs: &[String],
+) -> Result<Vec<PushStatus>, RemoteError> {
+    if refspecs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if net.transport == Transport::GitCli {
+        let mut args = vec!["push", "--porcelain", url];
+        args.extend(refspecs.iter().map(String::as_str));
+        let out = git_cli_lenient(net, repo.path(), &args, url)?;
+        return Ok(parse_porcelain(&out));
+    }
+    let attempts = Cell::new(0);
+    let statuses = std::cell::RefCell::new(Vec::new());
+    {
+        let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, &e, 0))?;
+        let mut cb = callbacks(net, &attempts);
+        cb.push_update_reference(|name, status| {
+            statuses
+                .borrow_mut()
+                .push(PushStatus { refname: name.to_string(), error: status.map(str::to_string) });
+            Ok(())
+        });
+        let mut po = git2::PushOptions::new();
+        po.remote_callbacks(cb);
+        remote.push(refspecs, Some(&mut po)).map_err(|e| classify(url, &e, attempts.get()))?;
+    }
+    Ok(statuses.into_inner())
+}
+
+/// Parses `git push --porcelain`: `<flag>\t<from>:<to>\t<summary>` per ref.
+fn parse_porcelain(out: &str) -> Vec<PushStatus> {
+    out.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let flag = parts.next()?;
+            let spec = parts.next()?;
+            let summary = parts.next().unwrap_or("");
+            let to = spec.rsplit(':').next()?.to_string();
+            let error = (flag == "!").then(|| summary.to_string());
+            Some(PushStatus { refname: to, error })
+        })
+        .collect()
+}
+
+/// Runs the system git for a network step; fails with the classified error.
+fn git_cli(net: &Network, git_dir: &Path, args: &[&str], url: &str) -> Result<String, RemoteError> {
+    let o = git_cli_output(net, git_dir, args, url)?;
+    if !o.status.success() {
+        return Err(classify_cli(url, &String::from_utf8_lossy(&o.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Like [`git_cli`], but a push that refused some refs still returns its porcelain report.
+fn git_cli_lenient(net: &Network, git_dir: &Path, args: &[&str], url: &str) -> Result<String, RemoteError> {
+    let o = git_cli_output(net, git_dir, args, url)?;
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success()
+        && !stdout.lines().any(|l| l.starts_with('!') || l.starts_with('*') || l.starts_with('+'))
+    {
+        return Err(classify_cli(url, &String::from_utf8_lossy(&o.stderr)));
+    }
+    Ok(stdout)
+}
+
+fn git_cli_output(
+    net: &Network,
+    git_dir: &Path,
+    args: &[&str],
+    url: &str,
+) -> Result<std::process::Output, RemoteError> {
+    let mut c = Command::new("git");
+    c.arg("--git-dir").arg(git_dir);
+    if let Some(var) = &net.token_env {
+        // The helper reads the token from the environment when git asks: it is never on a
+        // command line or in a log.
+        c.arg("-c").arg("credential.helper=");
+        c.arg("-c").arg(format!(
+            "credential.helper=!f() {{ echo username=x-access-token; echo \"password=${var}\"; }}; f"
+        ));
+    }
+    c.args(args).env("GIT_TERMINAL_PROMPT", "0").env(
+        "GIT_SSH_COMMAND",
+        std::env::var("GIT_SSH_COMMAND").unwrap_or_else(|_| "ssh -o BatchMode=yes".into()),
+    );
+    if let Some(key) = &net.ssh_key {
+        c.env("GIT_SSH_COMMAND", format!("ssh -o BatchMode=yes -o IdentitiesOnly=no -i '{}'", key.display()));
+    }
+    c.output().map_err(|e| RemoteError::Unreachable {
+        url: mask_url(url),
+        detail: format!("cannot run git (transport = \"git-cli\" needs git installed): {e}"),
+    })
+}
+
+fn classify_cli(url: &str, stderr: &str) -> RemoteError {
+    let detail =
+        stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("git failed").trim().to_string();
+    let detail = detail.replace(url, &mask_url(url));
+    let url = mask_url(url);
+    let lower = stderr.to_lowercase();
+    if lower.contains("host key verification failed")
+        || lower.contains("remote host identification has changed")
+    {
+        RemoteError::HostKey { url, detail }
+    } else if lower.contains("permission denied") || lower.contains("authentication failed") {
+        RemoteError::Auth { url, detail }
+    } else {
+        RemoteError::Unreachable { url, detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_relative_local_paths_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let base = repo.workdir().unwrap().to_path_buf();
+        assert_eq!(resolve_url(&repo, "../o.git"), base.join("../o.git").display().to_string());
+        for u in ["git@github.com:me/x.git", "ssh://h/x", "/srv/x.git", "file:///srv/x"] {
+            assert_eq!(resolve_url(&repo, u), u);
+        }
+    }
+
+    #[test]
+    fn porcelain_push_report_is_parsed_per_ref() {
+        let out = "To /srv/m.git\n*\trefs/heads/new:refs/heads/new\t[new branch]\n!\trefs/heads/main:refs/heads/main\t[remote rejected] (hook declined)\nDone\n";
+        let s = parse_porcelain(out);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].refname, "refs/heads/new");
+        assert!(s[0].error.is_none());
+        assert_eq!(s[1].error.as_deref(), Some("[remote rejected] (hook declined)"));
+    }
+
+    #[test]
+    fn cli_errors_are_classified_and_masked() {
+        let e = classify_cli("https://u:tok@h/x", "fatal: Authentication failed for 'https://u:tok@h/x'\n");
+        let msg = e.to_string();
+        assert!(matches!(e, RemoteError::Auth { .. }));
+        assert!(!msg.contains("tok"), "{msg}");
+        assert!(matches!(
+            classify_cli("ssh://h/x", "Host key verification failed.\nfatal: Could not read"),
+            RemoteError::HostKey { .. }
+        ));
+    }
+}
