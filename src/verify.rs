@@ -215,12 +215,17 @@ pub fn verify(source: &str, path: &Path, net: &Network, offline: bool) -> Result
         let state = classify(has_upstream, remote_tip, local, counts);
         let unpushed =
             if matches!(state, BranchState::Ahead | BranchState::Diverged | BranchState::NoUpstream) {
-                unpushed_commits(
-                    &repo,
-                    local,
-                    remote_tip.filter(|_| counts.is_some()),
-                    state == BranchState::NoUpstream,
-                )?
+                let hide: Vec<Oid> = if state == BranchState::NoUpstream {
+                    // What any remote really has now (not stale tracking refs) is not at risk.
+                    listed
+                        .values()
+                        .flat_map(|m| m.values().copied())
+                        .filter(|o| repo.find_commit(*o).is_ok())
+                        .collect()
+                } else {
+                    remote_tip.filter(|_| counts.is_some()).into_iter().collect()
+                };
+                unpushed_commits(&repo, local, &hide)?
             } else {
                 Vec::new()
             };
@@ -316,21 +321,12 @@ pub fn describe(b: &BranchReport) -> String {
     }
 }
 
-/// The commits of `local` not on the remote: hiding the remote tip, or for a branch never
-/// pushed, everything any remote-tracking ref already has.
-fn unpushed_commits(
-    repo: &Repository,
-    local: Oid,
-    remote: Option<Oid>,
-    hide_all_remotes: bool,
-) -> Result<Vec<Commit>> {
+/// The commits of `local` that none of the `hide` tips (what the remote has) contain.
+fn unpushed_commits(repo: &Repository, local: Oid, hide: &[Oid]) -> Result<Vec<Commit>> {
     let mut walk = repo.revwalk()?;
     walk.push(local)?;
-    if let Some(r) = remote {
-        walk.hide(r)?;
-    }
-    if hide_all_remotes {
-        walk.hide_glob("refs/remotes/*")?;
+    for h in hide {
+        walk.hide(*h)?;
     }
     let mut out = Vec::new();
     for id in walk.take(20) {

@@ -25,7 +25,7 @@ pub enum RemoteError {
         "cannot reach {url}: {detail}\n  fix: check the URL, the network, and that the server is running"
     )]
     Unreachable { url: String, detail: String },
-    #[error("the SSH host key of {url} is unknown or has changed: {detail}\n  fix: check the host's fingerprint out of band, then add it: ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts")]
+    #[error("the SSH host key of {url} is unknown or has changed: {detail}\n  fix: check the host's fingerprint out of band, then add it: {}", keyscan_hint(url))]
     HostKey { url: String, detail: String },
     #[error("{url} refused our credentials: {detail}\n  fix: load the key into ssh-agent or set [network] ssh_key; libgit2 does not read ~/.ssh/config (Host aliases, IdentityFile, ProxyJump): set [network] transport = \"git-cli\" to use the system git")]
     Auth { url: String, detail: String },
@@ -39,6 +39,22 @@ impl HasExit for RemoteError {
             RemoteError::Rejected { .. } => Exit::Failed,
             _ => Exit::Unreachable,
         }
+    }
+}
+
+/// The command that records a host's key in known_hosts, for the URL's host and port.
+fn keyscan_hint(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.split(['/']).next().unwrap_or(rest);
+    let hostport = hostport.rsplit_once('@').map(|(_, h)| h).unwrap_or(hostport);
+    let (host, port) = match (url.contains("://"), hostport.rsplit_once(':')) {
+        (true, Some((h, p))) => (h, Some(p)),
+        (_, Some((h, _))) => (h, None),
+        _ => (hostport, None),
+    };
+    match port {
+        Some(p) if p != "22" => format!("ssh-keyscan -p {p} {host} >> ~/.ssh/known_hosts"),
+        _ => format!("ssh-keyscan {host} >> ~/.ssh/known_hosts"),
     }
 }
 
@@ -262,13 +278,19 @@ fn git_cli_output(
             "credential.helper=!f() {{ echo username=x-access-token; echo \"password=${var}\"; }}; f"
         ));
     }
-    c.args(args).env("GIT_TERMINAL_PROMPT", "0").env(
-        "GIT_SSH_COMMAND",
-        std::env::var("GIT_SSH_COMMAND").unwrap_or_else(|_| "ssh -o BatchMode=yes".into()),
-    );
-    if let Some(key) = &net.ssh_key {
-        c.env("GIT_SSH_COMMAND", format!("ssh -o BatchMode=yes -o IdentitiesOnly=no -i '{}'", key.display()));
+    // BatchMode: never prompt. known_hosts from $HOME like libgit2 (ssh itself would use the
+    // passwd entry's home); strict checking stays on, so an unknown host fails closed.
+    let mut ssh = String::from("ssh -o BatchMode=yes -o StrictHostKeyChecking=yes");
+    if let Some(home) = std::env::var_os("HOME") {
+        ssh.push_str(&format!(
+            " -o UserKnownHostsFile='{}'",
+            Path::new(&home).join(".ssh/known_hosts").display()
+        ));
     }
+    if let Some(key) = &net.ssh_key {
+        ssh.push_str(&format!(" -i '{}'", key.display()));
+    }
+    c.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_SSH_COMMAND", ssh);
     c.output().map_err(|e| RemoteError::Unreachable {
         url: mask_url(url),
         detail: format!("cannot run git (transport = \"git-cli\" needs git installed): {e}"),
@@ -276,8 +298,7 @@ fn git_cli_output(
 }
 
 fn classify_cli(url: &str, stderr: &str) -> RemoteError {
-    let detail =
-        stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("git failed").trim().to_string();
+    let detail = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git failed").trim().to_string();
     let detail = detail.replace(url, &mask_url(url));
     let url = mask_url(url);
     let lower = stderr.to_lowercase();
@@ -305,6 +326,19 @@ mod tests {
         for u in ["git@github.com:me/x.git", "ssh://h/x", "/srv/x.git", "file:///srv/x"] {
             assert_eq!(resolve_url(&repo, u), u);
         }
+    }
+
+    #[test]
+    fn keyscan_hint_names_host_and_port() {
+        assert_eq!(
+            keyscan_hint("ssh://git@backup.lan:2222/srv/x.git"),
+            "ssh-keyscan -p 2222 backup.lan >> ~/.ssh/known_hosts"
+        );
+        assert_eq!(
+            keyscan_hint("ssh://backup.lan/srv/x.git"),
+            "ssh-keyscan backup.lan >> ~/.ssh/known_hosts"
+        );
+        assert_eq!(keyscan_hint("git@github.com:me/x.git"), "ssh-keyscan github.com >> ~/.ssh/known_hosts");
     }
 
     #[test]

@@ -145,3 +145,25 @@ fn config_check_masks_secrets_and_names_origins() {
     assert_eq!(j["state_dir"], env.path("from-env").display().to_string());
     assert_eq!(j["origins"]["state_dir"], "environment OPUS_MIRROR_STATE_DIR");
 }
+
+#[test]
+fn two_sources_sharing_one_mirror() {
+    let env = env_with("[mirror]\nurl = \"/srv/m.git\"\n[[source]]\nname = \"a\"\npath = \"TMP/vault\"\n[[source]]\nname = \"b\"\npath = \"TMP/vault\"\n");
+    insta::assert_snapshot!(usage_error(&env, &["mirror"]));
+}
+
+#[test]
+fn unknown_transport() {
+    let env = env_with(
+        "[network]\ntransport = \"carrier-pigeon\"\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n",
+    );
+    insta::assert_snapshot!(usage_error(&env, &["verify"]));
+}
+
+#[test]
+fn missing_ssh_key_file() {
+    let env = env_with(
+        "[network]\nssh_key = \"TMP/no-such-key\"\n[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n",
+    );
+    insta::assert_snapshot!(usage_error(&env, &["mirror"]));
+}

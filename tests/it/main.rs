@@ -5,6 +5,8 @@ mod config_errors;
 mod diff;
 mod helpers;
 mod init;
+mod mirror;
 mod prop;
 mod restore;
 mod snapshot;
+mod verify;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod coderepo;
+pub mod servers;
 pub mod treecmp;
 pub mod vaultgen;
 

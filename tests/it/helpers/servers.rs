@@ -1,0 +1,153 @@
+//! Real servers on loopback, started by the tests themselves: `git daemon` (with push
+//! enabled) and an `sshd` with a generated host key, user key and known_hosts line. Each is
+//! killed when dropped. A missing tool skips the test loudly, except under CI, where it is a
+//! failure (CI installs them).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn wait_for(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("{what} exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not listen on port {port} within 10 s");
+}
+
+/// Says why a test cannot run; under CI that is a failure.
+pub fn missing(tool: &str, test: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{tool} is missing under CI: .ci/run must install it ({test})");
+    }
+    eprintln!("SKIPPED {test}: {tool} is not installed (apt-get install {tool})");
+}
+
+/// `git daemon` serving `base` on a loopback port, push enabled.
+pub struct GitDaemon {
+    child: Child,
+    pub port: u16,
+}
+
+impl GitDaemon {
+    pub fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        let mut child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        wait_for(port, &mut child, "git daemon");
+        GitDaemon { child, port }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An sshd on a loopback port that lets the current user in with a generated key.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub user: String,
+    /// The private key the server accepts.
+    pub key: PathBuf,
+    /// A key the server does not accept.
+    pub wrong_key: PathBuf,
+    /// The line to put in known_hosts for this server.
+    pub known_hosts_line: String,
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "opus-mirror-test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+impl Sshd {
+    /// Starts sshd, or returns None (after saying so) when it is not installed.
+    pub fn start(dir: &Path, test: &str) -> Option<Sshd> {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists());
+        let Some(sshd) = sshd else {
+            missing("openssh-server", test);
+            return None;
+        };
+        std::fs::create_dir_all(dir).expect("sshd dir");
+        let (host, key, wrong) = (dir.join("host_key"), dir.join("user_key"), dir.join("wrong_key"));
+        keygen(&host);
+        keygen(&key);
+        keygen(&wrong);
+        std::fs::copy(key.with_extension("pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        let user = String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string();
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+                 StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nLogLevel ERROR\n",
+                host.display(),
+                dir.join("authorized_keys").display(),
+                dir.join("sshd.pid").display()
+            ),
+        )
+        .expect("sshd_config");
+        // sshd insists on its privilege separation directory when run as root.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let mut child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd");
+        wait_for(port, &mut child, "sshd");
+        let pubkey = std::fs::read_to_string(host.with_extension("pub")).expect("host pub");
+        let mut parts = pubkey.split_whitespace();
+        let line =
+            format!("[127.0.0.1]:{port} {} {}\n", parts.next().expect("type"), parts.next().expect("key"));
+        Some(Sshd { child, port, user, key, wrong_key: wrong, known_hosts_line: line })
+    }
+
+    pub fn url(&self, path: &Path) -> String {
+        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, path.display())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,269 @@
+//! `mirror` and `preserved`: every ref into the backup repo and onto a mirror remote, with
+//! nothing ever lost to a force-push or a deleted branch; over file paths, `git daemon` and
+//! sshd started here on loopback.
+
+use std::fs;
+use std::path::Path;
+
+use crate::helpers::coderepo::CodeRepo;
+use crate::helpers::servers::{GitDaemon, Sshd};
+use crate::helpers::{assert_fsck, git, Env};
+use crate::verify::regex_escape;
+
+/// A code repo with `main` and `feature`, a bare mirror, and a config pointing at it.
+fn setup(mirror_url: Option<&str>) -> (Env, CodeRepo, std::path::PathBuf) {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    code.git(&["checkout", "-q", "-b", "feature"]).ok();
+    code.commit("feature.md", "f", "feature work");
+    code.git(&["push", "-q", "-u", "origin", "feature"]).ok();
+    code.git(&["checkout", "-q", "main"]).ok();
+    code.commit("main.md", "m", "main work");
+    code.git(&["push", "-q"]).ok();
+    code.git(&["tag", "-a", "v1", "-m", "release v1"]).ok();
+    let mirror = env.path("mirror.git");
+    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    let url = mirror_url.map(str::to_string).unwrap_or_else(|| mirror.display().to_string());
+    write_config(&env, &code.work, &url, "");
+    (env, code, mirror)
+}
+
+fn write_config(env: &Env, work: &Path, url: &str, network: &str) {
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n{network}\n[[source]]\nname = \"opus\"\npath = {:?}\nmirror = {url:?}\n",
+        env.state.display().to_string(),
+        work.display().to_string()
+    ));
+}
+
+fn refs(git_dir: &Path) -> String {
+    git(
+        Path::new("/"),
+        &["--git-dir", git_dir.to_str().unwrap(), "for-each-ref", "--format=%(refname) %(objectname)"],
+    )
+    .ok()
+    .stdout
+}
+
+#[test]
+fn force_push_and_branch_deletion_never_lose_history() {
+    let (env, code, mirror) = setup(None);
+    env.run(&["snapshot"]).ok();
+    env.run(&["mirror"]).ok();
+    let old_main = code.head();
+    let old_feature = code.git(&["rev-parse", "feature"]).ok().stdout.trim().to_string();
+    assert!(refs(&mirror).contains(&format!("refs/heads/main {old_main}")));
+    assert!(refs(&mirror).contains("refs/tags/v1") && refs(&mirror).contains("refs/heads/snapshot"));
+
+    // Upstream main is rewritten and feature deleted, locally and on origin.
+    code.git(&["reset", "-q", "--hard", "HEAD~1"]).ok();
+    code.commit("main.md", "rewritten", "rewritten main");
+    code.git(&["push", "-q", "-f", "origin", "main"]).ok();
+    code.git(&["branch", "-q", "-D", "feature"]).ok();
+    code.git(&["push", "-q", "origin", "--delete", "feature"]).ok();
+    let r = env.run(&["mirror"]).ok();
+    assert!(
+        r.stdout.contains("forced refs/heads/main") && r.stdout.contains("deleted refs/heads/feature"),
+        "{}",
+        r.stdout
+    );
+
+    let all = git(Path::new("/"), &["--git-dir", mirror.to_str().unwrap(), "rev-list", "--all"]).ok().stdout;
+    assert!(all.contains(&old_main), "old main tip lost on the mirror");
+    assert!(all.contains(&old_feature), "deleted feature tip lost on the mirror");
+    assert!(!refs(&mirror).contains("refs/heads/feature "), "the mirror follows the deletion");
+    let p = env.run(&["preserved", "--json"]).ok().json();
+    let was: Vec<_> = p[0]["preserved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["was"].as_str().unwrap().to_string(), x["commit"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(was.contains(&("heads/main".into(), old_main.clone())), "{was:?}");
+    assert!(was.contains(&("heads/feature".into(), old_feature.clone())), "{was:?}");
+    let human = env.run(&["preserved"]).ok().stdout;
+    assert!(
+        human.contains("main work") && human.contains("feature work") && human.contains("to get one back"),
+        "{human}"
+    );
+    assert_fsck(&mirror);
+    assert_fsck(&env.backup_repo("opus"));
+}
+
+#[test]
+fn tips_only_the_mirror_has_are_preserved_before_they_are_replaced() {
+    let (env, code, mirror) = setup(None);
+    env.run(&["mirror"]).ok();
+    // Someone pushes straight to the mirror.
+    let other = code.other_clone();
+    other.commit("stray.md", "s", "pushed to the mirror directly");
+    let stray = other.head();
+    other.git(&["push", "-q", mirror.to_str().unwrap(), "HEAD:refs/heads/main", "-f"]).ok();
+    let r = env.run(&["mirror"]).ok();
+    assert!(r.stdout.contains("the mirror's old tip kept as refs/opus-mirror/preserved/"), "{}", r.stdout);
+    let all = git(Path::new("/"), &["--git-dir", mirror.to_str().unwrap(), "rev-list", "--all"]).ok().stdout;
+    assert!(all.contains(&stray));
+    assert!(refs(&mirror).contains(&format!("refs/heads/main {}", code.head())));
+}
+
+#[test]
+fn a_ref_the_mirror_refuses_is_named_and_fails_the_run() {
+    // Served by git daemon: a local-path push writes the repo directly and runs no hooks.
+    let (env, code, _) = setup(None);
+    let served = env.path("served");
+    fs::create_dir_all(&served).unwrap();
+    let daemon = GitDaemon::start(&served);
+    let mirror = served.join("mirror.git");
+    git(&served, &["init", "-q", "--bare", "mirror.git"]).ok();
+    write_config(&env, &code.work, &daemon.url("mirror.git"), "");
+    let hook = mirror.join("hooks/pre-receive");
+    fs::write(&hook, "#!/bin/sh\nwhile read old new ref; do [ \"$ref\" = refs/heads/main ] && { echo 'main is frozen' >&2; exit 1; }; done; exit 0\n").unwrap();
+    fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = env.run(&["mirror"]).code(1);
+    assert!(r.stderr.contains("rejected") && r.stderr.contains("refs/heads/"), "{}", r.stderr);
+    assert!(!refs(&mirror).contains("refs/heads/main"), "nothing claimed that was not there");
+}
+
+#[test]
+fn a_plain_folder_mirrors_its_snapshot_branch() {
+    let env = Env::new();
+    let vault = env.path("My Life Lab");
+    fs::create_dir_all(&vault).unwrap();
+    fs::write(vault.join("note.md"), "n").unwrap();
+    let mirror = env.path("life.git");
+    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    write_config(&env, &vault, &mirror.display().to_string(), "");
+    env.run(&["snapshot"]).ok();
+    env.run(&["mirror"]).ok();
+    let out = env.path("clone");
+    git(env.dir.path(), &["clone", "-q", "-b", "snapshot", mirror.to_str().unwrap(), out.to_str().unwrap()])
+        .ok();
+    assert_eq!(fs::read_to_string(out.join("note.md")).unwrap(), "n");
+}
+
+#[test]
+fn mirror_json_is_pinned() {
+    let (env, _code, _mirror) = setup(None);
+    let r = env.run(&["mirror", "--json"]).ok();
+    let tmp = regex_escape(&env.dir.path().display().to_string());
+    insta::with_settings!({filters => vec![(tmp.as_str(), "[TMP]")]}, {
+        insta::assert_snapshot!(r.stdout);
+    });
+}
+
+#[test]
+fn mirror_and_verify_over_git_daemon() {
+    let env = Env::new();
+    let served = env.path("served");
+    fs::create_dir_all(&served).unwrap();
+    let daemon = GitDaemon::start(&served);
+    let code = CodeRepo::new(&env.path("code"));
+    git(&served, &["init", "-q", "--bare", "mirror.git"]).ok();
+    git(&served, &["clone", "-q", "--bare", code.origin.to_str().unwrap(), "origin.git"]).ok();
+    code.git(&["remote", "set-url", "origin", &daemon.url("origin.git")]).ok();
+    write_config(&env, &code.work, &daemon.url("mirror.git"), "");
+    let j = env.run(&["verify", "--json"]).ok().json();
+    assert_eq!(j[0]["branches"][0]["state"], "in-sync");
+    env.run(&["mirror"]).ok();
+    assert!(refs(&served.join("mirror.git")).contains(&format!("refs/heads/main {}", code.head())));
+}
+
+/// An sshd with a user key, the config pointing at it, and the host in known_hosts.
+fn ssh_setup(
+    test: &str,
+    known: bool,
+    key_is_right: bool,
+) -> Option<(Env, CodeRepo, std::path::PathBuf, Sshd)> {
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), test)?;
+    let (env, code, mirror) = {
+        let code = CodeRepo::new(&env.path("code"));
+        let mirror = env.path("mirror.git");
+        git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+        (env, code, mirror)
+    };
+    let ssh_dir = env.home.join(".ssh");
+    fs::create_dir_all(&ssh_dir).unwrap();
+    fs::write(ssh_dir.join("known_hosts"), if known { sshd.known_hosts_line.clone() } else { String::new() })
+        .unwrap();
+    let key = if key_is_right { &sshd.key } else { &sshd.wrong_key };
+    write_config(
+        &env,
+        &code.work,
+        &sshd.url(&mirror),
+        &format!("[network]\nssh_key = {:?}\n", key.display().to_string()),
+    );
+    Some((env, code, mirror, sshd))
+}
+
+#[test]
+fn mirror_over_ssh_with_a_known_host_and_key() {
+    let Some((env, code, mirror, _sshd)) = ssh_setup("mirror_over_ssh_with_a_known_host_and_key", true, true)
+    else {
+        return;
+    };
+    env.run(&["mirror"]).ok();
+    assert!(refs(&mirror).contains(&format!("refs/heads/main {}", code.head())));
+}
+
+#[test]
+fn an_unknown_ssh_host_fails_closed_and_changes_nothing() {
+    let Some((env, code, mirror, _sshd)) =
+        ssh_setup("an_unknown_ssh_host_fails_closed_and_changes_nothing", false, true)
+    else {
+        return;
+    };
+    let before = (refs(&mirror), refs(&code.work.join(".git")));
+    let r = env.run(&["mirror"]).code(5);
+    pin_error("unknown_ssh_host", &env, &r.stderr);
+    assert_eq!(before, (refs(&mirror), refs(&code.work.join(".git"))));
+}
+
+#[test]
+fn a_wrong_ssh_key_is_a_clear_auth_error() {
+    let Some((env, code, mirror, _sshd)) = ssh_setup("a_wrong_ssh_key_is_a_clear_auth_error", true, false)
+    else {
+        return;
+    };
+    let before = (refs(&mirror), refs(&code.work.join(".git")));
+    let r = env.run(&["mirror"]).code(5);
+    pin_error("wrong_ssh_key", &env, &r.stderr);
+    assert_eq!(before, (refs(&mirror), refs(&code.work.join(".git"))));
+}
+
+#[test]
+fn mirror_over_ssh_with_the_git_cli_transport() {
+    let Some((env, code, mirror, sshd)) = ssh_setup("mirror_over_ssh_with_the_git_cli_transport", true, true)
+    else {
+        return;
+    };
+    let net = format!("[network]\ntransport = \"git-cli\"\nssh_key = {:?}\n", sshd.key.display().to_string());
+    write_config(&env, &code.work, &sshd.url(&mirror), &net);
+    env.run(&["mirror"]).ok();
+    assert!(refs(&mirror).contains(&format!("refs/heads/main {}", code.head())));
+    // Unknown host through the system ssh: fails closed too.
+    fs::write(env.home.join(".ssh/known_hosts"), "").unwrap();
+    code.commit("more.md", "m", "more");
+    let before = refs(&mirror);
+    let r = env.run(&["mirror"]).code(5);
+    assert!(r.stderr.contains("host key"), "{}", r.stderr);
+    assert_eq!(before, refs(&mirror));
+}
+
+#[test]
+fn an_unreachable_host_exits_5() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    let port = crate::helpers::servers::free_port();
+    write_config(&env, &code.work, &format!("ssh://git@127.0.0.1:{port}/srv/m.git"), "");
+    let r = env.run(&["mirror"]).code(5);
+    pin_error("unreachable_host", &env, &r.stderr);
+}
+
+/// Pins a transport error message, with temp paths and ports redacted.
+fn pin_error(name: &str, env: &Env, stderr: &str) {
+    let tmp = regex_escape(&env.dir.path().display().to_string());
+    insta::with_settings!({filters => vec![(tmp.as_str(), "[TMP]"), (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"), (r"ssh://\w+@", "ssh://[USER]@"), (r"-p \d+ ", "-p [PORT] ")]}, {
+        insta::assert_snapshot!(name, stderr);
+    });
+}
