@@ -145,9 +145,15 @@ pub fn resolve_url(repo: &Repository, url: &str) -> String {
     base.join(url).display().to_string()
 }
 
+/// Whether the system git carries this URL: when configured, and always for http(s), which
+/// this build of libgit2 does not speak (its OpenSSL start-up would cost every run ~20 ms).
+fn use_git_cli(net: &Network, url: &str) -> bool {
+    net.transport == Transport::GitCli || url.starts_with("https://") || url.starts_with("http://")
+}
+
 /// Lists the refs `url` really has (no fetch).
 pub fn ls_remote(net: &Network, repo: &Repository, url: &str) -> Result<Vec<RemoteRef>, RemoteError> {
-    if net.transport == Transport::GitCli {
+    if use_git_cli(net, url) {
         let out = git_cli(net, repo.path(), &["ls-remote", url], url)?;
         return Ok(out
             .lines()
@@ -176,7 +182,7 @@ pub fn fetch(net: &Network, repo: &Repository, url: &str, refspecs: &[String]) -
     if refspecs.is_empty() {
         return Ok(());
     }
-    if net.transport == Transport::GitCli {
+    if use_git_cli(net, url) {
         let mut args = vec!["fetch", "--no-tags", "--no-write-fetch-head", url];
         args.extend(refspecs.iter().map(String::as_str));
         git_cli(net, repo.path(), &args, url)?;
@@ -202,7 +208,7 @@ pub fn push(
     if refspecs.is_empty() {
         return Ok(Vec::new());
     }
-    if net.transport == Transport::GitCli {
+    if use_git_cli(net, url) {
         let mut args = vec!["push", "--porcelain", url];
         args.extend(refspecs.iter().map(String::as_str));
         let out = git_cli_lenient(net, repo.path(), &args, url)?;
@@ -326,6 +332,15 @@ mod tests {
         for u in ["git@github.com:me/x.git", "ssh://h/x", "/srv/x.git", "file:///srv/x"] {
             assert_eq!(resolve_url(&repo, u), u);
         }
+    }
+
+    #[test]
+    fn https_always_goes_through_git() {
+        let net = Network::default();
+        assert!(use_git_cli(&net, "https://github.com/me/x.git"));
+        assert!(!use_git_cli(&net, "ssh://git@github.com/me/x.git"));
+        let cli = Network { transport: Transport::GitCli, ..Network::default() };
+        assert!(use_git_cli(&cli, "/srv/x.git"));
     }
 
     #[test]
