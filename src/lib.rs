@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod atomic;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod lock;
 pub mod mirror;
 pub mod output;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod timeparse;
 pub mod verify;

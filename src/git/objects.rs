@@ -25,6 +25,7 @@ pub enum Kind {
     Commit = 1,
     Tree = 2,
     Blob = 3,
+    Tag = 4,
 }
 
 impl Kind {
@@ -33,6 +34,7 @@ impl Kind {
             Kind::Commit => "commit",
             Kind::Tree => "tree",
             Kind::Blob => "blob",
+            Kind::Tag => "tag",
         }
     }
 }

@@ -62,7 +62,7 @@ impl<W: Write> Write for Tally<'_, W> {
 }
 
 /// The variable-length type-and-size header of a pack entry.
-fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
+pub fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(10);
     let mut byte = ((kind as u8) << 4) | (size & 0x0f) as u8;
     let mut rest = size >> 4;

@@ -1,0 +1,196 @@
+//! Writing a bundle's pack ourselves. libgit2 has no bundle API, and its PackBuilder inflates
+//! and re-deflates every object; our backup repos store whole objects, so the pack entries
+//! are copied byte for byte (each checked against its index CRC) and only objects that sit
+//! in delta packs (code fetched from the user's repo) are re-read and compressed fresh.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use git2::{ObjectType, Odb, Oid};
+use sha1::{Digest, Sha1};
+
+use crate::git::objects::{self, Kind, MODE_TREE};
+use crate::snapshot::pack;
+use crate::snapshot::packread::read_index;
+
+/// Reads the ids an object points at: a commit's tree and parents, a tag's target.
+fn links(kind: ObjectType, data: &[u8]) -> Vec<(Oid, Option<ObjectType>)> {
+    let mut out = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            break; // end of the headers: the message follows
+        }
+        let text = String::from_utf8_lossy(line);
+        let (key, val) = text.split_once(' ').unwrap_or((&text, ""));
+        let Ok(oid) = Oid::from_str(val.trim()) else { continue };
+        match (kind, key) {
+            (ObjectType::Commit, "tree") => out.push((oid, Some(ObjectType::Tree))),
+            (ObjectType::Commit, "parent") => out.push((oid, Some(ObjectType::Commit))),
+            (ObjectType::Tag, "object") => out.push((oid, None)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every object reachable from `tips` and not in `skip`, with its kind.
+pub fn reachable(odb: &Odb, tips: &[Oid], skip: &HashSet<Oid>) -> Result<Vec<(Oid, ObjectType)>> {
+    let mut seen: HashSet<Oid> = HashSet::new();
+    let mut out = Vec::new();
+    let mut stack: Vec<(Oid, Option<ObjectType>)> = tips.iter().map(|t| (*t, None)).collect();
+    while let Some((oid, kind)) = stack.pop() {
+        if skip.contains(&oid) || !seen.insert(oid) {
+            continue;
+        }
+        let kind = match kind {
+            Some(k) => k,
+            None => {
+                odb.read_header(oid)
+                    .with_context(|| format!("object {oid} is missing from the backup repo"))?
+                    .1
+            }
+        };
+        match kind {
+            ObjectType::Blob => {}
+            ObjectType::Tree => {
+                let obj =
+                    odb.read(oid).with_context(|| format!("tree {oid} is missing from the backup repo"))?;
+                let entries =
+                    objects::parse_tree(obj.data()).with_context(|| format!("tree {oid} is malformed"))?;
+                for e in entries {
+                    match e.mode {
+                        0o160000 => {} // a submodule commit: not ours to carry
+                        MODE_TREE => stack.push((e.oid, Some(ObjectType::Tree))),
+                        _ => stack.push((e.oid, Some(ObjectType::Blob))),
+                    }
+                }
+            }
+            ObjectType::Commit | ObjectType::Tag => {
+                let obj =
+                    odb.read(oid).with_context(|| format!("object {oid} is missing from the backup repo"))?;
+                stack.extend(links(kind, obj.data()));
+            }
+            other => bail!("object {oid} has an unexpected type {other:?}"),
+        }
+        out.push((oid, kind));
+    }
+    Ok(out)
+}
+
+/// Where an object's whole entry sits in one of our packs.
+#[derive(Clone, Copy)]
+struct Loc {
+    pack: usize,
+    offset: u64,
+    end: u64,
+    crc: u32,
+}
+
+/// A writer that hashes (SHA-1, for the pack trailer) everything passing through.
+struct Hashing<W: Write> {
+    inner: W,
+    sha: Sha1,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn kind_of(t: ObjectType) -> Kind {
+    match t {
+        ObjectType::Commit => Kind::Commit,
+        ObjectType::Tree => Kind::Tree,
+        ObjectType::Tag => Kind::Tag,
+        _ => Kind::Blob,
+    }
+}
+
+/// Writes a complete pack (header, entries, SHA-1 trailer) of `objs` into `out`.
+pub fn write_pack(
+    out: &mut dyn Write,
+    odb: &Odb,
+    pack_dir: &std::path::Path,
+    objs: &[(Oid, ObjectType)],
+) -> Result<()> {
+    let packs = crate::snapshot::maintain::list_packs(pack_dir)?;
+    let mut locs: HashMap<Oid, Loc> = HashMap::new();
+    for (i, p) in packs.iter().enumerate() {
+        let mut entries = read_index(&p.with_extension("idx"))?;
+        entries.sort_by_key(|e| e.offset);
+        let len = std::fs::metadata(p)?.len();
+        for (j, e) in entries.iter().enumerate() {
+            let end = entries.get(j + 1).map(|n| n.offset).unwrap_or(len - 20);
+            locs.entry(e.oid).or_insert(Loc { pack: i, offset: e.offset, end, crc: e.crc });
+        }
+    }
+    // Copy in pack order: sequential reads.
+    let mut order: Vec<(Option<Loc>, Oid, ObjectType)> =
+        objs.iter().map(|(o, k)| (locs.get(o).copied(), *o, *k)).collect();
+    order.sort_by_key(|(l, _, _)| l.map(|l| (l.pack, l.offset)).unwrap_or((usize::MAX, 0)));
+
+    let mut w = Hashing { inner: io::BufWriter::with_capacity(1 << 20, out), sha: Sha1::new() };
+    w.write_all(b"PACK")?;
+    w.write_all(&2u32.to_be_bytes())?;
+    w.write_all(&(objs.len() as u32).to_be_bytes())?;
+    let mut readers: HashMap<usize, BufReader<File>> = HashMap::new();
+    for (loc, oid, kind) in order {
+        if let Some(l) = loc {
+            let r = match readers.entry(l.pack) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(BufReader::with_capacity(1 << 20, File::open(&packs[l.pack])?))
+                }
+            };
+            r.seek(SeekFrom::Start(l.offset))?;
+            let mut first = [0u8; 1];
+            r.read_exact(&mut first)?;
+            let t = (first[0] >> 4) & 7;
+            if (1..=4).contains(&t) {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&first);
+                w.write_all(&first)?;
+                let mut rest = r.by_ref().take(l.end - l.offset - 1);
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = rest.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    crc.update(&buf[..n]);
+                    w.write_all(&buf[..n])?;
+                }
+                if crc.finalize() != l.crc {
+                    bail!(
+                        "pack {} is damaged at object {oid} (CRC mismatch); run `opus-mirror check`",
+                        packs[l.pack].display()
+                    );
+                }
+                continue;
+            }
+        }
+        // A delta entry or a loose object: read it whole and store it afresh.
+        let obj = odb.read(oid).with_context(|| format!("object {oid} is missing from the backup repo"))?;
+        let z = pack::compress(obj.data());
+        w.write_all(&pack::entry_header(kind_of(kind), obj.data().len() as u64))?;
+        w.write_all(&z)?;
+    }
+    let sum: [u8; 20] = w.sha.clone().finalize().into();
+    w.write_all(&sum)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// The pack directory of a bare repo.
+pub fn pack_dir_of(repo: &git2::Repository) -> PathBuf {
+    repo.path().join("objects").join("pack")
+}
