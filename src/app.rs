@@ -84,6 +84,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
         Command::Verify(a) => commands::verify::run(&mut ctx, a),
         Command::Mirror(a) => commands::mirror::run(&mut ctx, a),
         Command::Preserved(a) => commands::preserved::run(&mut ctx, a),
+        Command::Bundle(a) => commands::bundle::run(&mut ctx, a),
+        Command::Bundles(a) => commands::bundle::list(&mut ctx, a),
+        Command::Unbundle(a) => commands::bundle::unbundle(&mut ctx, a),
+        Command::Prune(a) => commands::prune::run(&mut ctx, a),
         Command::Demo(a) => crate::demo::run(&mut ctx, a),
     }
 }

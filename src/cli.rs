@@ -107,6 +107,32 @@ pub enum Command {
     ///
     /// Example: opus-mirror preserved --source opus
     Preserved(SourceArg),
+    /// Write a dated git bundle of each source's backup repo to each target that is due.
+    ///
+    /// A bundle holds everything: code branches and tags, the snapshot branch, preserved tips,
+    /// and HEAD. Stock git restores it: `git clone X.bundle code` (the code) or
+    /// `git clone -b snapshot X.bundle vault` (the newest vault snapshot). Targets are
+    /// [[target]] tables: kind = "dir" (a drive, guarded by a marker file) or "rclone".
+    ///
+    /// Examples:
+    ///   opus-mirror bundle
+    ///   opus-mirror bundle --target drive --force   # ignore `every`
+    Bundle(BundleArgs),
+    /// List the bundles on each target, with kind, size and whether they were verified.
+    Bundles(TargetArgs),
+    /// Rebuild a bare repository from the newest bundle chain on a target (full bundle,
+    /// then incrementals), read and checked by opus-mirror itself.
+    ///
+    /// Example: opus-mirror unbundle --target drive --source opus --to /tmp/opus.git
+    Unbundle(UnbundleArgs),
+    /// Apply each target's keep policy: print every bundle with keep/remove and why, then
+    /// remove (never with --dry-run).
+    ///
+    /// Never removes the newest verified bundle, a bundle a kept incremental builds on, or
+    /// anything while the newest bundle of the target is unverified.
+    ///
+    /// Example: opus-mirror prune --dry-run
+    Prune(PruneArgs),
     /// Run a self-contained demo on the bundled demo vault (nothing outside a temp dir).
     Demo(DemoArgs),
 }
@@ -154,6 +180,42 @@ pub struct VerifyArgs {
     /// Push branches that are only ahead (fast-forward, never forced), then verify again.
     #[arg(long, conflicts_with = "offline")]
     pub push: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// Only this target (default: every configured target).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub which: TargetArgs,
+    /// Write even when the target's newest bundle is younger than its `every`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnbundleArgs {
+    #[command(flatten)]
+    pub which: TargetArgs,
+    /// The new bare repository to create (must be empty or missing).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub which: TargetArgs,
+    /// Print the plan; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

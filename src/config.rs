@@ -78,6 +78,7 @@ pub struct Config {
     /// Where each effective setting came from, for `config check`.
     pub origins: BTreeMap<String, String>,
     pub sources: Vec<Source>,
+    pub targets: Vec<Target>,
     pub network: Network,
     /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
     /// kept for child processes, shown masked.
@@ -97,6 +98,37 @@ pub struct Source {
     pub snapshot_branch: String,
     /// The secondary private remote that receives every ref, if any.
     pub mirror: Option<String>,
+}
+
+/// A place bundles go (`[[target]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    /// Skip the target while its newest bundle is younger than this.
+    pub every: Option<chrono::Duration>,
+    /// Write incremental bundles between full ones.
+    pub incremental: bool,
+    /// With incremental bundles: a full bundle at least this often.
+    pub full_every: chrono::Duration,
+    pub keep: crate::retention::KeepPolicy,
+    /// The sources bundled here (None: all).
+    pub sources: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A directory, usually on a secondary drive.
+    Dir { path: PathBuf, require_mount: bool },
+    /// An rclone remote such as `b2:bucket/opus`.
+    Rclone { remote: String, config: Option<PathBuf> },
+}
+
+impl Target {
+    /// Whether this target takes bundles of `source`.
+    pub fn takes(&self, source: &str) -> bool {
+        self.sources.as_ref().is_none_or(|s| s.iter().any(|n| n == source))
+    }
 }
 
 /// How opus-mirror talks to remotes (`[network]`).
@@ -146,6 +178,30 @@ impl Config {
         }
     }
 
+    /// The targets named, or all of them.
+    pub fn select_targets(&self, name: Option<&str>) -> Result<Vec<&Target>, ConfigError> {
+        match name {
+            Some(n) => match self.targets.iter().find(|t| t.name == n) {
+                Some(t) => Ok(vec![t]),
+                None => Err(ConfigError {
+                    file: Some(self.file.clone()),
+                    line: None,
+                    key: Some("target.name".into()),
+                    problem: format!("no target named `{n}`"),
+                    fix: format!("use one of: {}", self.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")),
+                }),
+            },
+            None if self.targets.is_empty() => Err(ConfigError {
+                file: Some(self.file.clone()),
+                line: None,
+                key: None,
+                problem: "no [[target]] is configured".into(),
+                fix: "add one: [[target]] name = \"drive\" kind = \"dir\" path = \"/media/you/drive/opus-mirror\"".into(),
+            }),
+            None => Ok(self.targets.iter().collect()),
+        }
+    }
+
     fn source_names(&self) -> String {
         let names: Vec<_> = self.sources.iter().map(|s| s.name.as_str()).collect();
         if names.is_empty() {
@@ -166,6 +222,25 @@ struct RawConfig {
     mirror: Option<RawMirror>,
     #[serde(default, rename = "source")]
     sources: Vec<RawSource>,
+    #[serde(default, rename = "target")]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+    remote: Option<Spanned<String>>,
+    rclone_config: Option<Spanned<String>>,
+    require_mount: Option<bool>,
+    every: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    full_every: Option<Spanned<String>>,
+    #[serde(default)]
+    keep: crate::retention::KeepPolicy,
+    sources: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -493,6 +568,8 @@ fn parse(
         }
     }
 
+    let targets = parse_targets(path, text, &raw.targets, &sources, &base, env)?;
+
     let mut network = Network::default();
     if let Some(n) = &raw.network {
         if let Some(t) = &n.transport {
@@ -532,7 +609,131 @@ fn parse(
         .filter(|(k, _)| !k.starts_with("OPUS_MIRROR_"))
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
-    Ok(Config { file: path.to_path_buf(), state_dir, origins, sources, network, extra_env })
+    Ok(Config { file: path.to_path_buf(), state_dir, origins, sources, targets, network, extra_env })
+}
+
+/// Validates the `[[target]]` tables.
+fn parse_targets(
+    path: &Path,
+    text: &str,
+    raw: &[RawTarget],
+    sources: &[Source],
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Target>, ConfigError> {
+    let mut out: Vec<Target> = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let key = |k: &str| format!("target[{}].{k}", i + 1);
+        let err = |span: std::ops::Range<usize>, k: &str, problem: String, fix: &str| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: Some(line_of(text, span.start)),
+            key: Some(key(k)),
+            problem,
+            fix: fix.into(),
+        };
+        let name = t.name.get_ref().clone();
+        if !valid_name(&name) {
+            return Err(err(
+                t.name.span(),
+                "name",
+                format!("`{name}` is not a valid target name"),
+                "use letters, digits, '.', '_' and '-' only",
+            ));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(err(
+                t.name.span(),
+                "name",
+                format!("the target name `{name}` is used twice"),
+                "give every [[target]] its own name",
+            ));
+        }
+        let kind = match t.kind.get_ref().as_str() {
+            "dir" => {
+                let Some(p) = &t.path else {
+                    return Err(err(
+                        t.kind.span(),
+                        "path",
+                        "a dir target needs `path`".into(),
+                        "add path = \"/media/you/drive/opus-mirror\"",
+                    ));
+                };
+                let dir = expand_path(p.get_ref(), base, env);
+                let default_guard = ["/media", "/mnt", "/run/media"].iter().any(|m| dir.starts_with(m));
+                TargetKind::Dir { path: dir, require_mount: t.require_mount.unwrap_or(default_guard) }
+            }
+            "rclone" => {
+                let Some(r) = &t.remote else {
+                    return Err(err(
+                        t.kind.span(),
+                        "remote",
+                        "an rclone target needs `remote`".into(),
+                        "add remote = \"b2:bucket/opus\" (a remote from `rclone config`)",
+                    ));
+                };
+                if !r.get_ref().contains(':') {
+                    return Err(err(
+                        r.span(),
+                        "remote",
+                        format!("`{}` is not an rclone remote path", r.get_ref()),
+                        "write REMOTE:path, e.g. b2:bucket/opus",
+                    ));
+                }
+                let config = t.rclone_config.as_ref().map(|c| expand_path(c.get_ref(), base, env));
+                TargetKind::Rclone { remote: r.get_ref().trim_end_matches('/').to_string(), config }
+            }
+            other => {
+                return Err(err(
+                    t.kind.span(),
+                    "kind",
+                    format!("`{other}` is not a target kind"),
+                    "use \"dir\" (a drive) or \"rclone\" (off-site)",
+                ));
+            }
+        };
+        let dur = |v: &Option<Spanned<String>>, k: &str| -> Result<Option<chrono::Duration>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(s) => crate::retention::parse_duration(s.get_ref())
+                    .map(Some)
+                    .map_err(|e| err(s.span(), k, e, "write e.g. 12h, 1d, 7d or 2w")),
+            }
+        };
+        let every = dur(&t.every, "every")?;
+        let full_every = dur(&t.full_every, "full_every")?.unwrap_or(chrono::Duration::days(7));
+        let incremental = match t.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("full", _)) => false,
+            Some(("incremental", _)) => true,
+            Some((other, span)) => {
+                return Err(err(
+                    span,
+                    "mode",
+                    format!("`{other}` is not a bundle mode"),
+                    "use \"full\" or \"incremental\"",
+                ));
+            }
+        };
+        if let Some(w) = &t.keep.within {
+            crate::retention::parse_duration(w)
+                .map_err(|e| err(t.name.span(), "keep.within", e, "write e.g. 14d or 2w"))?;
+        }
+        let mut only = None;
+        if let Some(list) = &t.sources {
+            for s in list {
+                if !sources.iter().any(|x| &x.name == s.get_ref()) {
+                    return Err(err(
+                        s.span(),
+                        "sources",
+                        format!("no source named `{}`", s.get_ref()),
+                        "list names of [[source]] tables",
+                    ));
+                }
+            }
+            only = Some(list.iter().map(|s| s.get_ref().clone()).collect());
+        }
+        out.push(Target { name, kind, every, incremental, full_every, keep: t.keep.clone(), sources: only });
+    }
+    Ok(out)
 }
 
 /// Source names become directory names and ref names: keep them boring.

@@ -80,6 +80,9 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<crate::git::remote::RemoteError>() {
             return e.exit();
         }
+        if let Some(e) = cause.downcast_ref::<crate::target::Unavailable>() {
+            return e.exit();
+        }
     }
     Exit::Failed
 }

@@ -19,6 +19,7 @@ pub mod output;
 pub mod restore;
 pub mod retention;
 pub mod snapshot;
+pub mod target;
 pub mod timeparse;
 pub mod verify;
 

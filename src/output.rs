@@ -40,6 +40,22 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A duration the way people write it: 26h, 7d, 2w.
+pub fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    if s % 604_800 == 0 && s > 0 {
+        format!("{}w", s / 604_800)
+    } else if s % 86_400 == 0 && s > 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 && s > 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 && s > 0 {
+        format!("{}min", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// A path from a git tree (raw bytes) as text for people: lossless for UTF-8, escaped otherwise.
 pub fn display_path(p: &[u8]) -> String {
     match std::str::from_utf8(p) {

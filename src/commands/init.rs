@@ -75,6 +75,20 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
         BackupRepo::create(&loc, &s.snapshot_branch, &s.path)?;
         ctx.say(format!("backup repo for `{}`: {}", s.name, loc.display()))?;
     }
+    for t in &cfg.targets {
+        if let crate::config::TargetKind::Dir { path, require_mount } = &t.kind {
+            if *require_mount && !crate::target::dir::on_own_mount(path) {
+                eprintln!(
+                    "warning: target `{}`: {} is not on a mounted drive; not marking it (mount the drive and run init again)",
+                    t.name,
+                    path.display()
+                );
+                continue;
+            }
+            let uuid = crate::target::dir::mark(&t.name, path, &cfg.state_dir, ctx.now)?;
+            ctx.say(format!("target `{}`: marked {} (uuid {uuid})", t.name, path.display()))?;
+        }
+    }
     if cfg.sources.is_empty() {
         ctx.say("no sources yet: run `opus-mirror init --source PATH` to add one")?;
     } else {

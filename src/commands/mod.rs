@@ -1,10 +1,12 @@
 //! One module per subcommand: arguments → library call → output. No backup logic here.
 
+pub mod bundle;
 pub mod config_check;
 pub mod diff;
 pub mod init;
 pub mod mirror;
 pub mod preserved;
+pub mod prune;
 pub mod restore;
 pub mod snapshot;
 pub mod snapshots;

@@ -1,12 +1,14 @@
 //! opus-mirror's integration tests: one binary, driving the real `opus-mirror` against real
 //! directories and repositories, cross-checked with the real `git` CLI.
 
+mod bundle;
 mod config_errors;
 mod diff;
 mod helpers;
 mod init;
 mod mirror;
 mod prop;
+mod rclone;
 mod restore;
 mod snapshot;
 mod verify;

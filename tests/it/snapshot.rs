@@ -279,7 +279,12 @@ fn a_killed_snapshot_leaves_previous_backups_intact_and_the_next_run_recovers() 
     // Kill at different moments: walking, hashing, writing the pack.
     for delay_ms in [5, 40, 120] {
         vaultgen::mutate(&vault, delay_ms);
-        let mut child = env.command(&["snapshot"]).spawn().expect("spawn");
+        let mut child = env
+            .command(&["snapshot"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");

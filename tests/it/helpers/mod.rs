@@ -25,6 +25,8 @@ pub struct Env {
     pub config: PathBuf,
     pub state: PathBuf,
     pub now: Option<String>,
+    /// Extra environment for the binary (e.g. rclone's remote settings).
+    pub vars: Vec<(String, String)>,
 }
 
 /// What a run of the binary produced.
@@ -67,7 +69,7 @@ impl Env {
         std::fs::create_dir_all(&home).expect("home");
         let config = home.join(".config/opus-mirror/config.toml");
         let state = dir.path().join("state");
-        Env { dir, home, config, state, now: None }
+        Env { dir, home, config, state, now: None, vars: Vec::new() }
     }
 
     /// A path inside the environment.
@@ -105,6 +107,9 @@ impl Env {
             .current_dir(self.dir.path());
         if let Some(now) = &self.now {
             c.env("OPUS_MIRROR_NOW", now);
+        }
+        for (k, v) in &self.vars {
+            c.env(k, v);
         }
         c
     }

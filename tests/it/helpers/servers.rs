@@ -151,3 +151,78 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// An S3 API server (moto) on a loopback port, and the rclone settings to reach it.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Server {
+    /// Starts moto's S3 server, or returns None (after saying so) when it is not installed.
+    pub fn start(test: &str) -> Option<S3Server> {
+        if Command::new("rclone").arg("version").stdout(Stdio::null()).status().is_err() {
+            missing("rclone", test);
+            return None;
+        }
+        let has_moto = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has_moto {
+            missing("moto[server] (python3 -m pip install 'moto[server]')", test);
+            return None;
+        }
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        wait_for(port, &mut child, "moto_server");
+        Some(S3Server { child, port })
+    }
+
+    /// Environment that defines the rclone remote `s3:` for this server.
+    pub fn rclone_env(&self) -> Vec<(String, String)> {
+        [
+            ("RCLONE_CONFIG", "/dev/null".to_string()),
+            ("RCLONE_CONFIG_S3_TYPE", "s3".to_string()),
+            ("RCLONE_CONFIG_S3_PROVIDER", "Other".to_string()),
+            ("RCLONE_CONFIG_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("RCLONE_CONFIG_S3_ACCESS_KEY_ID", "test".to_string()),
+            ("RCLONE_CONFIG_S3_SECRET_ACCESS_KEY", "test-secret".to_string()),
+            ("RCLONE_CONFIG_S3_REGION", "us-east-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Creates a bucket.
+    pub fn mkbucket(&self, name: &str) {
+        let st = Command::new("rclone")
+            .arg("mkdir")
+            .arg(format!("s3:{name}"))
+            .envs(self.rclone_env())
+            .env_remove("AWS_CA_BUNDLE")
+            .status()
+            .expect("rclone");
+        assert!(st.success(), "rclone mkdir failed");
+    }
+
+    /// Stops the server (to test a dead target).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,314 @@
+//! Writing one dated bundle of a source's backup repo to one target: decide whether one is
+//! due and whether it is full or incremental, write it under a temp name, fsync, rename,
+//! read it back and compare its sha256, then write its manifest. A killed run never leaves a
+//! partial file under a final name; the previous bundles are never touched.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use git2::{Oid, Repository};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::format::Header;
+use super::manifest::{bundle_name, BundleKind, Manifest};
+use super::write;
+use crate::config::{Config, Source, Target, TargetKind};
+use crate::exit::UserError;
+use crate::git::BackupRepo;
+use crate::target::{self, dir, rclone, Listed};
+
+/// What happened for one (source, target).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub source: String,
+    pub target: String,
+    /// "written" or "skipped".
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub file: Option<String>,
+    pub kind: Option<BundleKind>,
+    pub size: u64,
+    pub objects: u64,
+    pub elapsed_ms: u64,
+}
+
+/// A writer that counts and sha256-hashes what it passes on.
+struct Sha256Writer<W: Write> {
+    inner: W,
+    sha: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Sha256Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The refs a bundle carries: code refs, notes, tags, the snapshot branch, preserved tips.
+pub fn bundle_refs(repo: &Repository) -> Result<BTreeMap<String, Oid>> {
+    let mut out = BTreeMap::new();
+    for glob in ["refs/heads/*", "refs/tags/*", "refs/notes/*", "refs/opus-mirror/preserved/*"] {
+        for r in repo.references_glob(glob)? {
+            let r = r?;
+            if let (Ok(n), Some(o)) = (r.name(), r.target()) {
+                out.insert(n.to_string(), o);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The branch `HEAD` should name in the bundle: the user's current branch for a git source
+/// (so `git clone X.bundle` checks out the code), else the snapshot branch.
+fn head_ref(source: &Source, refs: &BTreeMap<String, Oid>) -> Option<String> {
+    let user = Repository::open(&source.path)
+        .ok()
+        .and_then(|r| r.head().ok().and_then(|h| h.name().ok().map(str::to_string)));
+    let snap = BackupRepo::branch_ref(&source.snapshot_branch);
+    user.filter(|u| refs.contains_key(u)).or_else(|| refs.contains_key(&snap).then_some(snap))
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    let mut f = File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn verified(l: &[Listed]) -> Vec<&Manifest> {
+    let mut v: Vec<&Manifest> = l.iter().filter_map(|x| x.manifest.as_ref()).filter(|m| m.verified).collect();
+    v.sort_by_key(|m| m.created_at());
+    v
+}
+
+/// Writes a bundle of `source` to `t` if one is due (always with `force`).
+pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, force: bool) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut out = Outcome {
+        source: source.name.clone(),
+        target: t.name.clone(),
+        status: "skipped",
+        reason: None,
+        file: None,
+        kind: None,
+        size: 0,
+        objects: 0,
+        elapsed_ms: 0,
+    };
+    target::check(t, &cfg.state_dir)?;
+    if let TargetKind::Dir { path, .. } = &t.kind {
+        dir::sweep(path);
+    }
+    let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
+    let listed = target::list(t, &source.name)?;
+    let done = verified(&listed);
+    if let (false, Some(every), Some(newest)) = (force, t.every, done.last()) {
+        if newest.created_at().is_some_and(|c| c > now - every) {
+            out.reason = Some(format!(
+                "{} is younger than every = {}",
+                newest.file,
+                crate::output::human_duration(every)
+            ));
+            return Ok(out);
+        }
+    }
+    let refs = bundle_refs(&backup.repo)?;
+    if refs.is_empty() {
+        return Err(UserError::usage(format!(
+            "source `{}` has nothing to bundle yet\n  fix: run `opus-mirror snapshot --source {}` first",
+            source.name, source.name
+        ))
+        .into());
+    }
+    // Incremental on top of the newest verified bundle while the newest full one is recent.
+    let newest_full = done.iter().rev().find(|m| m.kind == BundleKind::Full);
+    let base = match (t.incremental, newest_full, done.last()) {
+        (true, Some(full), Some(tip)) if full.created_at().is_some_and(|c| c > now - t.full_every) => {
+            Some(*tip)
+        }
+        _ => None,
+    };
+    let current: BTreeMap<String, String> = refs.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    if let Some(b) = base {
+        if b.refs == current {
+            out.reason = Some(format!("nothing changed since {}", b.file));
+            return Ok(out);
+        }
+    }
+    let kind = if base.is_some() { BundleKind::Incremental } else { BundleKind::Full };
+    let odb = backup.repo.odb()?;
+    let mut prereqs: Vec<Oid> = Vec::new();
+    if let Some(b) = base {
+        for oid in b.refs.values() {
+            let oid = Oid::from_str(oid)?;
+            if let Ok(c) = backup.repo.find_object(oid, None).and_then(|o| o.peel_to_commit()) {
+                if !prereqs.contains(&c.id()) {
+                    prereqs.push(c.id());
+                }
+            }
+        }
+    }
+    let haves: HashSet<Oid> =
+        write::reachable(&odb, &prereqs, &HashSet::new())?.into_iter().map(|(o, _)| o).collect();
+    let tips: Vec<Oid> = refs.values().copied().collect();
+    let objs = write::reachable(&odb, &tips, &haves)?;
+    let head = head_ref(source, &refs);
+    let mut header = Header { version: 2, ..Default::default() };
+    header.prerequisites = prereqs.iter().map(|p| (*p, String::new())).collect();
+    if let Some(h) = &head {
+        header.refs.push(("HEAD".into(), refs[h]));
+    }
+    header.refs.extend(refs.iter().map(|(k, v)| (k.clone(), *v)));
+
+    let name = bundle_name(&source.name, now, kind);
+    if listed.iter().any(|l| l.name == name) {
+        bail!("target `{}` already has {name}; wait a second and run again", t.name);
+    }
+    let (staging_dir, final_dir): (PathBuf, Option<PathBuf>) = match &t.kind {
+        TargetKind::Dir { path, .. } => (path.clone(), Some(path.clone())),
+        TargetKind::Rclone { .. } => (cfg.state_dir.join("tmp"), None),
+    };
+    std::fs::create_dir_all(&staging_dir)?;
+    let tmp = tempfile::Builder::new().prefix(".opus-mirror-tmp-").tempfile_in(&staging_dir)?;
+    let (size, sha) = {
+        let mut w = Sha256Writer {
+            inner: io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
+            sha: Sha256::new(),
+            len: 0,
+        };
+        w.write_all(&header.to_bytes())?;
+        write::write_pack(&mut w, &odb, &backup.pack_dir(), &objs)?;
+        w.flush()?;
+        (w.len, hex::encode(w.sha.finalize()))
+    };
+    tmp.as_file().sync_all()?;
+    let snapshot = refs.get(&BackupRepo::branch_ref(&source.snapshot_branch)).map(|o| o.to_string());
+    let mut manifest = Manifest {
+        format: 1,
+        source: source.name.clone(),
+        file: name.clone(),
+        created: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        kind,
+        size,
+        sha256: sha.clone(),
+        refs: current,
+        head,
+        prerequisites: prereqs.iter().map(|p| p.to_string()).collect(),
+        base: base.map(|b| b.file.clone()),
+        snapshot,
+        objects: objs.len() as u64,
+        tool: format!("opus-mirror {}", env!("CARGO_PKG_VERSION")),
+        verified: false,
+    };
+    match final_dir {
+        Some(dir) => {
+            let dest = dir.join(&name);
+            tmp.persist(&dest)
+                .map_err(|e| e.error)
+                .with_context(|| format!("cannot move the bundle into {}", dest.display()))?;
+            crate::atomic::sync_dir(&dir)?;
+            let back = sha256_file(&dest)?;
+            if back != sha {
+                bail!(
+                    "{} reads back with sha256 {back}, but {sha} was written: the drive is corrupting data",
+                    dest.display()
+                );
+            }
+            manifest.verified = true;
+            crate::atomic::write_file(
+                &dir.join(format!("{name}.json")),
+                &serde_json::to_vec_pretty(&manifest)?,
+            )?;
+        }
+        None => {
+            let back = sha256_file(tmp.path())?;
+            if back != sha {
+                bail!("the staged bundle {} reads back with a different sha256", tmp.path().display());
+            }
+            manifest.verified = true;
+            rclone::store(t, tmp.path(), &name, &manifest)?;
+        }
+    }
+    out.status = "written";
+    out.file = Some(name);
+    out.kind = Some(kind);
+    out.size = size;
+    out.objects = objs.len() as u64;
+    out.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(out)
+}
+
+/// Rebuilds a bare repository at `dest` from the newest verified bundle chain on `t`:
+/// the full bundle, then each incremental, read with our own reader.
+pub fn restore_chain(cfg: &Config, source: &str, t: &Target, dest: &Path) -> Result<Vec<String>> {
+    target::check(t, &cfg.state_dir)?;
+    let listed = target::list(t, source)?;
+    let done = verified(&listed);
+    let Some(tip) = done.last() else {
+        return Err(
+            UserError::usage(format!("target `{}` has no verified bundle of `{source}`", t.name)).into()
+        );
+    };
+    let mut chain = vec![*tip];
+    while let Some(b) = chain.last().and_then(|m| m.base.clone()) {
+        let m = done.iter().find(|m| m.file == b).with_context(|| {
+            format!(
+                "{} builds on {b}, which is not on target `{}`",
+                chain.last().map(|m| m.file.as_str()).unwrap_or(""),
+                t.name
+            )
+        })?;
+        chain.push(m);
+    }
+    chain.reverse();
+    if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
+        return Err(UserError::usage(format!(
+            "{} is not empty\n  fix: choose an empty or new directory",
+            dest.display()
+        ))
+        .into());
+    }
+    let repo = Repository::init_bare(dest)?;
+    let scratch = tempfile::tempdir()?;
+    let mut applied = Vec::new();
+    for m in chain {
+        let file = match &t.kind {
+            TargetKind::Dir { path, .. } => path.join(&m.file),
+            TargetKind::Rclone { .. } => {
+                let p = scratch.path().join(&m.file);
+                target::fetch(t, &m.file, &p)?;
+                p
+            }
+        };
+        let got = sha256_file(&file)?;
+        if got != m.sha256 {
+            bail!("{} has sha256 {got}, but its manifest says {}: the copy is damaged", m.file, m.sha256);
+        }
+        super::read::unbundle(&repo, &file)?;
+        if let Some(h) = &m.head {
+            repo.set_head(h)?;
+        }
+        applied.push(m.file.clone());
+    }
+    Ok(applied)
+}

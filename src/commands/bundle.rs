@@ -1,0 +1,125 @@
+//! `opus-mirror bundle`, `bundles` and `unbundle`.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::app::Context;
+use crate::bundle::create;
+use crate::cli::{BundleArgs, TargetArgs, UnbundleArgs};
+use crate::exit::{exit_for, Exit, UserError};
+use crate::output::human_bytes;
+use crate::target;
+
+pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.which.source.source.as_deref())?;
+    let targets = cfg.select_targets(args.which.target.as_deref())?;
+    let _lock = ctx.lock(&cfg)?;
+    let mut exit = Exit::Ok;
+    let mut outcomes = Vec::new();
+    for t in &targets {
+        for s in sources.iter().filter(|s| t.takes(&s.name)) {
+            match create::create(&cfg, s, t, ctx.now, args.force) {
+                Ok(o) => {
+                    match (&o.file, &o.reason) {
+                        (Some(f), _) => ctx.say(format!(
+                            "{} → {}: {f} ({:?}, {}, {} objects) in {:.2}s, verified",
+                            s.name,
+                            t.name,
+                            o.kind.expect("a written bundle has a kind"),
+                            human_bytes(o.size),
+                            o.objects,
+                            o.elapsed_ms as f64 / 1000.0
+                        ))?,
+                        (None, Some(r)) => ctx.say(format!("{} → {}: skipped: {r}", s.name, t.name))?,
+                        (None, None) => {}
+                    }
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    eprintln!("error: {} → {}: {e:#}", s.name, t.name);
+                    exit = exit.combine(exit_for(&e));
+                }
+            }
+        }
+    }
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &outcomes)?;
+    }
+    Ok(exit)
+}
+
+pub fn list(ctx: &mut Context, args: &TargetArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.source.source.as_deref())?;
+    let mut exit = Exit::Ok;
+    let mut all = Vec::new();
+    for t in cfg.select_targets(args.target.as_deref())? {
+        if let Err(e) = target::check(t, &cfg.state_dir) {
+            eprintln!("error: {e:#}");
+            exit = exit.combine(exit_for(&e));
+            continue;
+        }
+        for s in sources.iter().filter(|s| t.takes(&s.name)) {
+            let listed = target::list(t, &s.name)?;
+            ctx.say(format!("{} on {} ({} bundles)", s.name, t.name, listed.len()))?;
+            for l in &listed {
+                let (kind, verified, created) = match &l.manifest {
+                    Some(m) => (format!("{:?}", m.kind).to_lowercase(), m.verified, m.created.clone()),
+                    None => ("?".into(), false, "?".into()),
+                };
+                ctx.say(format!(
+                    "  {:<44} {:<11} {:>10}  {}  {}",
+                    l.name,
+                    kind,
+                    human_bytes(l.size),
+                    created,
+                    if verified { "verified" } else { "UNVERIFIED" }
+                ))?;
+                all.push(json!({"target": t.name, "source": s.name, "name": l.name, "size": l.size, "manifest": l.manifest}));
+            }
+        }
+    }
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &all)?;
+    }
+    Ok(exit)
+}
+
+pub fn unbundle(ctx: &mut Context, args: &UnbundleArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.which.source.source.as_deref())?;
+    let [source] = sources.as_slice() else {
+        return Err(UserError::usage(
+            "more than one source is configured\n  fix: name one with --source NAME",
+        )
+        .into());
+    };
+    let targets = cfg.select_targets(args.which.target.as_deref())?;
+    let [t] = targets.as_slice() else {
+        return Err(UserError::usage(
+            "more than one target is configured\n  fix: name one with --target NAME",
+        )
+        .into());
+    };
+    let applied = create::restore_chain(&cfg, &source.name, t, &args.to)?;
+    if ctx.mode.json {
+        crate::output::print_json(
+            ctx.out,
+            &json!({"source": source.name, "target": t.name, "applied": applied, "repo": args.to}),
+        )?;
+    } else {
+        for a in &applied {
+            ctx.say(format!("applied {a}"))?;
+        }
+        ctx.say(format!(
+            "{} holds every ref of `{}`; next: git clone {} code, or git clone -b {} {} vault",
+            args.to.display(),
+            source.name,
+            args.to.display(),
+            source.snapshot_branch,
+            args.to.display()
+        ))?;
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,94 @@
+//! rclone targets against a real S3 API server (moto) on loopback.
+
+use std::fs;
+use std::process::Command;
+
+use crate::helpers::servers::S3Server;
+use crate::helpers::{git, vaultgen, Env};
+
+fn setup(s3: &S3Server, with_drive: bool) -> Env {
+    let mut env = Env::new();
+    env.vars = s3.rclone_env();
+    s3.mkbucket("backups");
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 40, attachments: 3, ..Default::default() });
+    let drive = if with_drive {
+        format!(
+            "\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+            env.path("drive").display().to_string()
+        )
+    } else {
+        String::new()
+    };
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"vault\"\npath = {:?}\n\n[[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \"s3:backups/opus\"\n{drive}",
+        env.state.display().to_string(),
+        vault.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env
+}
+
+#[test]
+fn bundles_go_to_s3_verified_and_come_back() {
+    let Some(s3) = S3Server::start("bundles_go_to_s3_verified_and_come_back") else { return };
+    let env = setup(&s3, false);
+    let r = env.run(&["bundle", "--json"]).ok().json();
+    let name = r[0]["file"].as_str().unwrap().to_string();
+    let listed = env.run(&["bundles", "--json"]).ok().json();
+    assert_eq!(listed[0]["manifest"]["verified"], true);
+    assert_eq!(listed[0]["manifest"]["file"], name.as_str());
+    // Stock tools on the worst day: rclone copy, then git clone.
+    let local = env.path(&name);
+    let st = Command::new("rclone")
+        .arg("copyto")
+        .arg(format!("s3:backups/opus/{name}"))
+        .arg(&local)
+        .envs(s3.rclone_env())
+        .env_remove("AWS_CA_BUNDLE")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = env.path("restored");
+    git(env.dir.path(), &["clone", "-q", local.to_str().unwrap(), out.to_str().unwrap()]).ok();
+    assert!(out.join(".obsidian/app.json").exists());
+    // And our own chain restore from the cloud.
+    let repo = env.path("from-cloud.git");
+    env.run(&["unbundle", "--to", repo.to_str().unwrap()]).ok();
+    crate::helpers::assert_fsck(&repo);
+}
+
+#[test]
+fn a_dead_cloud_target_fails_and_names_the_command_but_the_drive_still_gets_its_bundle() {
+    let Some(mut s3) = S3Server::start(
+        "a_dead_cloud_target_fails_and_names_the_command_but_the_drive_still_gets_its_bundle",
+    ) else {
+        return;
+    };
+    let env = setup(&s3, true);
+    s3.stop();
+    let r = env.run(&["bundle"]).code(1);
+    assert!(r.stderr.contains("`rclone lsjson --files-only s3:backups/opus` failed"), "{}", r.stderr);
+    assert!(!r.stderr.contains("test-secret"), "a credential leaked: {}", r.stderr);
+    assert!(r.stdout.contains("vault → drive: vault-"), "{}", r.stdout);
+    assert_eq!(
+        fs::read_dir(env.path("drive"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".bundle"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_missing_rclone_makes_the_target_unavailable() {
+    let Some(s3) = S3Server::start("a_missing_rclone_makes_the_target_unavailable") else { return };
+    let env = setup(&s3, false);
+    let mut c = env.command(&["bundle"]);
+    c.env("PATH", "/nonexistent");
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot run `rclone version`") && err.contains("install rclone"), "{err}");
+}
