@@ -207,6 +207,9 @@ pub struct UnbundleArgs {
     /// The new bare repository to create (must be empty or missing).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// An age identity file, for a target whose bundles are encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -114,6 +114,8 @@ pub struct Target {
     pub keep: crate::retention::KeepPolicy,
     /// The sources bundled here (None: all).
     pub sources: Option<Vec<String>>,
+    /// age recipients (`age1...`): bundles are encrypted to them when not empty.
+    pub age_recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +243,13 @@ struct RawTarget {
     #[serde(default)]
     keep: crate::retention::KeepPolicy,
     sources: Option<Vec<Spanned<String>>>,
+    encrypt: Option<RawEncrypt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncrypt {
+    age_recipients: Spanned<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -731,7 +740,38 @@ fn parse_targets(
             }
             only = Some(list.iter().map(|s| s.get_ref().clone()).collect());
         }
-        out.push(Target { name, kind, every, incremental, full_every, keep: t.keep.clone(), sources: only });
+        let mut age_recipients = Vec::new();
+        if let Some(e) = &t.encrypt {
+            for r in e.age_recipients.get_ref() {
+                if r.parse::<age::x25519::Recipient>().is_err() {
+                    return Err(err(
+                        e.age_recipients.span(),
+                        "encrypt.age_recipients",
+                        format!("`{r}` is not an age recipient"),
+                        "use public keys from `age-keygen` (they start with age1)",
+                    ));
+                }
+                age_recipients.push(r.clone());
+            }
+            if age_recipients.is_empty() {
+                return Err(err(
+                    e.age_recipients.span(),
+                    "encrypt.age_recipients",
+                    "no recipient given".into(),
+                    "list at least one age1... public key, or remove encrypt",
+                ));
+            }
+        }
+        out.push(Target {
+            name,
+            kind,
+            every,
+            incremental,
+            full_every,
+            keep: t.keep.clone(),
+            sources: only,
+            age_recipients,
+        });
     }
     Ok(out)
 }

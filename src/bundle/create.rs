@@ -180,7 +180,8 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
     }
     header.refs.extend(refs.iter().map(|(k, v)| (k.clone(), *v)));
 
-    let name = bundle_name(&source.name, now, kind);
+    let encrypted = !t.age_recipients.is_empty();
+    let name = bundle_name(&source.name, now, kind, encrypted);
     if listed.iter().any(|l| l.name == name) {
         bail!("target `{}` already has {name}; wait a second and run again", t.name);
     }
@@ -196,8 +197,22 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
             sha: Sha256::new(),
             len: 0,
         };
-        w.write_all(&header.to_bytes())?;
-        write::write_pack(&mut w, &odb, &backup.pack_dir(), &objs)?;
+        if encrypted {
+            let recipients: Vec<age::x25519::Recipient> = t
+                .age_recipients
+                .iter()
+                .map(|r| r.parse().expect("recipients were validated with the config"))
+                .collect();
+            let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| anyhow::anyhow!("cannot encrypt for target `{}`: {e}", t.name))?;
+            let mut aw = enc.wrap_output(&mut w)?;
+            aw.write_all(&header.to_bytes())?;
+            write::write_pack(&mut aw, &odb, &backup.pack_dir(), &objs)?;
+            aw.finish()?;
+        } else {
+            w.write_all(&header.to_bytes())?;
+            write::write_pack(&mut w, &odb, &backup.pack_dir(), &objs)?;
+        }
         w.flush()?;
         (w.len, hex::encode(w.sha.finalize()))
     };
@@ -219,6 +234,7 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
         objects: objs.len() as u64,
         tool: format!("opus-mirror {}", env!("CARGO_PKG_VERSION")),
         verified: false,
+        encrypted,
     };
     match final_dir {
         Some(dir) => {
@@ -258,9 +274,31 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
     Ok(out)
 }
 
+/// Decrypts an age-encrypted bundle with the identities in `identity_file`.
+pub fn decrypt(src: &Path, identity_file: &Path, dest: &Path) -> Result<()> {
+    let ids = age::IdentityFile::from_file(identity_file.display().to_string())
+        .with_context(|| format!("cannot read the age identity file {}", identity_file.display()))?
+        .into_identities()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", identity_file.display()))?;
+    let dec = age::Decryptor::new(io::BufReader::new(File::open(src)?))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", src.display()))?;
+    let mut r = dec.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| {
+        anyhow::anyhow!("cannot decrypt {} with {}: {e}", src.display(), identity_file.display())
+    })?;
+    let mut out = File::create(dest)?;
+    io::copy(&mut r, &mut out)?;
+    Ok(())
+}
+
 /// Rebuilds a bare repository at `dest` from the newest verified bundle chain on `t`:
 /// the full bundle, then each incremental, read with our own reader.
-pub fn restore_chain(cfg: &Config, source: &str, t: &Target, dest: &Path) -> Result<Vec<String>> {
+pub fn restore_chain(
+    cfg: &Config,
+    source: &str,
+    t: &Target,
+    dest: &Path,
+    identity: Option<&Path>,
+) -> Result<Vec<String>> {
     target::check(t, &cfg.state_dir)?;
     let listed = target::list(t, source)?;
     let done = verified(&listed);
@@ -288,6 +326,22 @@ pub fn restore_chain(cfg: &Config, source: &str, t: &Target, dest: &Path) -> Res
         ))
         .into());
     }
+    if let (Some(m), None) = (chain.iter().find(|m| m.encrypted), identity) {
+        return Err(UserError::usage(format!(
+            "{} is encrypted\n  fix: pass --identity FILE (the age identity whose public key is in the target's age_recipients)",
+            m.file
+        ))
+        .into());
+    }
+    // The directory was empty or missing: on failure, leave nothing half-built behind.
+    let result = apply_chain(t, &chain, dest, identity);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    result
+}
+
+fn apply_chain(t: &Target, chain: &[&Manifest], dest: &Path, identity: Option<&Path>) -> Result<Vec<String>> {
     let repo = Repository::init_bare(dest)?;
     let scratch = tempfile::tempdir()?;
     let mut applied = Vec::new();
@@ -304,6 +358,14 @@ pub fn restore_chain(cfg: &Config, source: &str, t: &Target, dest: &Path) -> Res
         if got != m.sha256 {
             bail!("{} has sha256 {got}, but its manifest says {}: the copy is damaged", m.file, m.sha256);
         }
+        let file = if m.encrypted {
+            let id = identity.expect("checked before the chain is applied");
+            let plain = scratch.path().join(m.file.trim_end_matches(".age"));
+            decrypt(&file, id, &plain)?;
+            plain
+        } else {
+            file
+        };
         super::read::unbundle(&repo, &file)?;
         if let Some(h) = &m.head {
             repo.set_head(h)?;

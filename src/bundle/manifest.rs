@@ -34,6 +34,10 @@ pub struct Manifest {
     pub tool: String,
     /// Read back after writing and found identical (sha256).
     pub verified: bool,
+    /// Encrypted with age (`age -d` before `git clone`); size and sha256 are of the
+    /// encrypted file.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 impl Manifest {
@@ -43,7 +47,13 @@ impl Manifest {
 }
 
 /// The file name of a bundle: `SOURCE-2026-11-24T101500Z.bundle` (`-incr` for incremental).
-pub fn bundle_name(source: &str, created: chrono::DateTime<chrono::Utc>, kind: BundleKind) -> String {
+pub fn bundle_name(
+    source: &str,
+    created: chrono::DateTime<chrono::Utc>,
+    kind: BundleKind,
+    encrypted: bool,
+) -> String {
     let suffix = if kind == BundleKind::Incremental { "-incr" } else { "" };
-    format!("{source}-{}{suffix}.bundle", created.format("%Y-%m-%dT%H%M%SZ"))
+    let age = if encrypted { ".age" } else { "" };
+    format!("{source}-{}{suffix}.bundle{age}", created.format("%Y-%m-%dT%H%M%SZ"))
 }

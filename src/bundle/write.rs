@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +14,7 @@ use sha1::{Digest, Sha1};
 
 use crate::git::objects::{self, Kind, MODE_TREE};
 use crate::snapshot::pack;
-use crate::snapshot::packread::read_index;
+use crate::snapshot::packread::{read_index, seek_to};
 
 /// Reads the ids an object points at: a commit's tree and parents, a tag's target.
 fn links(kind: ObjectType, data: &[u8]) -> Vec<(Oid, Option<ObjectType>)> {
@@ -151,7 +151,7 @@ pub fn write_pack(
                     e.insert(BufReader::with_capacity(1 << 20, File::open(&packs[l.pack])?))
                 }
             };
-            r.seek(SeekFrom::Start(l.offset))?;
+            seek_to(r, l.offset)?;
             let mut first = [0u8; 1];
             r.read_exact(&mut first)?;
             let t = (first[0] >> 4) & 7;

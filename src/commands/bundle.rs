@@ -23,10 +23,10 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
                 Ok(o) => {
                     match (&o.file, &o.reason) {
                         (Some(f), _) => ctx.say(format!(
-                            "{} → {}: {f} ({:?}, {}, {} objects) in {:.2}s, verified",
+                            "{} → {}: {f} ({}, {}, {} objects) in {:.2}s, verified",
                             s.name,
                             t.name,
-                            o.kind.expect("a written bundle has a kind"),
+                            format!("{:?}", o.kind.expect("a written bundle has a kind")).to_lowercase(),
                             human_bytes(o.size),
                             o.objects,
                             o.elapsed_ms as f64 / 1000.0
@@ -102,7 +102,7 @@ pub fn unbundle(ctx: &mut Context, args: &UnbundleArgs) -> Result<Exit> {
         )
         .into());
     };
-    let applied = create::restore_chain(&cfg, &source.name, t, &args.to)?;
+    let applied = create::restore_chain(&cfg, &source.name, t, &args.to, args.identity.as_deref())?;
     if ctx.mode.json {
         crate::output::print_json(
             ctx.out,

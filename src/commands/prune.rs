@@ -66,7 +66,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
 
 /// `SOURCE-2026-11-24T101500Z[-incr].bundle` → its time.
 fn date_from_name(name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let stem = name.strip_suffix(".bundle")?.trim_end_matches("-incr");
+    let stem = name.trim_end_matches(".age").strip_suffix(".bundle")?.trim_end_matches("-incr");
     let ts = stem.get(stem.len().checked_sub(18)?..)?;
     chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H%M%SZ").ok().map(|n| n.and_utc())
 }

@@ -85,7 +85,7 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
             if !seen.insert(e.oid) {
                 continue;
             }
-            r.seek(SeekFrom::Start(e.offset))?;
+            crate::snapshot::packread::seek_to(&mut r, e.offset)?;
             if !out.add_raw(e.oid, e.crc, end - e.offset, &mut r)? {
                 out.abandon();
                 bail!(

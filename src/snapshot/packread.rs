@@ -77,3 +77,14 @@ pub fn open_blob(pack_dir: &Path, oid: Oid) -> Result<Option<(u64, Box<dyn Read>
     }
     Ok(None)
 }
+
+/// Moves a buffered reader to `offset`, keeping its buffer when the move is short: entries
+/// are visited in pack order, so most moves are zero or a few bytes, and a plain `seek`
+/// would throw the buffer away and re-read a megabyte for every object.
+pub fn seek_to(r: &mut BufReader<File>, offset: u64) -> std::io::Result<()> {
+    let cur = r.stream_position()?;
+    if offset != cur {
+        r.seek_relative(offset as i64 - cur as i64)?;
+    }
+    Ok(())
+}

@@ -274,3 +274,36 @@ fn prune_applies_the_policy_with_reasons_and_dry_run_deletes_nothing() {
     );
     assert!(!drive.join("opus-2026-11-01T033000Z.bundle.json").exists(), "the manifest goes with its bundle");
 }
+
+#[test]
+fn encrypted_bundles_decrypt_with_age_and_restore() {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let (env, code, drive) = setup(&format!("encrypt = {{ age_recipients = [\"{}\"] }}", id.to_public()));
+    let key = env.path("key.txt");
+    fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let r = env.run(&["bundle", "--json"]).ok().json();
+    let name = r[0]["file"].as_str().unwrap().to_string();
+    assert!(name.ends_with(".bundle.age"), "{name}");
+    let file = drive.join(&name);
+    let head = fs::read(&file).unwrap();
+    assert!(head.starts_with(b"age-encryption.org/v1"), "not an age file");
+    assert!(!head.windows(15).any(|w| w == b"# v2 git bundle"), "plaintext leaked");
+    // Our restore needs the identity, and says so.
+    let out = env.path("ours.git");
+    let r = env.run(&["unbundle", "--to", out.to_str().unwrap()]).code(2);
+    assert!(r.stderr.contains("--identity"), "{}", r.stderr);
+    env.run(&["unbundle", "--identity", key.to_str().unwrap(), "--to", out.to_str().unwrap()]).ok();
+    assert_eq!(git(&out, &["rev-parse", "main"]).ok().stdout.trim(), code.head());
+    // Stock tools: `age -d`, then `git clone`.
+    let Ok(o) = std::process::Command::new("age").args(["-d", "-i"]).arg(&key).arg(&file).output() else {
+        crate::helpers::servers::missing("age", "encrypted_bundles_decrypt_with_age_and_restore");
+        return;
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plain = env.path("plain.bundle");
+    fs::write(&plain, o.stdout).unwrap();
+    let clone = env.path("clone");
+    git(env.dir.path(), &["clone", "-q", plain.to_str().unwrap(), clone.to_str().unwrap()]).ok();
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]).ok().stdout.trim(), code.head());
+}

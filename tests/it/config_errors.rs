@@ -167,3 +167,24 @@ fn missing_ssh_key_file() {
     );
     insta::assert_snapshot!(usage_error(&env, &["mirror"]));
 }
+
+#[test]
+fn target_errors_name_line_and_key() {
+    let cases = [
+        ("kind = \"tape\"", "unknown_target_kind"),
+        ("kind = \"dir\"", "dir_target_without_path"),
+        ("kind = \"rclone\"\nremote = \"just-a-bucket\"", "rclone_remote_without_colon"),
+        ("kind = \"dir\"\npath = \"TMP/d\"\nevery = \"daily\"", "bad_every_duration"),
+        ("kind = \"dir\"\npath = \"TMP/d\"\nkeep = { dayly = 7 }", "unknown_keep_key"),
+        (
+            "kind = \"dir\"\npath = \"TMP/d\"\nencrypt = { age_recipients = [\"not-a-key\"] }",
+            "bad_age_recipient",
+        ),
+    ];
+    for (body, name) in cases {
+        let env = env_with(&format!(
+            "[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n\n[[target]]\nname = \"t\"\n{body}\n"
+        ));
+        insta::assert_snapshot!(name, usage_error(&env, &["bundle"]));
+    }
+}
