@@ -88,6 +88,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
         Command::Bundles(a) => commands::bundle::list(&mut ctx, a),
         Command::Unbundle(a) => commands::bundle::unbundle(&mut ctx, a),
         Command::Prune(a) => commands::prune::run(&mut ctx, a),
+        Command::Check(a) => commands::check::run(&mut ctx, a),
+        Command::Drill(a) => commands::drill::run(&mut ctx, a),
+        Command::Status(a) => commands::status::run(&mut ctx, a),
+        Command::Log(a) => commands::status::log(&mut ctx, a),
+        Command::Guard(g) => commands::guard::run(&mut ctx, g),
+        Command::Notify(crate::cli::NotifyCommand::Test) => commands::guard::notify_test(&mut ctx),
         Command::Demo(a) => crate::demo::run(&mut ctx, a),
     }
 }

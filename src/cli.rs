@@ -133,6 +133,34 @@ pub enum Command {
     ///
     /// Example: opus-mirror prune --dry-run
     Prune(PruneArgs),
+    /// Prove the backups are whole: every object of each backup repo re-hashed, every
+    /// bundle's pack read (off-site ones from the listing unless --read-data), the mirror
+    /// compared with what was last pushed. Exit 1 naming each broken file, ref or object.
+    ///
+    /// Examples:
+    ///   opus-mirror check
+    ///   opus-mirror check --target cloud --read-data-subset 10
+    Check(CheckArgs),
+    /// Test restore: fetch the newest bundle chain from a target, restore it with opus-mirror
+    /// and with stock git into a temp dir, compare every file with the snapshot it claims to
+    /// hold, and report the time-to-recover.
+    ///
+    /// Example: opus-mirror drill --target drive
+    Drill(DrillArgs),
+    /// Where each source stands; exit 8 when the newest good backup is older than --max-age.
+    ///
+    /// Reads only local state (fast, no network): suitable for cron or a status bar.
+    ///
+    /// Example: opus-mirror status --max-age 26h --json
+    Status(StatusArgs),
+    /// The run history (snapshot, bundle, check, drill... with outcomes), newest last.
+    Log(LogArgs),
+    /// The misfiring-script guard: show or acknowledge a tripped guard.
+    #[command(subcommand)]
+    Guard(GuardCommand),
+    /// Alerts: send a test message through every configured channel.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Run a self-contained demo on the bundled demo vault (nothing outside a temp dir).
     Demo(DemoArgs),
 }
@@ -219,6 +247,61 @@ pub struct PruneArgs {
     /// Print the plan; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub which: TargetArgs,
+    /// Download and fully check every off-site bundle.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Download and fully check this percentage of off-site bundles, least recently read
+    /// first, so that all are read over a few runs.
+    #[arg(long, value_name = "PERCENT")]
+    pub read_data_subset: Option<f64>,
+    /// An age identity file, to read the packs of encrypted bundles.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub which: TargetArgs,
+    /// An age identity file, for a target whose bundles are encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The age past which the newest good backup is stale (default: [status] max_age, 26h).
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Show only the last N entries.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Show tripped guards.
+    Status,
+    /// Acknowledge a tripped guard: pruning of the source resumes.
+    Ack(SourceArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test alert through every configured channel and ping the healthcheck.
+    Test,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,10 @@ pub struct Config {
     pub sources: Vec<Source>,
     pub targets: Vec<Target>,
     pub network: Network,
+    pub notify: crate::notify::NotifyConfig,
+    pub guard: Guard,
+    /// `status` calls the newest good backup stale past this age.
+    pub max_age: chrono::Duration,
     /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
     /// kept for child processes, shown masked.
     pub extra_env: BTreeMap<String, String>,
@@ -226,6 +230,51 @@ struct RawConfig {
     sources: Vec<RawSource>,
     #[serde(default, rename = "target")]
     targets: Vec<RawTarget>,
+    notify: Option<RawNotify>,
+    guard: Option<Guard>,
+    status: Option<RawStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    healthcheck: Option<String>,
+    on_failure: Option<RawChannel>,
+    on_warning: Option<RawChannel>,
+    on_success: Option<RawChannel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    command: Option<Vec<String>>,
+    webhook: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    max_age: Option<Spanned<String>>,
+}
+
+/// `[guard]`: thresholds past which a snapshot is treated as the work of a misfiring script.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guard {
+    /// Percent of the previous snapshot's files deleted.
+    pub max_deleted_percent: f64,
+    /// Percent of the previous snapshot's files modified.
+    pub max_changed_percent: f64,
+    /// Files that turned empty (mass truncation).
+    pub max_truncated_files: u64,
+    /// Smaller sources are not judged by percentages (one file of three is 33 %).
+    pub min_files: u64,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard { max_deleted_percent: 20.0, max_changed_percent: 50.0, max_truncated_files: 10, min_files: 20 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -618,7 +667,42 @@ fn parse(
         .filter(|(k, _)| !k.starts_with("OPUS_MIRROR_"))
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
-    Ok(Config { file: path.to_path_buf(), state_dir, origins, sources, targets, network, extra_env })
+    let channel = |c: &Option<RawChannel>| crate::notify::Channel {
+        command: c.as_ref().and_then(|c| c.command.clone()).filter(|v| !v.is_empty()),
+        webhook: c.as_ref().and_then(|c| c.webhook.clone()),
+    };
+    let notify = match &raw.notify {
+        Some(n) => crate::notify::NotifyConfig {
+            on_failure: channel(&n.on_failure),
+            on_warning: channel(&n.on_warning),
+            on_success: channel(&n.on_success),
+            healthcheck: n.healthcheck.clone(),
+        },
+        None => crate::notify::NotifyConfig::default(),
+    };
+    let max_age = match raw.status.as_ref().and_then(|s| s.max_age.as_ref()) {
+        Some(m) => crate::retention::parse_duration(m.get_ref()).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: Some(at(m.span())),
+            key: Some("status.max_age".into()),
+            problem: e,
+            fix: "write e.g. 26h or 2d".into(),
+        })?,
+        None => chrono::Duration::hours(26),
+    };
+    let guard = raw.guard.unwrap_or_default();
+    Ok(Config {
+        file: path.to_path_buf(),
+        state_dir,
+        origins,
+        sources,
+        targets,
+        network,
+        notify,
+        guard,
+        max_age,
+        extra_env,
+    })
 }
 
 /// Validates the `[[target]]` tables.

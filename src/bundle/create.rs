@@ -235,6 +235,7 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
         tool: format!("opus-mirror {}", env!("CARGO_PKG_VERSION")),
         verified: false,
         encrypted,
+        md5: None,
     };
     match final_dir {
         Some(dir) => {
@@ -262,6 +263,7 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
                 bail!("the staged bundle {} reads back with a different sha256", tmp.path().display());
             }
             manifest.verified = true;
+            manifest.md5 = Some(rclone::local_hashes(tmp.path())?.0);
             rclone::store(t, tmp.path(), &name, &manifest)?;
         }
     }
@@ -290,15 +292,9 @@ pub fn decrypt(src: &Path, identity_file: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Rebuilds a bare repository at `dest` from the newest verified bundle chain on `t`:
-/// the full bundle, then each incremental, read with our own reader.
-pub fn restore_chain(
-    cfg: &Config,
-    source: &str,
-    t: &Target,
-    dest: &Path,
-    identity: Option<&Path>,
-) -> Result<Vec<String>> {
+/// The newest verified chain of `source` on `t`: its full bundle first, then each
+/// incremental up to the newest.
+pub fn newest_chain(cfg: &Config, source: &str, t: &Target) -> Result<Vec<Manifest>> {
     target::check(t, &cfg.state_dir)?;
     let listed = target::list(t, source)?;
     let done = verified(&listed);
@@ -307,25 +303,29 @@ pub fn restore_chain(
             UserError::usage(format!("target `{}` has no verified bundle of `{source}`", t.name)).into()
         );
     };
-    let mut chain = vec![*tip];
+    let mut chain = vec![(*tip).clone()];
     while let Some(b) = chain.last().and_then(|m| m.base.clone()) {
-        let m = done.iter().find(|m| m.file == b).with_context(|| {
-            format!(
-                "{} builds on {b}, which is not on target `{}`",
+        let Some(m) = done.iter().find(|m| m.file == b) else {
+            bail!(
+                "{} builds on {b}, which is missing from target `{}`",
                 chain.last().map(|m| m.file.as_str()).unwrap_or(""),
                 t.name
-            )
-        })?;
-        chain.push(m);
+            );
+        };
+        chain.push((*m).clone());
     }
     chain.reverse();
-    if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
-        return Err(UserError::usage(format!(
-            "{} is not empty\n  fix: choose an empty or new directory",
-            dest.display()
-        ))
-        .into());
-    }
+    Ok(chain)
+}
+
+/// Makes every bundle of `chain` available as a local, plain (decrypted) file under
+/// `scratch`, after checking each against its manifest's sha256.
+pub fn fetch_chain(
+    t: &Target,
+    chain: &[Manifest],
+    scratch: &Path,
+    identity: Option<&Path>,
+) -> Result<Vec<PathBuf>> {
     if let (Some(m), None) = (chain.iter().find(|m| m.encrypted), identity) {
         return Err(UserError::usage(format!(
             "{} is encrypted\n  fix: pass --identity FILE (the age identity whose public key is in the target's age_recipients)",
@@ -333,23 +333,12 @@ pub fn restore_chain(
         ))
         .into());
     }
-    // The directory was empty or missing: on failure, leave nothing half-built behind.
-    let result = apply_chain(t, &chain, dest, identity);
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(dest);
-    }
-    result
-}
-
-fn apply_chain(t: &Target, chain: &[&Manifest], dest: &Path, identity: Option<&Path>) -> Result<Vec<String>> {
-    let repo = Repository::init_bare(dest)?;
-    let scratch = tempfile::tempdir()?;
-    let mut applied = Vec::new();
+    let mut files = Vec::new();
     for m in chain {
         let file = match &t.kind {
             TargetKind::Dir { path, .. } => path.join(&m.file),
             TargetKind::Rclone { .. } => {
-                let p = scratch.path().join(&m.file);
+                let p = scratch.join(&m.file);
                 target::fetch(t, &m.file, &p)?;
                 p
             }
@@ -359,14 +348,50 @@ fn apply_chain(t: &Target, chain: &[&Manifest], dest: &Path, identity: Option<&P
             bail!("{} has sha256 {got}, but its manifest says {}: the copy is damaged", m.file, m.sha256);
         }
         let file = if m.encrypted {
-            let id = identity.expect("checked before the chain is applied");
-            let plain = scratch.path().join(m.file.trim_end_matches(".age"));
-            decrypt(&file, id, &plain)?;
+            let plain = scratch.join(m.file.trim_end_matches(".age"));
+            decrypt(&file, identity.expect("checked above"), &plain)?;
             plain
         } else {
             file
         };
-        super::read::unbundle(&repo, &file)?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// Rebuilds a bare repository at `dest` from the newest verified bundle chain on `t`:
+/// the full bundle, then each incremental, read with our own reader.
+pub fn restore_chain(
+    cfg: &Config,
+    source: &str,
+    t: &Target,
+    dest: &Path,
+    identity: Option<&Path>,
+) -> Result<Vec<String>> {
+    let chain = newest_chain(cfg, source, t)?;
+    if dest.exists() && std::fs::read_dir(dest)?.next().is_some() {
+        return Err(UserError::usage(format!(
+            "{} is not empty\n  fix: choose an empty or new directory",
+            dest.display()
+        ))
+        .into());
+    }
+    let scratch = tempfile::tempdir()?;
+    let files = fetch_chain(t, &chain, scratch.path(), identity)?;
+    // The directory was empty or missing: on failure, leave nothing half-built behind.
+    let result = apply_chain(&chain, &files, dest);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    result
+}
+
+/// Creates a bare repo at `dest` and applies the bundle files in order.
+pub fn apply_chain(chain: &[Manifest], files: &[PathBuf], dest: &Path) -> Result<Vec<String>> {
+    let repo = Repository::init_bare(dest)?;
+    let mut applied = Vec::new();
+    for (m, file) in chain.iter().zip(files) {
+        super::read::unbundle(&repo, file)?;
         if let Some(h) = &m.head {
             repo.set_head(h)?;
         }

@@ -38,6 +38,9 @@ pub struct Manifest {
     /// encrypted file.
     #[serde(default)]
     pub encrypted: bool,
+    /// md5 of the stored file, for targets (S3 through rclone) that report only md5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 impl Manifest {

@@ -19,7 +19,9 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
     let mut outcomes = Vec::new();
     for t in &targets {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            match create::create(&cfg, s, t, ctx.now, args.force) {
+            let result = create::create(&cfg, s, t, ctx.now, args.force);
+            record(&cfg, s, t, ctx.now, &result);
+            match result {
                 Ok(o) => {
                     match (&o.file, &o.reason) {
                         (Some(f), _) => ctx.say(format!(
@@ -47,6 +49,41 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
         crate::output::print_json(ctx.out, &outcomes)?;
     }
     Ok(exit)
+}
+
+/// Records a bundle attempt in the run history (what `status` reads).
+pub fn record(
+    cfg: &crate::config::Config,
+    s: &crate::config::Source,
+    t: &crate::config::Target,
+    now: chrono::DateTime<chrono::Utc>,
+    r: &Result<create::Outcome>,
+) {
+    let ev = match r {
+        Ok(o) => {
+            let mut ev = crate::state::Event::new(
+                now,
+                "bundle",
+                Some(&s.name),
+                Some(&t.name),
+                Exit::Ok,
+                o.file.clone().or(o.reason.clone()).unwrap_or_default(),
+            );
+            ev.data = json!({"file": o.file, "size": o.size, "kind": o.kind, "status": o.status});
+            ev
+        }
+        Err(e) => crate::state::Event::new(
+            now,
+            "bundle",
+            Some(&s.name),
+            Some(&t.name),
+            exit_for(e),
+            format!("{e:#}"),
+        ),
+    };
+    if let Err(e) = crate::state::record(&cfg.state_dir, &ev) {
+        eprintln!("warning: cannot record the run history: {e:#}");
+    }
 }
 
 pub fn list(ctx: &mut Context, args: &TargetArgs) -> Result<Exit> {

@@ -1,8 +1,11 @@
 //! One module per subcommand: arguments → library call → output. No backup logic here.
 
 pub mod bundle;
+pub mod check;
 pub mod config_check;
 pub mod diff;
+pub mod drill;
+pub mod guard;
 pub mod init;
 pub mod mirror;
 pub mod preserved;
@@ -10,4 +13,5 @@ pub mod prune;
 pub mod restore;
 pub mod snapshot;
 pub mod snapshots;
+pub mod status;
 pub mod verify;

@@ -23,6 +23,21 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
             continue;
         }
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
+            if let Some(a) =
+                crate::state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name))
+            {
+                eprintln!(
+                    "warning: {} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
+                    s.name,
+                    t.name,
+                    a.time,
+                    a.reasons.join("; "),
+                    s.name
+                );
+                exit = exit.combine(Exit::Warnings);
+                report.push(json!({"source": s.name, "target": t.name, "suspended": true}));
+                continue;
+            }
             let listed = target::list(t, &s.name)?;
             let items: Vec<Item> = listed
                 .iter()

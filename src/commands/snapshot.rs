@@ -1,13 +1,17 @@
 //! `opus-mirror snapshot`: one snapshot per selected source. An error on one source does not
-//! stop the others; the exit code is decided at the end.
+//! stop the others; the exit code is decided at the end. A tripped guard is recorded,
+//! alerted, and suspends pruning of that source.
 
 use anyhow::Result;
 
 use crate::app::Context;
 use crate::cli::SnapshotArgs;
+use crate::config::Config;
 use crate::exit::{exit_for, Exit};
+use crate::notify;
 use crate::output::human_bytes;
 use crate::snapshot::{self, Outcome};
+use crate::state::{self, Event};
 
 /// One line for people about a snapshot outcome.
 pub fn describe(o: &Outcome) -> String {
@@ -29,6 +33,60 @@ pub fn describe(o: &Outcome) -> String {
     }
 }
 
+/// Takes one source's snapshot and does everything that follows from its outcome:
+/// warnings printed, the guard alarm saved and alerted, the history recorded.
+pub fn snapshot_one(
+    cfg: &Config,
+    source: &crate::config::Source,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Outcome, Exit)> {
+    let o = match snapshot::take(cfg, source, now) {
+        Ok(o) => o,
+        Err(e) => {
+            let exit = exit_for(&e);
+            let _ = state::record(
+                &cfg.state_dir,
+                &Event::new(now, "snapshot", Some(&source.name), None, exit, format!("{e:#}")),
+            );
+            return Err(e);
+        }
+    };
+    let mut exit = Exit::Ok;
+    if !o.skipped.is_empty() {
+        exit = Exit::Warnings;
+        eprintln!("warning: {}: {} item(s) could not be captured:", o.source, o.skipped.len());
+        for sk in &o.skipped {
+            eprintln!("  {}: {}", sk.path, sk.reason);
+        }
+    }
+    if let Some(alarm) = &o.guard {
+        exit = Exit::Warnings;
+        state::save(&cfg.state_dir, &crate::guard::state_name(&source.name), alarm)?;
+        let text = format!(
+            "{}\nThe snapshot was recorded; the previous one ({}) is kept. Pruning of `{}` is suspended until `opus-mirror guard ack --source {}`.\nTo bring the previous state back: {}",
+            alarm.reasons.join("; "),
+            &alarm.previous[..12],
+            source.name,
+            source.name,
+            alarm.restore_command
+        );
+        eprintln!("warning: {}: GUARD: {text}", source.name);
+        let a = notify::alert(
+            notify::Level::Warning,
+            format!("opus-mirror guard tripped for {}", source.name),
+            text,
+            Some(&source.name),
+            exit,
+            now,
+        );
+        notify::deliver(&cfg.notify, &a);
+    }
+    let mut ev = Event::new(now, "snapshot", Some(&source.name), None, exit, describe(&o));
+    ev.data = serde_json::json!({"snapshot": o.snapshot, "created": o.created, "files": o.counts.files, "bytes": o.counts.bytes});
+    state::record(&cfg.state_dir, &ev)?;
+    Ok((o, exit))
+}
+
 pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let sources = cfg.select_sources(args.source.source.as_deref())?;
@@ -38,16 +96,10 @@ pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
     for s in sources {
         let mut s = s.clone();
         s.include_secrets |= args.include_secrets;
-        match snapshot::take(&cfg, &s, ctx.now) {
-            Ok(o) => {
+        match snapshot_one(&cfg, &s, ctx.now) {
+            Ok((o, e)) => {
                 ctx.say(describe(&o))?;
-                if !o.skipped.is_empty() {
-                    exit = exit.combine(Exit::Warnings);
-                    eprintln!("warning: {}: {} item(s) could not be captured:", o.source, o.skipped.len());
-                    for sk in &o.skipped {
-                        eprintln!("  {}: {}", sk.path, sk.reason);
-                    }
-                }
+                exit = exit.combine(e);
                 outcomes.push(o);
             }
             Err(e) => {

@@ -28,6 +28,9 @@ pub struct Change {
     pub path: String,
     /// "file", "executable", "symlink" or "dir" (an empty directory).
     pub what: &'static str,
+    /// A modified file that is now empty (truncation).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub emptied: bool,
 }
 
 /// Counts of a diff.
@@ -75,6 +78,11 @@ pub fn diff(
     Ok(out)
 }
 
+/// The id of the empty blob.
+fn empty_blob() -> Oid {
+    crate::git::objects::hash(crate::git::objects::Kind::Blob, b"")
+}
+
 fn is_subtree(e: &TreeEntry) -> bool {
     e.mode == MODE_TREE && e.oid != empty_tree()
 }
@@ -118,10 +126,12 @@ fn diff_trees(
             (Some(x), Some(y))
                 if !is_subtree(&x) && !is_subtree(&y) && (x.mode == MODE_TREE) == (y.mode == MODE_TREE) =>
             {
+                let emptied = y.oid == empty_blob() && x.oid != empty_blob();
                 out.push(Change {
                     kind: ChangeKind::Modified,
                     path: display_path(&path),
                     what: what(y.mode),
+                    emptied,
                 });
             }
             (x, y) => {
@@ -147,7 +157,7 @@ fn one_side(
     out: &mut Vec<Change>,
 ) -> Result<()> {
     if !is_subtree(e) {
-        out.push(Change { kind, path: display_path(&path), what: what(e.mode) });
+        out.push(Change { kind, path: display_path(&path), what: what(e.mode), emptied: false });
         return Ok(());
     }
     for child in read_tree(odb, known, e.oid)? {

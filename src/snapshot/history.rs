@@ -34,6 +34,12 @@ fn trailer(msg: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The number of files a snapshot commit records.
+pub fn file_count(repo: &BackupRepo, commit: Oid) -> Result<u64> {
+    let c = repo.repo.find_commit(commit)?;
+    Ok(trailer(c.message_raw().unwrap_or_default(), "Files"))
+}
+
 /// Every snapshot on `branch`, newest first.
 pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
     let mut out = Vec::new();

@@ -60,6 +60,8 @@ pub struct Outcome {
     pub excluded: u64,
     pub skipped: Vec<Skipped>,
     pub elapsed_ms: u64,
+    /// Set when this snapshot crossed a guard threshold.
+    pub guard: Option<crate::guard::Alarm>,
 }
 
 /// The live directory turned into trees, without committing anything.
@@ -194,6 +196,7 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
         excluded: built.excluded,
         skipped: built.skipped.clone(),
         elapsed_ms: 0,
+        guard: None,
     };
     let file_refs: Vec<&walk::FileRec> = built.files.iter().collect();
 
@@ -225,6 +228,32 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
     StatCache::save(&cache_file, commit, &file_refs, racy_after).context("cannot save the stat cache")?;
     maintain::after_snapshot(&repo).context("cannot tidy the backup repo's packs")?;
 
+    if let Some(prev) = previous {
+        let prev_files = history::file_count(&repo, prev)?;
+        let files =
+            |k: diff::ChangeKind| changes.iter().filter(|c| c.kind == k && c.what != "dir").count() as u64;
+        let (deleted, modified) = (files(diff::ChangeKind::Deleted), files(diff::ChangeKind::Modified));
+        let truncated = changes.iter().filter(|c| c.emptied).count() as u64;
+        let reasons = crate::guard::evaluate(&cfg.guard, prev_files, deleted, modified, truncated);
+        if !reasons.is_empty() {
+            let short = &prev.to_string()[..12];
+            outcome.guard = Some(crate::guard::Alarm {
+                source: source.name.clone(),
+                time: time.clone(),
+                snapshot: commit.to_string(),
+                previous: prev.to_string(),
+                previous_files: prev_files,
+                deleted,
+                modified,
+                truncated,
+                reasons,
+                restore_command: format!(
+                    "opus-mirror restore --source {} --snapshot {short} --in-place --overwrite",
+                    source.name
+                ),
+            });
+        }
+    }
     outcome.created = Some(commit.to_string());
     outcome.snapshot = Some(commit.to_string());
     outcome.changes = summary;

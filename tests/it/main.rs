@@ -8,6 +8,7 @@ mod helpers;
 mod init;
 mod mirror;
 mod prop;
+mod prove;
 mod rclone;
 mod restore;
 mod snapshot;

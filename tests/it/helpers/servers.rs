@@ -226,3 +226,68 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// One HTTP request received by [`HttpSink`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+/// A tiny HTTP server on loopback that answers 200 to everything and records requests:
+/// the webhook and healthcheck endpoint of the alert tests.
+pub struct HttpSink {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+}
+
+impl HttpSink {
+    pub fn start() -> HttpSink {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut r = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) =
+                    (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                seen.lock().expect("lock").push(Request {
+                    method,
+                    path,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                let mut s = stream;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+            }
+        });
+        HttpSink { port, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+}

@@ -1,0 +1,106 @@
+//! `opus-mirror check`: backup repos, bundles on every reachable target, mirrors.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::app::Context;
+use crate::check::{self, ReadData, Report};
+use crate::cli::CheckArgs;
+use crate::exit::{exit_for, Exit};
+use crate::git::BackupRepo;
+use crate::notify;
+use crate::state::{self, Event};
+
+pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.which.source.source.as_deref())?;
+    let targets = if cfg.targets.is_empty() && args.which.target.is_none() {
+        Vec::new()
+    } else {
+        cfg.select_targets(args.which.target.as_deref())?
+    };
+    let read = match (args.read_data, args.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(p)) => ReadData::Subset(p.clamp(0.0, 100.0)),
+        _ => ReadData::No,
+    };
+    let _lock = ctx.lock(&cfg)?;
+    notify::deliver_start(&cfg.notify);
+    let mut exit = Exit::Ok;
+    let mut reports: Vec<Report> = Vec::new();
+    for s in &sources {
+        let mut mine: Vec<Report> = Vec::new();
+        match BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))
+            .and_then(|r| check::backup_repo(&r, &s.name))
+        {
+            Ok(r) => mine.push(r),
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", s.name);
+                exit = exit.combine(exit_for(&e));
+            }
+        }
+        for t in targets.iter().filter(|t| t.takes(&s.name)) {
+            match check::bundles(&cfg, s, t, read, ctx.now, args.identity.as_deref()) {
+                Ok(r) => mine.push(r),
+                Err(e) => {
+                    eprintln!("error: {} on {}: {e:#}", s.name, t.name);
+                    exit = exit.combine(exit_for(&e));
+                }
+            }
+        }
+        match check::mirror(&cfg, s) {
+            Ok(Some(r)) => mine.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: mirror of {}: {e:#}", s.name);
+                exit = exit.combine(exit_for(&e));
+            }
+        }
+        let bad: Vec<&String> = mine.iter().flat_map(|r| &r.problems).collect();
+        let src_exit = if bad.is_empty() { Exit::Ok } else { Exit::Failed };
+        exit = exit.combine(src_exit);
+        let detail = if bad.is_empty() {
+            "all checks passed".to_string()
+        } else {
+            bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        };
+        let _ = state::record(
+            &cfg.state_dir,
+            &Event::new(ctx.now, "check", Some(&s.name), None, src_exit, detail.clone()),
+        );
+        if !bad.is_empty() {
+            let a = notify::alert(
+                notify::Level::Failure,
+                format!("opus-mirror check found damage in {}", s.name),
+                detail,
+                Some(&s.name),
+                Exit::Failed,
+                ctx.now,
+            );
+            notify::deliver(&cfg.notify, &a);
+        }
+        reports.extend(mine);
+    }
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &json!({"ok": exit == Exit::Ok, "areas": reports}))?;
+    } else {
+        for r in &reports {
+            if r.problems.is_empty() {
+                ctx.say(format!("ok   {} ({} checked)", r.area, r.checked))?;
+            } else {
+                ctx.say(format!("FAIL {}:", r.area))?;
+                for p in &r.problems {
+                    ctx.say(format!("       {p}"))?;
+                }
+            }
+        }
+    }
+    if exit == Exit::Failed {
+        for r in reports.iter().filter(|r| !r.problems.is_empty()) {
+            for p in &r.problems {
+                eprintln!("error: {}: {p}", r.area);
+            }
+        }
+    }
+    Ok(exit)
+}

@@ -1,0 +1,90 @@
+//! `opus-mirror drill`: the periodic test restore, recorded for `status`.
+
+use anyhow::Result;
+
+use crate::app::Context;
+use crate::cli::DrillArgs;
+use crate::exit::{exit_for, Exit};
+use crate::notify;
+use crate::output::human_bytes;
+use crate::state::{self, Event};
+
+pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.which.source.source.as_deref())?;
+    let targets = cfg.select_targets(args.which.target.as_deref())?;
+    let _lock = ctx.lock(&cfg)?;
+    let mut exit = Exit::Ok;
+    let mut reports = Vec::new();
+    for t in &targets {
+        for s in sources.iter().filter(|s| t.takes(&s.name)) {
+            match crate::drill::drill(&cfg, s, t, ctx.now, args.identity.as_deref()) {
+                Ok(r) => {
+                    let e = if r.ok() { Exit::Ok } else { Exit::Failed };
+                    exit = exit.combine(e);
+                    state::save(&cfg.state_dir, &crate::drill::state_name(&s.name, &t.name), &r)?;
+                    let mut ev = Event::new(
+                        ctx.now,
+                        "drill",
+                        Some(&s.name),
+                        Some(&t.name),
+                        e,
+                        if r.ok() { "restore verified".into() } else { r.problems.join("\n") },
+                    );
+                    ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files, "bytes": r.bytes});
+                    state::record(&cfg.state_dir, &ev)?;
+                    if r.ok() {
+                        ctx.say(format!(
+                            "{} from {}: restored {} files, {} from {} in {:.2}s (time-to-recover); stock git: {}",
+                            s.name,
+                            t.name,
+                            r.files,
+                            human_bytes(r.bytes),
+                            r.chain.last().map(String::as_str).unwrap_or(""),
+                            r.ttr_ms as f64 / 1000.0,
+                            match r.stock_git_ok {
+                                Some(true) => "identical too",
+                                Some(false) => "FAILED",
+                                None => "not installed",
+                            }
+                        ))?;
+                    } else {
+                        eprintln!("error: drill of {} from {} FAILED:", s.name, t.name);
+                        for p in &r.problems {
+                            eprintln!("  {p}");
+                        }
+                        let a = notify::alert(
+                            notify::Level::Failure,
+                            format!("opus-mirror drill failed for {}", s.name),
+                            r.problems.join("\n"),
+                            Some(&s.name),
+                            Exit::Failed,
+                            ctx.now,
+                        );
+                        notify::deliver(&cfg.notify, &a);
+                    }
+                    reports.push(r);
+                }
+                Err(e) => {
+                    let _ = state::record(
+                        &cfg.state_dir,
+                        &Event::new(
+                            ctx.now,
+                            "drill",
+                            Some(&s.name),
+                            Some(&t.name),
+                            exit_for(&e),
+                            format!("{e:#}"),
+                        ),
+                    );
+                    eprintln!("error: drill of {} from {}: {e:#}", s.name, t.name);
+                    exit = exit.combine(exit_for(&e));
+                }
+            }
+        }
+    }
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &reports)?;
+    }
+    Ok(exit)
+}

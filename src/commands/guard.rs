@@ -1,0 +1,82 @@
+//! `opus-mirror guard status|ack` and `opus-mirror notify test`.
+
+use anyhow::Result;
+
+use crate::app::Context;
+use crate::cli::GuardCommand;
+use crate::exit::Exit;
+use crate::notify;
+use crate::state;
+
+pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    match cmd {
+        GuardCommand::Status => {
+            let mut any = false;
+            for s in &cfg.sources {
+                if let Some(a) =
+                    state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name))
+                {
+                    any = true;
+                    ctx.say(format!(
+                        "{}: tripped {} by snapshot {}: {}",
+                        s.name,
+                        a.time,
+                        &a.snapshot[..12],
+                        a.reasons.join("; ")
+                    ))?;
+                    ctx.say(format!("  previous state: {}", a.restore_command))?;
+                    ctx.say(format!("  when it was intended: opus-mirror guard ack --source {}", s.name))?;
+                }
+            }
+            if !any {
+                ctx.say("no guard is tripped")?;
+            }
+            Ok(if any { Exit::Warnings } else { Exit::Ok })
+        }
+        GuardCommand::Ack(which) => {
+            let _lock = ctx.lock(&cfg)?;
+            for s in cfg.select_sources(which.source.as_deref())? {
+                if state::remove(&cfg.state_dir, &crate::guard::state_name(&s.name))? {
+                    let _ = state::record(
+                        &cfg.state_dir,
+                        &state::Event::new(ctx.now, "guard", Some(&s.name), None, Exit::Ok, "acknowledged"),
+                    );
+                    ctx.say(format!("{}: guard acknowledged; pruning resumes", s.name))?;
+                } else {
+                    ctx.say(format!("{}: no guard was tripped", s.name))?;
+                }
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+pub fn notify_test(ctx: &mut Context) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    if cfg.notify.is_empty() {
+        ctx.say("no [notify] channel is configured")?;
+        return Ok(Exit::Usage);
+    }
+    let mut problems = cfg.notify.start();
+    for level in [notify::Level::Success, notify::Level::Warning, notify::Level::Failure] {
+        let a = notify::alert(
+            level,
+            "opus-mirror test alert",
+            format!("This is a test of the {level:?} channel. Nothing is wrong."),
+            None,
+            Exit::Ok,
+            ctx.now,
+        );
+        problems.extend(cfg.notify.send(&a));
+    }
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if problems.is_empty() {
+        ctx.say("test alerts sent through every configured channel")?;
+        Ok(Exit::Ok)
+    } else {
+        Ok(Exit::Failed)
+    }
+}

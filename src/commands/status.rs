@@ -1,0 +1,110 @@
+//! `opus-mirror status` and `opus-mirror log`.
+
+use anyhow::Result;
+
+use crate::app::Context;
+use crate::cli::{LogArgs, StatusArgs};
+use crate::exit::{Exit, UserError};
+use crate::output::human_bytes;
+use crate::state;
+
+pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let max_age = match &args.max_age {
+        Some(m) => {
+            crate::retention::parse_duration(m).map_err(|e| UserError::usage(format!("--max-age: {e}")))?
+        }
+        None => cfg.max_age,
+    };
+    let history = state::history(&cfg.state_dir)?;
+    let all: Vec<_> = cfg
+        .select_sources(args.source.source.as_deref())?
+        .into_iter()
+        .map(|s| crate::status::of(&cfg, s, &history, ctx.now, max_age))
+        .collect();
+    let stale = all.iter().any(|s| s.stale);
+    if ctx.mode.json {
+        crate::output::print_json(
+            ctx.out,
+            &serde_json::json!({"max_age_hours": max_age.num_minutes() as f64 / 60.0, "stale": stale, "sources": all}),
+        )?;
+    } else {
+        for s in &all {
+            let age = s.age_hours.map(|h| format!("{h} h ago")).unwrap_or("never".into());
+            ctx.say(format!(
+                "{}: {} (newest good backup {age})",
+                s.source,
+                if s.stale { "STALE" } else { "ok" }
+            ))?;
+            ctx.say(format!(
+                "  last snapshot   {}",
+                s.last_snapshot
+                    .as_deref()
+                    .map(|t| format!("{t} ({})", s.last_snapshot_id.as_deref().unwrap_or("")))
+                    .unwrap_or("none".into())
+            ))?;
+            ctx.say(format!("  last success    {}", s.last_success.as_deref().unwrap_or("none")))?;
+            for b in &s.bundles {
+                match (&b.file, &b.time) {
+                    (Some(f), Some(t)) => ctx.say(format!(
+                        "  bundle {:<8} {f} ({}, {t}, verified)",
+                        b.target,
+                        human_bytes(b.size.unwrap_or(0))
+                    ))?,
+                    _ => ctx.say(format!("  bundle {:<8} none yet", b.target))?,
+                }
+            }
+            if let Some(c) = &s.last_check {
+                ctx.say(format!("  last check      {} {}", c.time, c.outcome))?;
+            }
+            if let Some(d) = &s.last_drill {
+                ctx.say(format!(
+                    "  last drill      {} {} from {}: {} files, time-to-recover {:.1}s",
+                    d.time,
+                    if d.ok() { "ok" } else { "FAILED" },
+                    d.target,
+                    d.files,
+                    d.ttr_ms as f64 / 1000.0
+                ))?;
+            }
+            ctx.say(format!("  preserved tips  {}", s.preserved))?;
+            for w in &s.warnings {
+                ctx.say(format!("  ! {w}"))?;
+            }
+        }
+    }
+    if stale {
+        eprintln!(
+            "warning: the newest good backup is older than {} (or there is none): run `opus-mirror run` and check the timer",
+            crate::output::human_duration(max_age)
+        );
+        return Ok(Exit::Stale);
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let h = state::history(&cfg.state_dir)?;
+    let tail: Vec<_> = h.iter().skip(h.len().saturating_sub(args.limit)).collect();
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &tail)?;
+    } else {
+        for e in tail {
+            let what = [e.source.as_deref(), e.target.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" → ");
+            ctx.say(format!(
+                "{}  {:<8} {:<7} {:<20} {}",
+                e.time,
+                e.step,
+                e.outcome,
+                what,
+                e.detail.lines().next().unwrap_or("")
+            ))?;
+        }
+    }
+    Ok(Exit::Ok)
+}

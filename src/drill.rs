@@ -1,0 +1,215 @@
+//! `drill`: the periodic test restore. The newest bundle chain is fetched from a target into
+//! a temp dir, restored with our own reader, and (where `git` is installed) with a stock
+//! `git fetch` + `checkout`; every file is compared (content, mode, link, empty dirs) with
+//! the snapshot the bundle claims to hold, as it is in the backup repo. The time it took is
+//! the time-to-recover.
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use git2::Oid;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::create;
+use crate::config::{Config, Source, Target};
+use crate::git::objects::{self, Kind, MODE_EXEC, MODE_LINK, MODE_TREE};
+use crate::git::BackupRepo;
+use crate::snapshot::tree;
+
+/// What a drill found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub source: String,
+    pub target: String,
+    pub time: String,
+    pub chain: Vec<String>,
+    pub snapshot: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// Fetch + restore with our reader, in milliseconds: the time-to-recover.
+    pub ttr_ms: u64,
+    /// None: git is not installed.
+    pub stock_git_ok: Option<bool>,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What is at each path of a restored directory: (mode, blob id); empty dirs as MODE_TREE.
+fn scan(root: &Path, skip_git: bool) -> Result<BTreeMap<Vec<u8>, (u32, Oid)>> {
+    let mut out = BTreeMap::new();
+    let walker = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| !(skip_git && e.depth() == 1 && e.file_name() == ".git"));
+    for e in walker {
+        let e = e?;
+        let rel = e.path().strip_prefix(root).expect("below the root").as_os_str().as_bytes().to_vec();
+        let ft = e.file_type();
+        if ft.is_symlink() {
+            let t = std::fs::read_link(e.path())?;
+            out.insert(rel, (MODE_LINK, objects::hash(Kind::Blob, t.as_os_str().as_bytes())));
+        } else if ft.is_dir() {
+            if std::fs::read_dir(e.path())?.next().is_none() {
+                out.insert(rel, (MODE_TREE, objects::empty_tree()));
+            }
+        } else {
+            let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
+            let data = std::fs::read(e.path())?;
+            out.insert(
+                rel,
+                (if exec { MODE_EXEC } else { objects::MODE_FILE }, objects::hash(Kind::Blob, &data)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Compares a restored directory with the snapshot's items; names every difference.
+fn compare(
+    items: &[tree::Item],
+    got: &BTreeMap<Vec<u8>, (u32, Oid)>,
+    how: &str,
+    with_empty_dirs: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut want: BTreeMap<&[u8], (u32, Oid)> = BTreeMap::new();
+    for i in items {
+        if i.mode == MODE_TREE && !with_empty_dirs {
+            continue;
+        }
+        want.insert(&i.path, (i.mode, i.oid));
+    }
+    for (p, w) in &want {
+        let shown = crate::output::display_path(p);
+        match got.get(*p) {
+            None => problems.push(format!("{how}: {shown} is missing")),
+            Some(g) if g.1 != w.1 => problems.push(format!("{how}: {shown} differs from the snapshot")),
+            Some(g) if g.0 != w.0 => {
+                problems.push(format!("{how}: {shown} has mode {:o}, the snapshot says {:o}", g.0, w.0))
+            }
+            _ => {}
+        }
+    }
+    for p in got.keys() {
+        if !want.contains_key(p.as_slice()) && (with_empty_dirs || got[p].0 != MODE_TREE) {
+            problems.push(format!("{how}: {} is not in the snapshot", crate::output::display_path(p)));
+        }
+    }
+    problems
+}
+
+/// Runs a drill of `source` from target `t`.
+pub fn drill(
+    cfg: &Config,
+    source: &Source,
+    t: &Target,
+    now: chrono::DateTime<chrono::Utc>,
+    identity: Option<&Path>,
+) -> Result<Report> {
+    let started = Instant::now();
+    let chain = create::newest_chain(cfg, &source.name, t)?;
+    let tip = chain.last().expect("a chain has at least one bundle").clone();
+    let claimed = tip.snapshot.clone().with_context(|| format!("{} holds no snapshot branch", tip.file))?;
+    let scratch = tempfile::Builder::new().prefix("opus-mirror-drill-").tempdir()?;
+    let files = create::fetch_chain(t, &chain, scratch.path(), identity)?;
+    let repo_dir = scratch.path().join("restored.git");
+    create::apply_chain(&chain, &files, &repo_dir)?;
+    let restored = BackupRepo::open(&repo_dir)?;
+    let mut problems = Vec::new();
+    let branch_ref = BackupRepo::branch_ref(&source.snapshot_branch);
+    let got_tip = restored.repo.refname_to_id(&branch_ref).ok().map(|o| o.to_string());
+    if got_tip.as_deref() != Some(claimed.as_str()) {
+        problems.push(format!("{branch_ref} in the bundle is {got_tip:?}, its manifest claims {claimed}"));
+    }
+    let claimed_oid = Oid::from_str(&claimed)?;
+    let out_dir = scratch.path().join("files");
+    let rtree = restored.repo.find_commit(restored.repo.refname_to_id(&branch_ref)?)?.tree_id();
+    let ritems = crate::restore::select(&restored.repo.odb()?, rtree, &[], &claimed[..12])?;
+    crate::restore::to_dir(&restored, &ritems, &out_dir, false, &claimed[..12])?;
+    let ttr_ms = started.elapsed().as_millis() as u64;
+
+    // The truth: the claimed snapshot as the backup repo has it.
+    let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
+    let truth_tree = backup
+        .repo
+        .find_commit(claimed_oid)
+        .with_context(|| format!("the backup repo has no snapshot {claimed}"))?
+        .tree_id();
+    let items = tree::list(&backup.repo.odb()?, truth_tree)?;
+    let (files_n, bytes) = items.iter().filter(|i| i.mode != MODE_TREE).fold((0u64, 0u64), |(n, b), i| {
+        let size = backup.repo.odb().and_then(|o| o.read_header(i.oid)).map(|h| h.0 as u64).unwrap_or(0);
+        (n + 1, b + size)
+    });
+    problems.extend(compare(&items, &scan(&out_dir, false)?, "our restore", true));
+
+    let stock_git_ok = if Command::new("git").arg("--version").output().is_ok() {
+        let stock = scratch.path().join("stock");
+        let ok = stock_restore(&files, &stock, &source.snapshot_branch);
+        match ok {
+            Ok(()) => {
+                let p = compare(&items, &scan(&stock, true)?, "stock git", false);
+                let good = p.is_empty();
+                problems.extend(p);
+                Some(good)
+            }
+            Err(e) => {
+                problems.push(format!("stock git: {e}"));
+                Some(false)
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Report {
+        source: source.name.clone(),
+        target: t.name.clone(),
+        time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        chain: chain.iter().map(|m| m.file.clone()).collect(),
+        snapshot: claimed,
+        files: files_n,
+        bytes,
+        ttr_ms,
+        stock_git_ok,
+        problems,
+    })
+}
+
+/// `git init`, fetch every bundle in order, check out the snapshot branch.
+fn stock_restore(files: &[std::path::PathBuf], dir: &Path, branch: &str) -> Result<(), String> {
+    let git = |args: &[&str]| -> Result<(), String> {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    git(&["init", "-q"])?;
+    for f in files {
+        let f = f.display().to_string();
+        git(&["fetch", "-q", "--update-head-ok", &f, "+refs/*:refs/*"])?;
+    }
+    git(&["checkout", "-q", "-f", branch])
+}
+
+/// The state file of the last drill of a (source, target).
+pub fn state_name(source: &str, target: &str) -> String {
+    format!("drill-{source}-{target}.json")
+}

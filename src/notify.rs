@@ -1,0 +1,226 @@
+//! Alerts: a command (details in environment variables), a webhook (POST JSON that ntfy,
+//! Slack- and Discord-style incoming webhooks accept), and healthchecks.io-style pings
+//! (`/start`, success, `/fail`) so a backup that silently stops running is noticed too.
+//! A failed notification is reported and never replaces the run's own exit code; URLs are
+//! shown without their secret parts.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::exit::Exit;
+
+/// Where one level of alert goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Channel {
+    pub command: Option<Vec<String>>,
+    pub webhook: Option<String>,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub on_failure: Channel,
+    pub on_warning: Channel,
+    pub on_success: Channel,
+    pub healthcheck: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Success,
+    Warning,
+    Failure,
+}
+
+impl Level {
+    pub fn of(e: Exit) -> Level {
+        match crate::state::outcome_word(e) {
+            "ok" => Level::Success,
+            "warning" => Level::Warning,
+            _ => Level::Failure,
+        }
+    }
+}
+
+/// One alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub level: Level,
+    pub title: String,
+    pub text: String,
+    pub source: Option<String>,
+    pub host: String,
+    pub time: String,
+    pub exit: u8,
+}
+
+/// Shows where a URL goes without the token it may carry in its path or query.
+pub fn mask_endpoint(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "****".into() };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    format!("{scheme}://{host}/****")
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(true)
+        .build()
+        .into()
+}
+
+fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
+    agent()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .map(|_| ())
+        .map_err(|e| format!("POST {} failed: {e}", mask_endpoint(url)))
+}
+
+fn ping(url: &str, body: &str) -> Result<(), String> {
+    agent()
+        .post(url)
+        .send(body.as_bytes())
+        .map(|_| ())
+        .map_err(|e| format!("ping {} failed: {e}", mask_endpoint(url)))
+}
+
+fn run_command(argv: &[String], a: &Alert) -> Result<(), String> {
+    let Some((prog, args)) = argv.split_first() else { return Err("empty notify command".into()) };
+    let mut child = Command::new(prog)
+        .args(args)
+        .env(
+            "OPUS_MIRROR_ALERT_LEVEL",
+            serde_json::to_value(a.level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        )
+        .env("OPUS_MIRROR_ALERT_TITLE", &a.title)
+        .env("OPUS_MIRROR_ALERT_TEXT", &a.text)
+        .env("OPUS_MIRROR_ALERT_SOURCE", a.source.as_deref().unwrap_or(""))
+        .env("OPUS_MIRROR_ALERT_EXIT", a.exit.to_string())
+        .env("OPUS_MIRROR_ALERT_HOST", &a.host)
+        .env("OPUS_MIRROR_ALERT_TIME", &a.time)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run notify command `{prog}`: {e}"))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => return Err(format!("notify command `{prog}` exited with {st}")),
+            Ok(None) if start.elapsed() > Duration::from_secs(30) => {
+                let _ = child.kill();
+                return Err(format!("notify command `{prog}` took more than 30 s and was stopped"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("notify command `{prog}`: {e}")),
+        }
+    }
+}
+
+impl NotifyConfig {
+    fn channel(&self, l: Level) -> &Channel {
+        match l {
+            Level::Success => &self.on_success,
+            Level::Warning => &self.on_warning,
+            Level::Failure => &self.on_failure,
+        }
+    }
+
+    /// Tells the healthcheck a job started. Problems are returned, not raised.
+    pub fn start(&self) -> Vec<String> {
+        match &self.healthcheck {
+            Some(hc) => ping(&format!("{}/start", hc.trim_end_matches('/')), "").err().into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Sends an alert through its level's channel and pings the healthcheck with the
+    /// outcome. Returns the problems met (for the caller to print); never fails.
+    pub fn send(&self, a: &Alert) -> Vec<String> {
+        let mut problems = Vec::new();
+        let ch = self.channel(a.level);
+        if let Some(argv) = &ch.command {
+            problems.extend(run_command(argv, a).err());
+        }
+        if let Some(url) = &ch.webhook {
+            let body = serde_json::json!({
+                "text": format!("{}\n{}", a.title, a.text),
+                "content": format!("{}\n{}", a.title, a.text),
+                "title": a.title, "message": a.text, "level": a.level, "source": a.source,
+                "host": a.host, "time": a.time, "exit": a.exit,
+            });
+            problems.extend(post_json(url, &body).err());
+        }
+        if let Some(hc) = &self.healthcheck {
+            let url = match a.level {
+                Level::Failure => format!("{}/fail", hc.trim_end_matches('/')),
+                _ => hc.clone(),
+            };
+            problems.extend(ping(&url, &format!("{}\n{}", a.title, a.text)).err());
+        }
+        problems
+    }
+
+    /// Whether any channel is configured at all.
+    pub fn is_empty(&self) -> bool {
+        self == &NotifyConfig::default()
+    }
+}
+
+/// Builds an alert stamped with this host and `now`.
+pub fn alert(
+    level: Level,
+    title: impl Into<String>,
+    text: impl Into<String>,
+    source: Option<&str>,
+    exit: Exit,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Alert {
+    Alert {
+        level,
+        title: title.into(),
+        text: text.into(),
+        source: source.map(str::to_string),
+        host: crate::snapshot::host(),
+        time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        exit: exit.code(),
+    }
+}
+
+/// Pings the healthcheck's `/start`, printing any problem as a warning.
+pub fn deliver_start(cfg: &NotifyConfig) {
+    for p in cfg.start() {
+        eprintln!("warning: notification: {p}");
+    }
+}
+
+/// Sends and prints any problem as a warning (the run's exit code is not touched).
+pub fn deliver(cfg: &NotifyConfig, a: &Alert) {
+    for p in cfg.send(a) {
+        eprintln!("warning: notification: {p}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_masked() {
+        assert_eq!(
+            mask_endpoint("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/****"
+        );
+        assert_eq!(mask_endpoint("https://hc-ping.com/0b1c-uuid"), "https://hc-ping.com/****");
+        assert_eq!(mask_endpoint("http://user:pw@127.0.0.1:8080/x?token=1"), "http://127.0.0.1:8080/****");
+    }
+}

@@ -1,0 +1,137 @@
+//! `status`: where each source stands, from the state dir and the backup repo only (no
+//! network, so it is fast and works from cron): last snapshot, last successful run, newest
+//! bundle per target, last check, last drill and its time-to-recover, preserved tips, open
+//! warnings; and whether the newest good backup is older than the allowed age.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, Source};
+use crate::git::BackupRepo;
+use crate::state::{self, Event};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleState {
+    pub target: String,
+    pub file: Option<String>,
+    pub time: Option<String>,
+    pub size: Option<u64>,
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    pub source: String,
+    pub last_snapshot: Option<String>,
+    pub last_snapshot_id: Option<String>,
+    pub last_success: Option<String>,
+    pub bundles: Vec<BundleState>,
+    pub last_check: Option<Event>,
+    pub last_drill: Option<crate::drill::Report>,
+    pub preserved: usize,
+    pub warnings: Vec<String>,
+    /// The newest snapshot or bundle that succeeded.
+    pub newest_good_backup: Option<String>,
+    pub age_hours: Option<f64>,
+    pub stale: bool,
+}
+
+fn last(h: &[Event], f: impl Fn(&Event) -> bool) -> Option<&Event> {
+    h.iter().rev().find(|e| f(e))
+}
+
+/// Gathers the status of one source.
+pub fn of(
+    cfg: &Config,
+    s: &Source,
+    history: &[Event],
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> SourceStatus {
+    let mine = |e: &Event| e.source.as_deref() == Some(s.name.as_str());
+    let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name)).ok();
+    let snap = repo
+        .as_ref()
+        .and_then(|r| crate::snapshot::history::list(r, &s.snapshot_branch).ok())
+        .and_then(|l| l.into_iter().next());
+    let preserved =
+        repo.as_ref().and_then(|r| crate::mirror::list_preserved(&r.repo).ok()).map(|l| l.len()).unwrap_or(0);
+    let mut bundles = Vec::new();
+    for t in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
+        let ev = last(history, |e| {
+            mine(e)
+                && e.step == "bundle"
+                && e.target.as_deref() == Some(t.name.as_str())
+                && e.outcome == "ok"
+                && e.data.get("file").is_some_and(|f| !f.is_null())
+        });
+        bundles.push(BundleState {
+            target: t.name.clone(),
+            file: ev.and_then(|e| e.data["file"].as_str().map(str::to_string)),
+            time: ev.map(|e| e.time.clone()),
+            size: ev.and_then(|e| e.data["size"].as_u64()),
+            verified: ev.is_some(),
+        });
+    }
+    let last_check = last(history, |e| mine(e) && e.step == "check").cloned();
+    let last_drill = cfg
+        .targets
+        .iter()
+        .filter_map(|t| {
+            state::load::<crate::drill::Report>(&cfg.state_dir, &crate::drill::state_name(&s.name, &t.name))
+        })
+        .max_by(|a, b| a.time.cmp(&b.time));
+    let mut warnings = Vec::new();
+    if let Some(a) = state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name)) {
+        warnings.push(format!(
+            "guard tripped {}: {}; pruning suspended (opus-mirror guard ack --source {})",
+            a.time,
+            a.reasons.join("; "),
+            s.name
+        ));
+    }
+    for step in ["snapshot", "mirror", "bundle", "check", "drill", "run"] {
+        if let Some(e) = last(history, |e| mine(e) && e.step == step) {
+            if e.outcome != "ok" {
+                warnings.push(format!(
+                    "last {step} {}: {} ({})",
+                    e.outcome,
+                    e.detail.lines().next().unwrap_or(""),
+                    e.time
+                ));
+            }
+        }
+    }
+    let good: Vec<DateTime<Utc>> = snap
+        .iter()
+        .map(|i| i.at)
+        .chain(
+            history
+                .iter()
+                .filter(|e| {
+                    mine(e)
+                        && e.step == "bundle"
+                        && e.outcome == "ok"
+                        && e.data.get("file").is_some_and(|f| !f.is_null())
+                })
+                .filter_map(|e| e.at()),
+        )
+        .collect();
+    let newest = good.into_iter().max();
+    let age = newest.map(|t| now - t);
+    SourceStatus {
+        source: s.name.clone(),
+        last_snapshot: snap.as_ref().map(|i| i.time.clone()),
+        last_snapshot_id: snap.as_ref().map(|i| i.short.clone()),
+        last_success: last(history, |e| mine(e) && e.outcome == "ok")
+            .map(|e| format!("{} {}", e.step, e.time)),
+        bundles,
+        last_check,
+        last_drill,
+        preserved,
+        warnings,
+        newest_good_backup: newest.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        age_hours: age.map(|a| (a.num_minutes() as f64 / 60.0 * 10.0).round() / 10.0),
+        stale: age.is_none_or(|a| a > max_age),
+    }
+}
