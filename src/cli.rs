@@ -258,7 +258,7 @@ pub struct CheckArgs {
     pub read_data: bool,
     /// Download and fully check this percentage of off-site bundles, least recently read
     /// first, so that all are read over a few runs.
-    #[arg(long, value_name = "PERCENT")]
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
     pub read_data_subset: Option<f64>,
     /// An age identity file, to read the packs of encrypted bundles.
     #[arg(long, value_name = "FILE")]
@@ -352,4 +352,18 @@ pub struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temp dir that is removed.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+}
+
+/// "10%" or "10" → 10.0, within 0–100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage (write e.g. 10%)"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not between 0% and 100%"))
+    }
 }

@@ -267,3 +267,14 @@ fn pin_error(name: &str, env: &Env, stderr: &str) {
         insta::assert_snapshot!(name, stderr);
     });
 }
+
+#[test]
+fn check_notices_a_ref_gone_from_the_mirror() {
+    let (env, _code, mirror) = setup(None);
+    env.run(&["mirror"]).ok();
+    env.run(&["check"]).ok();
+    git(Path::new("/"), &["--git-dir", mirror.to_str().unwrap(), "update-ref", "-d", "refs/heads/feature"])
+        .ok();
+    let r = env.run(&["check"]).code(1);
+    assert!(r.stderr.contains("refs/heads/feature: gone from the mirror"), "{}", r.stderr);
+}

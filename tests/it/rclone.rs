@@ -92,3 +92,47 @@ fn a_missing_rclone_makes_the_target_unavailable() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cannot run `rclone version`") && err.contains("install rclone"), "{err}");
 }
+
+#[test]
+fn check_reads_off_site_bundles_from_the_listing_or_fully() {
+    let Some(s3) = S3Server::start("check_reads_off_site_bundles_from_the_listing_or_fully") else { return };
+    let env = setup(&s3, false);
+    env.run(&["bundle"]).ok();
+    let j = env.run(&["check", "--json"]).ok().json();
+    let area = j["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["area"].as_str().unwrap().starts_with("bundles"))
+        .unwrap()
+        .clone();
+    assert_eq!(area["checked"], 0, "by default off-site bundles are checked from the listing");
+    let j = env.run(&["check", "--json", "--read-data-subset", "10%"]).ok().json();
+    let area = j["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["area"].as_str().unwrap().starts_with("bundles"))
+        .unwrap()
+        .clone();
+    assert_eq!(area["checked"], 1, "10% of one bundle rounds up to one read");
+    // Damage on the remote: replace the bundle with other bytes of the same size.
+    let listed = env.run(&["bundles", "--json"]).ok().json();
+    let name = listed[0]["name"].as_str().unwrap().to_string();
+    let size = listed[0]["size"].as_u64().unwrap() as usize;
+    let bad = env.path("bad");
+    fs::write(&bad, vec![b'x'; size]).unwrap();
+    let st = Command::new("rclone")
+        .arg("copyto")
+        .arg(&bad)
+        .arg(format!("s3:backups/opus/{name}"))
+        .envs(s3.rclone_env())
+        .env_remove("AWS_CA_BUNDLE")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = env.run(&["check"]).code(1);
+    assert!(r.stderr.contains(&name) && r.stderr.contains("md5"), "{}", r.stderr);
+    let r = env.run(&["check", "--read-data"]).code(1);
+    assert!(r.stderr.contains("sha256"), "{}", r.stderr);
+}
