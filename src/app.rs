@@ -94,6 +94,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
         Command::Log(a) => commands::status::log(&mut ctx, a),
         Command::Guard(g) => commands::guard::run(&mut ctx, g),
         Command::Notify(crate::cli::NotifyCommand::Test) => commands::guard::notify_test(&mut ctx),
+        Command::Run(a) => commands::run::run(&mut ctx, a),
+        Command::Hook(h) => commands::hook::run(&mut ctx, h),
+        Command::Schedule(s) => commands::schedule::run(&mut ctx, s),
+        Command::RecoveryDoc(a) => commands::run::recovery_doc(&mut ctx, a),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "opus-mirror", ctx.out);
+            Ok(Exit::Ok)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(ctx.out)?;
+            Ok(Exit::Ok)
+        }
         Command::Demo(a) => crate::demo::run(&mut ctx, a),
     }
 }

@@ -161,6 +161,37 @@ pub enum Command {
     /// Alerts: send a test message through every configured channel.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Everything, in order, for every source: verify → snapshot → mirror → bundle (each
+    /// target when due) → prune → check → drill (when due) → notify.
+    ///
+    /// The job for hooks and timers. A failing step does not stop independent ones (a dead
+    /// cloud target does not stop the drive bundle), but nothing is pruned after a failure.
+    /// Exit: the most serious step outcome (0 ok, 3 warnings, 6 a target unavailable,
+    /// 1 failed, 7 busy).
+    ///
+    /// Examples:
+    ///   opus-mirror run
+    ///   opus-mirror run --quiet --trigger hook
+    ///   opus-mirror run --dry-run
+    Run(RunArgs),
+    /// Install or remove the git and Claude Code hooks that run opus-mirror after work.
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// Install, inspect or remove the daily timer (systemd user timer or crontab).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Print (or write) the disaster-recovery runbook filled in with this machine's config.
+    ///
+    /// Example: opus-mirror recovery-doc --write ~/opus/vault/00_system/docs/disaster-recovery.md
+    RecoveryDoc(RecoveryDocArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: opus-mirror completions bash > ~/.local/share/bash-completion/completions/opus-mirror
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    ///
+    /// Example: opus-mirror man > ~/.local/share/man/man1/opus-mirror.1
+    Man,
     /// Run a self-contained demo on the bundled demo vault (nothing outside a temp dir).
     Demo(DemoArgs),
 }
@@ -302,6 +333,76 @@ pub enum GuardCommand {
 pub enum NotifyCommand {
     /// Send a test alert through every configured channel and ping the healthcheck.
     Test,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// What started the run (recorded in the history and shown in alerts).
+    #[arg(long, value_enum, default_value = "manual")]
+    pub trigger: crate::run::Trigger,
+    /// Say what each step would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Install hooks: a git hook in each git source, and/or a Claude Code session-end hook.
+    /// Existing hooks are kept and chained, never overwritten.
+    Install(HookArgs),
+    /// Remove exactly what `hook install` added; a chained hook is put back byte for byte.
+    Uninstall(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The git hook to use (post-commit by default when --claude is not given).
+    #[arg(long, value_name = "HOOK")]
+    pub git: Option<String>,
+    /// The Claude Code hook in the source's .claude/settings.json.
+    #[arg(long)]
+    pub claude: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Install the daily run: a systemd user timer (Persistent=true: a run missed while the
+    /// machine was off happens at boot), or a crontab line.
+    Install(ScheduleArgs),
+    /// Whether the timer is installed and enabled, and when it last ran and runs next.
+    Status(ScheduleArgs),
+    /// Remove the timer or crontab line.
+    Uninstall(ScheduleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Time of day, HH:MM (local time).
+    #[arg(long, default_value = "03:30", value_name = "HH:MM")]
+    pub at: String,
+    /// Use a systemd user timer (the default where systemd is present).
+    #[arg(long, conflicts_with = "cron")]
+    pub systemd: bool,
+    /// Use a crontab line.
+    #[arg(long)]
+    pub cron: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoveryDocArgs {
+    /// Write it to this file (atomically) instead of printing it.
+    #[arg(long, value_name = "PATH")]
+    pub write: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -84,6 +84,10 @@ pub struct Config {
     pub guard: Guard,
     /// `status` calls the newest good backup stale past this age.
     pub max_age: chrono::Duration,
+    /// `run` performs a full `check` when the last one is older than this.
+    pub check_every: chrono::Duration,
+    /// `run` performs a `drill` when the last one is older than this.
+    pub drill_every: chrono::Duration,
     /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
     /// kept for child processes, shown masked.
     pub extra_env: BTreeMap<String, String>,
@@ -102,6 +106,8 @@ pub struct Source {
     pub snapshot_branch: String,
     /// The secondary private remote that receives every ref, if any.
     pub mirror: Option<String>,
+    /// Where `run` keeps an up-to-date recovery runbook inside the source (relative path).
+    pub recovery_doc: Option<PathBuf>,
 }
 
 /// A place bundles go (`[[target]]`).
@@ -233,6 +239,14 @@ struct RawConfig {
     notify: Option<RawNotify>,
     guard: Option<Guard>,
     status: Option<RawStatus>,
+    run: Option<RawRun>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    check_every: Option<Spanned<String>>,
+    drill_every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +327,7 @@ struct RawSource {
     snapshot_branch: Option<Spanned<String>>,
     /// This source's mirror remote URL.
     mirror: Option<Spanned<String>>,
+    recovery_doc: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -596,6 +611,7 @@ fn parse(
             include_secrets: rs.include_secrets,
             snapshot_branch: branch,
             mirror: rs.mirror.as_ref().map(|m| m.get_ref().clone()),
+            recovery_doc: rs.recovery_doc.as_ref().map(PathBuf::from),
         });
     }
 
@@ -691,6 +707,20 @@ fn parse(
         None => chrono::Duration::hours(26),
     };
     let guard = raw.guard.unwrap_or_default();
+    let every = |v: Option<&Spanned<String>>, key: &str| -> Result<chrono::Duration, ConfigError> {
+        match v {
+            Some(m) => crate::retention::parse_duration(m.get_ref()).map_err(|e| ConfigError {
+                file: Some(path.to_path_buf()),
+                line: Some(at(m.span())),
+                key: Some(key.into()),
+                problem: e,
+                fix: "write e.g. 1d or 7d".into(),
+            }),
+            None => Ok(chrono::Duration::days(7)),
+        }
+    };
+    let check_every = every(raw.run.as_ref().and_then(|r| r.check_every.as_ref()), "run.check_every")?;
+    let drill_every = every(raw.run.as_ref().and_then(|r| r.drill_every.as_ref()), "run.drill_every")?;
     Ok(Config {
         file: path.to_path_buf(),
         state_dir,
@@ -701,6 +731,8 @@ fn parse(
         notify,
         guard,
         max_age,
+        check_every,
+        drill_every,
         extra_env,
     })
 }

@@ -272,6 +272,25 @@ pub fn run(backup: &BackupRepo, source: &Source, net: &Network, now: DateTime<Ut
     })
 }
 
+/// Remembers what the mirror was confirmed to hold, for `check`.
+pub fn save_pushed(
+    cfg: &crate::config::Config,
+    source: &Source,
+    backup: &BackupRepo,
+    r: &Report,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if let (true, Some(url)) = (r.confirmed, &source.mirror) {
+        let refs = crate::bundle::create::bundle_refs(&backup.repo)?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let pushed = crate::check::Pushed { url: mask_url(url), time: now.to_rfc3339(), refs };
+        crate::state::save(&cfg.state_dir, &crate::check::pushed_state(&source.name), &pushed)?;
+    }
+    Ok(())
+}
+
 /// One preserved tip, for `opus-mirror preserved`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preserved {

@@ -27,18 +27,7 @@ pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
                         .unwrap_or_default();
                     ctx.say(format!("{}: {} {}{kept}", s.name, c.action, c.refname))?;
                 }
-                if let (true, Some(url)) = (r.confirmed, &s.mirror) {
-                    let refs = crate::bundle::create::bundle_refs(&backup.repo)?
-                        .into_iter()
-                        .map(|(k, v)| (k, v.to_string()))
-                        .collect();
-                    let pushed = crate::check::Pushed {
-                        url: crate::config::mask_url(url),
-                        time: ctx.now.to_rfc3339(),
-                        refs,
-                    };
-                    crate::state::save(&cfg.state_dir, &crate::check::pushed_state(&s.name), &pushed)?;
-                }
+                mirror::save_pushed(&cfg, s, &backup, &r, ctx.now)?;
                 match &r.mirror {
                     Some(url) => {
                         for p in &r.mirror_preserved {

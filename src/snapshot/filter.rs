@@ -71,6 +71,7 @@ mod tests {
             include_secrets,
             snapshot_branch: "snapshot".into(),
             mirror: None,
+            recovery_doc: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod mirror;
 mod prop;
 mod prove;
 mod rclone;
+mod recovery;
 mod restore;
 mod snapshot;
 mod verify;

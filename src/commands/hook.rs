@@ -1,0 +1,207 @@
+//! `opus-mirror hook install|uninstall`: a git hook that runs `opus-mirror run --quiet
+//! --trigger hook` in the background (so git is not slowed and a commit never fails because
+//! of a backup), and a Claude Code session-end hook. What was there is kept: an existing git
+//! hook is chained and put back byte for byte on uninstall; settings.json is merged, and
+//! restored exactly when nothing else changed it meanwhile.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+use crate::app::{env_var, Context};
+use crate::cli::{HookArgs, HookCommand};
+use crate::config::{self, Source};
+use crate::exit::Exit;
+
+/// Marks what opus-mirror wrote.
+pub const MARK: &str = "# opus-mirror hook";
+const CHAINED: &str = ".pre-opus-mirror";
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command hooks run: this binary, this config, in the background.
+fn command(config: &Path, state_dir: &Path) -> Result<String> {
+    let exe = std::env::current_exe()?.canonicalize()?;
+    let log = state_dir.join("hook.log");
+    Ok(format!(
+        "OPUS_MIRROR_CONFIG={} nohup {} run --quiet --trigger hook >>{} 2>&1 </dev/null &",
+        quote(&config.display().to_string()),
+        quote(&exe.display().to_string()),
+        quote(&log.display().to_string())
+    ))
+}
+
+/// The git hook script.
+pub fn git_hook_script(hook: &str, cmd: &str) -> String {
+    format!(
+        "#!/bin/sh\n{MARK}: backs up after `git {hook}` in the background; never fails git.\n\
+         # Installed by `opus-mirror hook install`; `opus-mirror hook uninstall` removes it and\n\
+         # puts back the hook it chains to ({hook}{CHAINED}), if there was one.\n\
+         status=0\n\
+         if [ -x \"$(dirname \"$0\")/{hook}{CHAINED}\" ]; then\n  \"$(dirname \"$0\")/{hook}{CHAINED}\" \"$@\" || status=$?\nfi\n\
+         ( {cmd} ) >/dev/null 2>&1\n\
+         exit $status\n"
+    )
+}
+
+fn hooks_dir(repo: &git2::Repository) -> PathBuf {
+    let configured = repo.config().ok().and_then(|c| c.get_path("core.hooksPath").ok());
+    match configured {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => repo.workdir().unwrap_or_else(|| repo.path()).join(p),
+        None => repo.path().join("hooks"),
+    }
+}
+
+fn install_git(s: &Source, hook: &str, cmd: &str) -> Result<String> {
+    let repo = git2::Repository::open(&s.path)
+        .with_context(|| format!("{} is not a git repository", s.path.display()))?;
+    let dir = hooks_dir(&repo);
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(hook);
+    let chained = dir.join(format!("{hook}{CHAINED}"));
+    let mut note = String::new();
+    if let Ok(existing) = fs::read_to_string(&path) {
+        if !existing.contains(MARK) {
+            if chained.exists() {
+                bail!("{} exists already; move it away, then install again", chained.display());
+            }
+            fs::rename(&path, &chained)?;
+            note = format!(" (your hook is kept as {} and still runs first)", chained.display());
+        }
+    } else if path.exists() {
+        // Not text: a binary hook. Keep it the same way.
+        fs::rename(&path, &chained)?;
+        note = format!(" (your hook is kept as {} and still runs first)", chained.display());
+    }
+    crate::atomic::write_file(&path, git_hook_script(hook, cmd).as_bytes())?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    Ok(format!("{}: git {hook} hook installed at {}{note}", s.name, path.display()))
+}
+
+fn uninstall_git(s: &Source, hook: &str) -> Result<String> {
+    let repo = git2::Repository::open(&s.path)
+        .with_context(|| format!("{} is not a git repository", s.path.display()))?;
+    let dir = hooks_dir(&repo);
+    let path = dir.join(hook);
+    let chained = dir.join(format!("{hook}{CHAINED}"));
+    match fs::read_to_string(&path) {
+        Ok(t) if t.contains(MARK) => {
+            fs::remove_file(&path)?;
+            if chained.exists() {
+                fs::rename(&chained, &path)?;
+                return Ok(format!("{}: git {hook} hook removed; your previous hook is back", s.name));
+            }
+            Ok(format!("{}: git {hook} hook removed", s.name))
+        }
+        _ => Ok(format!("{}: no opus-mirror {hook} hook to remove", s.name)),
+    }
+}
+
+fn claude_state(s: &Source) -> String {
+    format!("claude-settings-{}.json", s.name)
+}
+
+fn install_claude(cfg: &config::Config, s: &Source, cmd: &str) -> Result<String> {
+    let path = s.path.join(".claude").join("settings.json");
+    let original = fs::read(&path).ok();
+    let mut v: Value = match &original {
+        Some(b) => serde_json::from_slice(b)
+            .with_context(|| format!("{} is not valid JSON; fix it first", path.display()))?,
+        None => json!({}),
+    };
+    let full = format!("{cmd} {MARK}");
+    let ends = v
+        .as_object_mut()
+        .context("settings.json must hold a JSON object")?
+        .entry("hooks")
+        .or_insert(json!({}));
+    let list = ends
+        .as_object_mut()
+        .context("`hooks` in settings.json must be an object")?
+        .entry("SessionEnd")
+        .or_insert(json!([]));
+    let arr = list.as_array_mut().context("`hooks.SessionEnd` must be an array")?;
+    let present = arr.iter().any(|e| e.to_string().contains(MARK));
+    if present {
+        return Ok(format!("{}: Claude Code hook already in {}", s.name, path.display()));
+    }
+    arr.push(json!({"hooks": [{"type": "command", "command": full}]}));
+    let mut bytes = serde_json::to_vec_pretty(&v)?;
+    bytes.push(b'\n');
+    crate::atomic::write_file(&path, &bytes)?;
+    let saved = json!({"original": original.map(|b| String::from_utf8_lossy(&b).into_owned()), "written": String::from_utf8_lossy(&bytes)});
+    crate::state::save(&cfg.state_dir, &claude_state(s), &saved)?;
+    Ok(format!("{}: Claude Code session-end hook added to {}", s.name, path.display()))
+}
+
+fn uninstall_claude(cfg: &config::Config, s: &Source) -> Result<String> {
+    let path = s.path.join(".claude").join("settings.json");
+    let Ok(current) = fs::read(&path) else { return Ok(format!("{}: no {}", s.name, path.display())) };
+    let saved: Option<Value> = crate::state::load(&cfg.state_dir, &claude_state(s));
+    if let Some(saved) = &saved {
+        if saved["written"].as_str().map(str::as_bytes) == Some(current.as_slice()) {
+            match saved["original"].as_str() {
+                Some(o) => crate::atomic::write_file(&path, o.as_bytes())?,
+                None => fs::remove_file(&path)?,
+            }
+            crate::state::remove(&cfg.state_dir, &claude_state(s))?;
+            return Ok(format!("{}: {} restored as it was", s.name, path.display()));
+        }
+    }
+    // Edited since: remove only our entry.
+    let mut v: Value = serde_json::from_slice(&current)?;
+    let mut removed = false;
+    if let Some(arr) = v.pointer_mut("/hooks/SessionEnd").and_then(Value::as_array_mut) {
+        let before = arr.len();
+        arr.retain(|e| !e.to_string().contains(MARK));
+        removed = arr.len() != before;
+    }
+    if removed {
+        let mut bytes = serde_json::to_vec_pretty(&v)?;
+        bytes.push(b'\n');
+        crate::atomic::write_file(&path, &bytes)?;
+    }
+    crate::state::remove(&cfg.state_dir, &claude_state(s))?;
+    Ok(format!(
+        "{}: {}",
+        s.name,
+        if removed { "Claude Code hook removed" } else { "no opus-mirror Claude Code hook found" }
+    ))
+}
+
+pub fn run(ctx: &mut Context, cmd: &HookCommand) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let config_path = config::locate(ctx.global.config.as_deref(), &env_var)?.canonicalize()?;
+    let (args, install): (&HookArgs, bool) = match cmd {
+        HookCommand::Install(a) => (a, true),
+        HookCommand::Uninstall(a) => (a, false),
+    };
+    let git_hook = match (&args.git, args.claude) {
+        (Some(h), _) => Some(h.clone()),
+        (None, false) => Some("post-commit".to_string()),
+        (None, true) => None,
+    };
+    let line = command(&config_path, &cfg.state_dir)?;
+    for s in cfg.select_sources(args.source.source.as_deref())? {
+        let is_git = git2::Repository::open(&s.path).is_ok();
+        if let Some(h) = &git_hook {
+            if is_git {
+                let msg = if install { install_git(s, h, &line)? } else { uninstall_git(s, h)? };
+                ctx.say(msg)?;
+            } else {
+                ctx.say(format!("{}: not a git repository; no git hook (use the timer)", s.name))?;
+            }
+        }
+        if args.claude {
+            let msg = if install { install_claude(&cfg, s, &line)? } else { uninstall_claude(&cfg, s)? };
+            ctx.say(msg)?;
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,77 @@
+//! `opus-mirror run` and `opus-mirror recovery-doc`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::app::Context;
+use crate::cli::{RecoveryDocArgs, RunArgs};
+use crate::exit::Exit;
+use crate::lock::RunLock;
+
+pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let sources = cfg.select_sources(args.source.source.as_deref())?;
+    // A hook must never wait long behind another run: it is a best-effort extra.
+    let wait = if args.trigger == crate::run::Trigger::Hook {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(ctx.global.lock_wait)
+    };
+    let _lock = RunLock::acquire(&cfg.state_dir, wait)?;
+    let report = crate::run::run(&cfg, &sources, args.trigger, args.dry_run, ctx.now)?;
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &report)?;
+    } else if ctx.mode.quiet {
+        if report.exit != Exit::Ok {
+            let bad: Vec<String> = report
+                .steps
+                .iter()
+                .filter(|s| s.exit != Exit::Ok)
+                .map(|s| format!("{} {} {}", s.source, s.step, s.outcome))
+                .collect();
+            eprintln!("opus-mirror run: {} ({})", crate::state::outcome_word(report.exit), bad.join(", "));
+        }
+    } else {
+        for s in &report.steps {
+            let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
+            let mark = match s.outcome {
+                "ok" => "ok  ",
+                "warning" => "WARN",
+                _ => "FAIL",
+            };
+            let mut lines = s.detail.lines();
+            ctx.say(format!(
+                "{mark} {:<10} {:<9}{:<10} {:>6} ms  {}",
+                s.source,
+                s.step,
+                target,
+                s.ms,
+                lines.next().unwrap_or("")
+            ))?;
+            for l in lines {
+                ctx.say(format!("{:>44}{l}", ""))?;
+            }
+        }
+        ctx.say(format!(
+            "{} in {:.2}s{}",
+            crate::state::outcome_word(report.exit),
+            report.elapsed_ms as f64 / 1000.0,
+            if report.dry_run { " (dry run: nothing was changed)" } else { "" }
+        ))?;
+    }
+    Ok(report.exit)
+}
+
+pub fn recovery_doc(ctx: &mut Context, args: &RecoveryDocArgs) -> Result<Exit> {
+    let cfg = ctx.config()?;
+    let text = crate::recovery::render(&cfg);
+    match &args.write {
+        Some(p) => {
+            crate::atomic::write_file(p, text.as_bytes())?;
+            ctx.say(format!("wrote {}", p.display()))?;
+        }
+        None => write!(ctx.out, "{text}")?,
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,208 @@
+//! `opus-mirror schedule install|status|uninstall`: the daily run, as a systemd user timer
+//! (`Persistent=true`, so a run missed while the machine was off happens at boot) or a
+//! crontab line. A timer that is installed but not enabled is reported as a problem.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Result};
+
+use crate::app::{env_var, Context};
+use crate::cli::{ScheduleArgs, ScheduleCommand};
+use crate::config;
+use crate::exit::{Exit, UserError};
+
+const UNIT: &str = "opus-mirror";
+const CRON_MARK: &str = "# opus-mirror daily run";
+
+fn parse_at(at: &str) -> Result<(u32, u32)> {
+    let bad = || UserError::usage(format!("--at {at}: write the time of day as HH:MM, e.g. 03:30"));
+    let (h, m) = at.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad().into());
+    }
+    Ok((h, m))
+}
+
+/// The systemd service and timer units.
+pub fn systemd_units(exe: &Path, config: &Path, h: u32, m: u32) -> (String, String) {
+    let service = format!(
+        "[Unit]\nDescription=opus-mirror: snapshot, mirror and bundle the protected sources\nDocumentation=man:opus-mirror(1)\n\n\
+         [Service]\nType=oneshot\nEnvironment=OPUS_MIRROR_CONFIG={}\nExecStart={} run --quiet --trigger timer\nNice=10\nIOSchedulingClass=idle\n",
+        config.display(),
+        exe.display()
+    );
+    let timer = format!(
+        "[Unit]\nDescription=Daily opus-mirror run\n\n[Timer]\nOnCalendar=*-*-* {h:02}:{m:02}:00\nPersistent=true\nRandomizedDelaySec=5min\nUnit={UNIT}.service\n\n[Install]\nWantedBy=timers.target\n"
+    );
+    (service, timer)
+}
+
+/// The crontab line.
+pub fn cron_line(exe: &Path, config: &Path, h: u32, m: u32) -> String {
+    format!(
+        "{m} {h} * * * OPUS_MIRROR_CONFIG='{}' '{}' run --quiet --trigger timer {CRON_MARK}",
+        config.display(),
+        exe.display()
+    )
+}
+
+fn unit_dir() -> Result<PathBuf> {
+    Ok(config::xdg_dir(&env_var, "XDG_CONFIG_HOME", ".config")?.join("systemd").join("user"))
+}
+
+fn systemctl(args: &[&str]) -> Result<String, String> {
+    let o = Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("systemctl failed")
+            .to_string())
+    }
+}
+
+fn crontab() -> Result<String> {
+    let o = Command::new("crontab").arg("-l").output()?;
+    Ok(if o.status.success() { String::from_utf8_lossy(&o.stdout).into_owned() } else { String::new() })
+}
+
+fn set_crontab(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut c = Command::new("crontab").arg("-").stdin(Stdio::piped()).spawn()?;
+    c.stdin.take().expect("piped").write_all(text.as_bytes())?;
+    if !c.wait()?.success() {
+        bail!("crontab - failed");
+    }
+    Ok(())
+}
+
+fn use_cron(a: &ScheduleArgs) -> bool {
+    a.cron || (!a.systemd && Command::new("systemctl").arg("--version").output().is_err())
+}
+
+pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
+    let config_path = config::locate(ctx.global.config.as_deref(), &env_var)?;
+    let _ = ctx.config()?; // validate before scheduling anything
+    let config_path = config_path.canonicalize()?;
+    let exe = std::env::current_exe()?.canonicalize()?;
+    match cmd {
+        ScheduleCommand::Install(a) => {
+            let (h, m) = parse_at(&a.at)?;
+            if use_cron(a) {
+                let mut lines: Vec<String> =
+                    crontab()?.lines().filter(|l| !l.contains(CRON_MARK)).map(str::to_string).collect();
+                lines.push(cron_line(&exe, &config_path, h, m));
+                set_crontab(&(lines.join("\n") + "\n"))?;
+                ctx.say(format!("crontab: opus-mirror runs daily at {h:02}:{m:02}"))?;
+                return Ok(Exit::Ok);
+            }
+            let dir = unit_dir()?;
+            let (service, timer) = systemd_units(&exe, &config_path, h, m);
+            crate::atomic::write_file(&dir.join(format!("{UNIT}.service")), service.as_bytes())?;
+            crate::atomic::write_file(&dir.join(format!("{UNIT}.timer")), timer.as_bytes())?;
+            ctx.say(format!(
+                "wrote {}/{UNIT}.service and {UNIT}.timer (daily at {h:02}:{m:02}, Persistent=true)",
+                dir.display()
+            ))?;
+            match systemctl(&["daemon-reload"])
+                .and_then(|_| systemctl(&["enable", "--now", &format!("{UNIT}.timer")]))
+            {
+                Ok(_) => {
+                    ctx.say("enabled: systemctl --user list-timers shows it")?;
+                    Ok(Exit::Ok)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: the timer is installed but not enabled ({e})\n  fix: in your desktop session run `systemctl --user daemon-reload && systemctl --user enable --now {UNIT}.timer`; on a server also `loginctl enable-linger $USER`"
+                    );
+                    Ok(Exit::Warnings)
+                }
+            }
+        }
+        ScheduleCommand::Status(a) => {
+            if use_cron(a) {
+                return Ok(match crontab()?.lines().find(|l| l.contains(CRON_MARK)) {
+                    Some(l) => {
+                        ctx.say(format!("crontab: installed: {l}"))?;
+                        Exit::Ok
+                    }
+                    None => {
+                        ctx.say("crontab: not installed (opus-mirror schedule install --cron)")?;
+                        Exit::Warnings
+                    }
+                });
+            }
+            let dir = unit_dir()?;
+            if !dir.join(format!("{UNIT}.timer")).exists() {
+                ctx.say("systemd timer: not installed (opus-mirror schedule install)")?;
+                return Ok(Exit::Warnings);
+            }
+            match systemctl(&["is-enabled", &format!("{UNIT}.timer")]) {
+                Ok(s) if s == "enabled" => {
+                    let info = systemctl(&[
+                        "show",
+                        &format!("{UNIT}.timer"),
+                        "-p",
+                        "LastTriggerUSec",
+                        "-p",
+                        "NextElapseUSecRealtime",
+                    ])
+                    .unwrap_or_default();
+                    ctx.say(format!("systemd timer: installed and enabled\n{info}"))?;
+                    Ok(Exit::Ok)
+                }
+                other => {
+                    let why = match other {
+                        Ok(s) => s,
+                        Err(e) => e,
+                    };
+                    ctx.say(format!(
+                        "systemd timer: installed but NOT enabled ({why}): no daily run will happen"
+                    ))?;
+                    eprintln!("warning: enable it: systemctl --user enable --now {UNIT}.timer");
+                    Ok(Exit::Warnings)
+                }
+            }
+        }
+        ScheduleCommand::Uninstall(a) => {
+            if use_cron(a) {
+                let text = crontab()?;
+                let kept: Vec<&str> = text.lines().filter(|l| !l.contains(CRON_MARK)).collect();
+                set_crontab(&(kept.join("\n") + "\n"))?;
+                ctx.say("crontab: opus-mirror line removed")?;
+                return Ok(Exit::Ok);
+            }
+            let _ = systemctl(&["disable", "--now", &format!("{UNIT}.timer")]);
+            let dir = unit_dir()?;
+            for f in [format!("{UNIT}.timer"), format!("{UNIT}.service")] {
+                let _ = std::fs::remove_file(dir.join(&f));
+            }
+            let _ = systemctl(&["daemon-reload"]);
+            ctx.say(format!("systemd timer removed from {}", dir.display()))?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_cron_lines() {
+        assert_eq!(parse_at("03:30").unwrap(), (3, 30));
+        assert!(parse_at("25:00").is_err() && parse_at("3h").is_err());
+        let l = cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/c.toml"), 3, 30);
+        assert_eq!(l, "30 3 * * * OPUS_MIRROR_CONFIG='/c.toml' '/usr/bin/opus-mirror' run --quiet --trigger timer # opus-mirror daily run");
+    }
+}

@@ -1,0 +1,53 @@
+//! The recovery runbook: `docs/disaster-recovery.md`, compiled in, and rendered for this
+//! machine by filling in the values its commands use (source, mirror, drive, cloud remote,
+//! newest bundle). No secrets: URLs are masked, tokens never appear.
+
+use crate::config::{mask_url, Config, TargetKind};
+
+/// The runbook as committed.
+pub const RUNBOOK: &str = include_str!("../docs/disaster-recovery.md");
+
+/// The runbook with a block of this machine's values prepended.
+pub fn render(cfg: &Config) -> String {
+    let mut vars = Vec::new();
+    if let Some(s) = cfg.sources.first() {
+        vars.push(format!("export SOURCE={:?}", s.name));
+        vars.push(format!("export SNAPSHOT_BRANCH={:?}", s.snapshot_branch));
+        vars.push(format!("export RESTORE={:?}", s.path.display().to_string()));
+        if let Some(b) = git2::Repository::open(&s.path)
+            .ok()
+            .and_then(|r| r.head().ok().and_then(|h| h.shorthand().ok().map(str::to_string)))
+        {
+            vars.push(format!("export BRANCH={b:?}"));
+        }
+        if let Some(m) = &s.mirror {
+            vars.push(format!("export MIRROR={:?}", mask_url(m)));
+        }
+    }
+    for t in &cfg.targets {
+        match &t.kind {
+            TargetKind::Dir { path, .. } => vars.push(format!(
+                "export BUNDLE_DIR={:?}   # target `{}`",
+                path.display().to_string(),
+                t.name
+            )),
+            TargetKind::Rclone { remote, .. } => {
+                vars.push(format!("export CLOUD={remote:?}   # target `{}`", t.name))
+            }
+        }
+    }
+    let others: Vec<String> = cfg
+        .sources
+        .iter()
+        .skip(1)
+        .map(|s| format!("#   source `{}`: {}", s.name, s.path.display()))
+        .collect();
+    format!(
+        "<!-- Rendered by `opus-mirror recovery-doc` on {host}. Regenerate it after changing the config. -->\n\n\
+         ## Values for this machine\n\nRun this first in the shell where you follow the steps below:\n\n```sh\n{vars}\n```\n{others}\n\n{body}",
+        host = crate::snapshot::host(),
+        vars = vars.join("\n"),
+        others = if others.is_empty() { String::new() } else { format!("\nOther sources:\n\n```text\n{}\n```\n", others.join("\n")) },
+        body = RUNBOOK
+    )
+}

@@ -1,0 +1,477 @@
+//! `run`: everything, in order, for every source: verify → snapshot → mirror → bundle (each
+//! target when due) → prune → check → drill (when due) → notify. A step that fails does not
+//! stop independent later steps (a dead cloud target must not stop the drive bundle), but
+//! nothing is pruned after a failure. One report and one exit code at the end.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::bundle::create;
+use crate::config::{Config, Source, TargetKind};
+use crate::exit::{exit_for, Exit};
+use crate::git::BackupRepo;
+use crate::notify;
+use crate::state::{self, Event};
+
+/// What started the run (recorded, and shown in alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Hook,
+    Timer,
+    Manual,
+}
+
+/// One step of one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub source: String,
+    pub step: &'static str,
+    pub target: Option<String>,
+    pub outcome: &'static str,
+    #[serde(skip)]
+    pub exit: Exit,
+    pub detail: String,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub exit: Exit,
+    pub steps: Vec<Step>,
+    pub elapsed_ms: u64,
+}
+
+struct Steps<'a> {
+    source: &'a str,
+    out: Vec<Step>,
+}
+
+impl Steps<'_> {
+    fn push(
+        &mut self,
+        step: &'static str,
+        target: Option<&str>,
+        exit: Exit,
+        detail: impl Into<String>,
+        started: Instant,
+    ) -> Exit {
+        self.out.push(Step {
+            source: self.source.to_string(),
+            step,
+            target: target.map(str::to_string),
+            outcome: state::outcome_word(exit),
+            exit,
+            detail: detail.into(),
+            ms: started.elapsed().as_millis() as u64,
+        });
+        exit
+    }
+
+    fn failed(&self) -> bool {
+        self.out.iter().any(|s| s.exit == Exit::Failed)
+    }
+}
+
+fn last_event_age(
+    history: &[Event],
+    source: &str,
+    step: &str,
+    now: DateTime<Utc>,
+) -> Option<chrono::Duration> {
+    history
+        .iter()
+        .rev()
+        .find(|e| e.source.as_deref() == Some(source) && e.step == step && e.outcome == "ok")
+        .and_then(|e| e.at())
+        .map(|t| now - t)
+}
+
+/// Runs every step for `sources`. The caller holds the run lock.
+pub fn run(
+    cfg: &Config,
+    sources: &[&Source],
+    trigger: Trigger,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Report> {
+    let started = Instant::now();
+    if !dry_run {
+        notify::deliver_start(&cfg.notify);
+    }
+    let history = state::history(&cfg.state_dir).unwrap_or_default();
+    let mut steps = Vec::new();
+    for s in sources {
+        let mut st = Steps { source: &s.name, out: Vec::new() };
+        source_steps(cfg, s, &history, dry_run, now, &mut st);
+        if !dry_run {
+            let exit = st.out.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
+            let detail: Vec<String> = st
+                .out
+                .iter()
+                .filter(|x| x.exit != Exit::Ok)
+                .map(|x| format!("{}: {}", x.step, x.detail))
+                .collect();
+            let mut ev = Event::new(
+                now,
+                "run",
+                Some(&s.name),
+                None,
+                exit,
+                if detail.is_empty() { "all steps ok".into() } else { detail.join("\n") },
+            );
+            ev.data = serde_json::json!({"trigger": trigger});
+            let _ = state::record(&cfg.state_dir, &ev);
+        }
+        steps.extend(st.out);
+    }
+    let exit = steps.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
+    let report = Report { trigger, dry_run, exit, steps, elapsed_ms: started.elapsed().as_millis() as u64 };
+    if !dry_run {
+        let level = notify::Level::of(exit);
+        let lines: Vec<String> = report
+            .steps
+            .iter()
+            .filter(|s| s.exit != Exit::Ok || level == notify::Level::Success)
+            .map(|s| {
+                format!(
+                    "{} {}{}: {} {}",
+                    s.source,
+                    s.step,
+                    s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default(),
+                    s.outcome,
+                    s.detail.lines().next().unwrap_or("")
+                )
+            })
+            .collect();
+        let title = format!("opus-mirror run ({:?}): {}", trigger, state::outcome_word(exit)).to_lowercase();
+        notify::deliver(&cfg.notify, &notify::alert(level, title, lines.join("\n"), None, exit, now));
+    }
+    Ok(report)
+}
+
+fn source_steps(
+    cfg: &Config,
+    s: &Source,
+    history: &[Event],
+    dry_run: bool,
+    now: DateTime<Utc>,
+    st: &mut Steps,
+) {
+    let is_git = git2::Repository::open(&s.path).is_ok();
+
+    // verify: at risk or offline is worth a warning after a session, never a failure.
+    if is_git {
+        let t = Instant::now();
+        match crate::verify::verify(&s.name, &s.path, &cfg.network, false) {
+            Ok(r) if r.unreachable => {
+                st.push("verify", None, Exit::Warnings, "a remote could not be reached", t)
+            }
+            Ok(r) if !r.safe => {
+                st.push("verify", None, Exit::Warnings, format!("at risk: {}", r.reasons.join("; ")), t)
+            }
+            Ok(_) => st.push("verify", None, Exit::Ok, "everything is pushed", t),
+            Err(e) => st.push("verify", None, Exit::Warnings, format!("{e:#}"), t),
+        };
+    }
+
+    // The runbook inside the vault, refreshed so every snapshot and bundle carries it.
+    if let (Some(rel), false) = (&s.recovery_doc, dry_run) {
+        let t = Instant::now();
+        let path = s.path.join(rel);
+        let text = crate::recovery::render(cfg);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            match crate::atomic::write_file(&path, text.as_bytes()) {
+                Ok(()) => st.push("runbook", None, Exit::Ok, format!("updated {}", path.display()), t),
+                Err(e) => st.push(
+                    "runbook",
+                    None,
+                    Exit::Warnings,
+                    format!("cannot write {}: {e}", path.display()),
+                    t,
+                ),
+            };
+        }
+    }
+
+    // snapshot
+    let t = Instant::now();
+    if dry_run {
+        match crate::snapshot::build_live(cfg, s).and_then(|(repo, built)| {
+            let prev = repo
+                .tip(&s.snapshot_branch)?
+                .map(|c| repo.repo.find_commit(c).map(|c| c.tree_id()))
+                .transpose()?;
+            let changes =
+                crate::snapshot::diff::diff(&repo.repo.odb()?, &built.trees, prev, Some(built.tree))?;
+            Ok(crate::snapshot::diff::Summary::of(&changes))
+        }) {
+            Ok(sum) if sum == Default::default() => {
+                st.push("snapshot", None, Exit::Ok, "would do nothing: unchanged", t)
+            }
+            Ok(sum) => st.push(
+                "snapshot",
+                None,
+                Exit::Ok,
+                format!("would snapshot +{} ~{} -{}", sum.added, sum.modified, sum.deleted),
+                t,
+            ),
+            Err(e) => {
+                st.push("snapshot", None, Exit::Ok, format!("would take the first snapshot ({e:#})"), t)
+            }
+        };
+    } else {
+        match crate::commands::snapshot::snapshot_one(cfg, s, now) {
+            Ok((o, e)) => st.push("snapshot", None, e, crate::commands::snapshot::describe(&o), t),
+            Err(e) => st.push("snapshot", None, exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t),
+        };
+    }
+
+    // mirror: import the code refs; push when a mirror is configured.
+    if is_git || s.mirror.is_some() {
+        let t = Instant::now();
+        if dry_run {
+            let what = match &s.mirror {
+                Some(u) => format!("would import refs and push to {}", crate::config::mask_url(u)),
+                None => "would import refs into the backup repo".into(),
+            };
+            st.push("mirror", None, Exit::Ok, what, t);
+        } else {
+            let r = BackupRepo::create(
+                &BackupRepo::location(&cfg.state_dir, &s.name),
+                &s.snapshot_branch,
+                &s.path,
+            )
+            .and_then(|b| {
+                crate::mirror::run(&b, s, &cfg.network, now)
+                    .and_then(|r| crate::mirror::save_pushed(cfg, s, &b, &r, now).map(|_| r))
+            });
+            match r {
+                Ok(r) => {
+                    let detail = format!(
+                        "{} ref change(s), {} pushed{}",
+                        r.imported.len(),
+                        r.pushed.len(),
+                        if r.confirmed { ", confirmed" } else { "" }
+                    );
+                    let _ = state::record(
+                        &cfg.state_dir,
+                        &Event::new(now, "mirror", Some(&s.name), None, Exit::Ok, detail.clone()),
+                    );
+                    st.push("mirror", None, Exit::Ok, detail, t)
+                }
+                Err(e) => {
+                    let _ = state::record(
+                        &cfg.state_dir,
+                        &Event::new(now, "mirror", Some(&s.name), None, Exit::Failed, format!("{e:#}")),
+                    );
+                    st.push("mirror", None, Exit::Failed, format!("{e:#}"), t)
+                }
+            };
+        }
+    }
+
+    // bundle, then prune, per target.
+    let mut written = Vec::new();
+    for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
+        let t = Instant::now();
+        if dry_run {
+            let due = match (crate::target::check(tg, &cfg.state_dir), tg.every) {
+                (Err(e), _) => format!("unavailable: {e:#}"),
+                (Ok(()), None) => "would write a bundle".into(),
+                (Ok(()), Some(every)) => {
+                    let newest = crate::target::list(tg, &s.name).ok().and_then(|l| {
+                        l.iter().filter_map(|x| x.manifest.as_ref().and_then(|m| m.created_at())).max()
+                    });
+                    match newest {
+                        Some(n) if n > now - every => format!(
+                            "not due (newest bundle is younger than {})",
+                            crate::output::human_duration(every)
+                        ),
+                        _ => "would write a bundle".into(),
+                    }
+                }
+            };
+            st.push("bundle", Some(&tg.name), Exit::Ok, due, t);
+            continue;
+        }
+        let r = create::create(cfg, s, tg, now, false);
+        crate::commands::bundle::record(cfg, s, tg, now, &r);
+        let bundle_ok = match r {
+            Ok(o) => {
+                let detail = match (&o.file, &o.reason) {
+                    (Some(f), _) => {
+                        written.push((tg, f.clone()));
+                        format!("{f} ({}, verified)", crate::output::human_bytes(o.size))
+                    }
+                    (None, Some(why)) => format!("skipped: {why}"),
+                    _ => String::new(),
+                };
+                st.push("bundle", Some(&tg.name), Exit::Ok, detail, t);
+                true
+            }
+            Err(e) => {
+                st.push("bundle", Some(&tg.name), exit_for(&e), format!("{e:#}"), t);
+                false
+            }
+        };
+        if tg.keep.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        if !bundle_ok || st.failed() {
+            st.push("prune", Some(&tg.name), Exit::Ok, "not pruned: an earlier step failed", t);
+            continue;
+        }
+        match prune_target(cfg, s, tg, now) {
+            Ok(msg) => st.push("prune", Some(&tg.name), Exit::Ok, msg, t),
+            Err(e) => {
+                st.push("prune", Some(&tg.name), exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t)
+            }
+        };
+    }
+
+    // check: the bundles written now, read back through the indexer; a full check when due.
+    let t = Instant::now();
+    let due_check = last_event_age(history, &s.name, "check", now).is_none_or(|a| a >= cfg.check_every);
+    if dry_run {
+        st.push(
+            "check",
+            None,
+            Exit::Ok,
+            if due_check { "would run a full check (due)" } else { "would check what this run writes" },
+            t,
+        );
+    } else if due_check {
+        let mut problems = Vec::new();
+        match BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))
+            .and_then(|r| crate::check::backup_repo(&r, &s.name))
+        {
+            Ok(r) => problems.extend(r.problems),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
+            if crate::target::check(tg, &cfg.state_dir).is_err() {
+                continue;
+            }
+            match crate::check::bundles(cfg, s, tg, crate::check::ReadData::No, now, None) {
+                Ok(r) => problems.extend(r.problems),
+                Err(e) => problems.push(format!("{}: {e:#}", tg.name)),
+            }
+        }
+        let e = if problems.is_empty() { Exit::Ok } else { Exit::Failed };
+        let detail = if problems.is_empty() { "full check passed".to_string() } else { problems.join("\n") };
+        let _ =
+            state::record(&cfg.state_dir, &Event::new(now, "check", Some(&s.name), None, e, detail.clone()));
+        st.push("check", None, e, detail, t);
+    } else {
+        let mut problems = Vec::new();
+        for (tg, f) in &written {
+            if let TargetKind::Dir { path, .. } = &tg.kind {
+                if !f.ends_with(".age") {
+                    if let Err(e) = crate::check::bundle_file_ok(&path.join(f)) {
+                        problems.push(format!("{f}: {e}"));
+                    }
+                }
+            }
+        }
+        let e = if problems.is_empty() { Exit::Ok } else { Exit::Failed };
+        st.push(
+            "check",
+            None,
+            e,
+            if problems.is_empty() {
+                format!("{} new bundle(s) read back", written.len())
+            } else {
+                problems.join("\n")
+            },
+            t,
+        );
+    }
+
+    // drill when due, from the first available target.
+    let due_drill = last_event_age(history, &s.name, "drill", now).is_none_or(|a| a >= cfg.drill_every);
+    if let Some(tg) = cfg
+        .targets
+        .iter()
+        .filter(|t| t.takes(&s.name) && t.age_recipients.is_empty())
+        .find(|t| crate::target::check(t, &cfg.state_dir).is_ok())
+    {
+        let t = Instant::now();
+        if !due_drill {
+            return;
+        }
+        if dry_run {
+            st.push("drill", Some(&tg.name), Exit::Ok, "would run a test restore (due)", t);
+            return;
+        }
+        match crate::drill::drill(cfg, s, tg, now, None) {
+            Ok(r) => {
+                let e = if r.ok() { Exit::Ok } else { Exit::Failed };
+                let _ = state::save(&cfg.state_dir, &crate::drill::state_name(&s.name, &tg.name), &r);
+                let mut ev = Event::new(
+                    now,
+                    "drill",
+                    Some(&s.name),
+                    Some(&tg.name),
+                    e,
+                    if r.ok() { "restore verified".into() } else { r.problems.join("\n") },
+                );
+                ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files});
+                let _ = state::record(&cfg.state_dir, &ev);
+                let detail = if r.ok() {
+                    format!(
+                        "{} files restored and identical; time-to-recover {:.1}s",
+                        r.files,
+                        r.ttr_ms as f64 / 1000.0
+                    )
+                } else {
+                    r.problems.join("\n")
+                };
+                st.push("drill", Some(&tg.name), e, detail, t);
+            }
+            Err(e) => {
+                let _ = state::record(
+                    &cfg.state_dir,
+                    &Event::new(now, "drill", Some(&s.name), Some(&tg.name), Exit::Failed, format!("{e:#}")),
+                );
+                st.push("drill", Some(&tg.name), Exit::Failed, format!("{e:#}"), t);
+            }
+        };
+    }
+}
+
+/// Applies a target's keep policy for one source; returns what happened.
+pub fn prune_target(
+    cfg: &Config,
+    s: &Source,
+    tg: &crate::config::Target,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    if crate::state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name)).is_some()
+    {
+        return Ok(format!("suspended by the guard (opus-mirror guard ack --source {})", s.name));
+    }
+    let listed = crate::target::list(tg, &s.name)?;
+    let items: Vec<crate::retention::Item> = listed
+        .iter()
+        .map(|l| crate::retention::Item {
+            name: l.name.clone(),
+            created: l.manifest.as_ref().and_then(|m| m.created_at()).unwrap_or(now),
+            verified: l.manifest.as_ref().is_some_and(|m| m.verified),
+            base: l.manifest.as_ref().and_then(|m| m.base.clone()),
+        })
+        .collect();
+    let plan = crate::retention::plan(&items, &tg.keep, now).map_err(anyhow::Error::msg)?;
+    let mut removed = 0;
+    for d in plan.iter().filter(|d| !d.keep) {
+        crate::target::delete(tg, &d.name)?;
+        removed += 1;
+    }
+    Ok(format!("{removed} removed, {} kept", plan.len() - removed))
+}
