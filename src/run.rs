@@ -276,14 +276,15 @@ fn source_steps(
         }
     }
 
-    // bundle, then prune, per target.
+    // bundle to every target first; then prune, only if nothing in this run failed.
     let mut written = Vec::new();
+    let mut bundled_ok = Vec::new();
     for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
         let t = Instant::now();
         if dry_run {
             let due = match (crate::target::check(tg, &cfg.state_dir), tg.every) {
                 (Err(e), _) => format!("unavailable: {e:#}"),
-                (Ok(()), None) => "would write a bundle".into(),
+                (Ok(()), None) => "would write a bundle if anything changed".into(),
                 (Ok(()), Some(every)) => {
                     let newest = crate::target::list(tg, &s.name).ok().and_then(|l| {
                         l.iter().filter_map(|x| x.manifest.as_ref().and_then(|m| m.created_at())).max()
@@ -293,7 +294,7 @@ fn source_steps(
                             "not due (newest bundle is younger than {})",
                             crate::output::human_duration(every)
                         ),
-                        _ => "would write a bundle".into(),
+                        _ => "would write a bundle if anything changed".into(),
                     }
                 }
             };
@@ -302,7 +303,7 @@ fn source_steps(
         }
         let r = create::create(cfg, s, tg, now, false);
         crate::commands::bundle::record(cfg, s, tg, now, &r);
-        let bundle_ok = match r {
+        match r {
             Ok(o) => {
                 let detail = match (&o.file, &o.reason) {
                     (Some(f), _) => {
@@ -313,18 +314,16 @@ fn source_steps(
                     _ => String::new(),
                 };
                 st.push("bundle", Some(&tg.name), Exit::Ok, detail, t);
-                true
+                bundled_ok.push(tg);
             }
             Err(e) => {
                 st.push("bundle", Some(&tg.name), exit_for(&e), format!("{e:#}"), t);
-                false
             }
         };
-        if tg.keep.is_empty() {
-            continue;
-        }
+    }
+    for tg in bundled_ok.into_iter().filter(|t| !t.keep.is_empty()) {
         let t = Instant::now();
-        if !bundle_ok || st.failed() {
+        if st.failed() {
             st.push("prune", Some(&tg.name), Exit::Ok, "not pruned: an earlier step failed", t);
             continue;
         }

@@ -12,5 +12,6 @@ mod prove;
 mod rclone;
 mod recovery;
 mod restore;
+mod run;
 mod snapshot;
 mod verify;

@@ -1,0 +1,316 @@
+//! `run` end to end, the run lock, hooks, the timer units, and the docs that must not drift.
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::helpers::coderepo::CodeRepo;
+use crate::helpers::servers::S3Server;
+use crate::helpers::{git, vaultgen, Env};
+
+fn bundles_in(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .map(|r| r.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".bundle")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn run_does_every_step_and_a_dead_cloud_does_not_stop_the_drive() {
+    let Some(mut s3) = S3Server::start("run_does_every_step_and_a_dead_cloud_does_not_stop_the_drive") else {
+        return;
+    };
+    let mut env = Env::new();
+    env.vars = s3.rclone_env();
+    s3.mkbucket("backups");
+    let vault = env.path("My Life Lab");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 120, attachments: 4, ..Default::default() });
+    let mirror = env.path("mirror.git");
+    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    let alert = env.path("alert.txt");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[notify.on_failure]\ncommand = [\"sh\", \"-c\", \"echo \\\"$OPUS_MIRROR_ALERT_TEXT\\\" > {}\"]\n\n\
+         [[source]]\nname = \"life\"\npath = {:?}\nmirror = {:?}\n\n\
+         [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nkeep = {{ last = 1 }}\n\n\
+         [[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \"s3:backups/life\"\n",
+        env.state.display().to_string(),
+        alert.display(),
+        vault.display().to_string(),
+        mirror.display().to_string(),
+        env.path("drive").display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    let j = env.run(&["run", "--json"]).ok().json();
+    let steps: Vec<String> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s["step"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec!["snapshot ok", "mirror ok", "bundle ok", "bundle ok", "prune ok", "check ok", "drill ok"],
+        "{j:#}"
+    );
+    assert_eq!(bundles_in(&env.path("drive")), 1);
+    assert!(git(&mirror, &["rev-parse", "snapshot"]).code == 0, "the mirror has the snapshot branch");
+
+    // The cloud dies; a day of edits; the next run.
+    s3.stop();
+    vaultgen::mutate(&vault, 1);
+    env.now = Some("2026-11-21T03:30:00Z".into());
+    let r = env.run(&["run"]).code(1);
+    assert!(r.stdout.contains("FAIL life       bundle    → cloud"), "{}", r.stdout);
+    assert!(r.stdout.contains("ok   life       bundle    → drive"), "{}", r.stdout);
+    assert!(r.stdout.contains("not pruned: an earlier step failed"), "{}", r.stdout);
+    assert_eq!(bundles_in(&env.path("drive")), 2, "the drive got its bundle and nothing was pruned");
+    let text = fs::read_to_string(&alert).expect("the failure alert ran");
+    assert!(text.contains("bundle → cloud: failed"), "{text}");
+    let st = env.run(&["status", "--json", "--max-age", "2d"]).ok().json();
+    assert!(
+        st["sources"][0]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("last run failed")),
+        "{st:#}"
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let env = Env::new();
+    let vault = env.path("v");
+    vaultgen::create(&vault, &vaultgen::Spec::default());
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n[[target]]\nname = \"d\"\nkind = \"dir\"\npath = {:?}\n",
+        env.state.display().to_string(),
+        vault.display().to_string(),
+        env.path("d").display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["run"]).ok();
+    vaultgen::mutate(&vault, 1);
+    let before = crate::helpers::fingerprint(&env.state);
+    let r = env.run(&["run", "--dry-run"]).ok();
+    assert!(
+        r.stdout.contains("would snapshot +") && r.stdout.contains("dry run: nothing was changed"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(before, crate::helpers::fingerprint(&env.state), "a dry run wrote into the state dir");
+}
+
+#[test]
+fn one_run_at_a_time_and_a_killed_run_does_not_block() {
+    let env = Env::new();
+    let vault = env.path("v");
+    vaultgen::create(&vault, &vaultgen::Spec::default());
+    env.write_config(&[("v", &vault)]);
+    env.run(&["init"]).ok();
+    // Another run holds the lock.
+    let lock =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(env.state.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let r = env.run(&["run", "--lock-wait", "0"]).code(7);
+    assert!(r.stderr.contains("another opus-mirror run holds the lock"), "{}", r.stderr);
+    let r = env.run(&["run", "--trigger", "hook"]).code(7);
+    assert!(r.stderr.contains("waited 0s"), "a hook never waits: {}", r.stderr);
+    drop(lock);
+    // A run killed while holding the lock: the kernel releases it.
+    let mut rng = vaultgen::Rng::new(1);
+    fs::write(vault.join("big.bin"), rng.bytes(48 << 20)).unwrap();
+    let mut child = env.command(&["run"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.run(&["run", "--lock-wait", "0"]).ok();
+}
+
+#[test]
+fn the_git_hook_runs_after_a_commit_never_fails_it_and_uninstalls_cleanly() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    let hook = code.work.join(".git/hooks/post-commit");
+    let mine = "#!/bin/sh\necho my own hook >> \"$(git rev-parse --git-dir)/my-hook.log\"\n";
+    fs::write(&hook, mine).unwrap();
+    fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.write_config(&[("opus", &code.work)]);
+    env.run(&["init"]).ok();
+    let r = env.run(&["hook", "install"]).ok();
+    assert!(r.stdout.contains("your hook is kept"), "{}", r.stdout);
+    code.commit("a.md", "a", "work");
+    // The run happens in the background: wait for it in the history.
+    let waited = std::time::Instant::now();
+    loop {
+        let log = env.run(&["log", "--json"]).ok().json();
+        if log.as_array().unwrap().iter().any(|e| e["step"] == "run" && e["data"]["trigger"] == "hook") {
+            break;
+        }
+        assert!(waited.elapsed().as_secs() < 20, "the hook did not trigger a run: {log:#}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        fs::read_to_string(code.work.join(".git/my-hook.log")).unwrap().contains("my own hook"),
+        "the chained hook still runs"
+    );
+    // A broken config: the run fails, the commit does not.
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    env.write_config_text("this is not toml");
+    let c = git(&code.work, &["commit", "-q", "--allow-empty", "-m", "still works"]);
+    assert_eq!(c.code, 0, "{}", c.stderr);
+    env.write_config_text(&cfg);
+    env.run(&["hook", "uninstall"]).ok();
+    assert_eq!(fs::read_to_string(&hook).unwrap(), mine, "the previous hook is back byte for byte");
+}
+
+#[test]
+fn the_claude_hook_merges_and_uninstalls_exactly() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    let settings = code.work.join(".claude/settings.json");
+    fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = "{\n  \"model\": \"opus\",\n  \"hooks\": {\n    \"PreToolUse\": [{\"matcher\": \"Bash\", \"hooks\": [{\"type\": \"command\", \"command\": \"echo hi\"}]}]\n  }\n}\n";
+    fs::write(&settings, original).unwrap();
+    env.write_config(&[("opus", &code.work)]);
+    env.run(&["init"]).ok();
+    env.run(&["hook", "install", "--claude"]).ok();
+    let merged: serde_json::Value = serde_json::from_str(&fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(merged["model"], "opus");
+    assert_eq!(merged["hooks"]["PreToolUse"][0]["matcher"], "Bash", "existing hooks are kept");
+    assert!(merged["hooks"]["SessionEnd"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap()
+        .contains("run --quiet --trigger hook"));
+    env.run(&["hook", "install", "--claude"]).ok();
+    let again: serde_json::Value = serde_json::from_str(&fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(again["hooks"]["SessionEnd"].as_array().unwrap().len(), 1, "installing twice adds nothing");
+    env.run(&["hook", "uninstall", "--claude"]).ok();
+    assert_eq!(fs::read_to_string(&settings).unwrap(), original);
+}
+
+#[test]
+fn the_systemd_units_are_pinned_and_valid() {
+    let env = Env::new();
+    let vault = env.path("v");
+    fs::create_dir_all(&vault).unwrap();
+    env.write_config(&[("v", &vault)]);
+    let r = env.run(&["schedule", "install", "--systemd", "--at", "04:15"]);
+    assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    let dir = env.home.join(".config/systemd/user");
+    let service = fs::read_to_string(dir.join("opus-mirror.service")).unwrap();
+    let timer = fs::read_to_string(dir.join("opus-mirror.timer")).unwrap();
+    let exe = Path::new(crate::helpers::bin()).canonicalize().unwrap();
+    let cfg = env.config.canonicalize().unwrap();
+    let redact = |s: &str| {
+        s.replace(&exe.display().to_string(), "[BIN]").replace(&cfg.display().to_string(), "[CONFIG]")
+    };
+    insta::assert_snapshot!("systemd_service", redact(&service));
+    insta::assert_snapshot!("systemd_timer", redact(&timer));
+    if r.code == 3 {
+        assert!(
+            r.stderr.contains("installed but not enabled") && r.stderr.contains("systemctl --user"),
+            "{}",
+            r.stderr
+        );
+        let st = env.run(&["schedule", "status", "--systemd"]).code(3);
+        assert!(st.stdout.contains("NOT enabled"), "{}", st.stdout);
+    }
+    match std::process::Command::new("systemd-analyze")
+        .args(["verify", "--user"])
+        .arg(dir.join("opus-mirror.timer"))
+        .arg(dir.join("opus-mirror.service"))
+        .env("XDG_CONFIG_HOME", env.home.join(".config"))
+        .output()
+    {
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                !err.contains("opus-mirror.service:") && !err.contains("opus-mirror.timer:"),
+                "systemd-analyze: {err}"
+            );
+        }
+        Err(_) => eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed"),
+    }
+    env.run(&["schedule", "uninstall", "--systemd"]).ok();
+    assert!(!dir.join("opus-mirror.timer").exists());
+}
+
+#[test]
+fn env_example_documents_every_config_key_and_variable() {
+    let example = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example")).unwrap();
+    // The config's own error messages list every key each table accepts: ask each table.
+    let tables = [
+        ("", "top"),
+        ("[[source]]\nname = \"v\"\npath = \"TMP\"\n", "source"),
+        ("[[target]]\nname = \"t\"\nkind = \"dir\"\npath = \"TMP\"\n", "target"),
+        ("[[target]]\nname = \"t\"\nkind = \"dir\"\npath = \"TMP\"\n[target.keep]\n", "target.keep"),
+        ("[[target]]\nname = \"t\"\nkind = \"dir\"\npath = \"TMP\"\n[target.encrypt]\n", "target.encrypt"),
+        ("[network]\n", "network"),
+        ("[mirror]\n", "mirror"),
+        ("[notify]\n", "notify"),
+        ("[notify.on_failure]\n", "notify.on_failure"),
+        ("[guard]\n", "guard"),
+        ("[status]\n", "status"),
+        ("[run]\n", "run"),
+    ];
+    let env = Env::new();
+    fs::create_dir_all(env.path("src")).unwrap();
+    let mut missing = Vec::new();
+    for (table, label) in tables {
+        let text =
+            format!("{}zzz_unknown = 1\n", table.replace("TMP", &env.path("src").display().to_string()));
+        env.write_config_text(&text);
+        let r = env.run(&["config", "check"]).code(2);
+        let list = r
+            .stderr
+            .split("expected ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no key list for [{label}]: {}", r.stderr));
+        let list = list.lines().next().unwrap();
+        for key in list.split('`').skip(1).step_by(2) {
+            let qualified = if label == "top" { key.to_string() } else { format!("{label}.{key}") };
+            // Sub-tables are documented under their own qualified names.
+            let is_table = [
+                "source",
+                "target",
+                "network",
+                "mirror",
+                "notify",
+                "guard",
+                "status",
+                "run",
+                "keep",
+                "encrypt",
+                "on_failure",
+                "on_warning",
+                "on_success",
+            ]
+            .contains(&key);
+            if !(example.contains(&qualified) || is_table && example.contains(&format!("{label}.{key}."))) {
+                missing.push(qualified);
+            }
+        }
+    }
+    for (var, _) in opus_mirror::config::ENV_KEYS {
+        if !example.contains(var) {
+            missing.push(var.to_string());
+        }
+    }
+    assert!(missing.is_empty(), ".env.example does not mention: {missing:?}");
+}
+
+#[test]
+fn completions_and_man_page_render() {
+    let env = Env::new();
+    let c = env.run(&["completions", "bash"]).ok();
+    assert!(c.stdout.contains("opus-mirror") && c.stdout.contains("snapshot"));
+    let m = env.run(&["man"]).ok();
+    assert!(
+        m.stdout.starts_with(".ie") || m.stdout.contains(".TH"),
+        "{}",
+        &m.stdout[..200.min(m.stdout.len())]
+    );
+    let h = env.run(&["run", "--help"]).ok();
+    assert!(h.stdout.contains("Examples:"), "--help teaches with examples");
+}
