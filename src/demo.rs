@@ -146,6 +146,41 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
         &info.tree[..12]
     ))?;
 
+    // The main job: one `run` with a mirror remote and a "drive" in the temp dir.
+    let mirror = base.join("mirror.git");
+    git2::Repository::init_bare(&mirror)?;
+    let drive = base.join("drive");
+    let mut text = fs::read_to_string(&cfg_path)?;
+    text =
+        text.replace("exclude = []", &format!("exclude = []\nmirror = {:?}", mirror.display().to_string()));
+    text.push_str(&format!(
+        "\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nmode = \"incremental\"\nkeep = {{ daily = 7, weekly = 4 }}\n",
+        drive.display().to_string()
+    ));
+    fs::write(&cfg_path, text)?;
+    let cfg = config::load(&cfg_path, &|k| if k == "HOME" { std::env::var(k).ok() } else { None })?;
+    crate::target::dir::mark("drive", &drive, &cfg.state_dir, ctx.now)?;
+    ctx.say(format!("\n# the main job, as the post-session hook and the daily timer run it\n$ opus-mirror run   # mirror {} and drive {}", mirror.display(), drive.display()))?;
+    let sources: Vec<&config::Source> = cfg.sources.iter().collect();
+    let report = crate::run::run(&cfg, &sources, crate::run::Trigger::Manual, false, ctx.now)?;
+    for s in &report.steps {
+        let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
+        ctx.say(format!(
+            "  {:<7} {:<9}{:<9} {}",
+            s.outcome,
+            s.step,
+            target,
+            s.detail.lines().next().unwrap_or("")
+        ))?;
+    }
+    let bundle = fs::read_dir(&drive)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "bundle"));
+    if let Some(b) = bundle {
+        ctx.say(format!("  worst day, with nothing but git: git clone -b snapshot {} vault", b.display()))?;
+    }
+
     let git_dir = BackupRepo::location(&cfg.state_dir, &source.name);
     ctx.say(format!("\n$ git --git-dir {} log --oneline {}", git_dir.display(), source.snapshot_branch))?;
     match Proc::new("git")
@@ -164,5 +199,5 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     if args.keep.is_none() {
         ctx.say("\n(the demo directory is removed now; pass --keep DIR to look around)")?;
     }
-    Ok(if same { Exit::Ok } else { Exit::Failed })
+    Ok(if same && report.exit != Exit::Failed { Exit::Ok } else { Exit::Failed })
 }

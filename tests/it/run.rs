@@ -314,3 +314,17 @@ fn completions_and_man_page_render() {
     let h = env.run(&["run", "--help"]).ok();
     assert!(h.stdout.contains("Examples:"), "--help teaches with examples");
 }
+
+#[test]
+fn the_readme_demo_runs_the_whole_story() {
+    let env = Env::new();
+    let r = env.run(&["demo"]).ok();
+    for needle in [
+        "unchanged since snapshot",
+        "restored tree equals the snapshot's tree",
+        "ok      drill",
+        "git clone -b snapshot",
+    ] {
+        assert!(r.stdout.contains(needle), "demo output lacks {needle:?}:\n{}", r.stdout);
+    }
+}
