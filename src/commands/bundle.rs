@@ -19,7 +19,10 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
     let mut outcomes = Vec::new();
     for t in &targets {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
+            let progress =
+                crate::output::Progress::start(&ctx.mode, format!("bundle of {} → {}", s.name, t.name));
             let result = create::create(&cfg, s, t, ctx.now, args.force);
+            drop(progress);
             record(&cfg, s, t, ctx.now, &result);
             match result {
                 Ok(o) => {

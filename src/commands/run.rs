@@ -19,7 +19,9 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
         Duration::from_secs(ctx.global.lock_wait)
     };
     let _lock = RunLock::acquire(&cfg.state_dir, wait)?;
+    let progress = crate::output::Progress::start(&ctx.mode, "opus-mirror run");
     let report = crate::run::run(&cfg, &sources, args.trigger, args.dry_run, ctx.now)?;
+    drop(progress);
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &report)?;
     } else if ctx.mode.quiet {

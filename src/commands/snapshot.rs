@@ -96,7 +96,10 @@ pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
     for s in sources {
         let mut s = s.clone();
         s.include_secrets |= args.include_secrets;
-        match snapshot_one(&cfg, &s, ctx.now) {
+        let progress = crate::output::Progress::start(&ctx.mode, format!("snapshot of {}", s.name));
+        let result = snapshot_one(&cfg, &s, ctx.now);
+        drop(progress);
+        match result {
             Ok((o, e)) => {
                 ctx.say(describe(&o))?;
                 exit = exit.combine(e);
