@@ -42,15 +42,6 @@ pub fn pushed_state(source: &str) -> String {
     format!("mirror-{source}.json")
 }
 
-fn kind_of(t: ObjectType) -> Kind {
-    match t {
-        ObjectType::Commit => Kind::Commit,
-        ObjectType::Tree => Kind::Tree,
-        ObjectType::Tag => Kind::Tag,
-        _ => Kind::Blob,
-    }
-}
-
 /// Walks every object reachable from every ref and re-hashes it; checks pack trailers.
 pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
     let mut r =
@@ -97,16 +88,16 @@ pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
             Err(e) => {
                 r.problems.push(format!(
                     "{} {oid} (in {via}) cannot be read: {}",
-                    kind_of(kind).name(),
+                    Kind::of(kind).name(),
                     e.message()
                 ));
                 continue;
             }
         };
-        if objects::hash(kind_of(kind), obj.data()) != oid {
+        if objects::hash(Kind::of(kind), obj.data()) != oid {
             r.problems.push(format!(
                 "{} {oid} (in {via}) is corrupt: its content does not hash to its id",
-                kind_of(kind).name()
+                Kind::of(kind).name()
             ));
             continue;
         }
@@ -125,24 +116,14 @@ pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
                 None => r.problems.push(format!("tree {oid} (in {via}) is malformed")),
             },
             ObjectType::Commit | ObjectType::Tag => {
-                for line in obj.data().split(|&b| b == b'\n').take_while(|l| !l.is_empty()) {
-                    let text = String::from_utf8_lossy(line);
-                    let (key, val) = text.split_once(' ').unwrap_or((&text, ""));
-                    let Ok(o) = Oid::from_str(val.trim()) else { continue };
-                    match key {
-                        "tree" => stack.push((
-                            o,
-                            Some(ObjectType::Tree),
-                            format!("{via} (tree of {})", &oid.to_string()[..12]),
-                        )),
-                        "parent" => stack.push((
-                            o,
-                            Some(ObjectType::Commit),
-                            format!("{via} (parent of {})", &oid.to_string()[..12]),
-                        )),
-                        "object" => stack.push((o, None, via.clone())),
-                        _ => {}
-                    }
+                let short = &oid.to_string()[..12];
+                for (o, k) in crate::bundle::write::links(kind, obj.data()) {
+                    let how = match k {
+                        Some(ObjectType::Tree) => format!("{via} (tree of {short})"),
+                        Some(ObjectType::Commit) => format!("{via} (parent of {short})"),
+                        _ => via.clone(),
+                    };
+                    stack.push((o, k, how));
                 }
             }
             _ => {}
@@ -206,21 +187,6 @@ pub fn bundle_file_ok(path: &Path) -> Result<(), String> {
     io::copy(&mut r, &mut idx).map_err(|e| format!("pack: {e}"))?;
     idx.commit().map_err(|e| format!("pack: {}", e.message()))?;
     Ok(())
-}
-
-fn sha256_of(p: &Path) -> Result<String, String> {
-    use sha2::Digest as _;
-    let mut f = File::open(p).map_err(|e| e.to_string())?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// Which off-site bundles to read fully this time.
@@ -329,7 +295,7 @@ pub fn bundles(
                 p
             }
         };
-        match sha256_of(&file) {
+        match crate::bundle::create::sha256_file(&file).map_err(|e| e.to_string()) {
             Ok(s) if s == m.sha256 => {}
             Ok(s) => {
                 r.problems

@@ -81,7 +81,8 @@ fn head_ref(source: &Source, refs: &BTreeMap<String, Oid>) -> Option<String> {
     user.filter(|u| refs.contains_key(u)).or_else(|| refs.contains_key(&snap).then_some(snap))
 }
 
-fn sha256_file(p: &Path) -> Result<String> {
+/// The sha256 of a file, as hex.
+pub fn sha256_file(p: &Path) -> Result<String> {
     let mut f = File::open(p)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -17,7 +17,7 @@ use crate::snapshot::pack;
 use crate::snapshot::packread::{read_index, seek_to};
 
 /// Reads the ids an object points at: a commit's tree and parents, a tag's target.
-fn links(kind: ObjectType, data: &[u8]) -> Vec<(Oid, Option<ObjectType>)> {
+pub fn links(kind: ObjectType, data: &[u8]) -> Vec<(Oid, Option<ObjectType>)> {
     let mut out = Vec::new();
     for line in data.split(|&b| b == b'\n') {
         if line.is_empty() {
@@ -106,15 +106,6 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-fn kind_of(t: ObjectType) -> Kind {
-    match t {
-        ObjectType::Commit => Kind::Commit,
-        ObjectType::Tree => Kind::Tree,
-        ObjectType::Tag => Kind::Tag,
-        _ => Kind::Blob,
-    }
-}
-
 /// Writes a complete pack (header, entries, SHA-1 trailer) of `objs` into `out`.
 pub fn write_pack(
     out: &mut dyn Write,
@@ -181,7 +172,7 @@ pub fn write_pack(
         // A delta entry or a loose object: read it whole and store it afresh.
         let obj = odb.read(oid).with_context(|| format!("object {oid} is missing from the backup repo"))?;
         let z = pack::compress(obj.data());
-        w.write_all(&pack::entry_header(kind_of(kind), obj.data().len() as u64))?;
+        w.write_all(&pack::entry_header(Kind::of(kind), obj.data().len() as u64))?;
         w.write_all(&z)?;
     }
     let sum: [u8; 20] = w.sha.clone().finalize().into();

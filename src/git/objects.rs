@@ -29,6 +29,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind of a libgit2 object type (anything unexpected is treated as a blob).
+    pub fn of(t: git2::ObjectType) -> Kind {
+        match t {
+            git2::ObjectType::Commit => Kind::Commit,
+            git2::ObjectType::Tree => Kind::Tree,
+            git2::ObjectType::Tag => Kind::Tag,
+            _ => Kind::Blob,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Commit => "commit",
