@@ -162,6 +162,8 @@ pub fn import(backup: &BackupRepo, source: &Source, now: DateTime<Utc>) -> Resul
     for (name, _) in refs_under(repo, &[INCOMING])? {
         repo.find_reference(&name)?.delete()?;
     }
+    // Each import that brings objects adds a pack: keep their number bounded.
+    crate::snapshot::maintain::after_snapshot(backup)?;
     Ok(changes)
 }
 

@@ -6,13 +6,13 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::pack::PackWriter;
-use super::packread::{read_index, Entry};
+use super::packread::read_index;
 use crate::git::BackupRepo;
 
 /// More packs than this and they are merged.
@@ -47,31 +47,17 @@ pub fn list_packs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Whether every entry of a pack is a whole object (no deltas), so it can be copied as is.
-fn copyable(pack: &Path, entries: &[Entry]) -> Result<bool> {
-    let mut f = File::open(pack)?;
-    let mut byte = [0u8; 1];
-    for e in entries {
-        f.seek(SeekFrom::Start(e.offset))?;
-        f.read_exact(&mut byte)?;
-        let kind = (byte[0] >> 4) & 7;
-        if !(1..=4).contains(&kind) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Merges the copyable packs among `packs` into one.
+/// Merges `packs` into one. Whole-object entries are copied byte for byte; delta entries
+/// (packs libgit2 fetched from the user's repository) are read whole through the object
+/// database and stored afresh, so every pack can be merged.
 pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
     let mut plan = Vec::new();
     for p in packs {
         let mut entries = read_index(&p.with_extension("idx"))?;
-        if copyable(p, &entries)? {
-            entries.sort_by_key(|e| e.offset);
-            plan.push((p.clone(), entries));
-        }
+        entries.sort_by_key(|e| e.offset);
+        plan.push((p.clone(), entries));
     }
+    let odb = repo.repo.odb()?;
     if plan.len() < 2 {
         return Ok(0);
     }
@@ -86,6 +72,15 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
                 continue;
             }
             crate::snapshot::packread::seek_to(&mut r, e.offset)?;
+            let kind = (r.fill_buf()?.first().copied().unwrap_or(0) >> 4) & 7;
+            if !(1..=4).contains(&kind) {
+                let obj = odb
+                    .read(e.oid)
+                    .with_context(|| format!("object {} of {} cannot be read", e.oid, p.display()))?;
+                let k = crate::git::objects::Kind::of(obj.kind());
+                out.add_compressed(e.oid, k, obj.data().len() as u64, &super::pack::compress(obj.data()))?;
+                continue;
+            }
             if !out.add_raw(e.oid, e.crc, end - e.offset, &mut r)? {
                 out.abandon();
                 bail!(

@@ -278,3 +278,42 @@ fn check_notices_a_ref_gone_from_the_mirror() {
     let r = env.run(&["check"]).code(1);
     assert!(r.stderr.contains("refs/heads/feature: gone from the mirror"), "{}", r.stderr);
 }
+
+#[test]
+fn imported_delta_packs_are_merged_too() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    env.write_config(&[("opus", &code.work)]);
+    env.run(&["init"]).ok();
+    let repo = env.backup_repo("opus");
+    let mut text = String::new();
+    for i in 0..24 {
+        for j in 0..200 {
+            text.push_str(&format!("line {j} of version {i}: some text that stays the same\n"));
+        }
+        code.commit("notes.md", &text, &format!("version {i}"));
+        env.run(&["mirror"]).ok();
+        if i == 5 {
+            // Someone runs `git gc` in the backup repo: one pack full of deltas.
+            git(&repo, &["gc", "-q", "--aggressive"]).ok();
+            let idx = fs::read_dir(repo.join("objects/pack"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "idx"))
+                .unwrap();
+            let v = git(&repo, &["verify-pack", "-v", idx.to_str().unwrap()]).ok().stdout;
+            assert!(
+                v.contains("chain length = 1"),
+                "git gc made no deltas; the test would prove nothing:\n{v}"
+            );
+        }
+    }
+    let packs = fs::read_dir(repo.join("objects/pack"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    assert!(packs <= opus_mirror::snapshot::maintain::MAX_PACKS, "{packs} packs: imports are not merged");
+    assert_fsck(&repo);
+    let count = git(&repo, &["rev-list", "--count", "main"]).ok().stdout;
+    assert_eq!(count.trim(), "25");
+}

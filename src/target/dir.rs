@@ -1,0 +1,139 @@
+//! A directory target, typically on a secondary drive. The classic failure is writing to the
+//! internal disk because the drive is not plugged in: `init` writes a marker file with a
+//! UUID, and a missing or different marker, or (with `require_mount`) a path that is not on
+//! a mounted filesystem of its own, makes the target unavailable instead.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{Listed, Unavailable};
+use crate::bundle::manifest::Manifest;
+
+pub const MARKER: &str = ".opus-mirror-target";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    uuid: String,
+    target: String,
+    created: String,
+}
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("/dev/urandom is readable");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn recorded(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join("targets").join(format!("{target}.uuid"))
+}
+
+/// Marks `path` as target `name` (creating it), and records the UUID in the state dir.
+/// Keeps an existing marker: re-running `init` must not orphan a drive's identity.
+pub fn mark(name: &str, path: &Path, state_dir: &Path, now: chrono::DateTime<chrono::Utc>) -> Result<String> {
+    fs::create_dir_all(path)
+        .with_context(|| format!("cannot create the target directory {}", path.display()))?;
+    let marker = path.join(MARKER);
+    let uuid = match fs::read(&marker).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
+        Some(m) => m.uuid,
+        None => {
+            let m = Marker { uuid: random_uuid(), target: name.into(), created: now.to_rfc3339() };
+            crate::atomic::write_file(&marker, &serde_json::to_vec_pretty(&m)?)?;
+            m.uuid
+        }
+    };
+    crate::atomic::write_file(&recorded(state_dir, name), uuid.as_bytes())?;
+    Ok(uuid)
+}
+
+/// Whether `path` lies on a filesystem mounted somewhere below `/` (not the root one).
+pub fn on_own_mount(path: &Path) -> bool {
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        let parent = p.parent();
+        match (fs::metadata(p), parent.map(fs::metadata)) {
+            (Ok(m), Some(Ok(pm))) if m.dev() != pm.dev() => return true,
+            (_, None) => return false,
+            _ => {}
+        }
+        cur = parent;
+    }
+    false
+}
+
+/// The drive guard.
+pub fn check(name: &str, path: &Path, require_mount: bool, state_dir: &Path) -> Result<()> {
+    let unavailable =
+        |problem: String, fix: &str| Unavailable { target: name.into(), problem, fix: fix.into() };
+    if require_mount && !on_own_mount(path) {
+        return Err(unavailable(
+            format!("{} is not on a mounted filesystem of its own (is the drive plugged in?)", path.display()),
+            "plug in and mount the drive; or set require_mount = false if this path is meant to be on the internal disk",
+        )
+        .into());
+    }
+    let marker = path.join(MARKER);
+    let Some(m) = fs::read(&marker).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) else {
+        return Err(unavailable(
+            format!("no marker file {} (is the drive plugged in?)", marker.display()),
+            "plug in the drive; if this is the right place, run `opus-mirror init` to mark it",
+        )
+        .into());
+    };
+    if let Ok(want) = fs::read_to_string(recorded(state_dir, name)) {
+        if want.trim() != m.uuid {
+            return Err(unavailable(
+                format!("{} holds the marker of another target (uuid {})", path.display(), m.uuid),
+                "mount the drive that was marked for this target, or run `opus-mirror init` to adopt this one",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The bundles of `source` in the directory, with their manifests.
+pub fn list(path: &Path, source: &str) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if !super::is_bundle_of(&name, source) {
+            continue;
+        }
+        let manifest = fs::read(path.join(format!("{name}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
+        out.push(Listed { name, size: e.metadata()?.len(), manifest });
+    }
+    Ok(out)
+}
+
+/// Deletes a bundle: the manifest first, so a crash in between leaves an unverified bundle
+/// (which blocks further pruning) rather than a manifest naming nothing.
+pub fn delete(path: &Path, name: &str) -> Result<()> {
+    let _ = fs::remove_file(path.join(format!("{name}.json")));
+    fs::remove_file(path.join(name))
+        .with_context(|| format!("cannot delete {}", path.join(name).display()))?;
+    crate::atomic::sync_dir(path)?;
+    Ok(())
+}
+
+/// Removes temp files left by killed runs in the target directory.
+pub fn sweep(path: &Path) {
+    if let Ok(rd) = fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".opus-mirror-tmp-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Where bundles go: a directory on a secondary drive (guarded against the drive being
+//! unplugged), or an rclone remote. Both answer the same questions: is it there, what
+//! bundles does it hold (with their manifests), store one, fetch one, delete one.
+
+pub mod dir;
+pub mod rclone;
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bundle::manifest::Manifest;
+use crate::config::{Target, TargetKind};
+use crate::exit::{Exit, HasExit};
+
+/// The target cannot be used right now; the run skips it with exit code 6.
+#[derive(Debug, thiserror::Error)]
+#[error("target `{target}` is unavailable: {problem}\n  fix: {fix}")]
+pub struct Unavailable {
+    pub target: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl HasExit for Unavailable {
+    fn exit(&self) -> Exit {
+        Exit::TargetUnavailable
+    }
+}
+
+/// One bundle found on a target.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+    /// None: written but never verified (or a killed run's leftover).
+    pub manifest: Option<Manifest>,
+}
+
+/// Checks that a target can be used now.
+pub fn check(t: &Target, state_dir: &Path) -> Result<()> {
+    match &t.kind {
+        TargetKind::Dir { path, require_mount } => dir::check(&t.name, path, *require_mount, state_dir),
+        TargetKind::Rclone { .. } => rclone::check(t),
+    }
+}
+
+/// The bundles of `source` on the target, oldest first.
+pub fn list(t: &Target, source: &str) -> Result<Vec<Listed>> {
+    let mut v = match &t.kind {
+        TargetKind::Dir { path, .. } => dir::list(path, source)?,
+        TargetKind::Rclone { .. } => rclone::list(t, source)?,
+    };
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+/// Copies bundle `name` from the target into `dest` (a local file path).
+pub fn fetch(t: &Target, name: &str, dest: &Path) -> Result<()> {
+    match &t.kind {
+        TargetKind::Dir { path, .. } => {
+            std::fs::copy(path.join(name), dest)?;
+            Ok(())
+        }
+        TargetKind::Rclone { .. } => rclone::fetch(t, name, dest),
+    }
+}
+
+/// Deletes bundle `name` and its manifest.
+pub fn delete(t: &Target, name: &str) -> Result<()> {
+    match &t.kind {
+        TargetKind::Dir { path, .. } => dir::delete(path, name),
+        TargetKind::Rclone { .. } => rclone::delete(t, name),
+    }
+}
+
+/// Whether a file name is a bundle of `source` (not another source sharing the target).
+pub fn is_bundle_of(name: &str, source: &str) -> bool {
+    name.strip_prefix(source).and_then(|r| r.strip_prefix('-')).is_some_and(|r| {
+        r.len() >= 17
+            && r.as_bytes()[0].is_ascii_digit()
+            && (r.ends_with(".bundle") || r.ends_with(".bundle.age"))
+    })
+}

@@ -1,0 +1,159 @@
+//! An rclone target: bundles are uploaded with the `rclone` binary (the user's rclone config,
+//! or `rclone_config = PATH`), then confirmed with `rclone lsjson --hash`: size and every hash
+//! the backend reports must match the local file. Errors name the command that was run;
+//! credentials never appear in it (they live in rclone's config or the environment).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use md5::Digest as _;
+use serde::Deserialize;
+
+use super::{Listed, Unavailable};
+use crate::bundle::manifest::Manifest;
+use crate::config::{Target, TargetKind};
+
+fn parts(t: &Target) -> (&str, Option<&Path>) {
+    match &t.kind {
+        TargetKind::Rclone { remote, config } => (remote.as_str(), config.as_deref()),
+        TargetKind::Dir { .. } => unreachable!("rclone functions are only called for rclone targets"),
+    }
+}
+
+/// Runs rclone; a failure names the command and rclone's last error line.
+fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
+    let (_, config) = parts(t);
+    let mut c = Command::new("rclone");
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    // Bounded retries: a dead remote must fail in seconds, not minutes, so the rest of the
+    // run (the drive bundle, the alerts) goes on.
+    c.args(["--retries", "2", "--low-level-retries", "3", "--contimeout", "15s"]);
+    c.args(args);
+    // A custom CA bundle meant for other tools breaks rclone's plain-http S3 endpoints.
+    c.env_remove("AWS_CA_BUNDLE");
+    let shown = format!("rclone {}", args.join(" "));
+    let o = c.output().map_err(|e| Unavailable {
+        target: t.name.clone(),
+        problem: format!("cannot run `{shown}`: {e}"),
+        fix: "install rclone (https://rclone.org/install/ or `apt-get install rclone`)".into(),
+    })?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+        bail!("target `{}`: `{shown}` failed: {last}", t.name);
+    }
+    Ok(o.stdout)
+}
+
+/// rclone must be installed.
+pub fn check(t: &Target) -> Result<()> {
+    rclone(t, &["version"]).map(|_| ())
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Size")]
+    size: i64,
+    #[serde(rename = "Hashes", default)]
+    hashes: std::collections::BTreeMap<String, String>,
+}
+
+fn remote_path(t: &Target, name: &str) -> String {
+    format!("{}/{name}", parts(t).0)
+}
+
+pub fn list(t: &Target, source: &str) -> Result<Vec<Listed>> {
+    let (remote, _) = parts(t);
+    let out = rclone(t, &["lsjson", "--files-only", remote])?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let names: std::collections::HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let mut v = Vec::new();
+    for e in entries.iter().filter(|e| super::is_bundle_of(&e.name, source)) {
+        let json = format!("{}.json", e.name);
+        let manifest = if names.contains(json.as_str()) {
+            rclone(t, &["cat", &remote_path(t, &json)])
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        } else {
+            None
+        };
+        v.push(Listed { name: e.name.clone(), size: e.size.max(0) as u64, manifest });
+    }
+    Ok(v)
+}
+
+/// Uploads `local` as `name`, confirms size and hashes, then uploads the manifest.
+pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Result<()> {
+    let dest = remote_path(t, name);
+    rclone(t, &["copyto", &local.display().to_string(), &dest])?;
+    let (md5, sha1) = local_hashes(local)?;
+    let out = rclone(t, &["lsjson", "--hash", &dest])?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let Some(e) = entries.iter().find(|e| e.name == name) else {
+        bail!("target `{}`: {dest} is not there after the upload", t.name);
+    };
+    if e.size as u64 != manifest.size {
+        bail!(
+            "target `{}`: {dest} has {} bytes after the upload, expected {}",
+            t.name,
+            e.size,
+            manifest.size
+        );
+    }
+    for (kind, want) in [("md5", &md5), ("sha1", &sha1)] {
+        if let Some(got) = e.hashes.get(kind) {
+            if !got.eq_ignore_ascii_case(want) {
+                bail!("target `{}`: {dest} has {kind} {got} after the upload, expected {want}", t.name);
+            }
+        }
+    }
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), serde_json::to_vec_pretty(manifest)?)?;
+    rclone(t, &["copyto", &tmp.path().display().to_string(), &format!("{dest}.json")])?;
+    Ok(())
+}
+
+/// md5 and sha1 of a local file, as hex.
+pub fn local_hashes(p: &Path) -> Result<(String, String)> {
+    let mut f = std::fs::File::open(p)?;
+    let mut md5 = md5::Md5::new();
+    let mut sha1 = sha1::Sha1::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha1::Digest::update(&mut sha1, &buf[..n]);
+    }
+    Ok((hex::encode(md5.finalize()), hex::encode(sha1::Digest::finalize(sha1))))
+}
+
+/// What `rclone lsjson --hash` says of one file: size, and hash name → hex.
+pub type Listing = std::collections::BTreeMap<String, (u64, std::collections::BTreeMap<String, String>)>;
+
+/// Size and hashes of every file in the remote directory, by name (one listing call).
+pub fn hashes(t: &Target) -> Result<Listing> {
+    let (remote, _) = parts(t);
+    let out = rclone(t, &["lsjson", "--hash", "--files-only", remote])?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    Ok(entries.into_iter().map(|e| (e.name, (e.size.max(0) as u64, e.hashes))).collect())
+}
+
+pub fn fetch(t: &Target, name: &str, dest: &Path) -> Result<()> {
+    rclone(t, &["copyto", &remote_path(t, name), &dest.display().to_string()]).map(|_| ())
+}
+
+pub fn delete(t: &Target, name: &str) -> Result<()> {
+    let _ = rclone(t, &["deletefile", &remote_path(t, &format!("{name}.json"))]);
+    rclone(t, &["deletefile", &remote_path(t, name)]).map(|_| ())
+}
