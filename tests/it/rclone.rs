@@ -99,22 +99,10 @@ fn check_reads_off_site_bundles_from_the_listing_or_fully() {
     let env = setup(&s3, false);
     env.run(&["bundle"]).ok();
     let j = env.run(&["check", "--json"]).ok().json();
-    let area = j["areas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["area"].as_str().unwrap().starts_with("bundles"))
-        .unwrap()
-        .clone();
+    let area = bundles_area(&j);
     assert_eq!(area["checked"], 0, "by default off-site bundles are checked from the listing");
     let j = env.run(&["check", "--json", "--read-data-subset", "10%"]).ok().json();
-    let area = j["areas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["area"].as_str().unwrap().starts_with("bundles"))
-        .unwrap()
-        .clone();
+    let area = bundles_area(&j);
     assert_eq!(area["checked"], 1, "10% of one bundle rounds up to one read");
     // Damage on the remote: replace the bundle with other bytes of the same size.
     let listed = env.run(&["bundles", "--json"]).ok().json();
@@ -135,4 +123,15 @@ fn check_reads_off_site_bundles_from_the_listing_or_fully() {
     assert!(r.stderr.contains(&name) && r.stderr.contains("md5"), "{}", r.stderr);
     let r = env.run(&["check", "--read-data"]).code(1);
     assert!(r.stderr.contains("sha256"), "{}", r.stderr);
+}
+
+/// The "bundles" part of `check --json`.
+fn bundles_area(j: &serde_json::Value) -> serde_json::Value {
+    j["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["area"].as_str().unwrap().starts_with("bundles"))
+        .unwrap()
+        .clone()
 }

@@ -36,22 +36,12 @@ fn sections() -> Vec<(String, Vec<String>)> {
 fn run_section(env: &Env, vars: &[(&str, String)], preamble: &[String], blocks: &[String], name: &str) {
     let script = format!("set -euo pipefail\n{}\n{}", preamble.join("\n"), blocks.join("\n"));
     let bin_dir = Path::new(crate::helpers::bin()).parent().unwrap().to_path_buf();
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .env_clear()
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(&script);
+    env.isolate(&mut c);
+    let o = c
         .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
-        .env("HOME", &env.home)
-        .env("XDG_CONFIG_HOME", env.home.join(".config"))
-        .env("XDG_DATA_HOME", env.home.join(".local/share"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(env.dir.path())
         .output()
         .unwrap();
     assert!(

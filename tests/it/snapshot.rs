@@ -5,6 +5,16 @@ use std::path::Path;
 
 use crate::helpers::{assert_fsck, fingerprint, git, treecmp, vaultgen, Env};
 
+/// The paths in the newest snapshot of a backup repo (`git ls-tree -r --name-only`).
+fn snapshot_files(backup_repo: &Path) -> String {
+    git(
+        Path::new("/"),
+        &["--git-dir", backup_repo.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"],
+    )
+    .ok()
+    .stdout
+}
+
 /// A realistic git vault with one configured source named `vault`.
 fn vault_env(git_repo: bool) -> (Env, std::path::PathBuf) {
     let env = Env::new();
@@ -115,18 +125,12 @@ fn secrets_and_nested_git_are_left_out_unless_opted_in() {
     env.write_config(&[("s", &src)]);
     env.run(&["snapshot"]).ok();
     let gd = env.backup_repo("s");
-    let files =
-        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
-            .ok()
-            .stdout;
+    let files = snapshot_files(&gd);
     assert_eq!(files.lines().collect::<Vec<_>>(), vec![".env.example", "notes.md"]);
 
     // --include-secrets captures them for one run.
     env.run(&["snapshot", "--include-secrets"]).ok();
-    let files =
-        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
-            .ok()
-            .stdout;
+    let files = snapshot_files(&gd);
     assert_eq!(files.lines().count(), 6, "{files}");
 
     env.write_config_text(&format!(
@@ -135,10 +139,7 @@ fn secrets_and_nested_git_are_left_out_unless_opted_in() {
         src.display().to_string()
     ));
     env.run(&["snapshot"]).ok();
-    let files =
-        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
-            .ok()
-            .stdout;
+    let files = snapshot_files(&gd);
     assert!(
         files.contains(".env\n") && files.contains("k/server.pem") && !files.contains(".git/"),
         "{files}"
@@ -162,10 +163,7 @@ fn exclude_patterns_use_gitignore_rules() {
     ));
     env.run(&["snapshot"]).ok();
     let gd = env.backup_repo("s");
-    let files =
-        git(Path::new("/"), &["--git-dir", gd.to_str().unwrap(), "ls-tree", "-r", "--name-only", "snapshot"])
-            .ok()
-            .stdout;
+    let files = snapshot_files(&gd);
     // Directories left empty by the patterns are kept as empty dirs (not listed by ls-tree -r).
     assert_eq!(files.lines().collect::<Vec<_>>(), vec!["keep.md", "src/build/keep.rs"]);
 }

@@ -94,17 +94,8 @@ impl Env {
     /// A command for the binary with everything outside the temp dir shut out.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_DATA_HOME", self.home.join(".local/share"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("LANG", "C.UTF-8")
-            .env("TZ", "UTC")
-            .current_dir(self.dir.path());
+        c.args(args);
+        self.isolate(&mut c);
         if let Some(now) = &self.now {
             c.env("OPUS_MIRROR_NOW", now);
         }
@@ -112,6 +103,20 @@ impl Env {
             c.env(k, v);
         }
         c
+    }
+
+    /// Shuts a command off from everything outside the temp dir: its own HOME, XDG dirs,
+    /// git config and identity, locale and time zone.
+    pub fn isolate(&self, c: &mut Command) {
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("LANG", "C.UTF-8")
+            .env("TZ", "UTC")
+            .current_dir(self.dir.path());
+        git_identity(c);
     }
 
     /// Runs the binary.
@@ -132,22 +137,25 @@ impl Env {
     }
 }
 
-/// Runs stock git with an isolated config and fixed identities and dates.
-pub fn git(dir: &Path, args: &[&str]) -> Run {
-    let o = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
+/// No system or global git config, a fixed identity.
+pub fn git_identity(c: &mut Command) {
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_AUTHOR_NAME", "Test")
         .env("GIT_AUTHOR_EMAIL", "test@example.com")
         .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com");
+}
+
+/// Runs stock git with an isolated config and fixed identities and dates.
+pub fn git(dir: &Path, args: &[&str]) -> Run {
+    let mut c = Command::new("git");
+    c.args(args)
+        .current_dir(dir)
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .expect("git is installed (CI installs it)");
-    Run::from(o)
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z");
+    git_identity(&mut c);
+    Run::from(c.output().expect("git is installed (CI installs it)"))
 }
 
 /// `git --git-dir REPO fsck --full --strict` must be clean.
