@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 /// opus-mirror makes a git-based personal system recoverable.
 ///
 /// It snapshots whole directories (tracked, untracked and ignored files alike) into backup
-/// repos of its own, so a misfiring script, a dead disk or a force-push never loses your
-/// work. Start with `opus-mirror init --source ~/opus`, then `opus-mirror snapshot`.
+/// repos of its own, mirrors every ref to a remote that never forgets, writes dated git
+/// bundles to a drive and off-site, and proves they restore. Start with
+/// `opus-mirror init --source ~/opus`, add a [[target]] to the config, then `opus-mirror run`;
+/// `hook install` and `schedule install` make it automatic.
 #[derive(Debug, Parser)]
 #[command(name = "opus-mirror", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 done with warnings, \
@@ -53,6 +55,8 @@ pub enum Command {
     /// Example: opus-mirror init --source ~/opus --source "~/My Life Lab"
     Init(InitArgs),
     /// Validate the configuration or show it.
+    ///
+    /// Example: opus-mirror config check --json
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Commit each source directory, as it is on disk, into its backup repo.
@@ -119,31 +123,39 @@ pub enum Command {
     ///   opus-mirror bundle --target drive --force   # ignore `every`
     Bundle(BundleArgs),
     /// List the bundles on each target, with kind, size and whether they were verified.
+    ///
+    /// Example: opus-mirror bundles --target drive --json
     Bundles(TargetArgs),
-    /// Rebuild a bare repository from the newest bundle chain on a target (full bundle,
-    /// then incrementals), read and checked by opus-mirror itself.
+    /// Rebuild a bare repository from the newest bundle chain on a target.
+    ///
+    /// The full bundle, then each incremental, each checked against its manifest (sha256)
+    /// and read by opus-mirror's own reader; fetched from rclone remotes as needed.
     ///
     /// Example: opus-mirror unbundle --target drive --source opus --to /tmp/opus.git
     Unbundle(UnbundleArgs),
-    /// Apply each target's keep policy: print every bundle with keep/remove and why, then
-    /// remove (never with --dry-run).
+    /// Apply each target's keep policy, with the reason for every decision.
+    ///
+    /// Prints every bundle with keep/remove and why, then removes (never with --dry-run).
     ///
     /// Never removes the newest verified bundle, a bundle a kept incremental builds on, or
     /// anything while the newest bundle of the target is unverified.
     ///
     /// Example: opus-mirror prune --dry-run
     Prune(PruneArgs),
-    /// Prove the backups are whole: every object of each backup repo re-hashed, every
-    /// bundle's pack read (off-site ones from the listing unless --read-data), the mirror
-    /// compared with what was last pushed. Exit 1 naming each broken file, ref or object.
+    /// Prove the backups are whole (backup repos, bundles, mirrors).
+    ///
+    /// Every object of each backup repo is re-hashed, every bundle's pack read (off-site ones
+    /// from the listing unless --read-data), the mirror compared with what was last pushed.
+    /// Exit 1 naming each broken file, ref or object.
     ///
     /// Examples:
     ///   opus-mirror check
     ///   opus-mirror check --target cloud --read-data-subset 10
     Check(CheckArgs),
-    /// Test restore: fetch the newest bundle chain from a target, restore it with opus-mirror
-    /// and with stock git into a temp dir, compare every file with the snapshot it claims to
-    /// hold, and report the time-to-recover.
+    /// Test restore from a target, and report the time-to-recover.
+    ///
+    /// Fetches the newest bundle chain, restores it with opus-mirror and with stock git into a
+    /// temp dir, and compares every file with the snapshot it claims to hold.
     ///
     /// Example: opus-mirror drill --target drive
     Drill(DrillArgs),
@@ -154,17 +166,25 @@ pub enum Command {
     /// Example: opus-mirror status --max-age 26h --json
     Status(StatusArgs),
     /// The run history (snapshot, bundle, check, drill... with outcomes), newest last.
+    ///
+    /// Example: opus-mirror log --limit 20
     Log(LogArgs),
     /// The misfiring-script guard: show or acknowledge a tripped guard.
+    ///
+    /// Examples:
+    ///   opus-mirror guard status
+    ///   opus-mirror guard ack --source opus
     #[command(subcommand)]
     Guard(GuardCommand),
     /// Alerts: send a test message through every configured channel.
+    ///
+    /// Example: opus-mirror notify test
     #[command(subcommand)]
     Notify(NotifyCommand),
-    /// Everything, in order, for every source: verify → snapshot → mirror → bundle (each
-    /// target when due) → prune → check → drill (when due) → notify.
+    /// Everything, in order, for every source: the job for hooks and timers.
     ///
-    /// The job for hooks and timers. A failing step does not stop independent ones (a dead
+    /// verify → snapshot → mirror → bundle (each target when due) → prune → check → drill
+    /// (when due) → notify. The job for hooks and timers. A failing step does not stop independent ones (a dead
     /// cloud target does not stop the drive bundle), but nothing is pruned after a failure.
     /// Exit: the most serious step outcome (0 ok, 3 warnings, 6 a target unavailable,
     /// 1 failed, 7 busy).
@@ -175,9 +195,19 @@ pub enum Command {
     ///   opus-mirror run --dry-run
     Run(RunArgs),
     /// Install or remove the git and Claude Code hooks that run opus-mirror after work.
+    ///
+    /// Examples:
+    ///   opus-mirror hook install                 # git post-commit in every git source
+    ///   opus-mirror hook install --claude        # Claude Code session-end hook only
+    ///   opus-mirror hook uninstall --git post-commit --claude
     #[command(subcommand)]
     Hook(HookCommand),
     /// Install, inspect or remove the daily timer (systemd user timer or crontab).
+    ///
+    /// Examples:
+    ///   opus-mirror schedule install --at 03:30
+    ///   opus-mirror schedule status
+    ///   opus-mirror schedule install --cron
     #[command(subcommand)]
     Schedule(ScheduleCommand),
     /// Print (or write) the disaster-recovery runbook filled in with this machine's config.
