@@ -84,6 +84,7 @@ pub enum Command {
     ///   opus-mirror restore --to /tmp/vault-copy
     ///   opus-mirror restore --at "2026-11-20 18:00" --path vault/notes --in-place
     ///   opus-mirror restore --snapshot 3fa2c1 --in-place --overwrite --dry-run
+    #[command(verbatim_doc_comment)]
     Restore(RestoreArgs),
     /// Check that every branch, tag and change of each git source is safely on its remote.
     ///
@@ -97,6 +98,7 @@ pub enum Command {
     ///   opus-mirror verify
     ///   opus-mirror verify --offline --json
     ///   opus-mirror verify --push      # fast-forward-push branches that are only ahead
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
     /// Bring every ref into the backup repo and push it all to the mirror remote.
     ///
@@ -121,6 +123,7 @@ pub enum Command {
     /// Examples:
     ///   opus-mirror bundle
     ///   opus-mirror bundle --target drive --force   # ignore `every`
+    #[command(verbatim_doc_comment)]
     Bundle(BundleArgs),
     /// List the bundles on each target, with kind, size and whether they were verified.
     ///
@@ -150,7 +153,8 @@ pub enum Command {
     ///
     /// Examples:
     ///   opus-mirror check
-    ///   opus-mirror check --target cloud --read-data-subset 10
+    ///   opus-mirror check --target cloud --read-data-subset 10%
+    #[command(verbatim_doc_comment)]
     Check(CheckArgs),
     /// Test restore from a target, and report the time-to-recover.
     ///
@@ -174,6 +178,7 @@ pub enum Command {
     /// Examples:
     ///   opus-mirror guard status
     ///   opus-mirror guard ack --source opus
+    #[command(verbatim_doc_comment)]
     #[command(subcommand)]
     Guard(GuardCommand),
     /// Alerts: send a test message through every configured channel.
@@ -183,8 +188,8 @@ pub enum Command {
     Notify(NotifyCommand),
     /// Everything, in order, for every source: the job for hooks and timers.
     ///
-    /// verify → snapshot → mirror → bundle (each target when due) → prune → check → drill
-    /// (when due) → notify. The job for hooks and timers. A failing step does not stop independent ones (a dead
+    /// verify → snapshot → mirror → bundle (each target when due) → prune → check →
+    /// drill (when due) → notify. A failing step does not stop independent ones (a dead
     /// cloud target does not stop the drive bundle), but nothing is pruned after a failure.
     /// Exit: the most serious step outcome (0 ok, 3 warnings, 6 a target unavailable,
     /// 1 failed, 7 busy).
@@ -193,6 +198,7 @@ pub enum Command {
     ///   opus-mirror run
     ///   opus-mirror run --quiet --trigger hook
     ///   opus-mirror run --dry-run
+    #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Install or remove the git and Claude Code hooks that run opus-mirror after work.
     ///
@@ -200,6 +206,7 @@ pub enum Command {
     ///   opus-mirror hook install                 # git post-commit in every git source
     ///   opus-mirror hook install --claude        # Claude Code session-end hook only
     ///   opus-mirror hook uninstall --git post-commit --claude
+    #[command(verbatim_doc_comment)]
     #[command(subcommand)]
     Hook(HookCommand),
     /// Install, inspect or remove the daily timer (systemd user timer or crontab).
@@ -208,6 +215,7 @@ pub enum Command {
     ///   opus-mirror schedule install --at 03:30
     ///   opus-mirror schedule status
     ///   opus-mirror schedule install --cron
+    #[command(verbatim_doc_comment)]
     #[command(subcommand)]
     Schedule(ScheduleCommand),
     /// Print (or write) the disaster-recovery runbook filled in with this machine's config.
