@@ -39,6 +39,9 @@ impl Filter {
         if name == b".git" {
             return Some(Excluded::Git);
         }
+        if !is_dir && is_own_temp(name) {
+            return Some(Excluded::Pattern);
+        }
         if !is_dir && !self.include_secrets && is_secret(name) {
             return Some(Excluded::Secret);
         }
@@ -47,6 +50,12 @@ impl Filter {
         }
         None
     }
+}
+
+/// Temp files opus-mirror itself writes next to their final name (atomic writes, restores):
+/// a killed run may leave one behind, and it is never the user's data.
+pub fn is_own_temp(name: &[u8]) -> bool {
+    name.starts_with(b".opus-mirror-tmp-") || name.starts_with(b".opus-mirror-restore-")
 }
 
 /// Secret-looking file names, left out unless `include_secrets` is set.
@@ -86,6 +95,14 @@ mod tests {
         }
         let all = Filter::new(&source(&[], true)).unwrap();
         assert_eq!(all.excluded(b".env", b".env", false), None);
+    }
+
+    #[test]
+    fn our_own_temp_files_are_never_captured() {
+        let f = Filter::new(&source(&[], true)).unwrap();
+        assert!(f.excluded(b"a/.opus-mirror-tmp-x1", b".opus-mirror-tmp-x1", false).is_some());
+        assert!(f.excluded(b"a/.opus-mirror-restore-42", b".opus-mirror-restore-42", false).is_some());
+        assert!(f.excluded(b"a/opus-mirror-notes.md", b"opus-mirror-notes.md", false).is_none());
     }
 
     #[test]
