@@ -350,6 +350,10 @@ pub struct StatusArgs {
     /// The age past which the newest good backup is stale (default: [status] max_age, 26h).
     #[arg(long, value_name = "DURATION")]
     pub max_age: Option<String>,
+    /// Judge by the bundles on this target instead of local state: the check to run from
+    /// another machine (a NAS, a server) that can read the drive or the cloud remote.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Args)]

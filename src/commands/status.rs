@@ -16,6 +16,9 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
         }
         None => cfg.max_age,
     };
+    if let Some(t) = &args.target {
+        return from_target(ctx, &cfg, args, t, max_age);
+    }
     let history = state::history(&cfg.state_dir)?;
     let all: Vec<_> = cfg
         .select_sources(args.source.source.as_deref())?
@@ -105,6 +108,57 @@ pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
                 e.detail.lines().next().unwrap_or("")
             ))?;
         }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Staleness judged from a target's verified bundles alone: works on any machine that can
+/// read the target, with a config naming it and the sources.
+fn from_target(
+    ctx: &mut Context,
+    cfg: &crate::config::Config,
+    args: &StatusArgs,
+    name: &str,
+    max_age: chrono::Duration,
+) -> Result<Exit> {
+    let targets = cfg.select_targets(Some(name))?;
+    let t = targets[0];
+    crate::target::check(t, &cfg.state_dir)?;
+    let mut stale = false;
+    let mut rows = Vec::new();
+    for s in cfg.select_sources(args.source.source.as_deref())?.into_iter().filter(|s| t.takes(&s.name)) {
+        let newest = crate::target::list(t, &s.name)?
+            .into_iter()
+            .filter_map(|l| l.manifest)
+            .filter(|m| m.verified)
+            .filter_map(|m| m.created_at().map(|c| (c, m.file)))
+            .max();
+        let age = newest.as_ref().map(|(c, _)| ctx.now - *c);
+        let is_stale = age.is_none_or(|a| a > max_age);
+        stale |= is_stale;
+        let age_h = age.map(|a| (a.num_minutes() as f64 / 6.0).round() / 10.0);
+        ctx.say(format!(
+            "{} on {}: {} (newest verified bundle {})",
+            s.name,
+            t.name,
+            if is_stale { "STALE" } else { "ok" },
+            match (&newest, age_h) {
+                (Some((_, f)), Some(h)) => format!("{f}, {h} h ago"),
+                _ => "none".into(),
+            }
+        ))?;
+        rows.push(serde_json::json!({"source": s.name, "target": t.name, "newest": newest.as_ref().map(|(_, f)| f), "age_hours": age_h, "stale": is_stale}));
+    }
+    if ctx.mode.json {
+        crate::output::print_json(ctx.out, &serde_json::json!({"stale": stale, "sources": rows}))?;
+    }
+    if stale {
+        eprintln!(
+            "warning: the newest verified bundle on `{}` is older than {} (or there is none)",
+            t.name,
+            crate::output::human_duration(max_age)
+        );
+        return Ok(Exit::Stale);
     }
     Ok(Exit::Ok)
 }

@@ -253,3 +253,26 @@ fn a_script_deleting_forty_percent_trips_the_guard() {
     env.run(&["guard", "ack", "--source", "vault"]).ok();
     env.run(&["prune"]).ok();
 }
+
+#[test]
+fn another_machine_can_raise_the_stale_alarm_from_the_target() {
+    let (_env, vault, drive) = setup("");
+    // A second machine: its own state dir, a config naming the same source and drive.
+    let mut other = Env::new();
+    other.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"vault\"\npath = {:?}\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+        other.state.display().to_string(),
+        vault.display().to_string(),
+        drive.display().to_string()
+    ));
+    other.now = Some("2026-11-21T20:00:00Z".into());
+    let r = other.run(&["status", "--target", "drive", "--max-age", "26h"]).ok();
+    assert!(r.stdout.contains("vault on drive: ok"), "{}", r.stdout);
+    other.now = Some("2026-11-23T12:00:00Z".into());
+    let j = other.run(&["status", "--target", "drive", "--max-age", "26h", "--json"]).code(8).json();
+    assert_eq!(j["stale"], true);
+    assert_eq!(
+        j["sources"][0]["newest"],
+        files(&drive, "-incr.bundle")[0].file_name().unwrap().to_string_lossy().as_ref()
+    );
+}
