@@ -257,10 +257,26 @@ pub fn bundles(
         (Some(_), _) | (None, ReadData::All) => manifests.clone(),
         (None, ReadData::No) => Vec::new(),
         (None, ReadData::Subset(pct)) => {
+            // The least recently read, plus every bundle whose last full read (or, never read,
+            // its creation) is older than read_data_within: all are read within that time.
             let n = ((manifests.len() as f64 * pct / 100.0).ceil() as usize).min(manifests.len());
+            let last_read = |m: &Manifest| {
+                read_log
+                    .get(&m.file)
+                    .and_then(|t| {
+                        chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&chrono::Utc))
+                    })
+                    .or_else(|| m.created_at())
+            };
             let mut v = manifests.clone();
-            v.sort_by_key(|m| read_log.get(&m.file).cloned().unwrap_or_default());
+            v.sort_by_key(|m| last_read(m));
+            let overdue: Vec<&Manifest> = v[n..]
+                .iter()
+                .copied()
+                .filter(|m| last_read(m).is_none_or(|t| t < now - cfg.read_data_within))
+                .collect();
             v.truncate(n);
+            v.extend(overdue);
             v
         }
     };

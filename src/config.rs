@@ -86,6 +86,8 @@ pub struct Config {
     pub max_age: chrono::Duration,
     /// `run` performs a full `check` when the last one is older than this.
     pub check_every: chrono::Duration,
+    /// Off-site bundles not fully read for this long are read by the next subset check.
+    pub read_data_within: chrono::Duration,
     /// `run` performs a `drill` when the last one is older than this.
     pub drill_every: chrono::Duration,
     /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
@@ -247,6 +249,7 @@ struct RawConfig {
 struct RawRun {
     check_every: Option<Spanned<String>>,
     drill_every: Option<Spanned<String>>,
+    read_data_within: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -721,6 +724,10 @@ fn parse(
     };
     let check_every = every(raw.run.as_ref().and_then(|r| r.check_every.as_ref()), "run.check_every")?;
     let drill_every = every(raw.run.as_ref().and_then(|r| r.drill_every.as_ref()), "run.drill_every")?;
+    let read_data_within = match raw.run.as_ref().and_then(|r| r.read_data_within.as_ref()) {
+        Some(_) => every(raw.run.as_ref().and_then(|r| r.read_data_within.as_ref()), "run.read_data_within")?,
+        None => chrono::Duration::days(30),
+    };
     Ok(Config {
         file: path.to_path_buf(),
         state_dir,
@@ -733,6 +740,7 @@ fn parse(
         max_age,
         check_every,
         drill_every,
+        read_data_within,
         extra_env,
     })
 }

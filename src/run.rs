@@ -358,7 +358,8 @@ fn source_steps(
             if crate::target::check(tg, &cfg.state_dir).is_err() {
                 continue;
             }
-            match crate::check::bundles(cfg, s, tg, crate::check::ReadData::No, now, None) {
+            // Off-site bundles: a rotating tenth, and any not read within run.read_data_within.
+            match crate::check::bundles(cfg, s, tg, crate::check::ReadData::Subset(10.0), now, None) {
                 Ok(r) => problems.extend(r.problems),
                 Err(e) => problems.push(format!("{}: {e:#}", tg.name)),
             }

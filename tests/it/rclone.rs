@@ -135,3 +135,31 @@ fn bundles_area(j: &serde_json::Value) -> serde_json::Value {
         .unwrap()
         .clone()
 }
+
+#[test]
+fn every_off_site_bundle_is_fully_read_within_read_data_within() {
+    let Some(s3) = S3Server::start("every_off_site_bundle_is_fully_read_within_read_data_within") else {
+        return;
+    };
+    let mut env = setup(&s3, false);
+    let vault = env.path("vault");
+    for (i, day) in ["2026-10-01", "2026-10-21", "2026-11-10"].iter().enumerate() {
+        fs::write(vault.join(format!("day{i}.md")), day).unwrap();
+        env.now = Some(format!("{day}T03:30:00Z"));
+        env.run(&["snapshot"]).ok();
+        env.run(&["bundle"]).ok();
+    }
+    let checked = |env: &Env| {
+        bundles_area(&env.run(&["check", "--json", "--read-data-subset", "1%"]).ok().json())["checked"]
+            .as_u64()
+            .unwrap()
+    };
+    // Day 0: 1 % of three bundles is one; none is overdue yet (the oldest is read first).
+    env.now = Some("2026-11-10T04:00:00Z".into());
+    assert_eq!(checked(&env), 1);
+    // Forty days later nothing has been read for more than 30 days: all three are read.
+    env.now = Some("2026-12-20T04:00:00Z".into());
+    assert_eq!(checked(&env), 3);
+    // Right after, only the rotating share again.
+    assert_eq!(checked(&env), 1);
+}
