@@ -17,6 +17,41 @@ impl OutputMode {
     }
 }
 
+/// Where the snapshot engine reports how far it got (bytes read of those it must read).
+/// The library knows nothing of terminals: the command passes a bar, or [`NoProgress`].
+pub trait Report: Sync {
+    fn total(&self, bytes: u64);
+    fn advance(&self, bytes: u64);
+}
+
+/// Progress that goes nowhere (hooks, --quiet, --json, tests).
+pub struct NoProgress;
+
+impl Report for NoProgress {
+    fn total(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+impl Report for Progress {
+    fn total(&self, bytes: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_length(bytes);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(pb) = &self.0 {
+            pb.inc(bytes);
+        }
+    }
+}
+
 /// A spinner on stderr while a long step runs; nothing at all when progress is off.
 pub struct Progress(Option<indicatif::ProgressBar>);
 

@@ -226,7 +226,7 @@ fn source_steps(
             }
         };
     } else {
-        match crate::commands::snapshot::snapshot_one(cfg, s, now) {
+        match crate::commands::snapshot::snapshot_one(cfg, s, now, &crate::output::NoProgress) {
             Ok((o, e)) => st.push("snapshot", None, e, crate::commands::snapshot::describe(&o), t),
             Err(e) => st.push("snapshot", None, exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t),
         };

@@ -39,8 +39,9 @@ pub fn snapshot_one(
     cfg: &Config,
     source: &crate::config::Source,
     now: chrono::DateTime<chrono::Utc>,
+    progress: &dyn crate::output::Report,
 ) -> Result<(Outcome, Exit)> {
-    let o = match snapshot::take(cfg, source, now) {
+    let o = match snapshot::take_with(cfg, source, now, progress) {
         Ok(o) => o,
         Err(e) => {
             let exit = exit_for(&e);
@@ -97,7 +98,7 @@ pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
         let mut s = s.clone();
         s.include_secrets |= args.include_secrets;
         let progress = crate::output::Progress::start(&ctx.mode, format!("snapshot of {}", s.name));
-        let result = snapshot_one(&cfg, &s, ctx.now);
+        let result = snapshot_one(&cfg, &s, ctx.now, &progress);
         drop(progress);
         match result {
             Ok((o, e)) => {

@@ -105,8 +105,10 @@ pub fn hash_files(
     odb: &Odb,
     mut pack: Option<&mut PackWriter>,
     skipped: &mut Vec<Skipped>,
+    progress: &dyn crate::output::Report,
 ) -> anyhow::Result<HashStats> {
     let mut stats = HashStats::default();
+    progress.total(files.iter().map(|f| f.stat.size).sum());
     let (large, small): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.stat.size >= LARGE_FILE_BYTES);
     let mut chunk: Vec<&mut FileRec> = Vec::new();
     let mut chunk_bytes = 0;
@@ -115,13 +117,17 @@ pub fn hash_files(
         chunk.push(f);
         if chunk_bytes >= CHUNK_BYTES || chunk.len() >= CHUNK_FILES {
             hash_chunk(root, &mut chunk, odb, pack.as_deref_mut(), skipped, &mut stats)?;
+            progress.advance(chunk_bytes);
             chunk.clear();
             chunk_bytes = 0;
         }
     }
     hash_chunk(root, &mut chunk, odb, pack.as_deref_mut(), skipped, &mut stats)?;
+    progress.advance(chunk_bytes);
     for f in large {
+        let size = f.stat.size;
         hash_large(root, f, odb, pack.as_deref_mut(), skipped, &mut stats)?;
+        progress.advance(size);
     }
     Ok(stats)
 }

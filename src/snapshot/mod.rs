@@ -92,6 +92,7 @@ fn build(
     repo: &BackupRepo,
     cache: &StatCache,
     pack: Option<&mut PackWriter>,
+    progress: &dyn crate::output::Report,
 ) -> Result<Built> {
     let filter = filter::Filter::new(source)?;
     let mut scan = walk::scan(&source.path, &filter)
@@ -110,7 +111,7 @@ fn build(
     }
     let mut skipped = std::mem::take(&mut scan.skipped);
     let mut pack = pack;
-    let hs = hash::hash_files(&source.path, todo, &odb, pack.as_deref_mut(), &mut skipped)?;
+    let hs = hash::hash_files(&source.path, todo, &odb, pack.as_deref_mut(), &mut skipped, progress)?;
     let mut tb = TreeBuilder::new(&odb, pack);
     let tree = tb.build(&scan.root)?;
     let (trees, counts, tree_objects) = (tb.trees, tb.counts, tb.new_objects);
@@ -143,12 +144,22 @@ fn collect_files(nodes: Vec<(Vec<u8>, walk::Node)>, out: &mut Vec<walk::FileRec>
 pub fn build_live(cfg: &Config, source: &Source) -> Result<(BackupRepo, Built)> {
     let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let cache = trusted_cache(&repo, &cache_path(&cfg.state_dir, &source.name));
-    let built = build(source, &repo, &cache, None)?;
+    let built = build(source, &repo, &cache, None, &crate::output::NoProgress)?;
     Ok((repo, built))
 }
 
 /// Takes one snapshot of `source`. The caller holds the run lock.
 pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome> {
+    take_with(cfg, source, now, &crate::output::NoProgress)
+}
+
+/// [`take`], reporting how many bytes it has read so far.
+pub fn take_with(
+    cfg: &Config,
+    source: &Source,
+    now: DateTime<Utc>,
+    progress: &dyn crate::output::Report,
+) -> Result<Outcome> {
     let started = Instant::now();
     let repo = BackupRepo::create(
         &BackupRepo::location(&cfg.state_dir, &source.name),
@@ -173,7 +184,7 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
     // second before the walk may change again unnoticed within the same timestamp tick.
     let racy_after = wall_clock_ns() - 1_000_000_000;
     let mut pack = PackWriter::create(&repo.pack_dir()).context("cannot start a pack in the backup repo")?;
-    let built = match build(source, &repo, &cache, Some(&mut pack)) {
+    let built = match build(source, &repo, &cache, Some(&mut pack), progress) {
         Ok(b) => b,
         Err(e) => {
             pack.abandon();

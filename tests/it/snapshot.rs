@@ -360,3 +360,31 @@ fn a_file_rewritten_during_the_snapshot_is_reread_or_reported_never_torn() {
         }
     }
 }
+
+#[test]
+fn progress_reports_every_byte_read_and_nothing_when_unchanged() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    struct Count(AtomicU64, AtomicU64);
+    impl opus_mirror::output::Report for Count {
+        fn total(&self, b: u64) {
+            self.0.fetch_add(b, Ordering::Relaxed);
+        }
+        fn advance(&self, b: u64) {
+            self.1.fetch_add(b, Ordering::Relaxed);
+        }
+    }
+    let (env, vault) = vault_env(false);
+    backdate(&vault);
+    let cfg =
+        opus_mirror::config::load(&env.config, &|k| (k == "HOME").then(|| env.home.display().to_string()))
+            .unwrap();
+    let count = Count(AtomicU64::new(0), AtomicU64::new(0));
+    let now = chrono::Utc::now();
+    let o = opus_mirror::snapshot::take_with(&cfg, &cfg.sources[0], now, &count).unwrap();
+    let (total, done) = (count.0.load(Ordering::Relaxed), count.1.load(Ordering::Relaxed));
+    assert_eq!(total, o.counts.bytes, "the bar's length is what must be read");
+    assert_eq!(done, total, "the bar reaches its end");
+    let again = Count(AtomicU64::new(0), AtomicU64::new(0));
+    opus_mirror::snapshot::take_with(&cfg, &cfg.sources[0], now, &again).unwrap();
+    assert_eq!(again.0.load(Ordering::Relaxed), 0, "an unchanged vault reads nothing");
+}
