@@ -209,6 +209,46 @@ fn stock_restore(files: &[std::path::PathBuf], dir: &Path, branch: &str) -> Resu
     git(&["checkout", "-q", "-f", branch])
 }
 
+/// Runs a drill and records it: the report (for `status`) and an event (for `log`), also
+/// when the drill could not run at all.
+pub fn drill_and_record(
+    cfg: &Config,
+    source: &Source,
+    t: &Target,
+    now: chrono::DateTime<chrono::Utc>,
+    identity: Option<&Path>,
+) -> Result<Report> {
+    use crate::exit::Exit;
+    use crate::state::{self, Event};
+    let r = drill(cfg, source, t, now, identity);
+    let ev = match &r {
+        Ok(r) => {
+            state::save(&cfg.state_dir, &state_name(&source.name, &t.name), r)?;
+            let e = if r.ok() { Exit::Ok } else { Exit::Failed };
+            let mut ev = Event::new(
+                now,
+                "drill",
+                Some(&source.name),
+                Some(&t.name),
+                e,
+                if r.ok() { "restore verified".into() } else { r.problems.join("\n") },
+            );
+            ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files, "bytes": r.bytes});
+            ev
+        }
+        Err(e) => Event::new(
+            now,
+            "drill",
+            Some(&source.name),
+            Some(&t.name),
+            crate::exit::exit_for(e).combine(Exit::Failed),
+            format!("{e:#}"),
+        ),
+    };
+    state::record(&cfg.state_dir, &ev)?;
+    r
+}
+
 /// The state file of the last drill of a (source, target).
 pub fn state_name(source: &str, target: &str) -> String {
     format!("drill-{source}-{target}.json")

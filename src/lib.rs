@@ -20,6 +20,7 @@ pub mod lock;
 pub mod mirror;
 pub mod notify;
 pub mod output;
+pub mod prune;
 pub mod recovery;
 pub mod restore;
 pub mod retention;

@@ -410,38 +410,17 @@ fn source_steps(
             st.push("drill", Some(&tg.name), Exit::Ok, "would run a test restore (due)", t);
             return;
         }
-        match crate::drill::drill(cfg, s, tg, now, None) {
-            Ok(r) => {
-                let e = if r.ok() { Exit::Ok } else { Exit::Failed };
-                let _ = state::save(&cfg.state_dir, &crate::drill::state_name(&s.name, &tg.name), &r);
-                let mut ev = Event::new(
-                    now,
-                    "drill",
-                    Some(&s.name),
-                    Some(&tg.name),
-                    e,
-                    if r.ok() { "restore verified".into() } else { r.problems.join("\n") },
+        match crate::drill::drill_and_record(cfg, s, tg, now, None) {
+            Ok(r) if r.ok() => {
+                let detail = format!(
+                    "{} files restored and identical; time-to-recover {:.1}s",
+                    r.files,
+                    r.ttr_ms as f64 / 1000.0
                 );
-                ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files});
-                let _ = state::record(&cfg.state_dir, &ev);
-                let detail = if r.ok() {
-                    format!(
-                        "{} files restored and identical; time-to-recover {:.1}s",
-                        r.files,
-                        r.ttr_ms as f64 / 1000.0
-                    )
-                } else {
-                    r.problems.join("\n")
-                };
-                st.push("drill", Some(&tg.name), e, detail, t);
+                st.push("drill", Some(&tg.name), Exit::Ok, detail, t)
             }
-            Err(e) => {
-                let _ = state::record(
-                    &cfg.state_dir,
-                    &Event::new(now, "drill", Some(&s.name), Some(&tg.name), Exit::Failed, format!("{e:#}")),
-                );
-                st.push("drill", Some(&tg.name), Exit::Failed, format!("{e:#}"), t);
-            }
+            Ok(r) => st.push("drill", Some(&tg.name), Exit::Failed, r.problems.join("\n"), t),
+            Err(e) => st.push("drill", Some(&tg.name), Exit::Failed, format!("{e:#}"), t),
         };
     }
 }
@@ -453,25 +432,13 @@ pub fn prune_target(
     tg: &crate::config::Target,
     now: DateTime<Utc>,
 ) -> Result<String> {
-    if crate::state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name)).is_some()
-    {
-        return Ok(format!("suspended by the guard (opus-mirror guard ack --source {})", s.name));
+    match crate::prune::plan(cfg, s, tg, now)? {
+        crate::prune::Plan::Suspended(_) => {
+            Ok(format!("suspended by the guard (opus-mirror guard ack --source {})", s.name))
+        }
+        crate::prune::Plan::Decisions(plan) => {
+            let removed = crate::prune::apply(tg, &plan)?;
+            Ok(format!("{removed} removed, {} kept", plan.len() - removed))
+        }
     }
-    let listed = crate::target::list(tg, &s.name)?;
-    let items: Vec<crate::retention::Item> = listed
-        .iter()
-        .map(|l| crate::retention::Item {
-            name: l.name.clone(),
-            created: l.manifest.as_ref().and_then(|m| m.created_at()).unwrap_or(now),
-            verified: l.manifest.as_ref().is_some_and(|m| m.verified),
-            base: l.manifest.as_ref().and_then(|m| m.base.clone()),
-        })
-        .collect();
-    let plan = crate::retention::plan(&items, &tg.keep, now).map_err(anyhow::Error::msg)?;
-    let mut removed = 0;
-    for d in plan.iter().filter(|d| !d.keep) {
-        crate::target::delete(tg, &d.name)?;
-        removed += 1;
-    }
-    Ok(format!("{removed} removed, {} kept", plan.len() - removed))
 }

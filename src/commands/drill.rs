@@ -7,7 +7,6 @@ use crate::cli::DrillArgs;
 use crate::exit::{exit_for, Exit};
 use crate::notify;
 use crate::output::human_bytes;
-use crate::state::{self, Event};
 
 pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -18,21 +17,9 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     let mut reports = Vec::new();
     for t in &targets {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            match crate::drill::drill(&cfg, s, t, ctx.now, args.identity.as_deref()) {
+            match crate::drill::drill_and_record(&cfg, s, t, ctx.now, args.identity.as_deref()) {
                 Ok(r) => {
-                    let e = if r.ok() { Exit::Ok } else { Exit::Failed };
-                    exit = exit.combine(e);
-                    state::save(&cfg.state_dir, &crate::drill::state_name(&s.name, &t.name), &r)?;
-                    let mut ev = Event::new(
-                        ctx.now,
-                        "drill",
-                        Some(&s.name),
-                        Some(&t.name),
-                        e,
-                        if r.ok() { "restore verified".into() } else { r.problems.join("\n") },
-                    );
-                    ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files, "bytes": r.bytes});
-                    state::record(&cfg.state_dir, &ev)?;
+                    exit = exit.combine(if r.ok() { Exit::Ok } else { Exit::Failed });
                     if r.ok() {
                         ctx.say(format!(
                             "{} from {}: restored {} files, {} from {} in {:.2}s (time-to-recover); stock git: {}",
@@ -66,17 +53,6 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
                     reports.push(r);
                 }
                 Err(e) => {
-                    let _ = state::record(
-                        &cfg.state_dir,
-                        &Event::new(
-                            ctx.now,
-                            "drill",
-                            Some(&s.name),
-                            Some(&t.name),
-                            exit_for(&e),
-                            format!("{e:#}"),
-                        ),
-                    );
                     eprintln!("error: drill of {} from {}: {e:#}", s.name, t.name);
                     exit = exit.combine(exit_for(&e));
                 }

@@ -6,7 +6,6 @@ use serde_json::json;
 use crate::app::Context;
 use crate::cli::PruneArgs;
 use crate::exit::{exit_for, Exit};
-use crate::retention::{self, Item};
 use crate::target;
 
 pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
@@ -23,37 +22,22 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
             continue;
         }
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            if let Some(a) =
-                crate::state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name))
-            {
-                eprintln!(
-                    "warning: {} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
-                    s.name,
-                    t.name,
-                    a.time,
-                    a.reasons.join("; "),
-                    s.name
-                );
-                exit = exit.combine(Exit::Warnings);
-                report.push(json!({"source": s.name, "target": t.name, "suspended": true}));
-                continue;
-            }
-            let listed = target::list(t, &s.name)?;
-            let items: Vec<Item> = listed
-                .iter()
-                .map(|l| Item {
-                    name: l.name.clone(),
-                    // An unverified bundle without a manifest: dated by its name, never trusted.
-                    created: l
-                        .manifest
-                        .as_ref()
-                        .and_then(|m| m.created_at())
-                        .unwrap_or_else(|| date_from_name(&l.name).unwrap_or(ctx.now)),
-                    verified: l.manifest.as_ref().is_some_and(|m| m.verified),
-                    base: l.manifest.as_ref().and_then(|m| m.base.clone()),
-                })
-                .collect();
-            let plan = retention::plan(&items, &t.keep, ctx.now).map_err(anyhow::Error::msg)?;
+            let plan = match crate::prune::plan(&cfg, s, t, ctx.now)? {
+                crate::prune::Plan::Suspended(a) => {
+                    eprintln!(
+                        "warning: {} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
+                        s.name,
+                        t.name,
+                        a.time,
+                        a.reasons.join("; "),
+                        s.name
+                    );
+                    exit = exit.combine(Exit::Warnings);
+                    report.push(json!({"source": s.name, "target": t.name, "suspended": true}));
+                    continue;
+                }
+                crate::prune::Plan::Decisions(d) => d,
+            };
             ctx.say(format!("{} on {}:", s.name, t.name))?;
             for d in &plan {
                 let verb = if d.keep {
@@ -64,9 +48,9 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
                     "remove"
                 };
                 ctx.say(format!("  {verb} {}  ({})", d.name, d.reasons.join(", ")))?;
-                if !d.keep && !args.dry_run {
-                    target::delete(t, &d.name)?;
-                }
+            }
+            if !args.dry_run {
+                crate::prune::apply(t, &plan)?;
             }
             report.push(
                 json!({"source": s.name, "target": t.name, "dry_run": args.dry_run, "decisions": plan}),
@@ -77,11 +61,4 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
         crate::output::print_json(ctx.out, &report)?;
     }
     Ok(exit)
-}
-
-/// `SOURCE-2026-11-24T101500Z[-incr].bundle` → its time.
-fn date_from_name(name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let stem = name.trim_end_matches(".age").strip_suffix(".bundle")?.trim_end_matches("-incr");
-    let ts = stem.get(stem.len().checked_sub(18)?..)?;
-    chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H%M%SZ").ok().map(|n| n.and_utc())
 }
