@@ -20,6 +20,7 @@ use crate::bundle::manifest::Manifest;
 use crate::config::{Config, Source, Target, TargetKind};
 use crate::git::objects::{self, Kind, MODE_TREE};
 use crate::git::BackupRepo;
+use crate::hashio::DigestWriter;
 use crate::target;
 
 /// What a check found for one area.
@@ -139,26 +140,14 @@ fn pack_trailer_ok(p: &Path) -> Result<(), String> {
         return Err("truncated".into());
     }
     let mut f = BufReader::with_capacity(1 << 20, File::open(p).map_err(|e| e.to_string())?);
-    let mut h = Sha1::new();
-    io::copy(&mut (&mut f).take(len - 20), &mut HashWrite(&mut h)).map_err(|e| e.to_string())?;
+    let mut h: DigestWriter<_, Sha1> = DigestWriter::new(io::sink());
+    io::copy(&mut (&mut f).take(len - 20), &mut h).map_err(|e| e.to_string())?;
     let mut trailer = [0u8; 20];
     f.read_exact(&mut trailer).map_err(|e| e.to_string())?;
-    if h.finalize().as_slice() != trailer {
+    if h.digest.finalize().as_slice() != trailer {
         return Err("its checksum does not match its content (damaged)".into());
     }
     Ok(())
-}
-
-struct HashWrite<'a>(&'a mut Sha1);
-
-impl io::Write for HashWrite<'_> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
@@ -166,9 +155,9 @@ fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
     else {
         return Ok(()); // stored as a delta or loose: libgit2 verified it when the header was read
     };
-    let mut h = objects::hasher(Kind::Blob, n);
-    io::copy(&mut r, &mut HashWrite(&mut h)).map_err(|e| format!("cannot be inflated: {e}"))?;
-    if objects::finish(h) != oid {
+    let mut h = DigestWriter { inner: io::sink(), digest: objects::hasher(Kind::Blob, n), len: 0 };
+    io::copy(&mut r, &mut h).map_err(|e| format!("cannot be inflated: {e}"))?;
+    if objects::finish(h.digest) != oid {
         return Err("corrupt: its content does not hash to its id".into());
     }
     Ok(())

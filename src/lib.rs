@@ -16,6 +16,7 @@ pub mod drill;
 pub mod exit;
 pub mod git;
 pub mod guard;
+pub mod hashio;
 pub mod lock;
 pub mod mirror;
 pub mod notify;

@@ -21,6 +21,7 @@ use super::write;
 use crate::config::{Config, Source, Target, TargetKind};
 use crate::exit::UserError;
 use crate::git::BackupRepo;
+use crate::hashio::DigestWriter;
 use crate::target::{self, dir, rclone, Listed};
 
 /// What happened for one (source, target).
@@ -36,25 +37,6 @@ pub struct Outcome {
     pub size: u64,
     pub objects: u64,
     pub elapsed_ms: u64,
-}
-
-/// A writer that counts and sha256-hashes what it passes on.
-struct Sha256Writer<W: Write> {
-    inner: W,
-    sha: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for Sha256Writer<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// The refs a bundle carries: code refs, notes, tags, the snapshot branch, preserved tips.
@@ -193,11 +175,8 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
     std::fs::create_dir_all(&staging_dir)?;
     let tmp = tempfile::Builder::new().prefix(".opus-mirror-tmp-").tempfile_in(&staging_dir)?;
     let (size, sha) = {
-        let mut w = Sha256Writer {
-            inner: io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
-            sha: Sha256::new(),
-            len: 0,
-        };
+        let mut w: DigestWriter<_, Sha256> =
+            DigestWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
         if encrypted {
             let recipients: Vec<age::x25519::Recipient> = t
                 .age_recipients
@@ -215,7 +194,7 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
             write::write_pack(&mut w, &odb, &backup.pack_dir(), &objs)?;
         }
         w.flush()?;
-        (w.len, hex::encode(w.sha.finalize()))
+        (w.len, hex::encode(w.digest.finalize()))
     };
     tmp.as_file().sync_all()?;
     let snapshot = refs.get(&BackupRepo::branch_ref(&source.snapshot_branch)).map(|o| o.to_string());

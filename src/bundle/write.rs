@@ -13,6 +13,7 @@ use git2::{ObjectType, Odb, Oid};
 use sha1::{Digest, Sha1};
 
 use crate::git::objects::{self, Kind, MODE_TREE};
+use crate::hashio::DigestWriter;
 use crate::snapshot::pack;
 use crate::snapshot::packread::{read_index, seek_to};
 
@@ -89,23 +90,6 @@ struct Loc {
     crc: u32,
 }
 
-/// A writer that hashes (SHA-1, for the pack trailer) everything passing through.
-struct Hashing<W: Write> {
-    inner: W,
-    sha: Sha1,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes a complete pack (header, entries, SHA-1 trailer) of `objs` into `out`.
 pub fn write_pack(
     out: &mut dyn Write,
@@ -129,7 +113,7 @@ pub fn write_pack(
         objs.iter().map(|(o, k)| (locs.get(o).copied(), *o, *k)).collect();
     order.sort_by_key(|(l, _, _)| l.map(|l| (l.pack, l.offset)).unwrap_or((usize::MAX, 0)));
 
-    let mut w = Hashing { inner: io::BufWriter::with_capacity(1 << 20, out), sha: Sha1::new() };
+    let mut w: DigestWriter<_, Sha1> = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, out));
     w.write_all(b"PACK")?;
     w.write_all(&2u32.to_be_bytes())?;
     w.write_all(&(objs.len() as u32).to_be_bytes())?;
@@ -175,7 +159,7 @@ pub fn write_pack(
         w.write_all(&pack::entry_header(Kind::of(kind), obj.data().len() as u64))?;
         w.write_all(&z)?;
     }
-    let sum: [u8; 20] = w.sha.clone().finalize().into();
+    let sum: [u8; 20] = w.digest.clone().finalize().into();
     w.write_all(&sum)?;
     w.flush()?;
     Ok(())
