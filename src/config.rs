@@ -699,35 +699,17 @@ fn parse(
         },
         None => crate::notify::NotifyConfig::default(),
     };
-    let max_age = match raw.status.as_ref().and_then(|s| s.max_age.as_ref()) {
-        Some(m) => crate::retention::parse_duration(m.get_ref()).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            line: Some(at(m.span())),
-            key: Some("status.max_age".into()),
-            problem: e,
-            fix: "write e.g. 26h or 2d".into(),
-        })?,
-        None => chrono::Duration::hours(26),
-    };
+    let dur = |v: Option<&Spanned<String>>, key: &str| duration(path, text, v, key);
+    let max_age = dur(raw.status.as_ref().and_then(|s| s.max_age.as_ref()), "status.max_age")?
+        .unwrap_or(chrono::Duration::hours(26));
     let guard = raw.guard.unwrap_or_default();
-    let every = |v: Option<&Spanned<String>>, key: &str| -> Result<chrono::Duration, ConfigError> {
-        match v {
-            Some(m) => crate::retention::parse_duration(m.get_ref()).map_err(|e| ConfigError {
-                file: Some(path.to_path_buf()),
-                line: Some(at(m.span())),
-                key: Some(key.into()),
-                problem: e,
-                fix: "write e.g. 1d or 7d".into(),
-            }),
-            None => Ok(chrono::Duration::days(7)),
-        }
-    };
-    let check_every = every(raw.run.as_ref().and_then(|r| r.check_every.as_ref()), "run.check_every")?;
-    let drill_every = every(raw.run.as_ref().and_then(|r| r.drill_every.as_ref()), "run.drill_every")?;
-    let read_data_within = match raw.run.as_ref().and_then(|r| r.read_data_within.as_ref()) {
-        Some(_) => every(raw.run.as_ref().and_then(|r| r.read_data_within.as_ref()), "run.read_data_within")?,
-        None => chrono::Duration::days(30),
-    };
+    let run = raw.run.as_ref();
+    let check_every = dur(run.and_then(|r| r.check_every.as_ref()), "run.check_every")?
+        .unwrap_or(chrono::Duration::days(7));
+    let drill_every = dur(run.and_then(|r| r.drill_every.as_ref()), "run.drill_every")?
+        .unwrap_or(chrono::Duration::days(7));
+    let read_data_within = dur(run.and_then(|r| r.read_data_within.as_ref()), "run.read_data_within")?
+        .unwrap_or(chrono::Duration::days(30));
     Ok(Config {
         file: path.to_path_buf(),
         state_dir,
@@ -824,16 +806,9 @@ fn parse_targets(
                 ));
             }
         };
-        let dur = |v: &Option<Spanned<String>>, k: &str| -> Result<Option<chrono::Duration>, ConfigError> {
-            match v {
-                None => Ok(None),
-                Some(s) => crate::retention::parse_duration(s.get_ref())
-                    .map(Some)
-                    .map_err(|e| err(s.span(), k, e, "write e.g. 12h, 1d, 7d or 2w")),
-            }
-        };
-        let every = dur(&t.every, "every")?;
-        let full_every = dur(&t.full_every, "full_every")?.unwrap_or(chrono::Duration::days(7));
+        let every = duration(path, text, t.every.as_ref(), &key("every"))?;
+        let full_every = duration(path, text, t.full_every.as_ref(), &key("full_every"))?
+            .unwrap_or(chrono::Duration::days(7));
         let incremental = match t.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
             None | Some(("full", _)) => false,
             Some(("incremental", _)) => true,
@@ -898,6 +873,23 @@ fn parse_targets(
         });
     }
     Ok(out)
+}
+
+/// Parses an optional duration setting; an error names the file, line and key.
+fn duration(
+    path: &Path,
+    text: &str,
+    v: Option<&Spanned<String>>,
+    key: &str,
+) -> Result<Option<chrono::Duration>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    crate::retention::parse_duration(v.get_ref()).map(Some).map_err(|problem| ConfigError {
+        file: Some(path.to_path_buf()),
+        line: Some(line_of(text, v.span().start)),
+        key: Some(key.into()),
+        problem,
+        fix: "write e.g. 12h, 1d, 7d or 2w".into(),
+    })
 }
 
 /// Source names become directory names and ref names: keep them boring.
