@@ -282,21 +282,14 @@ fn source_steps(
     for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
         let t = Instant::now();
         if dry_run {
-            let due = match (crate::target::check(tg, &cfg.state_dir), tg.every) {
-                (Err(e), _) => format!("unavailable: {e:#}"),
-                (Ok(()), None) => "would write a bundle if anything changed".into(),
-                (Ok(()), Some(every)) => {
-                    let newest = crate::target::list(tg, &s.name).ok().and_then(|l| {
-                        l.iter().filter_map(|x| x.manifest.as_ref().and_then(|m| m.created_at())).max()
-                    });
-                    match newest {
-                        Some(n) if n > now - every => format!(
-                            "not due (newest bundle is younger than {})",
-                            crate::output::human_duration(every)
-                        ),
-                        _ => "would write a bundle if anything changed".into(),
-                    }
-                }
+            let due = match crate::target::check(tg, &cfg.state_dir)
+                .and_then(|()| crate::target::list(tg, &s.name))
+            {
+                Err(e) => format!("unavailable: {e:#}"),
+                Ok(listed) => match create::not_due(tg, &listed, now) {
+                    Some(why) => format!("not due: {why}"),
+                    None => "would write a bundle if anything changed".into(),
+                },
             };
             st.push("bundle", Some(&tg.name), Exit::Ok, due, t);
             continue;

@@ -84,6 +84,15 @@ fn verified(l: &[Listed]) -> Vec<&Manifest> {
     v
 }
 
+/// Why no bundle is due on `t` yet (its newest verified bundle is younger than `every`).
+pub fn not_due(t: &Target, listed: &[Listed], now: DateTime<Utc>) -> Option<String> {
+    let (every, newest) = (t.every?, *verified(listed).last()?);
+    newest
+        .created_at()
+        .filter(|c| *c > now - every)
+        .map(|_| format!("{} is younger than every = {}", newest.file, crate::output::human_duration(every)))
+}
+
 /// Writes a bundle of `source` to `t` if one is due (always with `force`).
 pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, force: bool) -> Result<Outcome> {
     let started = Instant::now();
@@ -105,15 +114,9 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let listed = target::list(t, &source.name)?;
     let done = verified(&listed);
-    if let (false, Some(every), Some(newest)) = (force, t.every, done.last()) {
-        if newest.created_at().is_some_and(|c| c > now - every) {
-            out.reason = Some(format!(
-                "{} is younger than every = {}",
-                newest.file,
-                crate::output::human_duration(every)
-            ));
-            return Ok(out);
-        }
+    if let (false, Some(why)) = (force, not_due(t, &listed, now)) {
+        out.reason = Some(why);
+        return Ok(out);
     }
     let refs = bundle_refs(&backup.repo)?;
     if refs.is_empty() {

@@ -239,6 +239,13 @@ fn every_skips_a_target_until_it_is_due() {
     env.now = Some("2026-11-20T20:00:00Z".into());
     let r = env.run(&["bundle"]).ok();
     assert!(r.stdout.contains("skipped") && r.stdout.contains("younger than every = 1d"), "{}", r.stdout);
+    // run --dry-run judges "due" exactly as bundle does.
+    let dry = env.run(&["run", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("not due: opus-2026-11-20T033000Z.bundle is younger than every = 1d"),
+        "{}",
+        dry.stdout
+    );
     assert_eq!(bundles(&drive).len(), 1);
     env.now = Some("2026-11-21T03:31:00Z".into());
     env.run(&["bundle"]).ok();
