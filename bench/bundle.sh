@@ -27,13 +27,8 @@ mode = "incremental"
 TOML
 export OPUS_MIRROR_CONFIG=$work/bundle.toml
 "$om" init --quiet
-declare -A secs mem
-measure() {
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-  read -r s k < <(tail -1 "$work/t")
-  secs[$label]=$s; mem[$label]=$((k / 1024))
-}
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 cat "$repo"/objects/pack/* >/dev/null # warm the page cache for both tools
 measure om-full "$om" bundle --quiet
 full=$(ls "$work"/drive/vault-*.bundle | head -1)

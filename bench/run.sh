@@ -39,14 +39,9 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=b GIT_A
 git init -q --bare "$work/shadow.git"
 restic init -q -r "$work/restic" >/dev/null
 
-# measure LABEL CMD...: wall seconds and peak RSS (MiB) of one run, caches warm.
-declare -A secs mem
-measure() {
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || true
-  read -r s k < <(tail -1 "$work/t")
-  secs[$label]=$s; mem[$label]=$((k / 1024))
-}
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+export MEASURE_TOLERATE_FAILURE=1   # `git commit` with nothing to commit exits 1
 gitsnap() { git --git-dir="$work/shadow.git" --work-tree="$vault" -c core.excludesFile=/dev/null add -A -f . && \
             git --git-dir="$work/shadow.git" --work-tree="$vault" commit -q -m snap; }
 export -f gitsnap; export work vault

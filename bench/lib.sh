@@ -1,0 +1,14 @@
+# Shared by the bench scripts (sourced, not run).
+
+# measure LABEL CMD...: one run's wall seconds and peak RSS (MiB) into secs[LABEL], mem[LABEL].
+# A failing command stops the benchmark unless MEASURE_TOLERATE_FAILURE=1 (git commit with
+# nothing to commit exits 1, which the snapshot benchmark expects).
+declare -A secs mem
+measure() {
+  local label=$1; shift
+  if ! /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err"; then
+    [[ ${MEASURE_TOLERATE_FAILURE:-0} == 1 ]] || { cat "$work/err" >&2; exit 1; }
+  fi
+  read -r s k < <(tail -1 "$work/t")
+  secs[$label]=$s; mem[$label]=$((k / 1024))
+}
