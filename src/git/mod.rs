@@ -2,6 +2,7 @@
 //! we open with libgit2.
 
 pub mod backup_repo;
+pub mod fsck;
 pub mod objects;
 pub mod remote;
 
