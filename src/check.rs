@@ -105,6 +105,9 @@ pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
         match kind {
             ObjectType::Tree => match objects::parse_tree(obj.data()) {
                 Some(entries) => {
+                    if let Err(f) = crate::git::fsck::check_tree(obj.data()) {
+                        r.problems.push(format!("tree {oid} (in {via}): {f}"));
+                    }
                     for e in entries {
                         let child_via = format!("{via}:{}", crate::output::display_path(&e.name));
                         match e.mode {

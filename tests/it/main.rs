@@ -5,6 +5,7 @@ mod bundle;
 mod config_errors;
 mod diff;
 mod helpers;
+mod hostile;
 mod init;
 mod mirror;
 mod prop;

@@ -1,0 +1,195 @@
+//! Hostile backups: whoever can write to a backup repo (a shared drive, a mirror) crafts a
+//! snapshot tree git itself would reject — `..`, `/` in a name, `.git` spellings, duplicates, a
+//! symlink with entries below it — and makes it the newest snapshot. Nothing may be written
+//! outside the destination: each test plants a canary directory next to it and checks it stays
+//! empty, that the command refuses naming the entry, and that `check` names the tree.
+
+use std::fs;
+use std::path::PathBuf;
+
+use git2::{ObjectType, Oid, Repository};
+
+use crate::helpers::{vaultgen, Env};
+
+/// A raw tree entry: mode text, name bytes, object id.
+type RawEntry = (&'static str, Vec<u8>, Oid);
+
+/// Writes a tree object with exactly these bytes (libgit2's tree builder would refuse them).
+fn raw_tree(repo: &Repository, entries: &[RawEntry]) -> Oid {
+    let mut data = Vec::new();
+    for (mode, name, oid) in entries {
+        data.extend_from_slice(mode.as_bytes());
+        data.push(b' ');
+        data.extend_from_slice(name);
+        data.push(0);
+        data.extend_from_slice(oid.as_bytes());
+    }
+    repo.odb().unwrap().write(ObjectType::Tree, &data).unwrap()
+}
+
+fn blob(repo: &Repository, data: &[u8]) -> Oid {
+    repo.blob(data).unwrap()
+}
+
+/// A vault with one real snapshot, and a canary directory outside everything.
+struct World {
+    env: Env,
+    vault: PathBuf,
+    canary: PathBuf,
+    repo: Repository,
+}
+
+fn world() -> World {
+    let mut env = Env::new();
+    env.now = Some("2026-01-01T00:00:00Z".into());
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 5, attachments: 1, ..Default::default() });
+    env.write_config(&[("vault", &vault)]);
+    env.run(&["snapshot"]).ok();
+    let canary = env.path("canary");
+    fs::create_dir(&canary).unwrap();
+    let repo = Repository::open_bare(env.backup_repo("vault")).unwrap();
+    World { env, vault, canary, repo }
+}
+
+impl World {
+    /// Makes `tree` the newest snapshot, dated in the future like a planted one would be.
+    fn plant(&self, tree: Oid) -> Oid {
+        let head = self.repo.find_reference("HEAD").unwrap();
+        let branch = head.symbolic_target().expect("HEAD is symbolic").expect("utf-8").to_string();
+        let parent = self.repo.refname_to_id(&branch).unwrap();
+        let commit = format!(
+            "tree {tree}\nparent {parent}\nauthor x <x@x> 1900000000 +0000\ncommitter x <x@x> 1900000000 +0000\n\nsnapshot\n\nFiles: 1\n"
+        );
+        let oid = self.repo.odb().unwrap().write(ObjectType::Commit, commit.as_bytes()).unwrap();
+        self.repo.reference(&branch, oid, true, "planted").unwrap();
+        oid
+    }
+
+    /// The canary holds nothing, and nothing appeared next to the destination.
+    fn assert_untouched(&self) {
+        let inside: Vec<_> = fs::read_dir(&self.canary).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(inside.is_empty(), "written outside the destination: {inside:?}");
+        for stray in ["pwned", "x", "slash"] {
+            assert!(!self.env.path(stray).exists(), "{stray} written next to the destination");
+        }
+    }
+
+    fn out(&self) -> String {
+        self.env.path("out").display().to_string()
+    }
+}
+
+/// Runs the three commands on the planted snapshot and checks each refuses naming `entry`.
+fn assert_refused(w: &World, entry: &str) {
+    let r = w.env.run(&["restore", "--to", &w.out()]);
+    assert_ne!(r.code, 0, "restore --to accepted a hostile tree\n{}", r.stderr);
+    assert!(r.stderr.contains(entry), "restore --to does not name `{entry}`:\n{}", r.stderr);
+    w.assert_untouched();
+    let r = w.env.run(&["restore", "--in-place", "--overwrite"]);
+    assert_ne!(r.code, 0, "restore --in-place accepted a hostile tree\n{}", r.stderr);
+    assert!(r.stderr.contains(entry), "restore --in-place does not name `{entry}`:\n{}", r.stderr);
+    w.assert_untouched();
+    assert!(!w.vault.join(".git").exists(), "restore --in-place wrote a .git into the live source");
+    let r = w.env.run(&["check"]);
+    assert_ne!(r.code, 0, "check called a hostile tree healthy\n{}{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains(entry) && all.contains("tree "),
+        "check does not name the tree and `{entry}`:\n{all}"
+    );
+}
+
+#[test]
+fn dotdot_entry_is_refused_and_writes_nothing_outside() {
+    let w = world();
+    let pwned = blob(&w.repo, b"pwned");
+    let canary = raw_tree(&w.repo, &[("100644", b"pwned".to_vec(), pwned)]);
+    let up = raw_tree(&w.repo, &[("40000", b"canary".to_vec(), canary)]);
+    let root = raw_tree(&w.repo, &[("40000", b"..".to_vec(), up)]);
+    w.plant(root);
+    assert_refused(&w, "..");
+}
+
+#[test]
+fn name_with_a_slash_or_absolute_is_refused() {
+    for absolute in [false, true] {
+        let w = world();
+        // From the destination `<env>/out`, or from anywhere.
+        let name = if absolute {
+            format!("{}/abs", w.canary.display()).into_bytes()
+        } else {
+            b"../canary/slash".to_vec()
+        };
+        let pwned = blob(&w.repo, b"pwned");
+        let root = raw_tree(&w.repo, &[("100644", name.clone(), pwned)]);
+        w.plant(root);
+        assert_refused(&w, &String::from_utf8_lossy(&name));
+    }
+}
+
+#[test]
+fn symlink_with_entries_below_it_is_refused() {
+    let w = world();
+    let target = blob(&w.repo, w.canary.as_os_str().as_encoded_bytes());
+    let pwned = blob(&w.repo, b"pwned");
+    let below = raw_tree(&w.repo, &[("100644", b"x".to_vec(), pwned)]);
+    // `evil -> <canary>` and the tree `evil/x`: restoring x would go through the link.
+    let root = raw_tree(&w.repo, &[("120000", b"evil".to_vec(), target), ("40000", b"evil".to_vec(), below)]);
+    w.plant(root);
+    assert_refused(&w, "evil");
+}
+
+#[test]
+fn dotgit_in_every_spelling_git_rejects_is_refused() {
+    for name in [".git", ".GIT", ".git ", "git~1", ".g\u{200c}it"] {
+        let w = world();
+        let hook = blob(&w.repo, b"#!/bin/sh\ntouch pwned\n");
+        let hooks = raw_tree(&w.repo, &[("100755", b"post-commit".to_vec(), hook)]);
+        let dotgit = raw_tree(&w.repo, &[("40000", b"hooks".to_vec(), hooks)]);
+        let root = raw_tree(&w.repo, &[("40000", name.as_bytes().to_vec(), dotgit)]);
+        w.plant(root);
+        assert_refused(&w, &name.trim_end().escape_debug().to_string());
+        assert!(!w.vault.join(name).exists(), "{name:?} restored into the live source");
+    }
+}
+
+#[test]
+fn empty_dot_duplicate_unsorted_and_bad_modes_are_refused() {
+    let table: [(&[(&str, &[u8])], &str); 5] = [
+        (&[("100644", b"")], "entry ``"),
+        (&[("100644", b".")], "`.`"),
+        (&[("100644", b"same"), ("100644", b"same")], "same"),
+        (&[("100644", b"b-late"), ("100644", b"a-early")], "a-early"),
+        (&[("100600", b"badmode")], "badmode"),
+    ];
+    for (entries, named) in table {
+        let w = world();
+        let content = blob(&w.repo, b"pwned");
+        let raw: Vec<RawEntry> = entries.iter().map(|(m, n)| (*m, n.to_vec(), content)).collect();
+        let root = raw_tree(&w.repo, &raw);
+        w.plant(root);
+        assert_refused(&w, named);
+    }
+}
+
+/// The live directory is not trusted either: a folder of the source replaced by a symlink to
+/// elsewhere must not be written through by `restore --in-place`.
+/// Not fixed yet: needs the openat-based writer (src/safe_fs.rs, issue 9 item 1).
+#[ignore = "fails: restore --in-place still writes through a symlinked live directory"]
+#[test]
+fn in_place_does_not_write_through_a_symlinked_live_directory() {
+    let w = world();
+    let dir = w.vault.join("scripts");
+    assert!(dir.is_dir(), "the generated vault has scripts/");
+    let before: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!before.is_empty());
+    fs::remove_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&w.canary, &dir).unwrap();
+    let r = w.env.run(&["restore", "--in-place", "--overwrite"]);
+    w.assert_untouched();
+    assert_ne!(r.code, 0, "a symlink in the way must be reported\n{}", r.stderr);
+    assert!(r.stderr.contains("scripts"), "{}", r.stderr);
+    // The link is left as it is (nothing is deleted), and the rest was restored.
+    assert!(fs::symlink_metadata(&dir).unwrap().file_type().is_symlink());
+}
