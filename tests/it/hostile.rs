@@ -156,7 +156,8 @@ fn dotgit_in_every_spelling_git_rejects_is_refused() {
 
 #[test]
 fn empty_dot_duplicate_unsorted_and_bad_modes_are_refused() {
-    let table: [(&[(&str, &[u8])], &str); 5] = [
+    type Case<'a> = (&'a [(&'a str, &'a [u8])], &'a str);
+    let table: [Case; 5] = [
         (&[("100644", b"")], "entry ``"),
         (&[("100644", b".")], "`.`"),
         (&[("100644", b"same"), ("100644", b"same")], "same"),
