@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod atomic;
+pub mod browse;
 pub mod bundle;
 pub mod check;
 pub mod cli;
