@@ -92,12 +92,57 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
         }
     }
     let merged = plan.len();
-    out.finish()?.context("merged pack unexpectedly empty")?;
+    let name = out.finish()?.context("merged pack unexpectedly empty")?;
+    let new_pack = repo.pack_dir().join(format!("pack-{name}.pack"));
+    // Every object of every input must be in the new index before any input goes.
+    let have: HashSet<_> = read_index(&new_pack.with_extension("idx"))?.into_iter().map(|e| e.oid).collect();
+    if let Some(missing) = seen.iter().find(|o| !have.contains(*o)) {
+        bail!("merged pack {} lacks object {missing}; nothing was deleted", new_pack.display());
+    }
     for (p, _) in &plan {
+        // A re-merge can produce a byte-identical pack under the same name: never delete it.
+        if *p == new_pack {
+            continue;
+        }
         fs::remove_file(p.with_extension("idx"))?;
         fs::remove_file(p)?;
     }
     crate::atomic::sync_dir(&repo.pack_dir())?;
     repo.repo.odb()?.refresh()?;
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 14): merging a duplicate of a pack wrote a byte-identical pack under
+    /// the input's own name and then deleted every input, that pack included: the repo was wiped.
+    #[test]
+    fn merging_into_an_identical_pack_never_deletes_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = BackupRepo::create(&dir.path().join("r.git"), "snapshot", dir.path()).expect("repo");
+        let data = b"a note that must survive";
+        let oid = git2::Oid::hash_object(git2::ObjectType::Blob, data).expect("hash");
+        let mut w = PackWriter::create(&repo.pack_dir()).expect("writer");
+        w.add_compressed(
+            oid,
+            crate::git::objects::Kind::Blob,
+            data.len() as u64,
+            &super::super::pack::compress(data),
+        )
+        .expect("add");
+        let name = w.finish().expect("finish").expect("name");
+        let pack = repo.pack_dir().join(format!("pack-{name}.pack"));
+        let dup = repo.pack_dir().join(format!("pack-{}.pack", "0".repeat(40)));
+        fs::copy(&pack, &dup).expect("copy pack");
+        fs::copy(pack.with_extension("idx"), dup.with_extension("idx")).expect("copy idx");
+        let packs = list_packs(&repo.pack_dir()).expect("list");
+        assert_eq!(packs.len(), 2);
+        merge(&repo, &packs).expect("merge");
+        let fresh = git2::Repository::open_bare(dir.path().join("r.git")).expect("reopen");
+        let blob = fresh.find_blob(oid).expect("the object survives the merge");
+        assert_eq!(blob.content(), data);
+        assert!(pack.exists(), "the merged pack itself must never be deleted");
+    }
 }
