@@ -103,22 +103,22 @@ pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
             continue;
         }
         match kind {
-            ObjectType::Tree => match objects::parse_tree(obj.data()) {
-                Some(entries) => {
-                    if let Err(f) = crate::git::fsck::check_tree(obj.data()) {
-                        r.problems.push(format!("tree {oid} (in {via}): {f}"));
-                    }
-                    for e in entries {
-                        let child_via = format!("{via}:{}", crate::output::display_path(&e.name));
-                        match e.mode {
-                            0o160000 => {}
-                            MODE_TREE => stack.push((e.oid, Some(ObjectType::Tree), child_via)),
-                            _ => stack.push((e.oid, Some(ObjectType::Blob), child_via)),
-                        }
+            ObjectType::Tree => {
+                // One parse: validated entries, or (after reporting why) whatever still parses,
+                // so the objects below a bad entry are checked too.
+                let entries = crate::git::fsck::check_tree(obj.data()).or_else(|f| {
+                    r.problems.push(format!("tree {oid} (in {via}): {f}"));
+                    objects::parse_tree(obj.data()).ok_or(())
+                });
+                for e in entries.unwrap_or_default() {
+                    let child_via = format!("{via}:{}", crate::output::display_path(&e.name));
+                    match e.mode {
+                        objects::MODE_GITLINK => {}
+                        MODE_TREE => stack.push((e.oid, Some(ObjectType::Tree), child_via)),
+                        _ => stack.push((e.oid, Some(ObjectType::Blob), child_via)),
                     }
                 }
-                None => r.problems.push(format!("tree {oid} (in {via}) is malformed")),
-            },
+            }
             ObjectType::Commit | ObjectType::Tag => {
                 let short = &oid.to_string()[..12];
                 for (o, k) in crate::bundle::write::links(kind, obj.data()) {

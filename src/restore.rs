@@ -65,14 +65,14 @@ pub fn normalise_paths(paths: &[PathBuf]) -> Vec<Vec<u8>> {
 /// The items of `tree` selected by `paths` (all when empty). A path that selects nothing is
 /// an error: the user would otherwise believe it was restored.
 pub fn select(odb: &Odb, tree: Oid, paths: &[Vec<u8>], snapshot: &str) -> Result<Vec<Item>> {
-    // A tree read back is untrusted: one entry git would reject (`..`, `/`, `.git`, a
-    // duplicate through a symlink) refuses the whole restore before anything is written.
-    crate::git::fsck::walk(odb, tree).map_err(|e| {
-        anyhow::anyhow!(
-            "snapshot {snapshot} is unsafe to restore: {e}\n  fix: restore an older snapshot with --snapshot ID, and run `opus-mirror check`"
-        )
+    // `list` validates every tree: one entry git would reject (`..`, `/`, `.git`, a duplicate
+    // through a symlink) refuses the whole restore before anything is written.
+    let items = tree::list(odb, tree).map_err(|e| match e.downcast_ref::<crate::git::fsck::TreeError>() {
+        Some(bad) => anyhow::anyhow!(
+            "snapshot {snapshot} is unsafe to restore: {bad}\n  fix: restore an older snapshot with --snapshot ID, and run `opus-mirror check`"
+        ),
+        None => e,
     })?;
-    let items = tree::list(odb, tree)?;
     if paths.is_empty() {
         return Ok(items);
     }

@@ -2,18 +2,17 @@
 //! back from a backup repo is untrusted input (anyone who can write to a target or a mirror can
 //! craft one), so nothing is restored from, or called healthy in, a tree that fails here.
 //!
-//! Pure functions over raw tree bytes: no I/O, and no panic on any input (a property test
-//! feeds arbitrary bytes). [`walk`] applies them to every tree below a snapshot.
+//! Pure functions over raw tree bytes (read with the one tree parser,
+//! [`objects::raw_tree_entries`]): no I/O, and no panic on any input (a property test feeds
+//! arbitrary bytes). `snapshot::tree::list`, which restore and drill read snapshots through,
+//! and `check` apply them to every tree they read.
 
 use std::collections::HashSet;
 use std::fmt;
 
-use git2::{Odb, Oid};
+use git2::Oid;
 
-use crate::git::objects::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
-
-/// Mode of a submodule (gitlink) entry: valid in a tree, never written by a restore.
-pub const MODE_GITLINK: u32 = 0o160000;
+use crate::git::objects::{self, TreeEntry, MODE_EXEC, MODE_FILE, MODE_GITLINK, MODE_LINK, MODE_TREE};
 
 /// What is wrong with one tree entry (or with the tree's bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,16 +56,11 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.entry.is_empty() && self.problem == Problem::Malformed {
+            return write!(f, "{}", self.problem);
+        }
         write!(f, "entry `{}`: {}", self.entry, self.problem)
     }
-}
-
-/// A validated entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub name: Vec<u8>,
-    pub mode: u32,
-    pub oid: Oid,
 }
 
 /// Whether a single name may be a path component on disk (git's `verify_path` rules for
@@ -121,55 +115,38 @@ fn valid_mode(mode: u32) -> bool {
     matches!(mode, MODE_FILE | MODE_EXEC | MODE_LINK | MODE_TREE | MODE_GITLINK)
 }
 
-/// The key git sorts tree entries by: the name, with `/` appended for a subtree.
-fn sort_key(e: &Entry) -> impl Iterator<Item = u8> + '_ {
-    e.name.iter().copied().chain((e.mode == MODE_TREE).then_some(b'/'))
+/// Git writes modes in octal without leading zeros; anything else is not a mode.
+fn strict_mode(text: &[u8]) -> Option<u32> {
+    let t = std::str::from_utf8(text).ok()?;
+    if t.is_empty() || t.starts_with('0') || !t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(t, 8).ok().filter(|m| valid_mode(*m))
 }
 
 /// Parses and validates a raw tree object; the first bad entry is the error.
-pub fn check_tree(raw: &[u8]) -> Result<Vec<Entry>, Finding> {
-    let mut out: Vec<Entry> = Vec::new();
+pub fn check_tree(raw: &[u8]) -> Result<Vec<TreeEntry>, Finding> {
+    let mut out: Vec<TreeEntry> = Vec::new();
     let mut names: HashSet<&[u8]> = HashSet::new();
-    let mut rest = raw;
-    let malformed = |entry: &[u8]| Finding { entry: lossy(entry), problem: Problem::Malformed };
-    while !rest.is_empty() {
-        let Some(sp) = rest.iter().position(|&b| b == b' ') else { return Err(malformed(b"")) };
-        let mode_text = &rest[..sp];
-        rest = &rest[sp + 1..];
-        let Some(nul) = rest.iter().position(|&b| b == 0) else { return Err(malformed(b"")) };
-        let name = &rest[..nul];
-        rest = &rest[nul + 1..];
-        if rest.len() < 20 {
-            return Err(malformed(name));
-        }
-        let Ok(oid) = Oid::from_bytes(&rest[..20]) else { return Err(malformed(name)) };
-        rest = &rest[20..];
-        let bad = |problem| Finding { entry: lossy(name), problem };
-        // Git writes modes in octal without leading zeros; anything else is not a mode.
-        let mode = std::str::from_utf8(mode_text)
-            .ok()
-            .filter(|t| !t.is_empty() && !t.starts_with('0') && t.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-            .and_then(|t| u32::from_str_radix(t, 8).ok());
-        let mode = match mode {
-            Some(m) if valid_mode(m) => m,
-            _ => return Err(bad(Problem::BadMode(lossy(mode_text)))),
-        };
-        verify_name(name).map_err(bad)?;
-        if !names.insert(name) {
+    for e in objects::raw_tree_entries(raw) {
+        let Some(e) = e else { return Err(Finding { entry: String::new(), problem: Problem::Malformed }) };
+        let bad = |problem| Finding { entry: lossy(e.name), problem };
+        let mode = strict_mode(e.mode).ok_or_else(|| bad(Problem::BadMode(lossy(e.mode))))?;
+        verify_name(e.name).map_err(bad)?;
+        if !names.insert(e.name) {
             return Err(bad(Problem::Duplicate));
         }
-        let entry = Entry { name: name.to_vec(), mode, oid };
-        if let Some(prev) = out.last() {
-            if sort_key(prev).cmp(sort_key(&entry)) != std::cmp::Ordering::Less {
-                return Err(bad(Problem::Unsorted));
-            }
+        let entry = TreeEntry { name: e.name.to_vec(), mode, oid: e.oid };
+        if out.last().is_some_and(|prev| prev.git_order(&entry) != std::cmp::Ordering::Less) {
+            return Err(bad(Problem::Unsorted));
         }
         out.push(entry);
     }
     Ok(out)
 }
 
-fn lossy(b: &[u8]) -> String {
+/// A name as text for messages (invalid UTF-8 replaced, control characters escaped).
+pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).escape_debug().to_string()
 }
 
@@ -181,30 +158,6 @@ pub struct TreeError {
     /// Path of the tree inside the snapshot (`/` for the root).
     pub path: String,
     pub finding: Finding,
-}
-
-/// Validates every tree reachable from `root` (each distinct tree once). Unreadable trees are
-/// reported as malformed: whatever cannot be checked is not restored.
-pub fn walk(odb: &Odb, root: Oid) -> Result<(), TreeError> {
-    let mut seen = HashSet::new();
-    let mut stack = vec![(root, String::from("/"))];
-    while let Some((oid, path)) = stack.pop() {
-        if !seen.insert(oid) {
-            continue;
-        }
-        let fail = |finding| TreeError { tree: oid, path: path.clone(), finding };
-        let data = match odb.read(oid) {
-            Ok(o) if o.kind() == git2::ObjectType::Tree => o.data().to_vec(),
-            _ => return Err(fail(Finding { entry: String::new(), problem: Problem::Malformed })),
-        };
-        for e in check_tree(&data).map_err(fail)? {
-            if e.mode == MODE_TREE {
-                let sep = if path.ends_with('/') { "" } else { "/" };
-                stack.push((e.oid, format!("{path}{sep}{}", lossy(&e.name))));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

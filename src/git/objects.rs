@@ -12,6 +12,8 @@ pub const MODE_EXEC: u32 = 0o100755;
 pub const MODE_LINK: u32 = 0o120000;
 /// Mode of a subdirectory.
 pub const MODE_TREE: u32 = 0o040000;
+/// A submodule (gitlink): valid in a tree, never written by a restore.
+pub const MODE_GITLINK: u32 = 0o160000;
 
 /// The id of the empty tree. Snapshots store empty directories as entries pointing at it:
 /// git accepts that (`git fsck --strict` is clean) and our restore recreates them.
@@ -80,15 +82,18 @@ impl TreeEntry {
     pub fn is_tree(&self) -> bool {
         self.mode == MODE_TREE
     }
+
+    /// Git's tree order: by name, a directory compared as if it ended in '/'.
+    pub fn git_order(&self, other: &TreeEntry) -> std::cmp::Ordering {
+        let key =
+            |e: &TreeEntry| e.name.iter().copied().chain(e.is_tree().then_some(b'/')).collect::<Vec<_>>();
+        key(self).cmp(&key(other))
+    }
 }
 
 /// Sorts entries in git's tree order: by name, a directory compared as if it ended in '/'.
 pub fn sort_entries(entries: &mut [TreeEntry]) {
-    entries.sort_by(|a, b| {
-        let ka = a.name.iter().copied().chain(a.is_tree().then_some(b'/'));
-        let kb = b.name.iter().copied().chain(b.is_tree().then_some(b'/'));
-        ka.cmp(kb)
-    });
+    entries.sort_by(TreeEntry::git_order);
 }
 
 /// Serialises a tree; `entries` must already be in git order (see [`sort_entries`]).
@@ -103,25 +108,49 @@ pub fn tree_bytes(entries: &[TreeEntry]) -> Vec<u8> {
     out
 }
 
-/// Parses a tree object's bytes (used where libgit2's API would copy more than we need).
-pub fn parse_tree(data: &[u8]) -> Option<Vec<TreeEntry>> {
-    let mut out = Vec::new();
+/// One entry of a tree object as stored: the mode's octal text, the name, the id.
+pub struct RawTreeEntry<'a> {
+    pub mode: &'a [u8],
+    pub name: &'a [u8],
+    pub oid: Oid,
+}
+
+/// The entries of a tree object's bytes in stored order: the one parser of tree bytes, shared
+/// by [`parse_tree`] and the fsck-style validation. Yields `None` once, last, where the bytes
+/// stop being `MODE SP NAME NUL OID20`.
+pub fn raw_tree_entries(data: &[u8]) -> impl Iterator<Item = Option<RawTreeEntry<'_>>> {
     let mut rest = data;
-    while !rest.is_empty() {
-        let sp = rest.iter().position(|&b| b == b' ')?;
-        let mode = u32::from_str_radix(std::str::from_utf8(&rest[..sp]).ok()?, 8).ok()?;
-        rest = &rest[sp + 1..];
-        let nul = rest.iter().position(|&b| b == 0)?;
-        let name = rest[..nul].to_vec();
-        rest = &rest[nul + 1..];
-        if rest.len() < 20 {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
             return None;
         }
-        let oid = Oid::from_bytes(&rest[..20]).ok()?;
-        rest = &rest[20..];
-        out.push(TreeEntry { name, mode, oid });
-    }
-    Some(out)
+        let entry = split_entry(&mut rest);
+        if entry.is_none() {
+            rest = &[];
+        }
+        Some(entry)
+    })
+}
+
+fn split_entry<'a>(rest: &mut &'a [u8]) -> Option<RawTreeEntry<'a>> {
+    let sp = rest.iter().position(|&b| b == b' ')?;
+    let (mode, tail) = (&rest[..sp], &rest[sp + 1..]);
+    let nul = tail.iter().position(|&b| b == 0)?;
+    let (name, tail) = (&tail[..nul], &tail[nul + 1..]);
+    let oid = Oid::from_bytes(tail.get(..20)?).ok()?;
+    *rest = &tail[20..];
+    Some(RawTreeEntry { mode, name, oid })
+}
+
+/// Parses a tree object's bytes (used where libgit2's API would copy more than we need).
+pub fn parse_tree(data: &[u8]) -> Option<Vec<TreeEntry>> {
+    raw_tree_entries(data)
+        .map(|e| {
+            let e = e?;
+            let mode = u32::from_str_radix(std::str::from_utf8(e.mode).ok()?, 8).ok()?;
+            Some(TreeEntry { name: e.name.to_vec(), mode, oid: e.oid })
+        })
+        .collect()
 }
 
 /// Who wrote a snapshot commit, and when.

@@ -129,7 +129,7 @@ mod tests {
             oid,
             crate::git::objects::Kind::Blob,
             data.len() as u64,
-            &super::super::pack::compress(data),
+            &crate::snapshot::pack::compress(data),
         )
         .expect("add");
         let name = w.finish().expect("finish").expect("name");

@@ -8,6 +8,7 @@ use git2::{Odb, Oid};
 
 use super::pack::PackWriter;
 use super::walk::Node;
+use crate::git::fsck;
 use crate::git::objects::{self, Kind, TreeEntry, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
 
 /// Counts of what a tree holds.
@@ -87,6 +88,29 @@ pub fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> R
     if let Some(e) = known.get(&oid) {
         return Ok(e.clone());
     }
+    read_stored(odb, oid, |data| {
+        objects::parse_tree(data).ok_or_else(|| anyhow!("tree {oid} in the backup repo is malformed"))
+    })
+}
+
+/// Reads a tree as restore and drill must: a tree read back is untrusted, so every entry is
+/// validated like git's fsck (`..`, `/`, `.git`, duplicates, order, modes) and a bad one is
+/// an error naming the tree, where it sits (`at`, relative to the snapshot) and the entry.
+fn read_checked(odb: &Odb, oid: Oid, at: &[u8]) -> Result<Vec<TreeEntry>> {
+    read_stored(odb, oid, |data| {
+        fsck::check_tree(data).map_err(|finding| {
+            let path = format!("/{}", fsck::lossy(at));
+            anyhow::Error::new(fsck::TreeError { tree: oid, path, finding })
+        })
+    })
+}
+
+/// Reads tree `oid` from the repo (the empty tree without a read) and parses it with `parse`.
+fn read_stored(
+    odb: &Odb,
+    oid: Oid,
+    parse: impl FnOnce(&[u8]) -> Result<Vec<TreeEntry>>,
+) -> Result<Vec<TreeEntry>> {
     if oid == objects::empty_tree() {
         return Ok(Vec::new());
     }
@@ -94,7 +118,7 @@ pub fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> R
     if obj.kind() != git2::ObjectType::Tree {
         return Err(anyhow!("object {oid} is a {:?}, expected a tree", obj.kind()));
     }
-    objects::parse_tree(obj.data()).ok_or_else(|| anyhow!("tree {oid} in the backup repo is malformed"))
+    parse(obj.data())
 }
 
 /// One restorable thing in a snapshot: a file, an executable, a symlink or an empty dir.
@@ -111,7 +135,8 @@ impl Item {
     }
 }
 
-/// Lists every item of a snapshot tree, depth first in tree order.
+/// Lists every item of a snapshot tree, depth first in tree order. Every tree is validated on
+/// the way ([`read_checked`]): this is how restore and drill read what a backup holds.
 pub fn list(odb: &Odb, tree: Oid) -> Result<Vec<Item>> {
     let mut out = Vec::new();
     list_into(odb, tree, &mut Vec::new(), &mut out)?;
@@ -119,7 +144,7 @@ pub fn list(odb: &Odb, tree: Oid) -> Result<Vec<Item>> {
 }
 
 fn list_into(odb: &Odb, tree: Oid, prefix: &mut Vec<u8>, out: &mut Vec<Item>) -> Result<()> {
-    for e in read_tree(odb, &HashMap::new(), tree)? {
+    for e in read_checked(odb, tree, prefix)? {
         let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push(b'/');
