@@ -78,7 +78,9 @@ pub fn verify_name(name: &[u8]) -> Result<(), Problem> {
     if name.contains(&0) {
         return Err(Problem::Malformed);
     }
-    if is_ntfs_dotgit(name) || is_hfs_dotgit(name) {
+    // Every spelling of `.git` has a `g`: most names are done without the allocating checks.
+    let may_be_dotgit = name.iter().any(|b| b.eq_ignore_ascii_case(&b'g'));
+    if may_be_dotgit && (is_ntfs_dotgit(name) || is_hfs_dotgit(name)) {
         return Err(Problem::DotGit);
     }
     Ok(())
