@@ -35,9 +35,9 @@ impl Context<'_> {
         Ok(config::load(&path, &env_var)?)
     }
 
-    /// Takes the run lock of the state directory.
-    pub fn lock(&self, cfg: &Config) -> Result<RunLock> {
-        Ok(RunLock::acquire(&cfg.state_dir, Duration::from_secs(self.global.lock_wait))?)
+    /// Takes the run lock of the state directory and heals what a killed run left behind.
+    pub fn lock(&self, cfg: &Config) -> Result<Held> {
+        lock_and_heal(cfg, Duration::from_secs(self.global.lock_wait))
     }
 
     /// Writes a line of human output unless `--quiet` or `--json`.
@@ -47,6 +47,20 @@ impl Context<'_> {
         }
         Ok(())
     }
+}
+
+/// The run lock, held until dropped, and what was healed right after taking it.
+pub struct Held {
+    _lock: RunLock,
+    pub healed: Vec<crate::heal::Healed>,
+}
+
+/// Takes the run lock (waiting up to `wait`), then removes the leftovers of killed runs: with
+/// the lock held they are certainly orphans (see [`crate::heal`]).
+pub fn lock_and_heal(cfg: &Config, wait: Duration) -> Result<Held> {
+    let lock = RunLock::acquire(&cfg.state_dir, wait)?;
+    let healed = crate::heal::heal(cfg, &lock);
+    Ok(Held { _lock: lock, healed })
 }
 
 /// Sets up logging on stderr: warnings by default, more with -v or `OPUS_MIRROR_LOG`.

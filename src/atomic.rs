@@ -15,12 +15,18 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".opus-mirror-tmp-").tempfile_in(dir)?;
+    let mut tmp = temp_in(dir)?;
     fill(tmp.as_file_mut())?;
     tmp.as_file_mut().flush()?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+/// A temp file in `dir` named `.opus-mirror-tmp-PID-RANDOM`: the pid tells the next run
+/// whether its writer is gone (see `heal`). Removed when dropped unless persisted.
+pub fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new().prefix(&format!(".opus-mirror-tmp-{}-", std::process::id())).tempfile_in(dir)
 }
 
 /// Renames `from` to `to` and makes the rename durable by syncing the directory.

@@ -167,10 +167,10 @@ fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
 }
 
 /// Reads a bundle file fully: header, and the pack through the indexer.
-pub fn bundle_file_ok(path: &Path) -> Result<(), String> {
+pub fn bundle_file_ok(path: &Path, state_dir: &Path) -> Result<(), String> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| e.to_string())?);
     let (h, _) = crate::bundle::format::Header::read(&mut r).map_err(|e| format!("header: {e}"))?;
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let tmp = crate::heal::scratch_dir(state_dir, "index").map_err(|e| e.to_string())?;
     // Every object is hashed and the trailer checked either way; a full bundle must also be
     // complete on its own (an incremental one is completed by its chain, checked above).
     let complete = h.prerequisites.is_empty();
@@ -289,7 +289,7 @@ pub fn bundles(
             }
         }
     }
-    let scratch = tempfile::tempdir()?;
+    let scratch = crate::heal::scratch_dir(&cfg.state_dir, "check")?;
     for m in to_read {
         r.checked += 1;
         let file = match &local_dir {
@@ -330,7 +330,7 @@ pub fn bundles(
         } else {
             file.clone()
         };
-        if let Err(e) = bundle_file_ok(&plain) {
+        if let Err(e) = bundle_file_ok(&plain, &cfg.state_dir) {
             r.problems.push(format!("{}: {e}", m.file));
         }
         if local_dir.is_none() {
@@ -368,6 +368,13 @@ pub fn mirror(cfg: &Config, source: &Source) -> Result<Option<Report>> {
         ..Default::default()
     };
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
+    let resolved = crate::git::remote::resolve_url(&backup.repo, url);
+    if let Some(dir) = crate::git::remote::local_git_dir(&resolved) {
+        let locks = crate::heal::stale_mirror_locks(&dir);
+        if !locks.is_empty() {
+            r.problems.push(crate::heal::mirror_lock_message(&crate::config::mask_url(url), &locks));
+        }
+    }
     let live: BTreeMap<String, String> = crate::git::remote::ls_remote(&cfg.network, &backup.repo, url)?
         .into_iter()
         .map(|x| (x.name, x.oid.to_string()))

@@ -120,7 +120,7 @@ pub fn drill(
     let chain = create::newest_chain(cfg, &source.name, t)?;
     let tip = chain.last().expect("a chain has at least one bundle").clone();
     let claimed = tip.snapshot.clone().with_context(|| format!("{} holds no snapshot branch", tip.file))?;
-    let scratch = tempfile::Builder::new().prefix("opus-mirror-drill-").tempdir()?;
+    let scratch = crate::heal::scratch_dir(&cfg.state_dir, "drill")?;
     let files = create::fetch_chain(t, &chain, scratch.path(), identity)?;
     let repo_dir = scratch.path().join("restored.git");
     create::apply_chain(&chain, &files, &repo_dir)?;

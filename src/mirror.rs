@@ -176,6 +176,13 @@ pub fn push(
     now: DateTime<Utc>,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let repo = &backup.repo;
+    if let Some(dir) = remote::local_git_dir(&remote::resolve_url(repo, url)) {
+        let locks = crate::heal::stale_mirror_locks(&dir);
+        if !locks.is_empty() {
+            let detail = crate::heal::mirror_lock_message(&mask_url(url), &locks);
+            return Err(RemoteError::Locked { url: mask_url(url), detail }.into());
+        }
+    }
     let remote_refs: BTreeMap<String, Oid> = remote::ls_remote(net, repo, url)?
         .into_iter()
         .filter(|r| r.name.starts_with("refs/"))

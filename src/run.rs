@@ -367,7 +367,7 @@ fn source_steps(
         for (tg, f) in &written {
             if let TargetKind::Dir { path, .. } = &tg.kind {
                 if !f.ends_with(".age") {
-                    if let Err(e) = crate::check::bundle_file_ok(&path.join(f)) {
+                    if let Err(e) = crate::check::bundle_file_ok(&path.join(f), &cfg.state_dir) {
                         problems.push(format!("{f}: {e}"));
                     }
                 }

@@ -22,7 +22,7 @@ use crate::config::{Config, Source, Target, TargetKind};
 use crate::exit::UserError;
 use crate::git::BackupRepo;
 use crate::hashio::DigestWriter;
-use crate::target::{self, dir, rclone, Listed};
+use crate::target::{self, rclone, Listed};
 
 /// What happened for one (source, target).
 #[derive(Debug, Clone, Serialize)]
@@ -108,9 +108,6 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
         elapsed_ms: 0,
     };
     target::check(t, &cfg.state_dir)?;
-    if let TargetKind::Dir { path, .. } = &t.kind {
-        dir::sweep(path);
-    }
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let listed = target::list(t, &source.name)?;
     let done = verified(&listed);
@@ -173,10 +170,10 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
     }
     let (staging_dir, final_dir): (PathBuf, Option<PathBuf>) = match &t.kind {
         TargetKind::Dir { path, .. } => (path.clone(), Some(path.clone())),
-        TargetKind::Rclone { .. } => (cfg.state_dir.join("tmp"), None),
+        TargetKind::Rclone { .. } => (crate::heal::scratch_root(&cfg.state_dir), None),
     };
     std::fs::create_dir_all(&staging_dir)?;
-    let tmp = tempfile::Builder::new().prefix(".opus-mirror-tmp-").tempfile_in(&staging_dir)?;
+    let tmp = crate::atomic::temp_in(&staging_dir)?;
     let (size, sha) = {
         let mut w: DigestWriter<_, Sha256> =
             DigestWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
@@ -359,7 +356,7 @@ pub fn restore_chain(
         ))
         .into());
     }
-    let scratch = tempfile::tempdir()?;
+    let scratch = crate::heal::scratch_dir(&cfg.state_dir, "unbundle")?;
     let files = fetch_chain(t, &chain, scratch.path(), identity)?;
     // The directory was empty or missing: on failure, leave nothing half-built behind.
     let result = apply_chain(&chain, &files, dest);

@@ -24,7 +24,8 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
         (false, Some(p)) => ReadData::Subset(p.clamp(0.0, 100.0)),
         _ => ReadData::No,
     };
-    let _lock = ctx.lock(&cfg)?;
+    let held = ctx.lock(&cfg)?;
+    let healed: Vec<String> = held.healed.iter().map(|h| h.to_string()).collect();
     notify::deliver_start(&cfg.notify);
     let mut exit = Exit::Ok;
     let mut reports: Vec<Report> = Vec::new();
@@ -82,8 +83,14 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
         reports.extend(mine);
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &json!({"ok": exit == Exit::Ok, "areas": reports}))?;
+        crate::output::print_json(
+            ctx.out,
+            &json!({"ok": exit == Exit::Ok, "areas": reports, "healed": healed}),
+        )?;
     } else {
+        for h in &healed {
+            ctx.say(format!("healed {h}"))?;
+        }
         for r in &reports {
             if r.problems.is_empty() {
                 ctx.say(format!("ok   {} ({} checked)", r.area, r.checked))?;

@@ -21,7 +21,7 @@ pub const MARK: &str = "# opus-mirror hook";
 const CHAINED: &str = ".pre-opus-mirror";
 
 fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    crate::shell::quote(s)
 }
 
 /// The command hooks run: this binary, this config, in the background.

@@ -18,7 +18,12 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
     } else {
         Duration::from_secs(ctx.global.lock_wait)
     };
-    let _lock = RunLock::acquire(&cfg.state_dir, wait)?;
+    // A dry run changes nothing, not even leftovers of killed runs.
+    let (_lock, _held) = if args.dry_run {
+        (Some(RunLock::acquire(&cfg.state_dir, wait)?), None)
+    } else {
+        (None, Some(crate::app::lock_and_heal(&cfg, wait)?))
+    };
     let progress = crate::output::Progress::start(&ctx.mode, "opus-mirror run");
     let report = crate::run::run(&cfg, &sources, args.trigger, args.dry_run, ctx.now)?;
     drop(progress);

@@ -31,12 +31,16 @@ pub enum RemoteError {
     Auth { url: String, detail: String },
     #[error("{url} rejected {detail}")]
     Rejected { url: String, detail: String },
+    /// A ref or file on the remote is locked: a push is running, or one was killed.
+    #[error("{detail}")]
+    Locked { url: String, detail: String },
 }
 
 impl HasExit for RemoteError {
     fn exit(&self) -> Exit {
         match self {
             RemoteError::Rejected { .. } => Exit::Failed,
+            RemoteError::Locked { .. } => Exit::Busy,
             _ => Exit::Unreachable,
         }
     }
@@ -74,6 +78,9 @@ pub struct PushStatus {
 }
 
 fn classify(url: &str, e: &git2::Error, attempts: u32) -> RemoteError {
+    if let Some(l) = locked(url, e.message()) {
+        return l;
+    }
     let url = mask_url(url);
     let detail = e.message().to_string();
     let lower = detail.to_lowercase();
@@ -143,6 +150,25 @@ pub fn resolve_url(repo: &Repository, url: &str) -> String {
     }
     let base = repo.workdir().unwrap_or_else(|| repo.path());
     base.join(url).display().to_string()
+}
+
+/// The git dir of a remote on this machine (an absolute path or a `file://` URL).
+pub fn local_git_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    Path::new(path).is_absolute().then(|| Path::new(path).to_path_buf())
+}
+
+/// A remote lock error, told apart from a network failure by its message (libgit2:
+/// "failed to lock file"; git: "Unable to create '….lock'").
+fn locked(url: &str, detail: &str) -> Option<RemoteError> {
+    let lower = detail.to_lowercase();
+    (lower.contains("failed to lock") || lower.contains(".lock': file exists") || lower.contains("unable to create") && lower.contains(".lock")).then(|| RemoteError::Locked {
+        url: mask_url(url),
+        detail: format!(
+            "{}: a ref is locked ({detail})\n  fix: wait for the other push to finish; if none is running, remove the lock file it names",
+            mask_url(url)
+        ),
+    })
 }
 
 /// Whether the system git carries this URL: when configured, and always for http(s), which
@@ -306,6 +332,9 @@ fn git_cli_output(
 fn classify_cli(url: &str, stderr: &str) -> RemoteError {
     let detail = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git failed").trim().to_string();
     let detail = detail.replace(url, &mask_url(url));
+    if let Some(l) = locked(url, &detail) {
+        return l;
+    }
     let url = mask_url(url);
     let lower = stderr.to_lowercase();
     if lower.contains("host key verification failed")

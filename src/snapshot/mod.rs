@@ -168,7 +168,6 @@ pub fn take_with(
     )?;
     let cache_file = cache_path(&cfg.state_dir, &source.name);
     let cache = trusted_cache(&repo, &cache_file);
-    pack::sweep_temp(&repo.pack_dir());
     let previous = repo.tip(&source.snapshot_branch)?;
     let prev_tree = match previous {
         Some(c) => Some(

@@ -335,21 +335,6 @@ fn index_bytes(entries: &mut [IdxEntry], pack_sum: &[u8; 20]) -> Vec<u8> {
     out
 }
 
-/// Removes temp packs left by killed runs. The caller holds the run lock, so no live
-/// opus-mirror is writing one.
-pub fn sweep_temp(pack_dir: &Path) {
-    let Ok(rd) = fs::read_dir(pack_dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with("tmp_opus_pack_") {
-            tracing::info!(file = %e.path().display(), "removing a temp pack left by an interrupted run");
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

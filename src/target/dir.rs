@@ -126,14 +126,3 @@ pub fn delete(path: &Path, name: &str) -> Result<()> {
     crate::atomic::sync_dir(path)?;
     Ok(())
 }
-
-/// Removes temp files left by killed runs in the target directory.
-pub fn sweep(path: &Path) {
-    if let Ok(rd) = fs::read_dir(path) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".opus-mirror-tmp-") {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-}

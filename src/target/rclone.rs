@@ -114,7 +114,9 @@ pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Resul
             }
         }
     }
-    let tmp = tempfile::NamedTempFile::new()?;
+    // Beside the staged bundle (in the state dir), never in $TMPDIR: a kill leaves it where
+    // the next run sweeps.
+    let tmp = crate::atomic::temp_in(local.parent().unwrap_or(Path::new(".")))?;
     std::fs::write(tmp.path(), serde_json::to_vec_pretty(manifest)?)?;
     rclone(t, &["copyto", &tmp.path().display().to_string(), &format!("{dest}.json")])?;
     Ok(())

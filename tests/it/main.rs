@@ -4,6 +4,7 @@
 mod bundle;
 mod config_errors;
 mod diff;
+mod heal;
 mod helpers;
 mod hostile;
 mod init;

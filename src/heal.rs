@@ -1,0 +1,275 @@
+//! Healing what a killed run leaves behind, done by every command right after it takes the
+//! run lock. While we hold that lock no other opus-mirror writes the state dir, and nothing but
+//! opus-mirror writes a backup repo, so every git `*.lock` file in a backup repo is stale and
+//! every temp file we recognise is an orphan, unless its name carries the pid of a process that
+//! is still alive (a read-only command such as `status` does not take the lock).
+//!
+//! A mirror is not ours alone (the user or a server may be pushing to it): its lock files are
+//! only reported, with the command that removes them, once they are older than any push.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::config::Config;
+use crate::git::BackupRepo;
+use crate::lock::RunLock;
+
+/// A lock older than this on a mirror belongs to no push still running.
+pub const MIRROR_LOCK_STALE: Duration = Duration::from_secs(10 * 60);
+
+/// Where a command keeps scratch files: in the state dir (private, on a disk rather than a
+/// tmpfs, and swept by the next command when a kill leaves them behind).
+pub fn scratch_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("tmp")
+}
+
+/// A private scratch dir `STATE/tmp/PURPOSE-PID-RANDOM`, removed when dropped; if the
+/// process is killed first, the next command that takes the lock removes it.
+pub fn scratch_dir(state_dir: &Path, purpose: &str) -> std::io::Result<tempfile::TempDir> {
+    let root = scratch_root(state_dir);
+    fs::create_dir_all(&root)?;
+    // tempfile creates the dir 0700: nobody else reads a decrypted bundle.
+    tempfile::Builder::new().prefix(&format!("{purpose}-{}-", std::process::id())).tempdir_in(root)
+}
+
+/// One thing removed.
+#[derive(Debug, Clone)]
+pub struct Healed {
+    pub path: PathBuf,
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Healed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "removed {} {} (left by an interrupted run)", self.what, self.path.display())
+    }
+}
+
+/// Removes every leftover of a killed run that the lock makes ours to remove, and says so
+/// on stderr. The lock is taken as a parameter so that nobody calls this without it.
+pub fn heal(cfg: &Config, _held: &RunLock) -> Vec<Healed> {
+    let mut out = Vec::new();
+    for s in &cfg.sources {
+        let repo = BackupRepo::location(&cfg.state_dir, &s.name);
+        if repo.join("HEAD").exists() {
+            backup_repo(&repo, &mut out);
+        }
+    }
+    for t in &cfg.targets {
+        if let crate::config::TargetKind::Dir { path, .. } = &t.kind {
+            temps_in(path, &mut out);
+        }
+    }
+    temps_in(&cfg.state_dir, &mut out);
+    temps_in(&cfg.state_dir.join("targets"), &mut out);
+    temps_in(&cfg.state_dir.join("repos"), &mut out);
+    scratch(&scratch_root(&cfg.state_dir), &mut out);
+    restores(&cfg.state_dir, &mut out);
+    for h in &out {
+        tracing::warn!("{h}");
+    }
+    out
+}
+
+/// Git lock files anywhere in the repo's own files, and temp or index-less packs.
+fn backup_repo(repo: &Path, out: &mut Vec<Healed>) {
+    let walker = walkdir::WalkDir::new(repo).follow_links(false).into_iter().filter_entry(|e| {
+        // Loose object fan-out dirs hold only objects: skip them (there can be thousands).
+        let name = e.file_name().as_encoded_bytes();
+        !(e.depth() == 2
+            && name.len() == 2
+            && name.iter().all(u8::is_ascii_hexdigit)
+            && e.path().parent().is_some_and(|p| p.ends_with("objects")))
+    });
+    for e in walker.flatten() {
+        let name = e.file_name().to_string_lossy();
+        if e.file_type().is_file() && name.ends_with(".lock") {
+            remove(e.path(), "stale git lock", out);
+        }
+    }
+    packs(&repo.join("objects").join("pack"), out);
+    temps_in(repo, out);
+}
+
+/// Temp packs of libgit2 (`pack_git2_*`), git (`tmp_pack_*`, `tmp_idx_*`) and ours
+/// (`tmp_opus_pack_*`), and packs whose index was never written: a pack is only visible
+/// through its index, so nothing refers to the objects of one without.
+fn packs(dir: &Path, out: &mut Vec<Healed>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let temp = ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_opus_pack_"].iter().any(|p| name.starts_with(p));
+        if temp {
+            remove(&e.path(), "temp pack", out);
+        } else if let Some(stem) = name.strip_prefix("pack-").and_then(|n| n.strip_suffix(".pack")) {
+            if !dir.join(format!("pack-{stem}.idx")).exists() {
+                remove(&e.path(), "pack without an index", out);
+            }
+        }
+    }
+}
+
+/// `.opus-mirror-tmp-*` files of atomic writes directly in `dir`, unless a live process
+/// is writing them.
+fn temps_in(dir: &Path, out: &mut Vec<Healed>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(rest) = name.strip_prefix(".opus-mirror-tmp-") {
+            if orphaned(rest, &e.path()) {
+                remove(&e.path(), "temp file", out);
+            }
+        }
+    }
+}
+
+/// Scratch dirs `PURPOSE-PID-RANDOM` under the state dir's `tmp/`, and staged uploads.
+fn scratch(dir: &Path, out: &mut Vec<Healed>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let rest = name.strip_prefix(".opus-mirror-tmp-").or_else(|| name.split_once('-').map(|(_, r)| r));
+        if rest.is_some_and(|r| orphaned(r, &e.path())) {
+            remove(&e.path(), "scratch", out);
+        }
+    }
+}
+
+/// Restore temps `.opus-mirror-restore-PID` of restores that were killed: each restore
+/// records where it writes in `STATE/restores/PID.json` and removes the record when done.
+fn restores(state_dir: &Path, out: &mut Vec<Healed>) {
+    let dir = state_dir.join("restores");
+    let Ok(rd) = fs::read_dir(&dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_suffix(".json").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if alive(pid) {
+            continue;
+        }
+        let root = fs::read(e.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RestoreRecord>(&b).ok())
+            .map(|r| r.root);
+        if let Some(root) = root {
+            let temp = format!(".opus-mirror-restore-{pid}");
+            // Never follow links out of the restore's root: a temp is a plain file we made.
+            for f in walkdir::WalkDir::new(&root).follow_links(false).into_iter().flatten() {
+                if f.file_name().to_string_lossy() == temp.as_str() && !f.file_type().is_dir() {
+                    remove(f.path(), "restore temp", out);
+                }
+            }
+        }
+        let _ = fs::remove_file(e.path());
+    }
+}
+
+/// What a running restore records so that a kill can be cleaned up after.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RestoreRecord {
+    pub root: PathBuf,
+}
+
+/// Records a restore into `root` until the returned guard is dropped.
+pub fn record_restore(state_dir: &Path, root: &Path) -> std::io::Result<RestoreGuard> {
+    let path = state_dir.join("restores").join(format!("{}.json", std::process::id()));
+    let rec = RestoreRecord { root: std::path::absolute(root)? };
+    crate::atomic::write_file(&path, &serde_json::to_vec(&rec).map_err(std::io::Error::other)?)?;
+    Ok(RestoreGuard { path })
+}
+
+/// Removes the restore record when the restore ends (not when it is killed).
+pub struct RestoreGuard {
+    path: PathBuf,
+}
+
+impl Drop for RestoreGuard {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a temp named `PID-RANDOM` (or an old pid-less name) is an orphan: its process is
+/// gone, or, without a pid, it is older than any write we make.
+fn orphaned(rest: &str, path: &Path) -> bool {
+    match rest.split_once('-').and_then(|(p, _)| p.parse::<u32>().ok()) {
+        Some(pid) => pid != std::process::id() && !alive(pid),
+        None => older_than(path, Duration::from_secs(3600)),
+    }
+}
+
+/// Whether process `pid` exists. Where `/proc` is missing every process counts as alive,
+/// so nothing is removed on a guess.
+pub fn alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|d| d > age)
+}
+
+fn remove(path: &Path, what: &'static str, out: &mut Vec<Healed>) {
+    let gone = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match gone {
+        Ok(()) => out.push(Healed { path: path.to_path_buf(), what }),
+        Err(e) => tracing::warn!("cannot remove the leftover {} {}: {e}", what, path.display()),
+    }
+}
+
+/// Lock files in a mirror on this machine older than [`MIRROR_LOCK_STALE`]: a push that was
+/// killed. Reported, never removed (someone else may be pushing).
+pub fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for name in ["HEAD.lock", "packed-refs.lock", "shallow.lock", "config.lock"] {
+        let p = git_dir.join(name);
+        if p.is_file() && older_than(&p, MIRROR_LOCK_STALE) {
+            out.push(p);
+        }
+    }
+    for e in walkdir::WalkDir::new(git_dir.join("refs")).follow_links(false).into_iter().flatten() {
+        if e.file_type().is_file()
+            && e.file_name().to_string_lossy().ends_with(".lock")
+            && older_than(e.path(), MIRROR_LOCK_STALE)
+        {
+            out.push(e.path().to_path_buf());
+        }
+    }
+    out
+}
+
+/// The message for stale mirror locks, with the exact command that clears them.
+pub fn mirror_lock_message(url: &str, locks: &[PathBuf]) -> String {
+    let list: Vec<String> = locks.iter().map(|p| p.display().to_string()).collect();
+    let quoted: Vec<String> = list.iter().map(|p| crate::shell::quote(p)).collect();
+    format!(
+        "the mirror {url} has lock files older than {} min, left by an interrupted push: {}\n  fix: make sure no git push to the mirror is running, then: rm {}",
+        MIRROR_LOCK_STALE.as_secs() / 60,
+        list.join(", "),
+        quoted.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temps_of_live_processes_are_not_orphans() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        fs::write(&p, "").unwrap();
+        assert!(!orphaned(&format!("{}-abc", std::process::id()), &p));
+        assert!(orphaned("4194321-abc", &p));
+        // No pid and fresh: maybe a write of an older version still running.
+        assert!(!orphaned("abc", &p));
+    }
+}

@@ -1,0 +1,161 @@
+//! Self-healing under the run lock: what a killed run leaves behind (git lock files, temp packs,
+//! packs without an index, scratch dirs, restore temps) never blocks the next run, is removed
+//! by it, and is reported; a stale lock on the mirror is named with its fix.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::helpers::coderepo::CodeRepo;
+use crate::helpers::{assert_fsck, git, vaultgen, Env};
+
+/// A vault with one snapshot.
+fn setup() -> (Env, PathBuf) {
+    let env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 12, attachments: 1, ..Default::default() });
+    env.write_config(&[("life", &vault)]);
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    (env, vault)
+}
+
+fn snapshot_count(env: &Env) -> usize {
+    let repo = env.backup_repo("life");
+    git(&repo, &["rev-list", "--count", "snapshot"]).ok().stdout.trim().parse().unwrap()
+}
+
+/// Every file below `dir` whose name satisfies `pred`.
+fn files_named(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| pred(&e.file_name().to_string_lossy()))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// A process id that is certainly not running (beyond the kernel's pid_max).
+const DEAD_PID: u32 = 4_194_304 + 17;
+
+#[test]
+fn stale_git_locks_in_the_backup_repo_are_removed_and_reported() {
+    let (env, vault) = setup();
+    let repo = env.backup_repo("life");
+    let planted = [
+        "refs/heads/snapshot.lock",
+        "packed-refs.lock",
+        "shallow.lock",
+        "HEAD.lock",
+        "config.lock",
+        "refs/opus-mirror/incoming/origin/main.lock",
+    ];
+    for p in planted {
+        let path = repo.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "").unwrap();
+    }
+    fs::write(vault.join("new note.md"), "written after the crash\n").unwrap();
+
+    let r = env.run(&["snapshot"]).ok();
+    assert_eq!(snapshot_count(&env), 2, "the snapshot after a crash must go through");
+    for p in planted {
+        assert!(!repo.join(p).exists(), "{p} is still there");
+        assert!(r.stderr.contains(p), "the removal of {p} is not reported:\n{}", r.stderr);
+    }
+    assert!(r.stderr.contains("stale"), "{}", r.stderr);
+    assert_eq!(files_named(&repo, &|n| n.ends_with(".lock")), Vec::<PathBuf>::new());
+    assert_fsck(&repo);
+}
+
+#[test]
+fn leftovers_of_killed_runs_are_removed_by_the_next_command_and_check_reports_them() {
+    let (env, vault) = setup();
+    let repo = env.backup_repo("life");
+    let pack_dir = repo.join("objects/pack");
+    // What a killed libgit2 fetch, a killed git, our pack writer and a kill between pack and
+    // index leave; a scratch dir of a killed check; a restore temp of a killed restore.
+    let orphan_pack = format!("pack-{}.pack", "ab".repeat(20));
+    for name in ["pack_git2_Xy12", "tmp_pack_Ab12", "tmp_idx_Ab12", "tmp_opus_pack_q1", orphan_pack.as_str()] {
+        fs::write(pack_dir.join(name), b"PACK partial").unwrap();
+    }
+    let scratch = env.state.join("tmp").join(format!("check-{DEAD_PID}-abc"));
+    fs::create_dir_all(&scratch).unwrap();
+    fs::write(scratch.join("copy.bundle"), vec![0u8; 4096]).unwrap();
+    let restore_temp = vault.join("notes").join(format!(".opus-mirror-restore-{DEAD_PID}"));
+    fs::create_dir_all(restore_temp.parent().unwrap()).unwrap();
+    fs::write(&restore_temp, "half a note").unwrap();
+    fs::create_dir_all(env.state.join("restores")).unwrap();
+    fs::write(
+        env.state.join("restores").join(format!("{DEAD_PID}.json")),
+        serde_json::json!({"root": vault}).to_string(),
+    )
+    .unwrap();
+    let state_temp = env.state.join(format!(".opus-mirror-tmp-{DEAD_PID}-x1"));
+    fs::write(&state_temp, "{").unwrap();
+    // Ours, from a live process (this test): never touched.
+    let live = env.state.join("tmp").join(format!("check-{}-live", std::process::id()));
+    fs::create_dir_all(&live).unwrap();
+
+    let r = env.run(&["check"]).ok();
+    let said = format!("{}{}", r.stdout, r.stderr);
+    for gone in [
+        pack_dir.join("pack_git2_Xy12"),
+        pack_dir.join("tmp_pack_Ab12"),
+        pack_dir.join("tmp_idx_Ab12"),
+        pack_dir.join("tmp_opus_pack_q1"),
+        pack_dir.join(&orphan_pack),
+        scratch.clone(),
+        restore_temp.clone(),
+        state_temp.clone(),
+    ] {
+        assert!(!gone.exists(), "{} was left behind", gone.display());
+        let name = gone.file_name().unwrap().to_string_lossy().to_string();
+        assert!(said.contains(&name), "check does not report {name}:\n{said}");
+    }
+    assert!(live.exists(), "a live process's scratch dir was removed");
+    assert!(!env.state.join("restores").join(format!("{DEAD_PID}.json")).exists());
+    assert_fsck(&repo);
+    // The next command has nothing left to heal.
+    let again = env.run(&["check"]).ok();
+    assert!(!again.stderr.contains("removed"), "{}", again.stderr);
+}
+
+#[test]
+fn a_stale_lock_on_the_mirror_is_named_with_its_fix() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    code.commit("a.md", "a", "first");
+    let mirror = env.path("mirror.git");
+    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\nmirror = {:?}\n",
+        env.state.display().to_string(),
+        code.work.display().to_string(),
+        mirror.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["mirror"]).ok();
+    let lock = mirror.join("refs/heads/main.lock");
+    fs::write(&lock, "").unwrap();
+    // An hour old: no push in progress holds a ref lock that long.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options().write(true).open(&lock).unwrap().set_modified(old).unwrap();
+    code.commit("b.md", "b", "second");
+
+    let r = env.run(&["mirror"]);
+    assert_eq!(r.code, 7, "a locked mirror is busy, not unreachable\n{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("check the URL, the network"), "{}", r.stderr);
+    assert!(r.stderr.contains(&lock.display().to_string()), "the lock is not named:\n{}", r.stderr);
+    assert!(r.stderr.contains("rm "), "no fix given:\n{}", r.stderr);
+    assert!(lock.exists(), "the mirror is not ours alone: its lock is reported, never removed");
+
+    let c = env.run(&["check"]);
+    assert!(
+        format!("{}{}", c.stdout, c.stderr).contains(&lock.display().to_string()),
+        "check does not report the mirror's stale lock:\n{}\n{}",
+        c.stdout,
+        c.stderr
+    );
+    fs::remove_file(&lock).unwrap();
+    env.run(&["mirror"]).ok();
+}
