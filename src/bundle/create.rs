@@ -108,6 +108,9 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
         elapsed_ms: 0,
     };
     target::check(t, &cfg.state_dir)?;
+    for done in target::settle(t, &source.name, &cfg.state_dir)? {
+        tracing::warn!("target `{}`: {done}", t.name);
+    }
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let listed = target::list(t, &source.name)?;
     let done = verified(&listed);
@@ -219,6 +222,10 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
     };
     match final_dir {
         Some(dir) => {
+            // The manifest first, marked pending: a bundle never has its final name
+            // without one, so a kill anywhere leaves something `settle` can finish.
+            let pending = dir.join(format!("{name}{}", target::PENDING));
+            crate::atomic::write_file(&pending, &serde_json::to_vec_pretty(&manifest)?)?;
             let dest = dir.join(&name);
             tmp.persist(&dest)
                 .map_err(|e| e.error)
@@ -232,10 +239,9 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
                 );
             }
             manifest.verified = true;
-            crate::atomic::write_file(
-                &dir.join(format!("{name}.json")),
-                &serde_json::to_vec_pretty(&manifest)?,
-            )?;
+            crate::atomic::write_file(&dir.join(format!("{name}.json")), &serde_json::to_vec_pretty(&manifest)?)?;
+            std::fs::remove_file(&pending)?;
+            crate::atomic::sync_dir(&dir)?;
         }
         None => {
             let back = sha256_file(tmp.path())?;

@@ -117,12 +117,61 @@ pub fn list(path: &Path, source: &str) -> Result<Vec<Listed>> {
     Ok(out)
 }
 
-/// Deletes a bundle: the manifest first, so a crash in between leaves an unverified bundle
-/// (which blocks further pruning) rather than a manifest naming nothing.
+/// Deletes a bundle, then its manifest: a crash in between leaves a manifest naming
+/// nothing, which the next `bundle` step removes (see [`settle`]); never a bundle without a
+/// manifest, which nothing could prove complete.
 pub fn delete(path: &Path, name: &str) -> Result<()> {
-    let _ = fs::remove_file(path.join(format!("{name}.json")));
-    fs::remove_file(path.join(name))
-        .with_context(|| format!("cannot delete {}", path.join(name).display()))?;
+    gone(fs::remove_file(path.join(name))).with_context(|| format!("cannot delete {}", path.join(name).display()))?;
+    let json = path.join(format!("{name}.json"));
+    gone(fs::remove_file(&json)).with_context(|| format!("cannot delete {}", json.display()))?;
     crate::atomic::sync_dir(path)?;
     Ok(())
+}
+
+/// See [`super::settle`].
+pub fn settle(path: &Path, source: &str) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let names: Vec<String> = fs::read_dir(path)
+        .with_context(|| format!("cannot list {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+        .collect();
+    for file in &names {
+        if let Some(name) = file.strip_suffix(super::PENDING).filter(|n| super::is_bundle_of(n, source)) {
+            let pending = path.join(file);
+            let bundle = path.join(name);
+            let verified = path.join(format!("{name}.json"));
+            let m = fs::read(&pending).ok().and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
+            if verified.exists() {
+                // Killed after the verified manifest was written: only the marker is left.
+            } else if let Some(m) = m.filter(|m| super::manifest_matches(m, name, source) && intact(&bundle, m)) {
+                crate::atomic::write_file(&verified, &serde_json::to_vec_pretty(&Manifest { verified: true, ..m })?)?;
+                done.push(format!("{name}: pending bundle of an interrupted run read back intact; marked verified"));
+            } else {
+                gone(fs::remove_file(&bundle)).with_context(|| format!("cannot delete {}", bundle.display()))?;
+                done.push(format!("{name}: pending bundle of an interrupted run is missing or incomplete; removed"));
+            }
+            gone(fs::remove_file(&pending)).with_context(|| format!("cannot delete {}", pending.display()))?;
+            crate::atomic::sync_dir(path)?;
+        } else if let Some(name) = file.strip_suffix(".json").filter(|n| super::is_bundle_of(n, source)) {
+            if !names.iter().any(|n| n == name) {
+                gone(fs::remove_file(path.join(file)))?;
+                done.push(format!("{name}: removed the manifest of a bundle an interrupted prune had removed"));
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Whether `bundle` is the file its manifest describes (size, then sha256).
+fn intact(bundle: &Path, m: &Manifest) -> bool {
+    fs::symlink_metadata(bundle).is_ok_and(|md| md.is_file() && md.len() == m.size)
+        && crate::bundle::create::sha256_file(bundle).is_ok_and(|s| s == m.sha256)
+}
+
+/// A removal that finds nothing to remove has nothing left to do.
+fn gone(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }

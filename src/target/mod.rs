@@ -51,8 +51,40 @@ pub fn list(t: &Target, source: &str) -> Result<Vec<Listed>> {
         TargetKind::Dir { path, .. } => dir::list(path, source)?,
         TargetKind::Rclone { .. } => rclone::list(t, source)?,
     };
+    for l in &mut v {
+        if l.manifest.as_ref().is_some_and(|m| !manifest_matches(m, &l.name, source)) {
+            tracing::warn!(
+                "ignoring the manifest of {} on target `{}`: it names another file or source",
+                l.name,
+                t.name
+            );
+            l.manifest = None;
+        }
+    }
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(v)
+}
+
+/// The suffix of a manifest written before its bundle is in place (`NAME.pending.json`):
+/// pending shows in a listing, so finding one costs no read, and no reader ever mistakes it
+/// for the verified manifest `NAME.json`.
+pub const PENDING: &str = ".pending.json";
+
+/// Finishes what a killed `bundle` or `prune` left on the target: a pending manifest whose
+/// bundle is complete becomes the verified manifest; one whose bundle is missing or damaged
+/// is removed with it; a manifest whose bundle was pruned is removed. Returns what was done.
+pub fn settle(t: &Target, source: &str, state_dir: &Path) -> Result<Vec<String>> {
+    match &t.kind {
+        TargetKind::Dir { path, .. } => dir::settle(path, source),
+        TargetKind::Rclone { .. } => rclone::settle(t, source, &crate::heal::scratch_root(state_dir)),
+    }
+}
+
+/// Whether a manifest belongs to the bundle it was listed with: its `file` is exactly that
+/// name (a plain name, never a path) and its source is this source. Anything else is a
+/// hostile or misplaced manifest and is ignored.
+pub fn manifest_matches(m: &Manifest, name: &str, source: &str) -> bool {
+    m.file == name && m.source == source
 }
 
 /// Copies bundle `name` from the target into `dest` (a local file path).

@@ -88,8 +88,13 @@ pub fn list(t: &Target, source: &str) -> Result<Vec<Listed>> {
     Ok(v)
 }
 
-/// Uploads `local` as `name`, confirms size and hashes, then uploads the manifest.
+/// Uploads `local` as `name` in the one order a kill cannot confuse: the manifest marked
+/// pending, the bundle, a listing that confirms its size and hashes, the manifest marked
+/// verified. A kill at any point leaves a pending manifest that [`settle`] finishes.
 pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Result<()> {
+    let staging = local.parent().unwrap_or(Path::new("."));
+    let pending = format!("{name}{}", super::PENDING);
+    upload_file(t, &pending, &Manifest { verified: false, ..manifest.clone() }, staging)?;
     let dest = remote_path(t, name);
     rclone(t, &["copyto", &local.display().to_string(), &dest])?;
     let (md5, sha1) = local_hashes(local)?;
@@ -114,12 +119,8 @@ pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Resul
             }
         }
     }
-    // Beside the staged bundle (in the state dir), never in $TMPDIR: a kill leaves it where
-    // the next run sweeps.
-    let tmp = crate::atomic::temp_in(local.parent().unwrap_or(Path::new(".")))?;
-    std::fs::write(tmp.path(), serde_json::to_vec_pretty(manifest)?)?;
-    rclone(t, &["copyto", &tmp.path().display().to_string(), &format!("{dest}.json")])?;
-    Ok(())
+    upload_manifest(t, name, manifest, staging)?;
+    rclone(t, &["deletefile", &remote_path(t, &pending)]).map(|_| ())
 }
 
 /// md5 and sha1 of a local file, as hex.
@@ -155,7 +156,77 @@ pub fn fetch(t: &Target, name: &str, dest: &Path) -> Result<()> {
     rclone(t, &["copyto", &remote_path(t, name), &dest.display().to_string()]).map(|_| ())
 }
 
+/// Deletes a bundle, then its manifest (the order of [`super::dir::delete`]).
 pub fn delete(t: &Target, name: &str) -> Result<()> {
+    rclone(t, &["deletefile", &remote_path(t, name)])?;
+    // A bundle listed without a manifest has none to delete.
     let _ = rclone(t, &["deletefile", &remote_path(t, &format!("{name}.json"))]);
-    rclone(t, &["deletefile", &remote_path(t, name)]).map(|_| ())
+    Ok(())
+}
+
+/// See [`super::settle`]. A pending bundle is intact when the remote reports the size and
+/// md5 the manifest recorded before the upload. Costs one listing when nothing is pending.
+pub fn settle(t: &Target, source: &str, staging: &Path) -> Result<Vec<String>> {
+    let (remote, _) = parts(t);
+    let out = rclone(t, &["lsjson", "--files-only", remote])?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let names: std::collections::HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let mut done = Vec::new();
+    for file in &names {
+        if let Some(name) = file.strip_suffix(super::PENDING).filter(|n| super::is_bundle_of(n, source)) {
+            let verified = format!("{name}.json");
+            if !names.contains(verified.as_str()) {
+                let m = rclone(t, &["cat", &remote_path(t, file)])
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+                    .filter(|m| super::manifest_matches(m, name, source));
+                let ok = match (&m, names.contains(name)) {
+                    (Some(m), true) => stored_matches(t, name, m)?,
+                    _ => false,
+                };
+                if let (true, Some(m)) = (ok, m) {
+                    upload_manifest(t, name, &Manifest { verified: true, ..m }, staging)?;
+                    done.push(format!("{name}: pending bundle of an interrupted run is complete on the remote; marked verified"));
+                } else {
+                    if names.contains(name) {
+                        rclone(t, &["deletefile", &remote_path(t, name)])?;
+                    }
+                    done.push(format!("{name}: pending bundle of an interrupted run is missing or incomplete; removed"));
+                }
+            }
+            rclone(t, &["deletefile", &remote_path(t, file)])?;
+        } else if let Some(name) = file.strip_suffix(".json").filter(|n| super::is_bundle_of(n, source)) {
+            if !names.contains(name) {
+                rclone(t, &["deletefile", &remote_path(t, file)])?;
+                done.push(format!("{name}: removed the manifest of a bundle an interrupted prune had removed"));
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Whether the remote's copy of `name` has the size and md5 (or sha1) in its manifest.
+fn stored_matches(t: &Target, name: &str, m: &Manifest) -> Result<bool> {
+    let out = rclone(t, &["lsjson", "--hash", &remote_path(t, name)])?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    Ok(entries.iter().find(|e| e.name == name).is_some_and(|e| {
+        e.size.max(0) as u64 == m.size
+            && m.md5.as_ref().is_some_and(|md5| e.hashes.get("md5").is_none_or(|g| g.eq_ignore_ascii_case(md5)))
+    }))
+}
+
+/// Uploads `NAME.json`, staged in `staging` (in the state dir, never $TMPDIR: a kill leaves
+/// it where the next run sweeps).
+fn upload_manifest(t: &Target, name: &str, m: &Manifest, staging: &Path) -> Result<()> {
+    upload_file(t, &format!("{name}.json"), m, staging)
+}
+
+/// Uploads `m` as the remote file `file`.
+fn upload_file(t: &Target, file: &str, m: &Manifest, staging: &Path) -> Result<()> {
+    std::fs::create_dir_all(staging)?;
+    let tmp = crate::atomic::temp_in(staging)?;
+    std::fs::write(tmp.path(), serde_json::to_vec_pretty(m)?)?;
+    rclone(t, &["copyto", &tmp.path().display().to_string(), &remote_path(t, file)]).map(|_| ())
 }

@@ -159,3 +159,90 @@ fn a_stale_lock_on_the_mirror_is_named_with_its_fix() {
     fs::remove_file(&lock).unwrap();
     env.run(&["mirror"]).ok();
 }
+
+/// A vault with one snapshot and one verified bundle on a dir target; returns the bundle path.
+fn with_bundle() -> (Env, PathBuf, PathBuf) {
+    let env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 12, attachments: 1, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+        env.state.display().to_string(),
+        vault.display().to_string(),
+        drive.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    let bundle = fs::read_dir(&drive)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "bundle"))
+        .expect("a bundle was written");
+    (env, vault, bundle)
+}
+
+fn manifest_of(bundle: &Path) -> serde_json::Value {
+    let p = format!("{}.json", bundle.display());
+    serde_json::from_slice(&fs::read(p).expect("manifest exists")).unwrap()
+}
+
+/// What a run killed after the rename but before the verified manifest leaves.
+fn make_pending(bundle: &Path) {
+    let mut m = manifest_of(bundle);
+    m["verified"] = serde_json::Value::Bool(false);
+    fs::write(format!("{}.pending.json", bundle.display()), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    fs::remove_file(format!("{}.json", bundle.display())).unwrap();
+}
+
+#[test]
+fn a_complete_pending_bundle_is_verified_by_the_next_bundle_step() {
+    let (mut env, _vault, bundle) = with_bundle();
+    make_pending(&bundle);
+    env.now = Some((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    let r = env.run(&["bundle"]).ok();
+    assert_eq!(manifest_of(&bundle)["verified"], true, "{}", r.stderr);
+    assert!(!Path::new(&format!("{}.pending.json", bundle.display())).exists(), "the pending marker is left");
+    let name = bundle.file_name().unwrap().to_string_lossy().to_string();
+    assert!(r.stderr.contains(&name) && r.stderr.contains("pending"), "not reported:\n{}", r.stderr);
+    env.run(&["check"]).ok();
+}
+
+#[test]
+fn a_damaged_or_missing_pending_bundle_is_removed_by_the_next_bundle_step() {
+    let (mut env, vault, bundle) = with_bundle();
+    env.now = Some((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    make_pending(&bundle);
+    let bytes = fs::read(&bundle).unwrap();
+    fs::write(&bundle, &bytes[..bytes.len() / 2]).unwrap();
+    // A pending manifest whose bundle never got its final name.
+    let ghost = bundle.with_file_name("life-2020-01-01T000000Z.bundle");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{}.pending.json", bundle.display())).unwrap()).unwrap();
+    m["file"] = serde_json::Value::String("life-2020-01-01T000000Z.bundle".into());
+    fs::write(format!("{}.pending.json", ghost.display()), serde_json::to_vec(&m).unwrap()).unwrap();
+    fs::write(vault.join("more.md"), "more\n").unwrap();
+    env.run(&["snapshot"]).ok();
+
+    let r = env.run(&["bundle"]).ok();
+    assert!(!bundle.exists(), "the torn pending bundle is still there:\n{}", r.stderr);
+    assert!(!Path::new(&format!("{}.pending.json", bundle.display())).exists());
+    assert!(!Path::new(&format!("{}.pending.json", ghost.display())).exists(), "orphan pending manifest kept");
+    assert!(r.stderr.contains("pending"), "{}", r.stderr);
+    // A new full bundle took its place and everything checks out.
+    env.run(&["check"]).ok();
+}
+
+#[test]
+fn a_manifest_that_names_another_file_is_ignored() {
+    let (env, _vault, bundle) = with_bundle();
+    let canary = env.path("outside.bundle");
+    let mut m = manifest_of(&bundle);
+    m["file"] = serde_json::Value::String(canary.display().to_string());
+    fs::write(format!("{}.json", bundle.display()), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let r = env.run(&["drill"]);
+    assert_ne!(r.code, 0, "a drill over a bundle with a foreign manifest passed:\n{}", r.stdout);
+    assert!(r.stderr.contains("names another file"), "{}", r.stderr);
+    assert!(!canary.exists(), "the manifest's path was written");
+}
