@@ -170,12 +170,21 @@ pub struct RestoreRecord {
     pub root: PathBuf,
 }
 
-/// Records a restore into `root` until the returned guard is dropped.
-pub fn record_restore(state_dir: &Path, root: &Path) -> std::io::Result<RestoreGuard> {
+/// Records a restore into `root` until the returned guard is dropped. A restore goes on
+/// without the record (a full state disk must not stop one); it only costs the cleanup.
+pub fn record_restore(state_dir: &Path, root: &Path) -> Option<RestoreGuard> {
     let path = state_dir.join("restores").join(format!("{}.json", std::process::id()));
-    let rec = RestoreRecord { root: std::path::absolute(root)? };
-    crate::atomic::write_file(&path, &serde_json::to_vec(&rec).map_err(std::io::Error::other)?)?;
-    Ok(RestoreGuard { path })
+    let write = || -> std::io::Result<()> {
+        let rec = RestoreRecord { root: std::path::absolute(root)? };
+        crate::atomic::write_file(&path, &serde_json::to_vec(&rec).map_err(std::io::Error::other)?)
+    };
+    match write() {
+        Ok(()) => Some(RestoreGuard { path }),
+        Err(e) => {
+            tracing::warn!("cannot record the restore in {} ({e}): a kill would leave its temp file", path.display());
+            None
+        }
+    }
 }
 
 /// Removes the restore record when the restore ends (not when it is killed).

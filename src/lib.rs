@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diskfull;
 pub mod demo;
 pub mod drill;
 pub mod exit;

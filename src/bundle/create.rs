@@ -95,6 +95,22 @@ pub fn not_due(t: &Target, listed: &[Listed], now: DateTime<Utc>) -> Option<Stri
 
 /// Writes a bundle of `source` to `t` if one is due (always with `force`).
 pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, force: bool) -> Result<Outcome> {
+    create_unexplained(cfg, source, t, now, force).map_err(|e| {
+        let place = match &t.kind {
+            TargetKind::Dir { path, .. } => path.clone(),
+            TargetKind::Rclone { .. } => crate::heal::scratch_root(&cfg.state_dir),
+        };
+        crate::diskfull::explain(e, &place, &format!("writing a bundle of `{}` for target `{}`", source.name, t.name))
+    })
+}
+
+fn create_unexplained(
+    cfg: &Config,
+    source: &Source,
+    t: &Target,
+    now: DateTime<Utc>,
+    force: bool,
+) -> Result<Outcome> {
     let started = Instant::now();
     let mut out = Outcome {
         source: source.name.clone(),

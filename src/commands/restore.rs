@@ -43,12 +43,14 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
             }
         }
         // A killed restore leaves a temp file; the record tells the next run where to look.
-        let _record = crate::heal::record_restore(&cfg.state_dir, &source.path)?;
-        restore::in_place(&repo, &items, &source.path, &info.short, info.at, args.overwrite, args.dry_run)?
+        let _record = crate::heal::record_restore(&cfg.state_dir, &source.path);
+        restore::in_place(&repo, &items, &source.path, &info.short, info.at, args.overwrite, args.dry_run)
+            .map_err(|e| crate::diskfull::explain(e, &source.path, "restoring in place"))?
     } else {
         let dest = args.to.as_ref().expect("clap requires --to without --in-place");
-        let _record = crate::heal::record_restore(&cfg.state_dir, dest)?;
-        restore::to_dir(&repo, &items, dest, args.force, &info.short)?
+        let _record = crate::heal::record_restore(&cfg.state_dir, dest);
+        restore::to_dir(&repo, &items, dest, args.force, &info.short)
+            .map_err(|e| crate::diskfull::explain(e, dest, "restoring"))?
     };
 
     let mut exit = Exit::Ok;

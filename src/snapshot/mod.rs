@@ -160,6 +160,18 @@ pub fn take_with(
     now: DateTime<Utc>,
     progress: &dyn crate::output::Report,
 ) -> Result<Outcome> {
+    take_unexplained(cfg, source, now, progress).map_err(|e| {
+        let repo = BackupRepo::location(&cfg.state_dir, &source.name);
+        crate::diskfull::explain(e, &repo, &format!("writing the snapshot of `{}`", source.name))
+    })
+}
+
+fn take_unexplained(
+    cfg: &Config,
+    source: &Source,
+    now: DateTime<Utc>,
+    progress: &dyn crate::output::Report,
+) -> Result<Outcome> {
     let started = Instant::now();
     let repo = BackupRepo::create(
         &BackupRepo::location(&cfg.state_dir, &source.name),

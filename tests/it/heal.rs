@@ -246,3 +246,64 @@ fn a_manifest_that_names_another_file_is_ignored() {
     assert!(r.stderr.contains("names another file"), "{}", r.stderr);
     assert!(!canary.exists(), "the manifest's path was written");
 }
+
+/// A small tmpfs mounted at `dir` for as long as it lives (needs root, as CI runs).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_names_the_disk_what_was_kept_and_what_to_free() {
+    let env = Env::new();
+    let Some(_disk) = Tmpfs::mount(&env.state, "8M") else {
+        crate::helpers::servers::missing("mount -t tmpfs (root)", "a_full_disk_names_the_disk_what_was_kept_and_what_to_free");
+        return;
+    };
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 12, attachments: 1, ..Default::default() });
+    env.write_config(&[("life", &vault)]);
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    let repo = env.backup_repo("life");
+    let before = git(&repo, &["rev-parse", "snapshot"]).ok().stdout;
+    // Fill the disk to the last byte.
+    let filler = env.state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![7u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&block[..1]).is_ok() {}
+    }
+    for i in 0..40 {
+        fs::write(vault.join(format!("new-{i}.md")), format!("note {i} ").repeat(400)).unwrap();
+    }
+    let r = env.run(&["snapshot"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("is full"), "no full-disk message:\n{}", r.stderr);
+    assert!(r.stderr.contains(&repo.display().to_string()), "the disk is not named:\n{}", r.stderr);
+    assert!(r.stderr.contains("kept: every snapshot") && r.stderr.contains("fix: free space"), "{}", r.stderr);
+    // Nothing lost; once there is room the next run heals and goes on.
+    assert_eq!(git(&repo, &["rev-parse", "snapshot"]).ok().stdout, before);
+    assert_fsck(&repo);
+    fs::remove_file(&filler).unwrap();
+    env.run(&["snapshot"]).ok();
+    assert_eq!(snapshot_count(&env), 2);
+    let c = env.run(&["check"]).ok();
+    assert!(!c.stdout.contains("FAIL"), "{}", c.stdout);
+}
