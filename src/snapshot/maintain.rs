@@ -1,8 +1,11 @@
 //! Keeping the backup repo tidy without `git gc` (libgit2 has none): every snapshot adds one
-//! pack, so once there are more than [`MAX_PACKS`], the packs we wrote are merged into one by
-//! copying their entries byte for byte (they hold whole objects, no deltas, so nothing needs
-//! re-compressing). Each copied entry is checked against its index CRC; the old packs are
-//! deleted only after the merged pack is complete, synced and visible.
+//! pack, so once there are more than [`MAX_PACKS`], the smallest packs are merged into one
+//! the way `git repack --geometric=2` picks them: what remains is a geometric progression
+//! (each pack at least twice the next smaller), so every object is rewritten O(log n) times
+//! over its life and no snapshot pays for the whole repo. Entries are copied byte for byte
+//! (they hold whole objects, so nothing needs re-compressing), each checked against its index
+//! CRC; the old packs are deleted only after the merged pack is complete, synced, visible and
+//! known to hold every one of their objects.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -15,8 +18,11 @@ use super::pack::PackWriter;
 use super::packread::read_index;
 use crate::git::BackupRepo;
 
-/// More packs than this and they are merged.
+/// More packs than this and the smallest are merged.
 pub const MAX_PACKS: usize = 16;
+
+/// Each pack that stays must be at least this many times the size of the next smaller one.
+const FACTOR: u64 = 2;
 
 /// Called after every snapshot.
 pub fn after_snapshot(repo: &BackupRepo) -> Result<()> {
@@ -24,8 +30,40 @@ pub fn after_snapshot(repo: &BackupRepo) -> Result<()> {
     if packs.len() <= MAX_PACKS {
         return Ok(());
     }
-    merge(repo, &packs)?;
+    let mut sized: Vec<(u64, PathBuf)> =
+        packs.into_iter().map(|p| (fs::metadata(&p).map(|m| m.len()).unwrap_or(0), p)).collect();
+    sized.sort();
+    let weights: Vec<u64> = sized.iter().map(|(w, _)| *w).collect();
+    let n = geometric_split(&weights);
+    if n >= 2 {
+        let chosen: Vec<PathBuf> = sized.into_iter().take(n).map(|(_, p)| p).collect();
+        merge(repo, &chosen)?;
+    }
     Ok(())
+}
+
+/// How many of the smallest packs (`weights` sorted ascending) to merge so that the packs left,
+/// with the merged one, form a geometric progression: git's `repack --geometric` split.
+pub fn geometric_split(weights: &[u64]) -> usize {
+    let n = weights.len();
+    if n < 2 {
+        return 0;
+    }
+    // From the largest down, the packs that already form a progression stay.
+    let mut split = n - 1;
+    while split > 0 && weights[split] >= FACTOR.saturating_mul(weights[split - 1]) {
+        split -= 1;
+    }
+    if split > 0 {
+        split += 1; // the upper pack of the first pair out of progression is merged too
+    }
+    // The merged pack may now be too big for the next one up: roll that one in as well.
+    let mut total: u64 = weights[..split].iter().sum();
+    while split < n && weights[split] < FACTOR.saturating_mul(total) {
+        total += weights[split];
+        split += 1;
+    }
+    split
 }
 
 /// The `.pack` files that have an index, oldest name order.
@@ -115,6 +153,47 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_progression_is_left_alone_and_the_small_tail_is_merged() {
+        assert_eq!(geometric_split(&[1, 2, 4, 8, 16]), 0);
+        assert_eq!(geometric_split(&[1, 1, 1, 1, 1000]), 4);
+        // Merging the three 10s (30) makes the 40 out of progression: it joins.
+        assert_eq!(geometric_split(&[10, 10, 10, 40, 1000]), 4);
+        assert_eq!(geometric_split(&[5, 5]), 2);
+        assert_eq!(geometric_split(&[7]), 0);
+    }
+
+    /// The point of geometric merging: a year of small snapshots rewrites each byte O(log n)
+    /// times, where merging everything at 16 packs rewrote the whole repo every 16 snapshots.
+    #[test]
+    #[allow(clippy::same_item_push)] // one small pack per snapshot, merged between pushes
+    fn write_amplification_stays_logarithmic() {
+        let simulate = |geometric: bool| -> (u64, usize) {
+            let mut packs: Vec<u64> = vec![100_000]; // the first full snapshot
+            let mut rewritten = 0;
+            for _ in 0..2000 {
+                packs.push(10); // one session's changes
+                if packs.len() > MAX_PACKS {
+                    packs.sort();
+                    let n = if geometric { geometric_split(&packs) } else { packs.len() };
+                    if n >= 2 {
+                        let merged: u64 = packs.drain(..n).sum();
+                        rewritten += merged;
+                        packs.push(merged);
+                    }
+                }
+            }
+            (rewritten, packs.len())
+        };
+        let (geo, left) = simulate(true);
+        let (all, _) = simulate(false);
+        eprintln!("rewritten: geometric {geo}, merge-all {all}, packs left {left}");
+        let added = 2000 * 10;
+        assert!(geo < added * 16, "geometric merging rewrote {geo} bytes for {added} added");
+        assert!(all > 100 * geo, "merging everything should cost far more: {all} vs {geo}");
+        assert!(left <= MAX_PACKS, "{left} packs left");
+    }
 
     /// Regression (issue 14): merging a duplicate of a pack wrote a byte-identical pack under
     /// the input's own name and then deleted every input, that pack included: the repo was wiped.
