@@ -29,6 +29,7 @@ pub mod recovery;
 pub mod restore;
 pub mod retention;
 pub mod run;
+pub mod safe_fs;
 pub mod shell;
 pub mod snapshot;
 pub mod state;

@@ -6,11 +6,9 @@
 //! changed after the snapshot was taken is kept unless `--overwrite`, nothing is deleted,
 //! and the command takes a safety snapshot of the live directory before it writes.
 
-use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -22,7 +20,9 @@ use crate::exit::UserError;
 use crate::git::objects::{self, Kind, MODE_EXEC, MODE_LINK};
 use crate::git::BackupRepo;
 use crate::output::display_path;
+use crate::safe_fs::{Root, SafeError};
 use crate::snapshot::tree::{self, Item};
+use rustix::fs::FileType;
 
 /// What a restore did (or, with `dry_run`, would do).
 #[derive(Debug, Default, Serialize)]
@@ -91,10 +91,6 @@ pub fn select(odb: &Odb, tree: Oid, paths: &[Vec<u8>], snapshot: &str) -> Result
     Ok(items.into_iter().filter(|i| paths.iter().any(|p| under(i, p))).collect())
 }
 
-fn abs(root: &Path, rel: &[u8]) -> PathBuf {
-    root.join(OsStr::from_bytes(rel))
-}
-
 /// Blobs at least this big are streamed out of the pack instead of read into memory.
 const STREAM_BYTES: usize = 32 * 1024 * 1024;
 
@@ -142,58 +138,23 @@ impl Blobs<'_> {
     }
 }
 
-/// Writes one item at `dest`, replacing what is there by rename (never torn).
-fn write_item(blobs: &Blobs, item: &Item, dest: &Path, durable: bool) -> Result<u64> {
-    let parent = dest.parent().expect("restored paths are below a root");
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+/// Writes one item at `rel` below `root`, replacing what is there by rename (never torn,
+/// never through a symlink: see [`safe_fs`]).
+fn write_item(blobs: &Blobs, item: &Item, root: &mut Root, durable: bool) -> Result<u64> {
     if item.is_empty_dir() {
-        fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+        root.mkdir(&item.path, 0o755)?;
         return Ok(0);
     }
-    let tmp = parent.join(format!(".opus-mirror-restore-{}", std::process::id()));
-    let size;
     if item.mode == MODE_LINK {
         let target = blobs.read_small(item.oid)?;
-        size = target.len() as u64;
-        let link = || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp);
-        match link() {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                fs::remove_file(&tmp)?;
-                link()
-            }
-            other => other,
-        }
-        .with_context(|| format!("cannot create the symlink {}", dest.display()))?;
-    } else {
-        let mode = if item.mode == MODE_EXEC { 0o755 } else { 0o644 };
-        // create_new never follows a symlink; a temp left by a killed restore is ours to remove.
-        let open = || OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp);
-        let mut f = match open() {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                fs::remove_file(&tmp)?;
-                open()
-            }
-            other => other,
-        }
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-        // Small blobs arrive in one write and large ones in 1 MiB chunks: no buffer needed
-        // (a 1 MiB buffer per file cost an mmap and munmap for each of 100 000 files).
-        size = match blobs.copy(item.oid, &mut f) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e.context(format!("while restoring {}", dest.display())));
-            }
-        };
-        // The umask may have removed bits: set exactly what the snapshot says.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        if durable {
-            f.sync_all()?;
-        }
+        root.symlink(&item.path, &target)?;
+        return Ok(target.len() as u64);
     }
-    fs::rename(&tmp, dest)
-        .with_context(|| format!("cannot move the restored file into {}", dest.display()))?;
-    Ok(size)
+    let mode = if item.mode == MODE_EXEC { 0o755 } else { 0o644 };
+    // Small blobs arrive in one write and large ones in 1 MiB chunks: no buffer needed
+    // (a 1 MiB buffer per file cost an mmap and munmap for each of 100 000 files).
+    root.write_file(&item.path, mode, durable, &mut |f| blobs.copy(item.oid, f))
+        .with_context(|| format!("while restoring {}", display_path(&item.path)))
 }
 
 /// Restores `items` into `dest`, which must be empty or missing unless `force`.
@@ -213,37 +174,65 @@ pub fn to_dir(repo: &BackupRepo, items: &[Item], dest: &Path, force: bool, snaps
         ))
         .into());
     }
-    fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut root = Root::open(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
     let mut report =
         Report { snapshot: snapshot.into(), destination: dest.display().to_string(), ..Default::default() };
     for item in items {
-        let target = abs(dest, &item.path);
-        if force && target.is_dir() && !item.is_empty_dir() && !target.is_symlink() {
-            report.conflicts.push(format!("{}: a directory is in the way", display_path(&item.path)));
-            continue;
+        let shown = display_path(&item.path);
+        if force {
+            match root.stat(&item.path) {
+                Ok(Some(e)) if e.kind == FileType::Directory && !item.is_empty_dir() => {
+                    report.conflicts.push(format!("{shown}: a directory is in the way"));
+                    continue;
+                }
+                Err(e @ SafeError::NotADirectory { .. }) => {
+                    report.conflicts.push(format!("{shown}: {e}"));
+                    continue;
+                }
+                _ => {}
+            }
         }
-        report.bytes += write_item(&blobs, item, &target, false)?;
+        match write_item(&blobs, item, &mut root, false) {
+            Ok(n) => report.bytes += n,
+            Err(e) if force && is_in_the_way(&e) => {
+                report.conflicts.push(format!("{shown}: {}", e.root_cause()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         report.restored += 1;
-        report.paths.push(display_path(&item.path));
+        report.paths.push(shown);
     }
-    crate::atomic::sync_dir(dest)?;
+    root.sync(b"")?;
     Ok(report)
 }
 
-/// The git blob id of what is at `path` now, if it is a file or link of the same kind.
-fn live_oid(path: &Path, meta: &fs::Metadata, mode: u32) -> Option<Oid> {
+/// The git blob id of what is at `rel` now, if it is a file or link of the same kind. Read
+/// through the held-open root: never through a swapped-in link, never blocking on a FIFO, and
+/// streamed (a large file is never read whole).
+fn live_oid(root: &mut Root, rel: &[u8], kind: FileType, mode: u32) -> Option<Oid> {
     if mode == MODE_LINK {
-        meta.file_type()
-            .is_symlink()
-            .then(|| fs::read_link(path).ok())
+        (kind == FileType::Symlink)
+            .then(|| root.read_link(rel).ok().flatten())
             .flatten()
-            .map(|t| objects::hash(Kind::Blob, t.as_os_str().as_bytes()))
-    } else if meta.is_file() {
-        fs::read(path).ok().map(|d| objects::hash(Kind::Blob, &d))
+            .map(|t| objects::hash(Kind::Blob, &t))
+    } else if kind == FileType::RegularFile {
+        let mut f = root.open_file(rel).ok().flatten()?;
+        let len = f.metadata().ok()?.len();
+        objects::hash_reader(&mut f, len).ok()
     } else {
         None
     }
+}
+
+/// Whether an error only means "something is in the way here" (a conflict to report, not a
+/// reason to stop restoring the rest).
+fn is_in_the_way(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<SafeError>(), Some(SafeError::NotADirectory { .. }))
+            || c.to_string().contains("a directory is in the way")
+    })
 }
 
 /// Restores `items` into the live source `root` without losing anything that is there.
@@ -263,33 +252,38 @@ pub fn in_place(
         dry_run,
         ..Default::default()
     };
+    let mut live = Root::open(root).with_context(|| format!("cannot open {}", root.display()))?;
     for item in items {
-        let target = abs(root, &item.path);
         let shown = display_path(&item.path);
-        match fs::symlink_metadata(&target) {
-            Err(_) => {}
-            Ok(meta) if item.is_empty_dir() => {
-                if meta.is_dir() {
+        match live.stat(&item.path) {
+            Err(e @ SafeError::NotADirectory { .. }) => {
+                report.conflicts.push(format!("{shown}: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(None) => {}
+            Ok(Some(meta)) if item.is_empty_dir() => {
+                if meta.kind == FileType::Directory {
                     report.unchanged += 1;
                 } else {
                     report.conflicts.push(format!("{shown}: something else is where the directory was"));
                 }
                 continue;
             }
-            Ok(meta) if meta.is_dir() => {
+            Ok(Some(meta)) if meta.kind == FileType::Directory => {
                 report.conflicts.push(format!(
                     "{shown}: a directory is in the way (nothing is deleted; move it and run again)"
                 ));
                 continue;
             }
-            Ok(meta) => {
-                let same = live_oid(&target, &meta, item.mode) == Some(item.oid);
-                let exec_now = meta.mode() & 0o111 != 0;
+            Ok(Some(meta)) => {
+                let same = live_oid(&mut live, &item.path, meta.kind, item.mode) == Some(item.oid);
+                let exec_now = meta.mode & 0o111 != 0;
                 if same && (item.mode == MODE_LINK || exec_now == (item.mode == MODE_EXEC)) {
                     report.unchanged += 1;
                     continue;
                 }
-                let newer = meta.mtime() > taken.timestamp();
+                let newer = meta.mtime > taken.timestamp();
                 if newer && !overwrite {
                     report.kept_newer.push(shown);
                     continue;
@@ -297,13 +291,21 @@ pub fn in_place(
             }
         }
         if !dry_run {
-            report.bytes += write_item(&blobs, item, &target, true)?;
+            match write_item(&blobs, item, &mut live, true) {
+                Ok(n) => report.bytes += n,
+                // Listed, and the rest is still restored: one conflict never strands the others.
+                Err(e) if is_in_the_way(&e) => {
+                    report.conflicts.push(format!("{shown}: {}", e.root_cause()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         report.restored += 1;
         report.paths.push(shown);
     }
     if !dry_run {
-        crate::atomic::sync_dir(root)?;
+        live.sync(b"")?;
     }
     Ok(report)
 }

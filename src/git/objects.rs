@@ -64,6 +64,28 @@ pub fn finish(h: Sha1) -> Oid {
 }
 
 /// The id git gives `data` stored as `kind`.
+/// The blob id of `len` bytes read from `r`, streamed; an error if `r` ends early or has more.
+pub fn hash_reader(r: &mut dyn std::io::Read, len: u64) -> std::io::Result<Oid> {
+    let mut h = hasher(Kind::Blob, len);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if n as u64 > left {
+            return Err(std::io::Error::other("the file grew while it was read"));
+        }
+        sha1::Digest::update(&mut h, &buf[..n]);
+        left -= n as u64;
+    }
+    if left != 0 {
+        return Err(std::io::Error::other("the file shrank while it was read"));
+    }
+    Ok(finish(h))
+}
+
 pub fn hash(kind: Kind, data: &[u8]) -> Oid {
     let mut h = hasher(kind, data.len() as u64);
     h.update(data);

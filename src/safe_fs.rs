@@ -1,0 +1,300 @@
+//! The one way we write a restored tree: every path is walked from an open directory one
+//! component at a time with `openat(O_NOFOLLOW | O_DIRECTORY)`, so neither the tree we read
+//! back nor whatever is on disk now (a directory swapped for a symlink, before or during the
+//! restore) can make us write outside the destination. Files are created under a temp name
+//! with `O_EXCL | O_NOFOLLOW` and renamed over the final name, which replaces a symlink there
+//! rather than writing through it.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+/// A path could not be written safely.
+#[derive(Debug, thiserror::Error)]
+pub enum SafeError {
+    /// A directory on the way is a symlink or not a directory: we never go through it.
+    #[error("{at} is a symlink or not a directory (nothing is written through it)")]
+    NotADirectory { at: String },
+    /// A name we would never write (`..`, `.`, empty, with `/`): the tree is hostile.
+    #[error("refusing the unsafe name {name:?}")]
+    BadName { name: String },
+    #[error("{at}: {source}")]
+    Io { at: String, source: io::Error },
+}
+
+/// A destination directory, held open.
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// The last parent opened (items come sorted, so consecutive ones share it).
+    last: Option<(Vec<u8>, OwnedFd)>,
+}
+
+/// What is at a path now, without following a final symlink.
+pub struct Entry {
+    pub kind: FileType,
+    pub mode: u32,
+    pub mtime: i64,
+}
+
+fn io_at(at: &[u8]) -> impl Fn(Errno) -> SafeError + '_ {
+    move |e| SafeError::Io { at: String::from_utf8_lossy(at).into_owned(), source: e.into() }
+}
+
+fn check_name(name: &[u8]) -> Result<&OsStr, SafeError> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(SafeError::BadName { name: String::from_utf8_lossy(name).into_owned() });
+    }
+    Ok(OsStr::from_bytes(name))
+}
+
+impl Root {
+    /// Opens `path` (created if missing) as the destination. The root itself is the user's
+    /// choice and may be reached through a symlink; nothing below it is.
+    pub fn open(path: &Path) -> io::Result<Root> {
+        std::fs::create_dir_all(path)?;
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(Root { fd, path: path.to_path_buf(), last: None })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the directory `rel` (a `/`-separated relative path; empty = the root), creating
+    /// missing directories with `mode` when `create`. Returns None when it does not exist and
+    /// `create` is false.
+    fn dir(&mut self, rel: &[u8], create: bool, mode: u32) -> Result<Option<OwnedFd>, SafeError> {
+        if let Some((p, fd)) = &self.last {
+            if p == rel {
+                return Ok(Some(fd.try_clone().map_err(|e| SafeError::Io { at: lossy(rel), source: e })?));
+            }
+        }
+        let mut cur = self.fd.try_clone().map_err(|e| SafeError::Io { at: lossy(rel), source: e })?;
+        if !rel.is_empty() {
+            let mut walked = 0usize;
+            for comp in rel.split(|&b| b == b'/') {
+                let name = check_name(comp)?;
+                walked += comp.len() + usize::from(walked > 0);
+                let here = &rel[..walked];
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let next = match rustix::fs::openat(&cur, name, flags, Mode::empty()) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) if create => {
+                        match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
+                            Ok(()) | Err(Errno::EXIST) => {}
+                            Err(e) => return Err(io_at(here)(e)),
+                        }
+                        rustix::fs::openat(&cur, name, flags, Mode::empty()).map_err(|e| not_dir(here, e))?
+                    }
+                    Err(Errno::NOENT) => return Ok(None),
+                    Err(e) => return Err(not_dir(here, e)),
+                };
+                cur = next;
+            }
+        }
+        let keep = cur.try_clone().map_err(|e| SafeError::Io { at: lossy(rel), source: e })?;
+        self.last = Some((rel.to_vec(), keep));
+        Ok(Some(cur))
+    }
+
+    /// What is at `rel` now (not following a final symlink); None when nothing is, or when a
+    /// directory on the way is missing.
+    pub fn stat(&mut self, rel: &[u8]) -> Result<Option<Entry>, SafeError> {
+        let (parent, name) = split(rel)?;
+        let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry {
+                kind: FileType::from_raw_mode(st.st_mode),
+                mode: st.st_mode & 0o7777,
+                mtime: st.st_mtime,
+            })),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(not_dir(rel, e)),
+        }
+    }
+
+    /// Opens the regular file at `rel` for reading, never following a link and never blocking
+    /// on a FIFO; None when it is not a regular file.
+    pub fn open_file(&mut self, rel: &[u8]) -> Result<Option<File>, SafeError> {
+        let (parent, name) = split(rel)?;
+        let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => return Ok(None),
+            Err(e) => return Err(io_at(rel)(e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(io_at(rel))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Ok(None);
+        }
+        Ok(Some(File::from(fd)))
+    }
+
+    /// The target of the symlink at `rel`.
+    pub fn read_link(&mut self, rel: &[u8]) -> Result<Option<Vec<u8>>, SafeError> {
+        let (parent, name) = split(rel)?;
+        let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
+        match rustix::fs::readlinkat(&dir, name, Vec::new()) {
+            Ok(t) => Ok(Some(t.into_bytes())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Creates the directory `rel` (and its parents).
+    pub fn mkdir(&mut self, rel: &[u8], mode: u32) -> Result<(), SafeError> {
+        self.dir(rel, true, mode).map(|_| ())
+    }
+
+    /// Writes a file at `rel`: `fill` streams the content into a new temp file beside it, then
+    /// the temp is given `mode`, optionally synced, and renamed over `rel`.
+    pub fn write_file(
+        &mut self,
+        rel: &[u8],
+        mode: u32,
+        durable: bool,
+        fill: &mut dyn FnMut(&mut File) -> anyhow::Result<u64>,
+    ) -> anyhow::Result<u64> {
+        let (parent, name) = split(rel)?;
+        let dir = self.dir(parent, true, 0o755)?.expect("created");
+        let tmp = temp_name();
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let open = || rustix::fs::openat(&dir, tmp.as_os_str(), flags, Mode::from_raw_mode(mode & 0o777));
+        let fd = match open() {
+            // A temp left by a killed restore of ours (same pid after a reboot): ours to remove.
+            Err(Errno::EXIST) => {
+                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                open()
+            }
+            other => other,
+        }
+        .map_err(io_at(rel))?;
+        let mut f = File::from(fd);
+        let written = match fill(&mut f) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                return Err(e);
+            }
+        };
+        // The umask may have removed bits: set exactly what was asked.
+        rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(mode & 0o7777)).map_err(io_at(rel))?;
+        if durable {
+            f.sync_all()?;
+        }
+        drop(f);
+        self.replace(&dir, &tmp, name, rel)?;
+        Ok(written)
+    }
+
+    /// Creates a symlink `rel -> target` (replacing what is there, never following it).
+    pub fn symlink(&mut self, rel: &[u8], target: &[u8]) -> Result<(), SafeError> {
+        let (parent, name) = split(rel)?;
+        let dir = self.dir(parent, true, 0o755)?.expect("created");
+        let tmp = temp_name();
+        let make = || rustix::fs::symlinkat(OsStr::from_bytes(target), &dir, tmp.as_os_str());
+        match make() {
+            Err(Errno::EXIST) => {
+                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                make()
+            }
+            other => other,
+        }
+        .map_err(io_at(rel))?;
+        self.replace(&dir, &tmp, name, rel)
+    }
+
+    fn replace(&self, dir: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &[u8]) -> Result<(), SafeError> {
+        rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| {
+            let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
+            match e {
+                Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => SafeError::Io {
+                    at: lossy(rel),
+                    source: io::Error::other("a directory is in the way"),
+                },
+                e => io_at(rel)(e),
+            }
+        })
+    }
+
+    /// fsyncs the directory holding `rel`'s entries (the root for "").
+    pub fn sync(&mut self, rel: &[u8]) -> Result<(), SafeError> {
+        if let Some(d) = self.dir(rel, false, 0)? {
+            rustix::fs::fsync(&d).map_err(io_at(rel))?;
+        }
+        Ok(())
+    }
+}
+
+/// `.opus-mirror-restore-PID`: the pid tells the next run whether its writer is gone.
+fn temp_name() -> std::ffi::OsString {
+    format!(".opus-mirror-restore-{}", std::process::id()).into()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn not_dir(at: &[u8], e: Errno) -> SafeError {
+    match e {
+        Errno::LOOP | Errno::NOTDIR | Errno::MLINK => SafeError::NotADirectory { at: lossy(at) },
+        e => io_at(at)(e),
+    }
+}
+
+/// `a/b/c` → (`a/b`, `c`), checking the final name.
+fn split(rel: &[u8]) -> Result<(&[u8], &OsStr), SafeError> {
+    let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+        // An absolute path is never relative to the destination.
+        Some(0) => return Err(SafeError::BadName { name: lossy(rel) }),
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&rel[..0], rel),
+    };
+    Ok((parent, check_name(name)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn never_writes_through_a_symlinked_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let dest = d.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        std::os::unix::fs::symlink(&outside, dest.join("evil")).unwrap();
+        let mut root = Root::open(&dest).unwrap();
+        let err = root.write_file(b"evil/x", 0o644, false, &mut |f| Ok(f.write(b"x")? as u64)).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert!(root.symlink(b"evil/y", b"/etc/passwd").is_err());
+        assert!(root.mkdir(b"evil/z", 0o755).is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // A final symlink is replaced, not written through.
+        std::os::unix::fs::symlink(outside.join("f"), dest.join("f")).unwrap();
+        root.write_file(b"f", 0o600, true, &mut |f| Ok(f.write(b"data")? as u64)).unwrap();
+        assert!(!outside.join("f").exists());
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"data");
+        for bad in [&b"../x"[..], b"a/../../x", b"", b"/abs", b"a//b"] {
+            assert!(root.write_file(bad, 0o644, false, &mut |_| Ok(0)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fifos_are_not_files_and_never_block() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("pipe");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let mut root = Root::open(d.path()).unwrap();
+        assert!(root.open_file(b"pipe").unwrap().is_none());
+    }
+}
