@@ -233,6 +233,65 @@ impl Root {
     }
 }
 
+/// Why [`open_beneath`] refused a path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenFail {
+    /// Nothing is there (any more).
+    Gone,
+    /// A symlink where a directory or the file was: never followed.
+    Symlink,
+    /// Something other than a regular file is there (a FIFO, socket, device or directory).
+    NotRegular,
+    Other(String),
+}
+
+/// Opens the regular file `rel` below the directory `root` for reading, resolving no symlink
+/// at any depth and never blocking on a FIFO: what a snapshot reads is what is at that path
+/// inside the source, or nothing. One `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where
+/// the kernel has it (Linux 5.6+), else a walk one component at a time.
+pub fn open_beneath(root: &OwnedFd, rel: &[u8]) -> Result<File, OpenFail> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let path = OsStr::from_bytes(rel);
+    let how = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
+    let fd = match rustix::fs::openat2(root, path, flags, Mode::empty(), how) {
+        Err(Errno::NOSYS | Errno::PERM) => walk_open(root, rel, flags),
+        other => other,
+    }
+    .map_err(|e| match e {
+        Errno::NOENT => OpenFail::Gone,
+        Errno::LOOP | Errno::NOTDIR | Errno::XDEV | Errno::MLINK => OpenFail::Symlink,
+        Errno::NXIO => OpenFail::NotRegular,
+        e => OpenFail::Other(io::Error::from(e).to_string()),
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| OpenFail::Other(io::Error::from(e).to_string()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(OpenFail::NotRegular);
+    }
+    Ok(File::from(fd))
+}
+
+fn walk_open(root: &OwnedFd, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    let mut cur = root.try_clone().map_err(|_| Errno::MFILE)?;
+    let mut parts = rel.split(|&b| b == b'/').peekable();
+    while let Some(comp) = parts.next() {
+        if comp.is_empty() || comp == b"." || comp == b".." {
+            return Err(Errno::XDEV);
+        }
+        let name = OsStr::from_bytes(comp);
+        if parts.peek().is_none() {
+            return rustix::fs::openat(&cur, name, flags, Mode::empty());
+        }
+        let dflags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        cur = rustix::fs::openat(&cur, name, dflags, Mode::empty())?;
+    }
+    Err(Errno::NOENT)
+}
+
+/// Opens a directory to read below with [`open_beneath`].
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
 /// `.opus-mirror-restore-PID`: the pid tells the next run whether its writer is gone.
 fn temp_name() -> std::ffi::OsString {
     format!(".opus-mirror-restore-{}", std::process::id()).into()
@@ -287,6 +346,31 @@ mod tests {
         for bad in [&b"../x"[..], b"a/../../x", b"", b"/abs", b"a//b"] {
             assert!(root.write_file(bad, 0o644, false, &mut |_| Ok(0)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn open_beneath_follows_no_link_and_opens_no_fifo() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join("notes")).unwrap();
+        std::fs::write(src.join("notes/a.md"), "a").unwrap();
+        std::fs::write(d.path().join("secret"), "outside").unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret"), src.join("link.md")).unwrap();
+        std::os::unix::fs::symlink(d.path(), src.join("up")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, src.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+            .unwrap();
+        let root = open_dir(&src).unwrap();
+        assert!(open_beneath(&root, b"notes/a.md").is_ok());
+        assert_eq!(open_beneath(&root, b"link.md").unwrap_err(), OpenFail::Symlink);
+        assert_eq!(open_beneath(&root, b"up/secret").unwrap_err(), OpenFail::Symlink);
+        assert_eq!(open_beneath(&root, b"fifo").unwrap_err(), OpenFail::NotRegular);
+        assert_eq!(open_beneath(&root, b"gone.md").unwrap_err(), OpenFail::Gone);
+        assert!(open_beneath(&root, b"../secret").is_err());
+        // The fallback walk refuses the same.
+        let e = walk_open(&root, b"up/secret", OFlags::RDONLY).unwrap_err();
+        assert!(matches!(e, Errno::LOOP | Errno::NOTDIR), "{e:?}");
+        assert!(walk_open(&root, b"../secret", OFlags::RDONLY).is_err());
+        assert!(walk_open(&root, b"notes/a.md", OFlags::RDONLY).is_ok());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
 use git2::{Odb, Oid};
 use rayon::prelude::*;
@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::pack::{self, PackWriter};
 use super::walk::{FileRec, Skipped, Stat};
 use crate::git::objects::{self, Kind};
+use crate::safe_fs::{self, OpenFail};
 
 /// Files at least this big are streamed instead of read into memory.
 pub const LARGE_FILE_BYTES: u64 = 32 * 1024 * 1024;
@@ -40,10 +41,6 @@ enum ReadFail {
     Failed(String),
 }
 
-fn abs_path(root: &Path, rel: &[u8]) -> PathBuf {
-    root.join(std::ffi::OsStr::from_bytes(rel))
-}
-
 fn open_err(e: io::Error) -> ReadFail {
     if e.kind() == io::ErrorKind::NotFound {
         ReadFail::Vanished
@@ -52,10 +49,23 @@ fn open_err(e: io::Error) -> ReadFail {
     }
 }
 
+/// Opens what the walk found at `rel`, below the source root and through no symlink: a file
+/// swapped for a link (to anything outside) or for a FIFO after the walk is not read.
+fn open_walked(root: &OwnedFd, rel: &[u8]) -> Result<File, ReadFail> {
+    safe_fs::open_beneath(root, rel).map_err(|e| match e {
+        OpenFail::Gone => ReadFail::Vanished,
+        OpenFail::Symlink => ReadFail::Failed("became a symlink after the walk; not stored".into()),
+        OpenFail::NotRegular => ReadFail::Failed(
+            "is no longer a regular file (a FIFO, socket or device took its place); not stored".into(),
+        ),
+        OpenFail::Other(e) => ReadFail::Failed(format!("cannot read: {e}")),
+    })
+}
+
 /// Reads a whole file, retrying while its stat data moves under us.
-fn read_stable(path: &Path) -> Result<(Vec<u8>, Stat), ReadFail> {
+fn read_stable(root: &OwnedFd, rel: &[u8]) -> Result<(Vec<u8>, Stat), ReadFail> {
     for _ in 0..TRIES {
-        let mut f = File::open(path).map_err(open_err)?;
+        let mut f = open_walked(root, rel)?;
         let before = Stat::of(&f.metadata().map_err(open_err)?);
         let mut data = Vec::with_capacity(before.size as usize);
         f.read_to_end(&mut data).map_err(open_err)?;
@@ -69,9 +79,9 @@ fn read_stable(path: &Path) -> Result<(Vec<u8>, Stat), ReadFail> {
 
 /// Streams a file through SHA-1, retrying while it changes. Returns its id, stat, and the
 /// compression level its first bytes call for.
-fn hash_stream(path: &Path) -> Result<(Oid, Stat, flate2::Compression), ReadFail> {
+fn hash_stream(root: &OwnedFd, rel: &[u8]) -> Result<(Oid, Stat, flate2::Compression), ReadFail> {
     for _ in 0..TRIES {
-        let mut f = File::open(path).map_err(open_err)?;
+        let mut f = open_walked(root, rel)?;
         let before = Stat::of(&f.metadata().map_err(open_err)?);
         let mut h = objects::hasher(Kind::Blob, before.size);
         let mut buf = vec![0u8; 1 << 20];
@@ -108,6 +118,7 @@ pub fn hash_files(
     progress: &dyn crate::output::Report,
 ) -> anyhow::Result<HashStats> {
     let mut stats = HashStats::default();
+    let root = &safe_fs::open_dir(root)?;
     progress.total(files.iter().map(|f| f.stat.size).sum());
     let (large, small): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.stat.size >= LARGE_FILE_BYTES);
     let mut chunk: Vec<&mut FileRec> = Vec::new();
@@ -144,7 +155,7 @@ fn note_failure(f: &FileRec, fail: ReadFail, skipped: &mut Vec<Skipped>) {
 }
 
 fn hash_chunk(
-    root: &Path,
+    root: &OwnedFd,
     chunk: &mut [&mut FileRec],
     odb: &Odb,
     pack: Option<&mut PackWriter>,
@@ -157,7 +168,7 @@ fn hash_chunk(
     let read: Vec<_> = chunk
         .par_iter()
         .map(|f| {
-            read_stable(&abs_path(root, &f.rel)).map(|(data, stat)| {
+            read_stable(root, &f.rel).map(|(data, stat)| {
                 let oid = objects::hash(Kind::Blob, &data);
                 (oid, data, stat)
             })
@@ -194,16 +205,15 @@ fn hash_chunk(
 }
 
 fn hash_large(
-    root: &Path,
+    root: &OwnedFd,
     f: &mut FileRec,
     odb: &Odb,
     mut pack: Option<&mut PackWriter>,
     skipped: &mut Vec<Skipped>,
     stats: &mut HashStats,
 ) -> anyhow::Result<()> {
-    let path = abs_path(root, &f.rel);
     for _ in 0..TRIES {
-        let (oid, stat, level) = match hash_stream(&path) {
+        let (oid, stat, level) = match hash_stream(root, &f.rel) {
             Ok(r) => r,
             Err(fail) => {
                 note_failure(f, fail, skipped);
@@ -222,10 +232,10 @@ fn hash_large(
             stats.bytes += stat.size;
             return Ok(());
         }
-        let mut file = match File::open(&path) {
+        let mut file = match open_walked(root, &f.rel) {
             Ok(file) => file,
-            Err(e) => {
-                note_failure(f, open_err(e), skipped);
+            Err(fail) => {
+                note_failure(f, fail, skipped);
                 return Ok(());
             }
         };

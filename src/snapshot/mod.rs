@@ -110,6 +110,7 @@ fn build(
         }
     }
     let mut skipped = std::mem::take(&mut scan.skipped);
+    after_walk_test_hook();
     let mut pack = pack;
     let hs = hash::hash_files(&source.path, todo, &odb, pack.as_deref_mut(), &mut skipped, progress)?;
     let mut tb = TreeBuilder::new(&odb, pack);
@@ -128,6 +129,15 @@ fn build(
         new_objects: hs.new_objects + tree_objects,
         files,
     })
+}
+
+/// Test builds only: runs `OPUS_MIRROR_TEST_AFTER_WALK` (a shell command) between the walk
+/// and the reads, so race tests can swap files deterministically. Release builds have no hook.
+fn after_walk_test_hook() {
+    #[cfg(debug_assertions)]
+    if let Ok(cmd) = std::env::var("OPUS_MIRROR_TEST_AFTER_WALK") {
+        let _ = std::process::Command::new("sh").arg("-c").arg(cmd).status();
+    }
 }
 
 fn collect_files(nodes: Vec<(Vec<u8>, walk::Node)>, out: &mut Vec<walk::FileRec>) {

@@ -193,3 +193,69 @@ fn in_place_does_not_write_through_a_symlinked_live_directory() {
     // The link is left as it is (nothing is deleted), and the rest was restored.
     assert!(fs::symlink_metadata(&dir).unwrap().file_type().is_symlink());
 }
+
+/// A vault with a note, snapshotted once, and a note that the hook swaps after the walk.
+fn race(swap: &str) -> (Env, std::path::PathBuf, crate::helpers::Run) {
+    let env = Env::new();
+    let vault = env.path("vault");
+    fs::create_dir_all(vault.join("notes")).unwrap();
+    fs::write(vault.join("notes/keep.md"), "kept\n").unwrap();
+    fs::write(env.path("outside-secret.txt"), "SECRET FROM OUTSIDE THE VAULT\n").unwrap();
+    env.write_config(&[("life", &vault)]);
+    env.run(&["init"]).ok();
+    fs::write(vault.join("notes/victim.md"), "the victim's own words\n").unwrap();
+    let mut c = env.command(&["snapshot"]);
+    c.env("OPUS_MIRROR_TEST_AFTER_WALK", swap.replace("VAULT", &vault.display().to_string()).replace("OUT", &env.path("outside-secret.txt").display().to_string()));
+    // A hang is the bug: give up after 20 s rather than block the suite.
+    let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("the snapshot hung on the swapped file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let run = crate::helpers::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (env, vault, run)
+}
+
+/// Every blob in the backup repo, as text.
+fn stored_text(env: &Env) -> String {
+    let repo = env.backup_repo("life");
+    let all = crate::helpers::git(&repo, &["rev-list", "--objects", "--all"]).ok().stdout;
+    let mut text = String::new();
+    for line in all.lines() {
+        let oid = line.split(' ').next().unwrap();
+        let t = crate::helpers::git(&repo, &["cat-file", "-t", oid]).ok().stdout;
+        if t.trim() == "blob" {
+            text.push_str(&crate::helpers::git(&repo, &["cat-file", "-p", oid]).ok().stdout);
+        }
+    }
+    text
+}
+
+#[test]
+fn a_file_swapped_for_a_fifo_after_the_walk_never_hangs_the_snapshot() {
+    let (env, _vault, r) = race("rm VAULT/notes/victim.md && mkfifo VAULT/notes/victim.md");
+    assert_eq!(r.code, 3, "a file that could not be read is a warning\n{}\n{}", r.stdout, r.stderr);
+    assert!(format!("{}{}", r.stdout, r.stderr).contains("victim.md"), "{}\n{}", r.stdout, r.stderr);
+    assert!(stored_text(&env).contains("kept"), "the rest was stored");
+    // The lock was released: the next command runs at once.
+    env.run(&["snapshots"]).ok();
+}
+
+#[test]
+fn a_file_swapped_for_a_symlink_after_the_walk_stores_nothing_from_outside() {
+    let (env, _vault, r) = race("rm VAULT/notes/victim.md && ln -s OUT VAULT/notes/victim.md");
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!stored_text(&env).contains("SECRET FROM OUTSIDE"), "the outside file was stored");
+    // And a parent directory swapped for a link to outside: nothing below it is read.
+    let (env, _vault, _r) = race("mv VAULT/notes VAULT/notes.moved && ln -s $(dirname OUT) VAULT/notes && cp OUT $(dirname OUT)/victim.md");
+    assert!(!stored_text(&env).contains("SECRET FROM OUTSIDE"), "a file below a swapped-in dir link was stored");
+}
