@@ -1,8 +1,11 @@
 //! The recovery runbook: `docs/disaster-recovery.md`, compiled in, and rendered for this
 //! machine by filling in the values its commands use (source, mirror, drive, cloud remote,
-//! newest bundle). No secrets: URLs are masked, tokens never appear.
+//! newest bundle). No secrets: URLs are masked, tokens never appear. Every value is quoted for
+//! the shell (single quotes), so a `$(...)` in a path or branch name is never run when the block
+//! is pasted.
 
 use crate::config::{mask_url, Config, TargetKind};
+use crate::shell::quote;
 
 /// The runbook as committed.
 pub const RUNBOOK: &str = include_str!("../docs/disaster-recovery.md");
@@ -11,28 +14,29 @@ pub const RUNBOOK: &str = include_str!("../docs/disaster-recovery.md");
 pub fn render(cfg: &Config) -> String {
     let mut vars = Vec::new();
     if let Some(s) = cfg.sources.first() {
-        vars.push(format!("export SOURCE={:?}", s.name));
-        vars.push(format!("export SNAPSHOT_BRANCH={:?}", s.snapshot_branch));
-        vars.push(format!("export RESTORE={:?}", s.path.display().to_string()));
-        if let Some(b) = git2::Repository::open(&s.path)
-            .ok()
-            .and_then(|r| r.head().ok().and_then(|h| h.shorthand().ok().map(str::to_string)))
-        {
-            vars.push(format!("export BRANCH={b:?}"));
+        vars.push(format!("export SOURCE={}", quote(&s.name)));
+        vars.push(format!("export SNAPSHOT_BRANCH={}", quote(&s.snapshot_branch)));
+        vars.push(format!("export RESTORE={}", quote(&s.path.display().to_string())));
+        let repo = git2::Repository::open(&s.path).ok();
+        if let Some(b) = repo.as_ref().and_then(|r| r.head().ok().and_then(|h| h.shorthand().ok().map(str::to_string))) {
+            vars.push(format!("export BRANCH={}", quote(&b)));
+        }
+        if let Some(u) = repo.as_ref().and_then(|r| r.find_remote("origin").ok()?.url().ok().map(str::to_string)) {
+            vars.push(format!("export UPSTREAM={}", quote(&mask_url(&u))));
         }
         if let Some(m) = &s.mirror {
-            vars.push(format!("export MIRROR={:?}", mask_url(m)));
+            vars.push(format!("export MIRROR={}", quote(&mask_url(m))));
         }
     }
     for t in &cfg.targets {
         match &t.kind {
             TargetKind::Dir { path, .. } => vars.push(format!(
-                "export BUNDLE_DIR={:?}   # target `{}`",
-                path.display().to_string(),
+                "export BUNDLE_DIR={}   # target `{}`",
+                quote(&path.display().to_string()),
                 t.name
             )),
             TargetKind::Rclone { remote, .. } => {
-                vars.push(format!("export CLOUD={remote:?}   # target `{}`", t.name))
+                vars.push(format!("export CLOUD={}   # target `{}`", quote(&mask_url(remote)), t.name))
             }
         }
     }

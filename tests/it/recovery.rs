@@ -39,7 +39,10 @@ fn run_section(env: &Env, vars: &[(&str, String)], preamble: &[String], blocks: 
     let mut c = Command::new("bash");
     c.arg("-c").arg(&script);
     env.isolate(&mut c);
+    let tmp = env.path("tmp");
+    fs::create_dir_all(&tmp).unwrap();
     let o = c
+        .env("TMPDIR", &tmp)
         .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
@@ -50,6 +53,30 @@ fn run_section(env: &Env, vars: &[(&str, String)], preamble: &[String], blocks: 
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// What `git status` says, independent of staging (the recovered index is the branch, so a
+/// file staged as new shows as untracked): each edited or deleted path, and every new file.
+fn changes(work: &Path) -> String {
+    let diff = git(work, &["diff", "HEAD", "--name-status", "--no-renames"]).ok().stdout;
+    let untracked = git(work, &["ls-files", "--others", "--exclude-standard"]).ok().stdout;
+    let mut new: Vec<&str> = untracked.lines().collect();
+    let mut changed = Vec::new();
+    for l in diff.lines() {
+        match l.split_once('\t') {
+            Some(("A", p)) => new.push(p),
+            _ => changed.push(l),
+        }
+    }
+    new.sort();
+    format!("{}\n--- new\n{}", changed.join("\n"), new.join("\n"))
+}
+
+/// What the runbook left in its temp dir (`TMPDIR` of every section).
+fn temp_dirs(env: &Env) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(env.path("tmp")).unwrap().flatten().map(|e| e.path()).collect();
+    v.sort();
+    v
 }
 
 /// `run` succeeds: 0, or 3 when verify warns about untracked files (they are the point).
@@ -100,8 +127,24 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     run_ok(&env);
     code.git(&["commit", "-q", "--amend", "-m", "day 1, rewritten"]).ok();
     code.git(&["push", "-q", "-f"]).ok();
+    // The working tree at the disaster: committed files deleted but not committed, a tracked
+    // file edited, a new file staged, an unpushed commit.
+    code.commit("vault/unpushed.md", "only here", "not pushed yet");
+    let tracked = git(&code.work, &["ls-files", "vault"]).ok().stdout;
+    let doomed: Vec<&str> = tracked.lines().filter(|l| l.ends_with(".md")).take(5).collect();
+    assert_eq!(doomed.len(), 5);
+    for f in &doomed {
+        fs::remove_file(code.work.join(f)).unwrap();
+    }
+    let edited = tracked.lines().filter(|l| l.ends_with(".md")).nth(6).unwrap().to_string();
+    fs::write(code.work.join(&edited), "edited, not committed\n").unwrap();
+    fs::write(code.work.join("vault/staged.md"), "staged, not committed\n").unwrap();
+    code.git(&["add", "vault/staged.md"]).ok();
     env.now = Some("2026-11-21T04:30:00Z".into());
     run_ok(&env);
+    let status_before = changes(&code.work);
+    assert!(status_before.contains(&format!("D\t{}", doomed[0])), "{status_before}");
+
     assert_eq!(
         fs::read_dir(&drive)
             .unwrap()
@@ -117,6 +160,7 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
         ("SNAPSHOT_BRANCH", "snapshot".into()),
         ("BRANCH", "main".into()),
         ("MIRROR", mirror.display().to_string()),
+        ("UPSTREAM", git(&code.work, &["remote", "get-url", "origin"]).ok().stdout.trim().to_string()),
         ("BUNDLE_DIR", drive.display().to_string()),
         ("RESTORE", restore.display().to_string()),
         ("LOST_PATH", lost.into()),
@@ -125,7 +169,9 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
         ("OPUS_MIRROR_NOW", "2026-11-22T03:30:00Z".into()),
     ];
     let secs = sections();
-    let preamble: Vec<String> = secs[0].1.clone();
+    // Section 0 defines the helpers the procedures use.
+    let preamble: Vec<String> =
+        secs.iter().find(|(h, _)| h.starts_with("0.")).map(|(_, b)| b.clone()).expect("section 0");
     let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
     let find = |prefix: &str| {
         secs.iter()
@@ -135,11 +181,25 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
             .clone()
     };
 
-    run_section(&env, &vars, &preamble, &find("1."), "1. from the mirror");
-    treecmp::assert_same(&code.work, &restore, &skip);
+    let upstream = git(&code.work, &["remote", "get-url", "origin"]).ok().stdout.trim().to_string();
+    let log_before = git(&code.work, &["log", "--format=%H %s", "-5"]).ok().stdout;
+    let check_exact = |how: &str| {
+        treecmp::assert_same(&code.work, &restore, &skip);
+        for f in &doomed {
+            assert!(!restore.join(f).exists(), "{how}: {f} was deleted before the disaster and came back");
+        }
+        assert_eq!(changes(&restore), status_before, "{how}: git status differs");
+        assert_eq!(git(&restore, &["log", "--format=%H %s", "-5"]).ok().stdout, log_before, "{how}: git log");
+        assert_eq!(git(&restore, &["remote", "get-url", "origin"]).ok().stdout.trim(), upstream, "{how}: origin");
+        assert_eq!(temp_dirs(&env), Vec::<PathBuf>::new(), "{how}: the runbook left temp files behind");
+    };
 
+    run_section(&env, &vars, &preamble, &find("1."), "1. from the mirror");
+    check_exact("from the mirror");
+
+    fs::rename(&restore, env.path("restored-from-mirror")).unwrap();
     run_section(&env, &vars, &preamble, &find("2."), "2. from a bundle");
-    treecmp::assert_same(&code.work, &PathBuf::from(format!("{}-from-bundle", restore.display())), &skip);
+    check_exact("from the bundles");
 
     // A misfiring script deletes a folder, and a snapshot records the damage.
     let pristine = env.path("pristine");
@@ -163,9 +223,30 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     // The rendered runbook names this machine's values, and no secret.
     let doc = env.run(&["recovery-doc"]).ok().stdout;
     assert!(
-        doc.contains(&format!("export BUNDLE_DIR={:?}", drive.display().to_string()))
-            && doc.contains("export SOURCE=\"opus\""),
+        doc.contains(&format!("export BUNDLE_DIR={}", opus_mirror::shell::quote(&drive.display().to_string())))
+            && doc.contains("export SOURCE=opus")
+            && doc.contains(&format!("export UPSTREAM={}", opus_mirror::shell::quote(&upstream))),
         "{}",
         &doc[..600.min(doc.len())]
     );
+}
+
+#[test]
+fn the_rendered_values_are_inert_when_pasted_into_a_shell() {
+    let env = Env::new();
+    let vault = env.path("it's $(touch pwned-by-path) `touch pwned-tick` \"q\" 100%");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() });
+    env.write_config(&[("life", &vault)]);
+    let doc = env.run(&["recovery-doc"]).ok().stdout;
+    let start = doc.find("```sh\n").expect("a values block") + 6;
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(format!("set -eu\n{block}\nprintf %s \"$RESTORE\""));
+    env.isolate(&mut c);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), vault.display().to_string());
+    for p in ["pwned-by-path", "pwned-tick"] {
+        assert!(!env.dir.path().join(p).exists(), "pasting the values ran a command: {block}");
+    }
 }
