@@ -134,8 +134,8 @@ pub enum Op {
     Run,
 }
 
-const OPS: &[Op] =
-    &[Op::Snapshot, Op::Mirror, Op::Bundle, Op::BundleRclone, Op::Prune, Op::Restore, Op::Check, Op::Run];
+const OPS: [Op; 8] =
+    [Op::Snapshot, Op::Mirror, Op::Bundle, Op::BundleRclone, Op::Prune, Op::Restore, Op::Check, Op::Run];
 
 impl Op {
     fn name(self) -> &'static str {
@@ -146,6 +146,20 @@ impl Op {
             Op::BundleRclone => "bundle (rclone)",
             Op::Prune => "prune",
             Op::Restore => "restore --in-place",
+            Op::Check => "check",
+            Op::Run => "run",
+        }
+    }
+
+    /// The name `OPUS_MIRROR_CRASH_OPS` selects it by.
+    fn key(self) -> &'static str {
+        match self {
+            Op::Snapshot => "snapshot",
+            Op::Mirror => "mirror",
+            Op::Bundle => "bundle",
+            Op::BundleRclone => "bundle-rclone",
+            Op::Prune => "prune",
+            Op::Restore => "restore",
             Op::Check => "check",
             Op::Run => "run",
         }
@@ -678,14 +692,11 @@ fn judge(w: &World, expect: &Expect, heal: &str, check: &str) -> Vec<String> {
     problems
 }
 
-#[test]
-#[ignore = "crash sweep: failing until heal lands"]
-fn crash_sweep_every_command_survives_kills_and_a_full_disk() {
-    if !strace_works("crash_sweep_every_command_survives_kills_and_a_full_disk") {
-        return;
-    }
+/// Sweeps `ops` on two threads (longest first) and asserts that no point failed, printing the
+/// points covered per operation and in total.
+fn sweep_and_assert(ops: &[Op]) {
     let start = Instant::now();
-    let queue = Mutex::new(OPS.to_vec());
+    let queue = Mutex::new(ops.to_vec());
     let reports = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -738,6 +749,34 @@ fn crash_sweep_every_command_survives_kills_and_a_full_disk() {
         classes(&failures).join("\n"),
         failures.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("\n")
     );
+}
+
+/// The whole sweep: every command of [`OPS`] (or those named in `OPUS_MIRROR_CRASH_OPS`,
+/// e.g. `snapshot,mirror`, to reproduce one class quickly).
+#[test]
+#[ignore = "crash sweep: failing until heal lands"]
+fn crash_sweep_every_command_survives_kills_and_a_full_disk() {
+    if !strace_works("crash_sweep_every_command_survives_kills_and_a_full_disk") {
+        return;
+    }
+    let only = std::env::var("OPUS_MIRROR_CRASH_OPS").unwrap_or_default();
+    let ops: Vec<Op> = OPS
+        .iter()
+        .copied()
+        .filter(|op| only.is_empty() || only.split(',').any(|k| k.trim() == op.key()))
+        .collect();
+    assert!(!ops.is_empty(), "OPUS_MIRROR_CRASH_OPS={only:?} names none of {:?}", OPS.map(Op::key));
+    sweep_and_assert(&ops);
+}
+
+/// The part of the sweep that passes today, so CI keeps it passing: the commands that only
+/// read the backup repo or write the target.
+#[test]
+fn crash_sweep_check_prune_and_bundle_heal_by_themselves() {
+    if !strace_works("crash_sweep_check_prune_and_bundle_heal_by_themselves") {
+        return;
+    }
+    sweep_and_assert(&[Op::Check, Op::Prune, Op::Bundle]);
 }
 
 /// Regression (issue 14, item 1): a backup repo with 16 packs, a new commit upstream, and a
