@@ -11,7 +11,10 @@
 //!
 //! Each operation's world is prepared once and copied (`cp -a`) back into place before every
 //! point, at the same paths, so the absolute paths in its config stay true. All failures are
-//! collected and reported together, with the operation, the syscall and N.
+//! collected and reported together, with the operation, the syscall and N, and grouped by
+//! class. Worlds live on a tmpfs when there is one: the full sweep (~410 points) takes about
+//! 2 minutes on 2 cores. `OPUS_MIRROR_CRASH_OPS=snapshot,mirror` sweeps only those commands;
+//! `OPUS_MIRROR_CRASH_POINTS=N` sets the points per syscall (default 12).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -474,7 +477,7 @@ pub fn leftovers(w: &World) -> Vec<String> {
         });
     }
     for e in fs::read_dir(&w.tmp).expect("tmp").filter_map(|e| e.ok()) {
-        found.push(format!("left in $TMPDIR: {}", e.file_name().to_string_lossy()));
+        found.push(format!("file in $TMPDIR: {}", e.file_name().to_string_lossy()));
     }
     found
 }
