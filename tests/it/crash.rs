@@ -1,7 +1,9 @@
 //! The crash sweep (issue 14): every command is killed just before chosen system calls
 //! (`strace -e inject=SYSCALL:signal=KILL:when=N`, the same as a `kill -9` landing there) or
-//! gets a failing `write` (ENOSPC), on a small prepared world: a code repo whose git-ignored
-//! `vault/` holds ~20 notes, a local bare mirror and a dir target. After each point:
+//! gets ENOSPC from a `write` (that one only, or every one from it on: a disk that stays
+//! full), on a small prepared world: a code repo whose git-ignored `vault/` holds ~20 notes,
+//! a local bare mirror and a dir target (for `bundle (rclone)` also an rclone target, on
+//! rclone's local backend so that copying the world copies it too). After each point:
 //! - the backup repo passes `git fsck` and every earlier snapshot is still on its branch;
 //! - every bundle that was verified before (and that the command does not remove on its own)
 //!   is still there, byte for byte (sha256 of its manifest);
@@ -12,8 +14,8 @@
 //! Each operation's world is prepared once and copied (`cp -a`) back into place before every
 //! point, at the same paths, so the absolute paths in its config stay true. All failures are
 //! collected and reported together, with the operation, the syscall and N, and grouped by
-//! class. Worlds live on a tmpfs when there is one: the full sweep (~410 points) takes about
-//! 2 minutes on 2 cores. `OPUS_MIRROR_CRASH_OPS=snapshot,mirror` sweeps only those commands;
+//! class. Worlds live on a tmpfs when there is one: the full sweep (~480 points) takes about
+//! 2.5 minutes on 2 cores. `OPUS_MIRROR_CRASH_OPS=snapshot,mirror` sweeps only those commands;
 //! `OPUS_MIRROR_CRASH_POINTS=N` sets the points per syscall (default 12).
 
 use std::collections::{BTreeMap, HashMap};
@@ -98,7 +100,10 @@ fn strace_with(args: &[&str]) -> Vec<String> {
 #[derive(Clone, Debug)]
 enum Fault {
     Kill(&'static str, usize),
+    /// The N-th `write` fails with ENOSPC, later ones succeed (space freed meanwhile).
     Enospc(usize),
+    /// Every `write` from the N-th on fails: the disk stays full to the end of the command.
+    DiskFull(usize),
 }
 
 impl Fault {
@@ -106,6 +111,7 @@ impl Fault {
         let (sc, inject) = match self {
             Fault::Kill(sc, n) => (*sc, format!("inject={sc}:signal=KILL:when={n}")),
             Fault::Enospc(n) => ("write", format!("inject=write:error=ENOSPC:when={n}")),
+            Fault::DiskFull(n) => ("write", format!("inject=write:error=ENOSPC:when={n}+")),
         };
         strace_with(&["-o", "/dev/null", "-e", &format!("trace={sc}"), "-e", &inject])
     }
@@ -116,6 +122,7 @@ impl std::fmt::Display for Fault {
         match self {
             Fault::Kill(sc, n) => write!(f, "kill at {sc} #{n}"),
             Fault::Enospc(n) => write!(f, "ENOSPC at write #{n}"),
+            Fault::DiskFull(n) => write!(f, "ENOSPC from write #{n} on"),
         }
     }
 }
@@ -648,8 +655,9 @@ fn sweep(op: Op) -> OpReport {
         faults.extend(pts.into_iter().map(|i| Fault::Kill(sc, i)));
     }
     let writes = sample(counts.get("write").copied().unwrap_or(0), max);
-    per_syscall.push(format!("ENOSPC {}", writes.len()));
-    faults.extend(writes.into_iter().map(Fault::Enospc));
+    per_syscall.push(format!("ENOSPC {0}, full disk {0}", writes.len()));
+    faults.extend(writes.iter().copied().map(Fault::Enospc));
+    faults.extend(writes.into_iter().map(Fault::DiskFull));
 
     let mut killed = 0;
     for f in &faults {
