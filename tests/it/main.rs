@@ -3,6 +3,7 @@
 
 mod bundle;
 mod config_errors;
+mod crash;
 mod diff;
 mod heal;
 mod helpers;

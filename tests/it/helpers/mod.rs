@@ -64,7 +64,12 @@ impl Run {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("om-test-").tempdir().expect("temp dir");
+        Env::new_in(&std::env::temp_dir())
+    }
+
+    /// An environment under `parent` (e.g. a tmpfs, for tests that copy worlds many times).
+    pub fn new_in(parent: &Path) -> Env {
+        let dir = tempfile::Builder::new().prefix("om-test-").tempdir_in(parent).expect("temp dir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
         let config = home.join(".config/opus-mirror/config.toml");
@@ -93,7 +98,20 @@ impl Env {
 
     /// A command for the binary with everything outside the temp dir shut out.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        self.wrapped(&[], args)
+    }
+
+    /// Like [`Env::command`], but runs the binary under a wrapper (`strace -f ...`): the
+    /// wrapper and the binary get the same isolated environment.
+    pub fn wrapped(&self, wrapper: &[String], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         c.args(args);
         self.isolate(&mut c);
         if let Some(now) = &self.now {
