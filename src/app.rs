@@ -51,8 +51,10 @@ impl Context<'_> {
 
 /// The run lock, held until dropped, and what was healed right after taking it.
 pub struct Held {
-    _lock: RunLock,
     pub healed: Vec<crate::heal::Healed>,
+    /// `TMPDIR` of every child (git, rclone, age): dropped before the lock.
+    _children_tmp: Option<tempfile::TempDir>,
+    _lock: RunLock,
 }
 
 /// Takes the run lock (waiting up to `wait`), then removes the leftovers of killed runs: with
@@ -60,7 +62,13 @@ pub struct Held {
 pub fn lock_and_heal(cfg: &Config, wait: Duration) -> Result<Held> {
     let lock = RunLock::acquire(&cfg.state_dir, wait)?;
     let healed = crate::heal::heal(cfg, &lock);
-    Ok(Held { _lock: lock, healed })
+    // Children write their temp files (rclone's partial downloads, git's) into a scratch dir
+    // of ours, private and swept after a kill, never into a shared /tmp.
+    let children_tmp = crate::heal::scratch_dir(&cfg.state_dir, "children").ok();
+    if let Some(d) = &children_tmp {
+        std::env::set_var("TMPDIR", d.path());
+    }
+    Ok(Held { healed, _children_tmp: children_tmp, _lock: lock })
 }
 
 /// Sets up logging on stderr: warnings by default, more with -v or `OPUS_MIRROR_LOG`.

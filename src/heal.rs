@@ -53,6 +53,7 @@ pub fn heal(cfg: &Config, _held: &RunLock) -> Vec<Healed> {
     for s in &cfg.sources {
         let repo = BackupRepo::location(&cfg.state_dir, &s.name);
         if repo.join("HEAD").exists() {
+            own_push(&repo, &mut out);
             backup_repo(&repo, &mut out);
         }
     }
@@ -61,9 +62,7 @@ pub fn heal(cfg: &Config, _held: &RunLock) -> Vec<Healed> {
             temps_in(path, &mut out);
         }
     }
-    temps_in(&cfg.state_dir, &mut out);
-    temps_in(&cfg.state_dir.join("targets"), &mut out);
-    temps_in(&cfg.state_dir.join("repos"), &mut out);
+    state_temps(&cfg.state_dir, &mut out);
     scratch(&scratch_root(&cfg.state_dir), &mut out);
     restores(&cfg.state_dir, &mut out);
     for h in &out {
@@ -72,24 +71,109 @@ pub fn heal(cfg: &Config, _held: &RunLock) -> Vec<Healed> {
     out
 }
 
+/// A walk of a git dir or the state dir that skips loose-object fan-out dirs (`objects/ab`):
+/// they hold only objects, and there can be thousands.
+fn walk_skipping_objects(root: &Path) -> impl Iterator<Item = walkdir::DirEntry> {
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().as_encoded_bytes();
+            !(name.len() == 2
+                && name.iter().all(u8::is_ascii_hexdigit)
+                && e.path().parent().is_some_and(|p| p.ends_with("objects")))
+        })
+        .flatten()
+}
+
 /// Git lock files anywhere in the repo's own files, and temp or index-less packs.
 fn backup_repo(repo: &Path, out: &mut Vec<Healed>) {
-    let walker = walkdir::WalkDir::new(repo).follow_links(false).into_iter().filter_entry(|e| {
-        // Loose object fan-out dirs hold only objects: skip them (there can be thousands).
-        let name = e.file_name().as_encoded_bytes();
-        !(e.depth() == 2
-            && name.len() == 2
-            && name.iter().all(u8::is_ascii_hexdigit)
-            && e.path().parent().is_some_and(|p| p.ends_with("objects")))
-    });
-    for e in walker.flatten() {
+    for e in walk_skipping_objects(repo) {
         let name = e.file_name().to_string_lossy();
         if e.file_type().is_file() && name.ends_with(".lock") {
             remove(e.path(), "stale git lock", out);
         }
     }
     packs(&repo.join("objects").join("pack"), out);
-    temps_in(repo, out);
+}
+
+/// `.opus-mirror-tmp-*` files of atomic writes anywhere in the state dir (state files, the
+/// stat cache, restore records, backup repos), unless a live process is writing them.
+fn state_temps(state_dir: &Path, out: &mut Vec<Healed>) {
+    let scratch = scratch_root(state_dir);
+    for e in walk_skipping_objects(state_dir) {
+        if e.path().starts_with(&scratch) {
+            continue; // swept by `scratch`
+        }
+        let name = e.file_name().to_string_lossy();
+        if let Some(rest) = name.strip_prefix(".opus-mirror-tmp-") {
+            if e.file_type().is_file() && orphaned(rest, e.path()) {
+                remove(e.path(), "temp file", out);
+            }
+        }
+    }
+}
+
+/// The record of a push to a mirror on this machine that is under way: kept in the backup
+/// repo (`opus-mirror-push.json`) from just before the push until it returns.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PushRecord {
+    pub pid: u32,
+    pub mirror: PathBuf,
+    /// Seconds since the epoch when the push began.
+    pub started: i64,
+}
+
+fn push_record_path(backup: &Path) -> PathBuf {
+    backup.join("opus-mirror-push.json")
+}
+
+/// Records a push into the local mirror `mirror` until the guard is dropped.
+pub fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
+    let path = push_record_path(backup);
+    let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let rec = PushRecord { pid: std::process::id(), mirror: mirror.to_path_buf(), started };
+    let bytes = serde_json::to_vec(&rec).ok()?;
+    crate::atomic::write_file(&path, &bytes).ok()?;
+    Some(PushGuard { path })
+}
+
+/// Removes the push record when the push returns (not when the process is killed).
+pub struct PushGuard {
+    path: PathBuf,
+}
+
+impl Drop for PushGuard {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// What a killed push of ours left in a local mirror: lock files and temp packs made since it
+/// began. Those are provably ours (the record names the push, its process is gone); older
+/// ones are not, and are only reported (see [`stale_mirror_locks`]).
+fn own_push(backup: &Path, out: &mut Vec<Healed>) {
+    let path = push_record_path(backup);
+    let Some(rec) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<PushRecord>(&b).ok()) else {
+        return;
+    };
+    if alive(rec.pid) {
+        return;
+    }
+    let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
+    let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
+    if rec.mirror.join("HEAD").exists() {
+        for e in walk_skipping_objects(&rec.mirror) {
+            let name = e.file_name().to_string_lossy();
+            let temp_pack = ["pack_git2_", "tmp_pack_", "tmp_idx_"].iter().any(|p| name.starts_with(p));
+            let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
+            let lock = e.file_type().is_file() && name.ends_with(".lock");
+            if (lock || temp_pack || quarantine) && recent(e.path()) {
+                remove(e.path(), "leftover of our interrupted push to the mirror", out);
+            }
+        }
+    }
+    let _ = fs::remove_file(&path);
 }
 
 /// Temp packs of libgit2 (`pack_git2_*`), git (`tmp_pack_*`, `tmp_idx_*`) and ours

@@ -226,6 +226,10 @@ pub fn push(
             specs.push(format!(":{name}"));
         }
     }
+    // A kill during a push to a mirror on this machine leaves its lock files there: the record
+    // lets the next run tell them from someone else's (see `heal`).
+    let _push = remote::local_git_dir(&remote::resolve_url(repo, url))
+        .and_then(|dir| crate::heal::record_push(&backup.path, &dir));
     let statuses = remote::push(net, repo, url, &specs)?;
     let refused: Vec<String> =
         statuses.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{} ({e})", s.refname))).collect();

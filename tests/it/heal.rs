@@ -307,3 +307,43 @@ fn a_full_disk_names_the_disk_what_was_kept_and_what_to_free() {
     let c = env.run(&["check"]).ok();
     assert!(!c.stdout.contains("FAIL"), "{}", c.stdout);
 }
+
+#[test]
+fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    code.commit("a.md", "a", "first");
+    let mirror = env.path("mirror.git");
+    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\nmirror = {:?}\n",
+        env.state.display().to_string(),
+        code.work.display().to_string(),
+        mirror.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["mirror"]).ok();
+    // What a push killed a minute ago leaves: its record, and a lock made after it began.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let record = env.backup_repo("opus").join("opus-mirror-push.json");
+    fs::write(&record, serde_json::json!({"pid": DEAD_PID, "mirror": mirror, "started": now - 60}).to_string())
+        .unwrap();
+    let ours = mirror.join("refs/heads/main.lock");
+    fs::write(&ours, "").unwrap();
+    // Someone else's lock from before that push is not ours to remove.
+    let theirs = mirror.join("refs/heads/theirs.lock");
+    fs::write(&theirs, "").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options().write(true).open(&theirs).unwrap().set_modified(old).unwrap();
+    code.commit("b.md", "b", "second");
+
+    let r = env.run(&["mirror"]);
+    assert!(!ours.exists(), "our own push's lock was left:\n{}", r.stderr);
+    assert!(r.stderr.contains("main.lock"), "the removal is not reported:\n{}", r.stderr);
+    assert!(theirs.exists(), "another process's lock was removed");
+    assert!(!record.exists());
+    assert_eq!(r.code, 7, "the older lock is still reported\n{}", r.stderr);
+    fs::remove_file(&theirs).unwrap();
+    env.run(&["mirror"]).ok();
+    assert_fsck(&mirror);
+}
