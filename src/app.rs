@@ -87,8 +87,16 @@ pub fn init_logging(g: &Global) {
         .try_init();
 }
 
+/// Everything opus-mirror creates is private: the state dir, packs it writes or fetches,
+/// history, scratch, unbundled repos, bundles on a drive, restored files (0600, dirs 0700).
+/// Backups hold everything a user has; nobody else on the machine reads them by default.
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
+    private_umask();
     let now = match &cli.global.now {
         Some(s) => crate::timeparse::parse_time(s)
             .map_err(|e| UserError::usage(format!("--now / OPUS_MIRROR_NOW: {e}")))?,

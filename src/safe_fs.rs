@@ -184,8 +184,12 @@ impl Root {
                 return Err(e);
             }
         };
-        // The umask may have removed bits: set exactly what was asked.
-        rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(mode & 0o7777)).map_err(io_at(rel))?;
+        // The umask (077: private) takes group and other bits; the owner's are set exactly,
+        // whatever file was in the way before.
+        let mask = rustix::process::umask(Mode::empty());
+        rustix::process::umask(mask);
+        let bits = mode & 0o7777 & !mask.as_raw_mode();
+        rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(bits)).map_err(io_at(rel))?;
         if durable {
             f.sync_all()?;
         }

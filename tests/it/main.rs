@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod init;
 mod mirror;
+mod private;
 mod prop;
 mod prove;
 mod rclone;
