@@ -14,8 +14,13 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
             .sources
             .iter()
             .map(|s| {
+                let own: Vec<String> = crate::snapshot::filter::own_dirs(&cfg, s)
+                    .iter()
+                    .map(|o| crate::output::display_path(&o.rel))
+                    .collect();
                 json!({"name": s.name, "path": s.path, "exclude": s.exclude,
-                       "include_secrets": s.include_secrets, "snapshot_branch": s.snapshot_branch})
+                       "include_secrets": s.include_secrets, "snapshot_branch": s.snapshot_branch,
+                       "left_out_own_dirs": own})
             })
             .collect();
         let extra: serde_json::Map<_, _> =
@@ -26,6 +31,16 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
         )?;
     } else {
         write!(ctx.out, "{}", config::render_effective(&cfg))?;
+        for s in &cfg.sources {
+            for o in crate::snapshot::filter::own_dirs(&cfg, s) {
+                ctx.say(format!(
+                    "\nnote: {} is inside source `{}` ({}): its snapshots leave it out",
+                    o.what,
+                    s.name,
+                    crate::output::display_path(&o.rel)
+                ))?;
+            }
+        }
         ctx.say(format!("\nconfig ok: {} source(s)", cfg.sources.len()))?;
     }
     Ok(Exit::Ok)

@@ -15,6 +15,14 @@ use crate::state::{self, Event};
 
 /// One line for people about a snapshot outcome.
 pub fn describe(o: &Outcome) -> String {
+    let line = describe_change(o);
+    if o.own_excluded.is_empty() {
+        return line;
+    }
+    format!("{line}; left out, inside the source: {}", o.own_excluded.join(", "))
+}
+
+fn describe_change(o: &Outcome) -> String {
     let secs = o.elapsed_ms as f64 / 1000.0;
     let size = format!("{} files, {}", o.counts.files, human_bytes(o.counts.bytes));
     match (&o.created, &o.previous) {

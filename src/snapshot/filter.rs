@@ -13,6 +13,8 @@ use crate::config::Source;
 pub struct Filter {
     user: Gitignore,
     include_secrets: bool,
+    /// Our own directories inside the source (relative): never captured.
+    own: Vec<Vec<u8>>,
 }
 
 /// Why an entry was left out.
@@ -21,6 +23,9 @@ pub enum Excluded {
     Git,
     Secret,
     Pattern,
+    /// opus-mirror's own state dir or a dir target inside the source: capturing it would
+    /// make every snapshot hold the last one and grow without end.
+    Own,
 }
 
 impl Filter {
@@ -31,13 +36,22 @@ impl Filter {
             b.add_line(None, pat)
                 .map_err(|e| anyhow::anyhow!("exclude pattern `{pat}` of source {}: {e}", source.name))?;
         }
-        Ok(Filter { user: b.build()?, include_secrets: source.include_secrets })
+        Ok(Filter { user: b.build()?, include_secrets: source.include_secrets, own: Vec::new() })
+    }
+
+    /// Leaves out our own directories inside the source (see [`own_dirs`]).
+    pub fn with_own(mut self, own: &[OwnDir]) -> Filter {
+        self.own = own.iter().map(|o| o.rel.clone()).collect();
+        self
     }
 
     /// Whether the entry at `rel` (relative to the source root) is left out.
     pub fn excluded(&self, rel: &[u8], name: &[u8], is_dir: bool) -> Option<Excluded> {
         if name == b".git" {
             return Some(Excluded::Git);
+        }
+        if is_dir && self.own.iter().any(|o| o == rel) {
+            return Some(Excluded::Own);
         }
         if !is_dir && is_own_temp(name) {
             return Some(Excluded::Pattern);
@@ -49,6 +63,56 @@ impl Filter {
             return Some(Excluded::Pattern);
         }
         None
+    }
+}
+
+/// One of our own directories found inside a source.
+#[derive(Debug, Clone)]
+pub struct OwnDir {
+    /// What it is: "the state dir", "dir target `drive`".
+    pub what: String,
+    /// Its path relative to the source, `/`-separated.
+    pub rel: Vec<u8>,
+}
+
+/// The state dir and the dir targets that lie inside `source` (compared after resolving
+/// symlinks, so `~/vault/.state` and a link to it are the same place).
+pub fn own_dirs(cfg: &crate::config::Config, source: &Source) -> Vec<OwnDir> {
+    let Ok(root) = source.path.canonicalize() else { return Vec::new() };
+    let mut places = vec![("the state dir".to_string(), cfg.state_dir.clone())];
+    for t in &cfg.targets {
+        if let crate::config::TargetKind::Dir { path, .. } = &t.kind {
+            places.push((format!("dir target `{}`", t.name), path.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for (what, p) in places {
+        // It may not exist yet: resolve its nearest existing ancestor.
+        let resolved = resolve_lexically(&p);
+        if let Ok(rel) = resolved.strip_prefix(&root) {
+            if !rel.as_os_str().is_empty() {
+                out.push(OwnDir { what, rel: rel.as_os_str().as_bytes().to_vec() });
+            }
+        }
+    }
+    out
+}
+
+/// `p` with its longest existing prefix canonicalized.
+fn resolve_lexically(p: &Path) -> std::path::PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p.to_path_buf();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return rest.iter().rev().fold(c, |acc: std::path::PathBuf, n: &std::ffi::OsString| acc.join(n));
+        }
+        match (cur.file_name().map(|n| n.to_os_string()), cur.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n);
+                cur = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Outcome {
     pub read_bytes: u64,
     pub new_objects: u64,
     pub excluded: u64,
+    /// Our own directories inside the source, left out ("the state dir (.opus-state)").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub own_excluded: Vec<String>,
     pub skipped: Vec<Skipped>,
     pub elapsed_ms: u64,
     /// Set when this snapshot crossed a guard threshold.
@@ -89,12 +92,13 @@ fn trusted_cache(repo: &BackupRepo, path: &std::path::Path) -> StatCache {
 /// Walks and hashes the source. With `pack`, new objects are written into it.
 fn build(
     source: &Source,
+    own: &[filter::OwnDir],
     repo: &BackupRepo,
     cache: &StatCache,
     pack: Option<&mut PackWriter>,
     progress: &dyn crate::output::Report,
 ) -> Result<Built> {
-    let filter = filter::Filter::new(source)?;
+    let filter = filter::Filter::new(source)?.with_own(own);
     let mut scan = walk::scan(&source.path, &filter)
         .with_context(|| format!("cannot read the source directory {}", source.path.display()))?;
     let odb = repo.repo.odb()?;
@@ -154,7 +158,8 @@ fn collect_files(nodes: Vec<(Vec<u8>, walk::Node)>, out: &mut Vec<walk::FileRec>
 pub fn build_live(cfg: &Config, source: &Source) -> Result<(BackupRepo, Built)> {
     let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let cache = trusted_cache(&repo, &cache_path(&cfg.state_dir, &source.name));
-    let built = build(source, &repo, &cache, None, &crate::output::NoProgress)?;
+    let own = filter::own_dirs(cfg, source);
+    let built = build(source, &own, &repo, &cache, None, &crate::output::NoProgress)?;
     Ok((repo, built))
 }
 
@@ -205,7 +210,8 @@ fn take_unexplained(
     // second before the walk may change again unnoticed within the same timestamp tick.
     let racy_after = wall_clock_ns() - 1_000_000_000;
     let mut pack = PackWriter::create(&repo.pack_dir()).context("cannot start a pack in the backup repo")?;
-    let built = match build(source, &repo, &cache, Some(&mut pack), progress) {
+    let own = filter::own_dirs(cfg, source);
+    let built = match build(source, &own, &repo, &cache, Some(&mut pack), progress) {
         Ok(b) => b,
         Err(e) => {
             pack.abandon();
@@ -226,6 +232,7 @@ fn take_unexplained(
         read_bytes: built.read_bytes,
         new_objects: built.new_objects,
         excluded: built.excluded,
+        own_excluded: own.iter().map(|o| format!("{} ({})", o.what, crate::output::display_path(&o.rel))).collect(),
         skipped: built.skipped.clone(),
         elapsed_ms: 0,
         guard: None,

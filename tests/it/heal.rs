@@ -347,3 +347,31 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     env.run(&["mirror"]).ok();
     assert_fsck(&mirror);
 }
+
+#[test]
+fn a_state_dir_and_a_drive_inside_the_source_are_never_captured() {
+    let env = Env::new();
+    let home = env.path("home-vault");
+    vaultgen::create(&home, &vaultgen::Spec { notes: 8, attachments: 1, ..Default::default() });
+    // `init --source ~` with the default state dir under ~: the backup lives inside its source.
+    let state = home.join(".local/state/opus-mirror");
+    let drive = home.join("backup-drive");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"home\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+        state.display().to_string(),
+        home.display().to_string(),
+        drive.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    let said = env.run(&["config", "check"]).ok().stdout;
+    assert!(said.contains("the state dir is inside source `home`"), "{said}");
+    let first = env.run(&["snapshot"]).ok();
+    assert!(first.stdout.contains("left out") && first.stdout.contains("the state dir"), "{}", first.stdout);
+    env.run(&["bundle"]).ok();
+    let second = env.run(&["snapshot"]).ok();
+    assert!(second.stdout.contains("unchanged"), "the backup captured itself:\n{}", second.stdout);
+    let repo = state.join("repos/home.git");
+    let listed = git(&repo, &["ls-tree", "-r", "--name-only", "snapshot"]).ok().stdout;
+    assert!(!listed.contains(".local/state/opus-mirror"), "{listed}");
+    assert!(!listed.contains("backup-drive"), "{listed}");
+}
