@@ -266,11 +266,13 @@ fn source_steps(
                     st.push("mirror", None, Exit::Ok, detail, t)
                 }
                 Err(e) => {
+                    // An unreachable or timed-out mirror is exit 5, as for `opus-mirror mirror`.
+                    let exit = exit_for(&e);
                     let _ = state::record(
                         &cfg.state_dir,
-                        &Event::new(now, "mirror", Some(&s.name), None, Exit::Failed, format!("{e:#}")),
+                        &Event::new(now, "mirror", Some(&s.name), None, exit, format!("{e:#}")),
                     );
-                    st.push("mirror", None, Exit::Failed, format!("{e:#}"), t)
+                    st.push("mirror", None, exit, format!("{e:#}"), t)
                 }
             };
         }

@@ -17,4 +17,5 @@ mod recovery;
 mod restore;
 mod run;
 mod snapshot;
+mod stall;
 mod verify;
