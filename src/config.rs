@@ -1001,10 +1001,10 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Masks a secret for display: enough to recognise it, never enough to use it.
 pub fn mask(value: &str) -> String {
-    if value.len() <= 4 {
+    if value.chars().count() <= 4 {
         "****".into()
     } else {
-        format!("{}****", &value[..2.min(value.len())])
+        format!("{}****", value.chars().take(2).collect::<String>())
     }
 }
 

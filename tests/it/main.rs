@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod init;
 mod mirror;
+mod no_panic;
 mod prop;
 mod prove;
 mod rclone;
