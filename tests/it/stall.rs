@@ -87,6 +87,7 @@ fn assert_gave_up(env: &Env, run: &Run, took: Duration, limit: Duration) {
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(said.contains("[network] timeout = \"2s\""), "the message names the setting:\n{said}");
     assert!(took < limit, "gave up after {took:?}, more than {limit:?}");
+    eprintln!("gave up after {took:.1?} (exit 5)");
     let again = env.run(&["snapshot"]);
     assert_eq!(again.code, 0, "the lock was not released:\n{}", again.stderr);
 }
