@@ -132,13 +132,12 @@ fn a_stalled_ssh_server_times_out_over_the_git_cli() {
     assert_gave_up(&env, &r, took, Duration::from_secs(10));
 }
 
-#[test]
-fn a_stalled_s3_endpoint_times_out_over_rclone() {
+/// A vault source and an rclone target whose S3 endpoint is `server`; None without rclone.
+fn vault_with_stalled_s3(server: &Stalled, test: &str) -> Option<Env> {
     if Command::new("rclone").arg("version").output().is_err() {
-        crate::helpers::servers::missing("rclone", "a_stalled_s3_endpoint_times_out_over_rclone");
-        return;
+        crate::helpers::servers::missing("rclone", test);
+        return None;
     }
-    let server = Stalled::start();
     let mut env = Env::new();
     env.vars = [
         ("RCLONE_CONFIG", "/dev/null".to_string()),
@@ -160,9 +159,31 @@ fn a_stalled_s3_endpoint_times_out_over_rclone() {
         vault.display().to_string()
     ));
     env.run(&["snapshot"]).ok();
+    Some(env)
+}
+
+#[test]
+fn a_stalled_s3_endpoint_times_out_over_rclone() {
+    let server = Stalled::start();
+    let Some(env) = vault_with_stalled_s3(&server, "a_stalled_s3_endpoint_times_out_over_rclone") else {
+        return;
+    };
     let (r, took) = run_bounded(&env, &["bundle"]);
     assert_gave_up(&env, &r, took, Duration::from_secs(15));
     assert!(!r.stderr.contains("test-secret"), "a credential leaked: {}", r.stderr);
+}
+
+/// `run` waits on the stalled target once: check and drill do not try it again.
+#[test]
+fn a_run_with_a_stalled_s3_target_waits_once_and_exits_5() {
+    let server = Stalled::start();
+    let Some(env) = vault_with_stalled_s3(&server, "a_run_with_a_stalled_s3_target_waits_once_and_exits_5")
+    else {
+        return;
+    };
+    let (r, took) = run_bounded(&env, &["run"]);
+    assert_gave_up(&env, &r, took, Duration::from_secs(15));
+    assert!(r.stdout.contains("not checked, unreachable in this run's bundle step"), "{}", r.stdout);
 }
 
 #[test]
