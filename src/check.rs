@@ -120,7 +120,8 @@ pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
                 }
             }
             ObjectType::Commit | ObjectType::Tag => {
-                let short = &oid.to_string()[..12];
+                let oid_text = oid.to_string();
+                let short = crate::output::short_id(&oid_text);
                 for (o, k) in crate::bundle::write::links(kind, obj.data()) {
                     let how = match k {
                         Some(ObjectType::Tree) => format!("{via} (tree of {short})"),

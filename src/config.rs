@@ -119,6 +119,8 @@ pub struct Target {
     pub kind: TargetKind,
     /// Skip the target while its newest bundle is younger than this.
     pub every: Option<chrono::Duration>,
+    /// `[network]` timeouts for the target's rclone processes.
+    pub timeouts: Timeouts,
     /// Write incremental bundles between full ones.
     pub incremental: bool,
     /// With incremental bundles: a full bundle at least this often.
@@ -153,6 +155,33 @@ pub struct Network {
     pub ssh_key: Option<PathBuf>,
     /// The name of an environment variable holding an https token (never its value).
     pub token_env: Option<String>,
+    pub timeouts: Timeouts,
+}
+
+/// How long a network step may wait (`[network] timeout` and `deadline`): a stalled server
+/// must end the step as "unreachable", never hold the run and its lock forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The longest silence: connecting, or waiting for the next byte from the server.
+    pub idle: std::time::Duration,
+    /// The longest any one network step (one git or rclone process) may run in all.
+    pub deadline: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            idle: std::time::Duration::from_secs(60),
+            deadline: std::time::Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The idle timeout as the user wrote it, for messages (`[network] timeout = "60s"`).
+    pub fn idle_setting(&self) -> String {
+        format!("[network] timeout = \"{}s\"", self.idle.as_secs())
+    }
 }
 
 /// Which implementation carries network traffic.
@@ -339,6 +368,8 @@ struct RawNetwork {
     transport: Option<Spanned<String>>,
     ssh_key: Option<Spanned<String>>,
     token_env: Option<String>,
+    timeout: Option<Spanned<String>>,
+    deadline: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -645,10 +676,9 @@ fn parse(
         }
     }
 
-    let targets = parse_targets(path, text, &raw.targets, &sources, &base, env)?;
-
     let mut network = Network::default();
     if let Some(n) = &raw.network {
+        network.timeouts = timeouts(path, text, n)?;
         if let Some(t) = &n.transport {
             network.transport = match t.get_ref().as_str() {
                 "libgit2" => Transport::Libgit2,
@@ -679,6 +709,7 @@ fn parse(
         }
         network.token_env = n.token_env.clone();
     }
+    let targets = parse_targets(path, text, &raw.targets, &sources, &base, env, network.timeouts)?;
 
     let extra_env = dotenv
         .entries
@@ -735,6 +766,7 @@ fn parse_targets(
     sources: &[Source],
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    timeouts: Timeouts,
 ) -> Result<Vec<Target>, ConfigError> {
     let mut out: Vec<Target> = Vec::new();
     for (i, t) in raw.iter().enumerate() {
@@ -822,7 +854,7 @@ fn parse_targets(
             }
         };
         if let Some(w) = &t.keep.within {
-            crate::retention::parse_duration(w)
+            crate::timeparse::parse_duration(w)
                 .map_err(|e| err(t.name.span(), "keep.within", e, "write e.g. 14d or 2w"))?;
         }
         let mut only = None;
@@ -865,6 +897,7 @@ fn parse_targets(
             name,
             kind,
             every,
+            timeouts,
             incremental,
             full_every,
             keep: t.keep.clone(),
@@ -883,13 +916,40 @@ fn duration(
     key: &str,
 ) -> Result<Option<chrono::Duration>, ConfigError> {
     let Some(v) = v else { return Ok(None) };
-    crate::retention::parse_duration(v.get_ref()).map(Some).map_err(|problem| ConfigError {
+    crate::timeparse::parse_duration(v.get_ref()).map(Some).map_err(|problem| ConfigError {
         file: Some(path.to_path_buf()),
         line: Some(line_of(text, v.span().start)),
         key: Some(key.into()),
         problem,
         fix: "write e.g. 12h, 1d, 7d or 2w".into(),
     })
+}
+
+/// `[network] timeout` and `deadline`: whole seconds, at least one, the deadline no shorter
+/// than the timeout.
+fn timeouts(path: &Path, text: &str, n: &RawNetwork) -> Result<Timeouts, ConfigError> {
+    let mut t = Timeouts::default();
+    let secs = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<u64>, ConfigError> {
+        let Some(d) = duration(path, text, v.as_ref(), key)? else { return Ok(None) };
+        match u64::try_from(d.num_seconds()) {
+            Ok(s) if s >= 1 => Ok(Some(s)),
+            _ => Err(ConfigError {
+                file: Some(path.to_path_buf()),
+                line: v.as_ref().map(|v| line_of(text, v.span().start)),
+                key: Some(key.into()),
+                problem: "a network timeout must be at least 1s".into(),
+                fix: "write e.g. 30s, 2min or 1h".into(),
+            }),
+        }
+    };
+    if let Some(s) = secs(&n.timeout, "network.timeout")? {
+        t.idle = std::time::Duration::from_secs(s);
+    }
+    if let Some(s) = secs(&n.deadline, "network.deadline")? {
+        t.deadline = std::time::Duration::from_secs(s);
+    }
+    t.deadline = t.deadline.max(t.idle);
+    Ok(t)
 }
 
 /// Source names become directory names and ref names: keep them boring.
@@ -941,10 +1001,10 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Masks a secret for display: enough to recognise it, never enough to use it.
 pub fn mask(value: &str) -> String {
-    if value.len() <= 4 {
+    if value.chars().count() <= 4 {
         "****".into()
     } else {
-        format!("{}****", &value[..2.min(value.len())])
+        format!("{}****", value.chars().take(2).collect::<String>())
     }
 }
 

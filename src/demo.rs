@@ -143,7 +143,7 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     ctx.say(format!(
         "  restored tree {} the snapshot's tree ({}): every byte, mode, link and empty folder",
         if same { "equals" } else { "DIFFERS FROM" },
-        &info.tree[..12]
+        crate::output::short_id(&info.tree)
     ))?;
 
     // The main job: one `run` with a mirror remote and a "drive" in the temp dir.

@@ -134,8 +134,9 @@ pub fn drill(
     let claimed_oid = Oid::from_str(&claimed)?;
     let out_dir = scratch.path().join("files");
     let rtree = restored.repo.find_commit(restored.repo.refname_to_id(&branch_ref)?)?.tree_id();
-    let ritems = crate::restore::select(&restored.repo.odb()?, rtree, &[], &claimed[..12])?;
-    crate::restore::to_dir(&restored, &ritems, &out_dir, false, &claimed[..12])?;
+    let ritems =
+        crate::restore::select(&restored.repo.odb()?, rtree, &[], crate::output::short_id(&claimed))?;
+    crate::restore::to_dir(&restored, &ritems, &out_dir, false, crate::output::short_id(&claimed))?;
     let ttr_ms = started.elapsed().as_millis() as u64;
 
     // The truth: the claimed snapshot as the backup repo has it.

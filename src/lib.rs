@@ -22,6 +22,7 @@ pub mod heal;
 pub mod hashio;
 pub mod lock;
 pub mod mirror;
+pub mod netchild;
 pub mod notify;
 pub mod output;
 pub mod prune;

@@ -131,9 +131,27 @@ pub fn display_path(p: &[u8]) -> String {
     }
 }
 
+/// How an id (commit, snapshot, tree) is shown to people: its first 12 characters. Ids read
+/// back from manifests and state files are untrusted text, so a short or non-ASCII one is
+/// shown as it is, never sliced inside a character (which would panic).
+pub fn short_id(id: &str) -> &str {
+    match id.char_indices().nth(12) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_never_split_a_character() {
+        assert_eq!(short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id(""), "");
+        assert_eq!(short_id("ééééééééééééé"), "éééééééééééé");
+    }
 
     #[test]
     fn bytes_are_human() {

@@ -266,11 +266,13 @@ fn source_steps(
                     st.push("mirror", None, Exit::Ok, detail, t)
                 }
                 Err(e) => {
+                    // An unreachable or timed-out mirror is exit 5, as for `opus-mirror mirror`.
+                    let exit = exit_for(&e);
                     let _ = state::record(
                         &cfg.state_dir,
-                        &Event::new(now, "mirror", Some(&s.name), None, Exit::Failed, format!("{e:#}")),
+                        &Event::new(now, "mirror", Some(&s.name), None, exit, format!("{e:#}")),
                     );
-                    st.push("mirror", None, Exit::Failed, format!("{e:#}"), t)
+                    st.push("mirror", None, exit, format!("{e:#}"), t)
                 }
             };
         }
@@ -279,6 +281,9 @@ fn source_steps(
     // bundle to every target first; then prune, only if nothing in this run failed.
     let mut written = Vec::new();
     let mut bundled_ok = Vec::new();
+    // Targets that timed out or could not be reached: check and drill do not wait on them
+    // again in this run.
+    let mut unreachable: Vec<&str> = Vec::new();
     for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
         let t = Instant::now();
         if dry_run {
@@ -310,6 +315,9 @@ fn source_steps(
                 bundled_ok.push(tg);
             }
             Err(e) => {
+                if exit_for(&e) == Exit::Unreachable {
+                    unreachable.push(&tg.name);
+                }
                 st.push("bundle", Some(&tg.name), exit_for(&e), format!("{e:#}"), t);
             }
         };
@@ -347,7 +355,12 @@ fn source_steps(
             Ok(r) => problems.extend(r.problems),
             Err(e) => problems.push(format!("{e:#}")),
         }
+        let mut skipped = Vec::new();
         for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
+            if unreachable.contains(&tg.name.as_str()) {
+                skipped.push(format!("{}: not checked, unreachable in this run's bundle step", tg.name));
+                continue;
+            }
             if crate::target::check(tg, &cfg.state_dir).is_err() {
                 continue;
             }
@@ -357,8 +370,15 @@ fn source_steps(
                 Err(e) => problems.push(format!("{}: {e:#}", tg.name)),
             }
         }
-        let e = if problems.is_empty() { Exit::Ok } else { Exit::Failed };
-        let detail = if problems.is_empty() { "full check passed".to_string() } else { problems.join("\n") };
+        let e = match (problems.is_empty(), skipped.is_empty()) {
+            (false, _) => Exit::Failed,
+            (true, false) => Exit::Unreachable,
+            (true, true) => Exit::Ok,
+        };
+        let detail = match e {
+            Exit::Ok => "full check passed".to_string(),
+            _ => problems.into_iter().chain(skipped).collect::<Vec<_>>().join("\n"),
+        };
         let _ =
             state::record(&cfg.state_dir, &Event::new(now, "check", Some(&s.name), None, e, detail.clone()));
         st.push("check", None, e, detail, t);
@@ -392,7 +412,9 @@ fn source_steps(
     if let Some(tg) = cfg
         .targets
         .iter()
-        .filter(|t| t.takes(&s.name) && t.age_recipients.is_empty())
+        .filter(|t| {
+            t.takes(&s.name) && t.age_recipients.is_empty() && !unreachable.contains(&t.name.as_str())
+        })
         .find(|t| crate::target::check(t, &cfg.state_dir).is_ok())
     {
         let t = Instant::now();

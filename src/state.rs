@@ -76,15 +76,21 @@ pub fn record(state_dir: &Path, e: &Event) -> Result<()> {
     Ok(())
 }
 
-/// The whole history, oldest first. A torn last line (a crash mid-append) is skipped.
+/// The whole history, oldest first. A torn last line (a crash mid-append) or a damaged one
+/// (even bytes that are not UTF-8) is skipped: one bad line must not hide the rest.
 pub fn history(state_dir: &Path) -> Result<Vec<Event>> {
     let p = dir(state_dir).join("history.jsonl");
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
     };
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    Ok(bytes.split(|&b| b == b'\n').filter_map(parse_line).collect())
+}
+
+/// One history line, or None when it is torn or damaged.
+fn parse_line(line: &[u8]) -> Option<Event> {
+    serde_json::from_slice(line).ok()
 }
 
 /// Reads a JSON state file, if it exists and parses.
@@ -122,5 +128,35 @@ mod tests {
         let h = history(d.path()).unwrap();
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].outcome, "ok");
+    }
+
+    #[test]
+    fn history_survives_a_line_that_is_not_utf8() {
+        let d = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        record(d.path(), &Event::new(now, "snapshot", Some("v"), None, Exit::Ok, "first")).unwrap();
+        let p = dir(d.path()).join("history.jsonl");
+        OpenOptions::new().append(true).open(&p).unwrap().write_all(b"\xff\xfe garbage\n").unwrap();
+        record(d.path(), &Event::new(now, "snapshot", Some("v"), None, Exit::Ok, "second")).unwrap();
+        let h = history(d.path()).unwrap();
+        assert_eq!(h.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_history_bytes_read_without_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir(d.path())).unwrap();
+            std::fs::write(dir(d.path()).join("history.jsonl"), &data).unwrap();
+            let h = history(d.path()).unwrap();
+            for e in h {
+                let _ = e.at();
+            }
+        }
+
+        #[test]
+        fn any_history_line_parses_or_is_skipped(line in "\\PC{0,200}") {
+            let _ = parse_line(line.as_bytes());
+        }
     }
 }

@@ -333,7 +333,7 @@ fn unpushed_commits(repo: &Repository, local: Oid, hide: &[Oid]) -> Result<Vec<C
         let id = id?;
         let c = repo.find_commit(id)?;
         out.push(Commit {
-            id: id.to_string()[..12].to_string(),
+            id: crate::output::short_id(&id.to_string()).to_string(),
             subject: c.summary().ok().flatten().unwrap_or("").to_string(),
         });
     }

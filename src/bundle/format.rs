@@ -9,6 +9,10 @@ use git2::Oid;
 pub const V2: &str = "# v2 git bundle";
 pub const V3: &str = "# v3 git bundle";
 
+/// The longest header line we read: a ref line is 41 bytes plus a ref name; a longer line
+/// is not a header we wrote, and reading it whole could take any amount of memory.
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// A parsed bundle header.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Header {
@@ -66,12 +70,24 @@ impl Header {
         let mut n = 0;
         loop {
             line.clear();
-            let got = r.read_until(b'\n', &mut line).map_err(|_| HeaderError::Truncated)?;
+            let got = std::io::Read::take(&mut *r, MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|_| HeaderError::Truncated)?;
             if got == 0 {
                 return Err(HeaderError::Truncated);
             }
             consumed += got as u64;
             n += 1;
+            if got > MAX_LINE {
+                let start = String::from_utf8_lossy(&line[..40]).into_owned();
+                return Err(match n {
+                    1 => HeaderError::NotABundle(start),
+                    _ => HeaderError::Malformed {
+                        line: n,
+                        problem: format!("a line longer than {MAX_LINE} bytes"),
+                    },
+                });
+            }
             if line.last() != Some(&b'\n') {
                 return Err(HeaderError::Truncated);
             }
@@ -99,6 +115,9 @@ impl Header {
                 h.capabilities.push(cap.to_string());
             } else if let Some(rest) = text.strip_prefix('-') {
                 let (oid, comment) = rest.split_once(' ').unwrap_or((rest, ""));
+                if oid.len() != 40 {
+                    return Err(bad("bad prerequisite object id"));
+                }
                 let oid = Oid::from_str(oid).map_err(|_| bad("bad prerequisite object id"))?;
                 h.prerequisites.push((oid, comment.to_string()));
             } else {
@@ -116,6 +135,7 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
 
     fn oid(c: char) -> Oid {
         Oid::from_str(&c.to_string().repeat(40)).unwrap()
@@ -149,5 +169,48 @@ mod tests {
         assert!(matches!(Header::read(&mut v3.as_bytes()), Err(HeaderError::Unsupported(_))));
         let bad = b"# v2 git bundle\nnot-an-oid refs/heads/m\n\n";
         assert!(matches!(Header::read(&mut &bad[..]), Err(HeaderError::Malformed { line: 2, .. })));
+    }
+
+    #[test]
+    fn a_short_prerequisite_id_is_malformed() {
+        // libgit2 would read `-ab` as the abbreviation ab00000…: a bundle we never wrote.
+        let short = b"# v2 git bundle\n-ab base\n\n";
+        assert!(matches!(Header::read(&mut &short[..]), Err(HeaderError::Malformed { line: 2, .. })));
+    }
+
+    #[test]
+    fn an_endless_line_is_not_read_into_memory() {
+        let mut big = std::io::BufReader::new(std::io::repeat(b'a').take(64 << 20));
+        assert!(matches!(Header::read(&mut big), Err(HeaderError::NotABundle(_))));
+        let mut left = 0u64;
+        while let Ok(n) = std::io::Read::read(&mut big, &mut [0u8; 1 << 16]) {
+            if n == 0 {
+                break;
+            }
+            left += n as u64;
+        }
+        assert!(
+            left >= (64 << 20) - 2 * MAX_LINE as u64,
+            "the header reader read {} bytes",
+            (64 << 20) - left
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = Header::read(&mut &data[..]);
+        }
+
+        #[test]
+        fn a_header_prefix_with_any_lines_never_panics(lines in proptest::collection::vec("[-@# a-f0-9/=\\PC]{0,60}", 0..8)) {
+            let text = format!("# v3 git bundle\n{}\n\n", lines.join("\n"));
+            if let Ok((h, n)) = Header::read(&mut text.as_bytes()) {
+                proptest::prop_assert!(n as usize <= text.len());
+                let (back, _) = Header::read(&mut &h.to_bytes()[..]).expect("what we write reads back");
+                // The writer says v2 when there are no capabilities; the content is the same.
+                proptest::prop_assert_eq!((back.capabilities, back.prerequisites, back.refs), (h.capabilities, h.prerequisites, h.refs));
+            }
+        }
     }
 }

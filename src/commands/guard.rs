@@ -22,7 +22,7 @@ pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
                         "{}: tripped {} by snapshot {}: {}",
                         s.name,
                         a.time,
-                        &a.snapshot[..12],
+                        crate::output::short_id(&a.snapshot),
                         a.reasons.join("; ")
                     ))?;
                     ctx.say(format!("  previous state: {}", a.restore_command))?;

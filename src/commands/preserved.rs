@@ -18,14 +18,20 @@ pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
         if !ctx.mode.json {
             ctx.say(format!("{} ({} preserved tip(s))", s.name, list.len()))?;
             for p in &list {
-                ctx.say(format!("  {}  {:<24} {}  {}", p.date, p.was, &p.commit[..12], p.subject))?;
+                ctx.say(format!(
+                    "  {}  {:<24} {}  {}",
+                    p.date,
+                    p.was,
+                    crate::output::short_id(&p.commit),
+                    p.subject
+                ))?;
             }
             if let Some(p) = list.last() {
                 ctx.say(format!(
                     "  to get one back: git --git-dir {} branch restored-{} {}   (or fetch it from the mirror: git fetch MIRROR {}:refs/heads/restored)",
                     backup.path.display(),
                     p.was.rsplit('/').next().unwrap_or("tip"),
-                    &p.commit[..12],
+                    crate::output::short_id(&p.commit),
                     p.refname
                 ))?;
             }

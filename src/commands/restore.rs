@@ -39,7 +39,7 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
             // Whatever is live now goes into history first, so the restore cannot lose it.
             let safety = crate::snapshot::take(&cfg, source, ctx.now)?;
             if let Some(id) = &safety.created {
-                ctx.say(format!("safety snapshot of the live directory: {}", &id[..12]))?;
+                ctx.say(format!("safety snapshot of the live directory: {}", crate::output::short_id(id)))?;
             }
         }
         // A killed restore leaves a temp file; the record tells the next run where to look.

@@ -29,13 +29,17 @@ fn describe_change(o: &Outcome) -> String {
         (Some(id), _) => format!(
             "{}: snapshot {} ({size}; +{} ~{} -{}) in {secs:.2}s",
             o.source,
-            &id[..12],
+            crate::output::short_id(id),
             o.changes.added,
             o.changes.modified,
             o.changes.deleted
         ),
         (None, Some(prev)) => {
-            format!("{}: unchanged since snapshot {} ({size}) in {secs:.2}s", o.source, &prev[..12])
+            format!(
+                "{}: unchanged since snapshot {} ({size}) in {secs:.2}s",
+                o.source,
+                crate::output::short_id(prev)
+            )
         }
         (None, None) => format!("{}: nothing to snapshot", o.source),
     }
@@ -74,7 +78,7 @@ pub fn snapshot_one(
         let text = format!(
             "{}\nThe snapshot was recorded; the previous one ({}) is kept. Pruning of `{}` is suspended until `opus-mirror guard ack --source {}`.\nTo bring the previous state back: {}",
             alarm.reasons.join("; "),
-            &alarm.previous[..12],
+            crate::output::short_id(&alarm.previous),
             source.name,
             source.name,
             alarm.restore_command

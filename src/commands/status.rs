@@ -12,7 +12,7 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let max_age = match &args.max_age {
         Some(m) => {
-            crate::retention::parse_duration(m).map_err(|e| UserError::usage(format!("--max-age: {e}")))?
+            crate::timeparse::parse_duration(m).map_err(|e| UserError::usage(format!("--max-age: {e}")))?
         }
         None => cfg.max_age,
     };

@@ -4,16 +4,20 @@
 //!
 //! Safety rules: SSH host keys are checked against ~/.ssh/known_hosts and an unknown host
 //! fails closed; credentials are tried a bounded number of times (libgit2 would otherwise
-//! retry a failing one forever); secrets in URLs are masked in every message.
+//! retry a failing one forever); secrets in URLs are masked in every message; no step waits
+//! on a silent server longer than `[network] timeout` or runs past `[network] deadline`
+//! (libgit2's server timeouts, ssh's ConnectTimeout/ServerAlive, and a watchdog on git).
 
 use std::cell::Cell;
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
 
 use git2::{Cred, CredentialType, Oid, RemoteCallbacks, Repository};
 
-use crate::config::{mask_url, Network, Transport};
+use crate::config::{mask_url, Network, Timeouts, Transport};
 use crate::exit::{Exit, HasExit};
+use crate::netchild::{self, Stopped};
 
 /// How many credentials we offer before giving up.
 const MAX_AUTH_ATTEMPTS: u32 = 3;
@@ -77,14 +81,28 @@ pub struct PushStatus {
     pub error: Option<String>,
 }
 
-fn classify(url: &str, e: &git2::Error, attempts: u32) -> RemoteError {
+/// What the callbacks of one network step saw, for telling its failure apart.
+#[derive(Default)]
+struct Step {
+    /// Credentials offered so far.
+    attempts: Cell<u32>,
+    /// A progress callback stopped the transfer at the deadline.
+    late: Cell<bool>,
+}
+
+fn classify(net: &Network, url: &str, e: &git2::Error, step: &Step) -> RemoteError {
+    let attempts = step.attempts.get();
     if let Some(l) = locked(url, e.message()) {
         return l;
     }
     let url = mask_url(url);
     let detail = e.message().to_string();
     let lower = detail.to_lowercase();
-    if lower.contains("hostkey")
+    if e.code() == git2::ErrorCode::Timeout || lower.contains("timed out") || lower.contains("timeout") {
+        RemoteError::Unreachable { url, detail: silent(&net.timeouts, &detail) }
+    } else if step.late.get() {
+        RemoteError::Unreachable { url, detail: past_deadline(&net.timeouts) }
+    } else if lower.contains("hostkey")
         || lower.contains("host key")
         || lower.contains("known_hosts")
         || lower.contains("known hosts")
@@ -102,10 +120,52 @@ fn classify(url: &str, e: &git2::Error, attempts: u32) -> RemoteError {
     }
 }
 
+/// The detail of a step that gave up on a silent server.
+fn silent(t: &Timeouts, what: &str) -> String {
+    format!(
+        "the server sent nothing for {}s ({what}); {} is the longest we wait, raise it for a slow link",
+        t.idle.as_secs(),
+        t.idle_setting()
+    )
+}
+
+fn past_deadline(t: &Timeouts) -> String {
+    format!(
+        "the transfer ran past the [network] deadline ({}s) and was stopped; raise [network] deadline for a large first transfer ({} applies to silence)",
+        t.deadline.as_secs(),
+        t.idle_setting()
+    )
+}
+
+/// Tells libgit2 how long to wait for a connection and for each read or write (TCP for
+/// git:// and the SSH session alike). These are process-wide settings; network steps run
+/// one at a time on the calling thread, each setting them first.
+fn apply_libgit2_timeouts(t: &Timeouts) {
+    let ms = i32::try_from(t.idle.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: plain integer globals read by libgit2 when it opens a connection; no other
+    // thread is inside a libgit2 network call while a step sets them.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
 /// Callbacks offering credentials a bounded number of times: ssh-agent first, then the
-/// configured key; a token from the environment for https.
-fn callbacks<'a>(net: &'a Network, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+/// configured key; a token from the environment for https. Progress callbacks stop a
+/// transfer that runs past `[network] deadline`.
+fn callbacks<'a>(net: &'a Network, step: &'a Step) -> RemoteCallbacks<'a> {
+    apply_libgit2_timeouts(&net.timeouts);
     let mut cb = RemoteCallbacks::new();
+    let start = Instant::now();
+    let deadline = net.timeouts.deadline;
+    let in_time = move || {
+        let ok = start.elapsed() <= deadline;
+        step.late.set(!ok);
+        ok
+    };
+    cb.transfer_progress(move |_| in_time());
+    cb.sideband_progress(move |_| in_time());
+    let attempts = &step.attempts;
     cb.credentials(move |_url, username, allowed| {
         let n = attempts.get() + 1;
         attempts.set(n);
@@ -190,12 +250,12 @@ pub fn ls_remote(net: &Network, repo: &Repository, url: &str) -> Result<Vec<Remo
             .filter(|r| !r.name.ends_with("^{}"))
             .collect());
     }
-    let attempts = Cell::new(0);
-    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, &e, 0))?;
+    let step = Step::default();
+    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(net, url, &e, &Step::default()))?;
     let conn = remote
-        .connect_auth(git2::Direction::Fetch, Some(callbacks(net, &attempts)), None)
-        .map_err(|e| classify(url, &e, attempts.get()))?;
-    let heads = conn.list().map_err(|e| classify(url, &e, attempts.get()))?;
+        .connect_auth(git2::Direction::Fetch, Some(callbacks(net, &step)), None)
+        .map_err(|e| classify(net, url, &e, &step))?;
+    let heads = conn.list().map_err(|e| classify(net, url, &e, &step))?;
     Ok(heads
         .iter()
         .filter(|h| !h.name().ends_with("^{}"))
@@ -209,18 +269,18 @@ pub fn fetch(net: &Network, repo: &Repository, url: &str, refspecs: &[String]) -
         return Ok(());
     }
     if use_git_cli(net, url) {
-        let mut args = vec!["fetch", "--no-tags", "--no-write-fetch-head", url];
+        let mut args = vec!["fetch", "--progress", "--no-tags", "--no-write-fetch-head", url];
         args.extend(refspecs.iter().map(String::as_str));
         git_cli(net, repo.path(), &args, url)?;
         return Ok(());
     }
-    let attempts = Cell::new(0);
-    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, &e, 0))?;
+    let step = Step::default();
+    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(net, url, &e, &Step::default()))?;
     let mut fo = git2::FetchOptions::new();
-    fo.remote_callbacks(callbacks(net, &attempts))
+    fo.remote_callbacks(callbacks(net, &step))
         .download_tags(git2::AutotagOption::None)
         .update_fetchhead(false);
-    remote.fetch(refspecs, Some(&mut fo), None).map_err(|e| classify(url, &e, attempts.get()))
+    remote.fetch(refspecs, Some(&mut fo), None).map_err(|e| classify(net, url, &e, &step))
 }
 
 /// Pushes `refspecs` to `url` and returns every ref's own status: libgit2's push succeeds
@@ -235,16 +295,16 @@ pub fn push(
         return Ok(Vec::new());
     }
     if use_git_cli(net, url) {
-        let mut args = vec!["push", "--porcelain", url];
+        let mut args = vec!["push", "--progress", "--porcelain", url];
         args.extend(refspecs.iter().map(String::as_str));
         let out = git_cli_lenient(net, repo.path(), &args, url)?;
         return Ok(parse_porcelain(&out));
     }
-    let attempts = Cell::new(0);
+    let step = Step::default();
     let statuses = std::cell::RefCell::new(Vec::new());
     {
-        let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, &e, 0))?;
-        let mut cb = callbacks(net, &attempts);
+        let mut remote = repo.remote_anonymous(url).map_err(|e| classify(net, url, &e, &Step::default()))?;
+        let mut cb = callbacks(net, &step);
         cb.push_update_reference(|name, status| {
             statuses
                 .borrow_mut()
@@ -253,7 +313,7 @@ pub fn push(
         });
         let mut po = git2::PushOptions::new();
         po.remote_callbacks(cb);
-        remote.push(refspecs, Some(&mut po)).map_err(|e| classify(url, &e, attempts.get()))?;
+        remote.push(refspecs, Some(&mut po)).map_err(|e| classify(net, url, &e, &step))?;
     }
     Ok(statuses.into_inner())
 }
@@ -277,7 +337,7 @@ fn parse_porcelain(out: &str) -> Vec<PushStatus> {
 fn git_cli(net: &Network, git_dir: &Path, args: &[&str], url: &str) -> Result<String, RemoteError> {
     let o = git_cli_output(net, git_dir, args, url)?;
     if !o.status.success() {
-        return Err(classify_cli(url, &String::from_utf8_lossy(&o.stderr)));
+        return Err(classify_cli(&net.timeouts, url, &String::from_utf8_lossy(&o.stderr)));
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -289,19 +349,25 @@ fn git_cli_lenient(net: &Network, git_dir: &Path, args: &[&str], url: &str) -> R
     if !o.status.success()
         && !stdout.lines().any(|l| l.starts_with('!') || l.starts_with('*') || l.starts_with('+'))
     {
-        return Err(classify_cli(url, &String::from_utf8_lossy(&o.stderr)));
+        return Err(classify_cli(&net.timeouts, url, &String::from_utf8_lossy(&o.stderr)));
     }
     Ok(stdout)
 }
 
+/// Runs the system git under the `[network]` limits: it is killed after `timeout` without a
+/// byte of output (fetch and push print progress while data moves) or past `deadline`.
 fn git_cli_output(
     net: &Network,
     git_dir: &Path,
     args: &[&str],
     url: &str,
-) -> Result<std::process::Output, RemoteError> {
+) -> Result<netchild::Finished, RemoteError> {
+    let t = &net.timeouts;
     let mut c = Command::new("git");
     c.arg("--git-dir").arg(git_dir);
+    // https: give up on a connection that moves less than a byte a second for `timeout`.
+    c.arg("-c").arg("http.lowSpeedLimit=1");
+    c.arg("-c").arg(format!("http.lowSpeedTime={}", t.idle.as_secs().max(1)));
     if let Some(var) = &net.token_env {
         // The helper reads the token from the environment when git asks: it is never on a
         // command line or in a log.
@@ -313,6 +379,13 @@ fn git_cli_output(
     // BatchMode: never prompt. known_hosts from $HOME like libgit2 (ssh itself would use the
     // passwd entry's home); strict checking stays on, so an unknown host fails closed.
     let mut ssh = String::from("ssh -o BatchMode=yes -o StrictHostKeyChecking=yes");
+    // Connecting (TCP and the SSH greeting) and, once connected, silence: ssh probes a quiet
+    // server every third of the timeout and hangs up after three unanswered probes.
+    let secs = t.idle.as_secs().max(1);
+    ssh.push_str(&format!(
+        " -o ConnectTimeout={secs} -o ServerAliveInterval={} -o ServerAliveCountMax=3",
+        secs.div_ceil(3)
+    ));
     if let Some(home) = std::env::var_os("HOME") {
         ssh.push_str(&format!(
             " -o UserKnownHostsFile='{}'",
@@ -323,13 +396,20 @@ fn git_cli_output(
         ssh.push_str(&format!(" -i '{}'", key.display()));
     }
     c.args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_SSH_COMMAND", ssh);
-    c.output().map_err(|e| RemoteError::Unreachable {
-        url: mask_url(url),
-        detail: format!("cannot run git (transport = \"git-cli\" needs git installed): {e}"),
+    netchild::run(c, Some(t.idle), t.deadline).map_err(|stop| {
+        let url = mask_url(url);
+        match stop {
+            Stopped::Spawn(e) => RemoteError::Unreachable {
+                url,
+                detail: format!("cannot run git (transport = \"git-cli\" needs git installed): {e}"),
+            },
+            Stopped::Silent { .. } => RemoteError::Unreachable { url, detail: silent(t, "git was stopped") },
+            Stopped::Deadline { .. } => RemoteError::Unreachable { url, detail: past_deadline(t) },
+        }
     })
 }
 
-fn classify_cli(url: &str, stderr: &str) -> RemoteError {
+fn classify_cli(t: &Timeouts, url: &str, stderr: &str) -> RemoteError {
     let detail = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git failed").trim().to_string();
     let detail = detail.replace(url, &mask_url(url));
     if let Some(l) = locked(url, &detail) {
@@ -343,6 +423,8 @@ fn classify_cli(url: &str, stderr: &str) -> RemoteError {
         RemoteError::HostKey { url, detail }
     } else if lower.contains("permission denied") || lower.contains("authentication failed") {
         RemoteError::Auth { url, detail }
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        RemoteError::Unreachable { url, detail: silent(t, &detail) }
     } else {
         RemoteError::Unreachable { url, detail }
     }
@@ -397,12 +479,20 @@ mod tests {
 
     #[test]
     fn cli_errors_are_classified_and_masked() {
-        let e = classify_cli("https://u:tok@h/x", "fatal: Authentication failed for 'https://u:tok@h/x'\n");
+        let e = classify_cli(
+            &Timeouts::default(),
+            "https://u:tok@h/x",
+            "fatal: Authentication failed for 'https://u:tok@h/x'\n",
+        );
         let msg = e.to_string();
         assert!(matches!(e, RemoteError::Auth { .. }));
         assert!(!msg.contains("tok"), "{msg}");
         assert!(matches!(
-            classify_cli("ssh://h/x", "Host key verification failed.\nfatal: Could not read"),
+            classify_cli(
+                &Timeouts::default(),
+                "ssh://h/x",
+                "Host key verification failed.\nfatal: Could not read"
+            ),
             RemoteError::HostKey { .. }
         ));
     }

@@ -275,7 +275,8 @@ fn take_unexplained(
         let truncated = changes.iter().filter(|c| c.emptied).count() as u64;
         let reasons = crate::guard::evaluate(&cfg.guard, prev_files, deleted, modified, truncated);
         if !reasons.is_empty() {
-            let short = &prev.to_string()[..12];
+            let prev_id = prev.to_string();
+            let short = crate::output::short_id(&prev_id);
             outcome.guard = Some(crate::guard::Alarm {
                 source: source.name.clone(),
                 time: time.clone(),

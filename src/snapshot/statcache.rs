@@ -184,4 +184,33 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         assert!(StatCache::load(&p).is_empty());
     }
+
+    /// `body` with the checksum [`decode`] wants, so the property reaches the parser proper.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut b = body.to_vec();
+        b.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        b
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = decode(&data);
+            let _ = decode(&sealed(&data));
+        }
+
+        #[test]
+        fn any_body_behind_the_magic_never_panics(
+            count in proptest::prop_oneof![0u64..4, proptest::prelude::any::<u64>()],
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let mut body = MAGIC.to_vec();
+            body.extend_from_slice(&[1u8; 20]);
+            body.extend_from_slice(&count.to_le_bytes());
+            body.extend_from_slice(&rest);
+            if let Some(c) = decode(&sealed(&body)) {
+                proptest::prop_assert!(c.len() as u64 <= count);
+            }
+        }
+    }
 }

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use super::{Listed, Unavailable};
 use crate::bundle::manifest::Manifest;
 use crate::config::{Target, TargetKind};
+use crate::git::remote::RemoteError;
+use crate::netchild::{self, Stopped};
 
 fn parts(t: &Target) -> (&str, Option<&Path>) {
     match &t.kind {
@@ -21,31 +23,81 @@ fn parts(t: &Target) -> (&str, Option<&Path>) {
     }
 }
 
-/// Runs rclone; a failure names the command and rclone's last error line.
+/// Runs rclone; a failure names the command and rclone's last error line. rclone gives up
+/// on a silent connection by itself (`--contimeout`, `--timeout` = `[network] timeout`), but
+/// its retries (and the storage SDK's) multiply that: a stalled S3 endpoint holds one
+/// listing for 16 timeouts. So a call that moves no file content is stopped after
+/// [`QUIET_CALL_TIMEOUTS`] timeouts in all, a copy at `[network] deadline`. Each is reported
+/// as unreachable (exit 5).
 fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
-    let (_, config) = parts(t);
+    let (remote, config) = parts(t);
+    let limits = &t.timeouts;
     let mut c = Command::new("rclone");
     if let Some(cfg) = config {
         c.arg("--config").arg(cfg);
     }
     // Bounded retries: a dead remote must fail in seconds, not minutes, so the rest of the
     // run (the drive bundle, the alerts) goes on.
-    c.args(["--retries", "2", "--low-level-retries", "3", "--contimeout", "15s"]);
+    let idle = format!("{}s", limits.idle.as_secs().max(1));
+    c.args(["--retries", "2", "--low-level-retries", "3", "--contimeout", &idle, "--timeout", &idle]);
     c.args(args);
     // A custom CA bundle meant for other tools breaks rclone's plain-http S3 endpoints.
     c.env_remove("AWS_CA_BUNDLE");
     let shown = format!("rclone {}", args.join(" "));
-    let o = c.output().map_err(|e| Unavailable {
-        target: t.name.clone(),
-        problem: format!("cannot run `{shown}`: {e}"),
-        fix: "install rclone (https://rclone.org/install/ or `apt-get install rclone`)".into(),
-    })?;
+    let unreachable =
+        |detail: String| RemoteError::Unreachable { url: format!("target `{}` ({remote})", t.name), detail };
+    let copy = args.first() == Some(&"copyto");
+    let cap = if copy { limits.deadline } else { (limits.idle * QUIET_CALL_TIMEOUTS).min(limits.deadline) };
+    let o = match netchild::run(c, None, cap) {
+        Ok(o) => o,
+        Err(Stopped::Spawn(e)) => {
+            return Err(Unavailable {
+                target: t.name.clone(),
+                problem: format!("cannot run `{shown}`: {e}"),
+                fix: "install rclone (https://rclone.org/install/ or `apt-get install rclone`)".into(),
+            }
+            .into())
+        }
+        Err(Stopped::Silent { .. } | Stopped::Deadline { .. }) if !copy => {
+            return Err(unreachable(format!(
+                "`{shown}` got no answer in {}s; {} (times {QUIET_CALL_TIMEOUTS} for a call with its retries) is the longest we wait, raise it for a slow link",
+                cap.as_secs(),
+                limits.idle_setting()
+            ))
+            .into())
+        }
+        Err(Stopped::Silent { .. } | Stopped::Deadline { .. }) => {
+            return Err(unreachable(format!(
+                "`{shown}` ran past the [network] deadline ({}s) and was stopped; raise it for a large upload ({} applies to silence)",
+                limits.deadline.as_secs(),
+                limits.idle_setting()
+            ))
+            .into())
+        }
+    };
     if !o.status.success() {
         let err = String::from_utf8_lossy(&o.stderr);
         let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+        if timed_out(&err) {
+            return Err(unreachable(format!(
+                "`{shown}` got no answer for {}s ({last}); {} is the longest we wait, raise it for a slow link",
+                limits.idle.as_secs(),
+                limits.idle_setting()
+            ))
+            .into());
+        }
         bail!("target `{}`: `{shown}` failed: {last}", t.name);
     }
     Ok(o.stdout)
+}
+
+/// How many `[network] timeout`s a listing, read or delete may take in all, retries included.
+const QUIET_CALL_TIMEOUTS: u32 = 3;
+
+/// Whether rclone gave up because the server stayed silent (its `--timeout`, `--contimeout`).
+fn timed_out(stderr: &str) -> bool {
+    let lower = stderr.to_lowercase();
+    ["timeout", "timed out", "deadline exceeded"].iter().any(|w| lower.contains(w))
 }
 
 /// rclone must be installed.
@@ -192,14 +244,18 @@ pub fn settle(t: &Target, source: &str, staging: &Path) -> Result<Vec<String>> {
                     if names.contains(name) {
                         rclone(t, &["deletefile", &remote_path(t, name)])?;
                     }
-                    done.push(format!("{name}: pending bundle of an interrupted run is missing or incomplete; removed"));
+                    done.push(format!(
+                        "{name}: pending bundle of an interrupted run is missing or incomplete; removed"
+                    ));
                 }
             }
             rclone(t, &["deletefile", &remote_path(t, file)])?;
         } else if let Some(name) = file.strip_suffix(".json").filter(|n| super::is_bundle_of(n, source)) {
             if !names.contains(name) {
                 rclone(t, &["deletefile", &remote_path(t, file)])?;
-                done.push(format!("{name}: removed the manifest of a bundle an interrupted prune had removed"));
+                done.push(format!(
+                    "{name}: removed the manifest of a bundle an interrupted prune had removed"
+                ));
             }
         }
     }
@@ -213,7 +269,9 @@ fn stored_matches(t: &Target, name: &str, m: &Manifest) -> Result<bool> {
         serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
     Ok(entries.iter().find(|e| e.name == name).is_some_and(|e| {
         e.size.max(0) as u64 == m.size
-            && m.md5.as_ref().is_some_and(|md5| e.hashes.get("md5").is_none_or(|g| g.eq_ignore_ascii_case(md5)))
+            && m.md5
+                .as_ref()
+                .is_some_and(|md5| e.hashes.get("md5").is_none_or(|g| g.eq_ignore_ascii_case(md5)))
     }))
 }
 

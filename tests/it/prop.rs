@@ -93,3 +93,36 @@ proptest! {
         treecmp::assert_same(&src, &out, &|n| n == b".git");
     }
 }
+
+/// A manifest as a hostile target could write it: the right keys, any values.
+fn manifest_json() -> impl Strategy<Value = serde_json::Value> {
+    let text =
+        || prop_oneof!["\\PC{0,50}", "[0-9a-f]{0,45}", "[+-]?[0-9]{4,6}-[01][0-9]-[0-3][0-9]T00:00:00Z"];
+    (text(), text(), text(), text(), any::<u64>(), any::<bool>()).prop_map(
+        |(file, created, snapshot, sha256, size, verified)| {
+            serde_json::json!({
+                "format": 1, "source": "vault", "file": file, "created": created, "kind": "full",
+                "size": size, "sha256": sha256, "refs": {}, "head": null, "prerequisites": [],
+                "base": null, "snapshot": snapshot, "objects": 0, "tool": "x", "verified": verified,
+            })
+        },
+    )
+}
+
+proptest! {
+    #[test]
+    fn manifest_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = serde_json::from_slice::<opus_mirror::bundle::manifest::Manifest>(&data);
+    }
+
+    #[test]
+    fn manifest_values_are_read_without_panic(v in manifest_json()) {
+        let m: opus_mirror::bundle::manifest::Manifest =
+            serde_json::from_value(v).expect("the keys are the manifest's");
+        let _ = opus_mirror::output::short_id(m.snapshot.as_deref().unwrap_or(""));
+        if let Some(t) = m.created_at() {
+            let max = chrono::Duration::days(365 * opus_mirror::timeparse::MAX_SPAN_YEARS);
+            prop_assert!(t.checked_sub_signed(max).is_some() && t.checked_add_signed(max).is_some());
+        }
+    }
+}
