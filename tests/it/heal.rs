@@ -271,7 +271,11 @@ impl Drop for Tmpfs {
 fn a_full_disk_names_the_disk_what_was_kept_and_what_to_free() {
     let env = Env::new();
     let Some(_disk) = Tmpfs::mount(&env.state, "8M") else {
-        crate::helpers::servers::missing("mount -t tmpfs (root)", "a_full_disk_names_the_disk_what_was_kept_and_what_to_free");
+        // Not a missing tool but a missing capability (an unprivileged container): the crash
+        // sweep still injects ENOSPC everywhere; only this message check cannot run.
+        eprintln!(
+            "SKIPPED a_full_disk_names_the_disk_what_was_kept_and_what_to_free: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)"
+        );
         return;
     };
     let vault = env.path("vault");
