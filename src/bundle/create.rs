@@ -269,6 +269,9 @@ fn create_unexplained(
             rclone::store(t, tmp.path(), &name, &manifest)?;
         }
     }
+    if let TargetKind::Dir { path, .. } = &t.kind {
+        place_runbook(cfg, path);
+    }
     out.status = "written";
     out.file = Some(name);
     out.kind = Some(kind);
@@ -276,6 +279,20 @@ fn create_unexplained(
     out.objects = objs.len() as u64;
     out.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(out)
+}
+
+/// Keeps `RESTORE.md` (the recovery runbook with this machine's values) next to the bundles,
+/// where someone holding only the drive will look on the worst day. Best effort: a bundle is
+/// never failed for it.
+fn place_runbook(cfg: &Config, dir: &Path) {
+    let text = crate::recovery::render(cfg);
+    let dest = dir.join("RESTORE.md");
+    if std::fs::read_to_string(&dest).is_ok_and(|old| old == text) {
+        return;
+    }
+    if let Err(e) = crate::atomic::write_file(&dest, text.as_bytes()) {
+        tracing::warn!("cannot write {}: {e}", dest.display());
+    }
 }
 
 /// Decrypts an age-encrypted bundle with the identities in `identity_file`.

@@ -182,6 +182,9 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     };
 
     let upstream = git(&code.work, &["remote", "get-url", "origin"]).ok().stdout.trim().to_string();
+    // Someone holding only the drive finds the runbook, with this machine's values, beside the bundles.
+    let beside = fs::read_to_string(drive.join("RESTORE.md")).expect("RESTORE.md on the drive");
+    assert!(beside.contains("read-tree -u --reset") && beside.contains("export SOURCE=opus"), "{beside}");
     let log_before = git(&code.work, &["log", "--format=%H %s", "-5"]).ok().stdout;
     let check_exact = |how: &str| {
         treecmp::assert_same(&code.work, &restore, &skip);
