@@ -14,6 +14,29 @@ pub fn quote(s: &str) -> String {
     }
 }
 
+/// `s` for a crontab command: shell-quoted, with `%` (a newline to cron) escaped.
+pub fn cron_word(s: &str) -> String {
+    quote(s).replace('%', "\\%")
+}
+
+/// `s` as one word of a systemd `ExecStart=`/`Environment=` line: double-quoted, with `\`
+/// and `"` escaped, `%` (a specifier) doubled and `$` (a variable) doubled.
+pub fn systemd_word(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,5 +52,23 @@ mod tests {
             assert_eq!(String::from_utf8_lossy(&out.stdout), s, "quote({s:?}) = {}", quote(s));
         }
         assert_eq!(quote("/a/b.lock"), "/a/b.lock");
+    }
+
+    /// What cron does to a command before handing it to sh: `\%` becomes `%`.
+    #[test]
+    fn cron_words_survive_cron_and_sh() {
+        for s in ["/home/me/it's $(touch x) `y` 100% \"q\"/c.toml", "/plain/path"] {
+            let line = format!("printf %s {}", cron_word(s)).replace("printf %s", "printf @@");
+            let as_cron = line.replace("\\%", "%").replace("@@", "%s");
+            let out = std::process::Command::new("sh").arg("-c").arg(&as_cron).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s, "{line}");
+            assert!(!line.replace("\\%", "").contains('%'), "an unescaped % in {line}");
+        }
+    }
+
+    #[test]
+    fn systemd_words_escape_specifiers_variables_and_quotes() {
+        assert_eq!(systemd_word("/a b/c"), "\"/a b/c\"");
+        assert_eq!(systemd_word("100%$HOME\"\\"), "\"100%%$$HOME\\\"\\\\\"");
     }
 }

@@ -58,7 +58,29 @@ fn hooks_dir(repo: &git2::Repository) -> PathBuf {
     }
 }
 
+/// The hooks git runs (githooks(5)): a hook name is one of these, never a path.
+const GIT_HOOKS: &[&str] = &[
+    "applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit", "pre-merge-commit",
+    "prepare-commit-msg", "commit-msg", "post-commit", "pre-rebase", "post-checkout", "post-merge",
+    "pre-push", "pre-receive", "update", "proc-receive", "post-receive", "post-update",
+    "reference-transaction", "push-to-checkout", "pre-auto-gc", "post-rewrite", "sendemail-validate",
+    "fsmonitor-watchman", "p4-changelist", "p4-prepare-changelist", "p4-post-changelist", "p4-pre-submit",
+    "post-index-change",
+];
+
+/// Refuses anything but a git hook name (`--git ../../a.txt` replaced a vault file).
+fn check_hook_name(hook: &str) -> Result<()> {
+    if GIT_HOOKS.contains(&hook) {
+        return Ok(());
+    }
+    Err(crate::exit::UserError::usage(format!(
+        "--git {hook:?} is not a git hook name\n  fix: use one of git's hooks, e.g. post-commit or post-merge (see `git help hooks`)"
+    ))
+    .into())
+}
+
 fn install_git(s: &Source, hook: &str, cmd: &str) -> Result<String> {
+    check_hook_name(hook)?;
     let repo = git2::Repository::open(&s.path)
         .with_context(|| format!("{} is not a git repository", s.path.display()))?;
     let dir = hooks_dir(&repo);
@@ -85,6 +107,7 @@ fn install_git(s: &Source, hook: &str, cmd: &str) -> Result<String> {
 }
 
 fn uninstall_git(s: &Source, hook: &str) -> Result<String> {
+    check_hook_name(hook)?;
     let repo = git2::Repository::open(&s.path)
         .with_context(|| format!("{} is not a git repository", s.path.display()))?;
     let dir = hooks_dir(&repo);

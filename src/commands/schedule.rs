@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Result};
 
+use crate::shell::{cron_word, systemd_word};
 use crate::app::{env_var, Context};
 use crate::cli::{ScheduleArgs, ScheduleCommand};
 use crate::config;
@@ -29,9 +30,9 @@ fn parse_at(at: &str) -> Result<(u32, u32)> {
 pub fn systemd_units(exe: &Path, config: &Path, h: u32, m: u32) -> (String, String) {
     let service = format!(
         "[Unit]\nDescription=opus-mirror: snapshot, mirror and bundle the protected sources\nDocumentation=man:opus-mirror(1)\n\n\
-         [Service]\nType=oneshot\nEnvironment=OPUS_MIRROR_CONFIG={}\nExecStart={} run --quiet --trigger timer\nNice=10\nIOSchedulingClass=idle\n",
-        config.display(),
-        exe.display()
+         [Service]\nType=oneshot\nEnvironment={}\nExecStart={} run --quiet --trigger timer\nNice=10\nIOSchedulingClass=idle\n",
+        systemd_word(&format!("OPUS_MIRROR_CONFIG={}", config.display())),
+        systemd_word(&exe.display().to_string())
     );
     let timer = format!(
         "[Unit]\nDescription=Daily opus-mirror run\n\n[Timer]\nOnCalendar=*-*-* {h:02}:{m:02}:00\nPersistent=true\nRandomizedDelaySec=5min\nUnit={UNIT}.service\n\n[Install]\nWantedBy=timers.target\n"
@@ -42,9 +43,9 @@ pub fn systemd_units(exe: &Path, config: &Path, h: u32, m: u32) -> (String, Stri
 /// The crontab line.
 pub fn cron_line(exe: &Path, config: &Path, h: u32, m: u32) -> String {
     format!(
-        "{m} {h} * * * OPUS_MIRROR_CONFIG='{}' '{}' run --quiet --trigger timer {CRON_MARK}",
-        config.display(),
-        exe.display()
+        "{m} {h} * * * OPUS_MIRROR_CONFIG={} {} run --quiet --trigger timer {CRON_MARK}",
+        cron_word(&config.display().to_string()),
+        cron_word(&exe.display().to_string())
     )
 }
 
@@ -203,6 +204,12 @@ mod tests {
         assert_eq!(parse_at("03:30").unwrap(), (3, 30));
         assert!(parse_at("25:00").is_err() && parse_at("3h").is_err());
         let l = cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/c.toml"), 3, 30);
-        assert_eq!(l, "30 3 * * * OPUS_MIRROR_CONFIG='/c.toml' '/usr/bin/opus-mirror' run --quiet --trigger timer # opus-mirror daily run");
+        assert_eq!(l, "30 3 * * * OPUS_MIRROR_CONFIG=/c.toml /usr/bin/opus-mirror run --quiet --trigger timer # opus-mirror daily run");
+        // A config path that would run a command, or break the line at `%`, in a careless crontab.
+        let evil = cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/h/it's $(touch x) 50%.toml"), 3, 30);
+        assert!(evil.contains("'/h/it'\\''s $(touch x) 50\\%.toml'"), "{evil}");
+        let (service, _) = systemd_units(Path::new("/opt/om bin/opus-mirror"), Path::new("/h/50% $HOME.toml"), 3, 30);
+        assert!(service.contains("Environment=\"OPUS_MIRROR_CONFIG=/h/50%% $$HOME.toml\""), "{service}");
+        assert!(service.contains("ExecStart=\"/opt/om bin/opus-mirror\" run"), "{service}");
     }
 }

@@ -328,3 +328,18 @@ fn the_readme_demo_runs_the_whole_story() {
         assert!(r.stdout.contains(needle), "demo output lacks {needle:?}:\n{}", r.stdout);
     }
 }
+
+#[test]
+fn a_hook_name_is_a_git_hook_never_a_path() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    fs::write(code.work.join("a.txt"), "the user's file\n").unwrap();
+    env.write_config(&[("opus", &code.work)]);
+    env.run(&["init"]).ok();
+    for bad in ["../../a.txt", "post-commit/../../../a.txt", "hooks; rm -rf ~", "Post-Commit"] {
+        let r = env.run(&["hook", "install", "--git", bad]).code(2);
+        assert!(r.stderr.contains("is not a git hook name"), "{}", r.stderr);
+    }
+    assert_eq!(fs::read_to_string(code.work.join("a.txt")).unwrap(), "the user's file\n");
+    env.run(&["hook", "install", "--git", "post-merge"]).ok();
+}
