@@ -440,8 +440,32 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    refuse_writable_by_others(path)?;
+    refuse_writable_by_others(&base)?;
+    refuse_writable_by_others(&base.join(".env"))?;
     let dotenv = load_dotenv(&base.join(".env"))?;
     parse(path, &text, &dotenv, env)
+}
+
+/// The config says which commands to run (notify, hooks) and where backups go: like ssh with
+/// its keys, we refuse one that another user could have changed. A missing file is fine.
+fn refuse_writable_by_others(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 == 0 || sticky_dir {
+        return Ok(());
+    }
+    Err(ConfigError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        key: None,
+        problem: format!(
+            "is writable by other users (mode {:o}): anyone who can change it chooses the commands opus-mirror runs and where your backups go",
+            meta.mode() & 0o7777
+        ),
+        fix: format!("chmod go-w {}", crate::shell::quote(&path.display().to_string())),
+    })
 }
 
 /// One `KEY=value` from a `.env` file, with its line for error messages.
@@ -1008,14 +1032,51 @@ pub fn mask(value: &str) -> String {
     }
 }
 
-/// Hides a password or token embedded in a URL (`https://user:secret@host` → `user:****`).
+/// Whether a parameter name (URL query, rclone connection string) holds a credential.
+fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["token", "secret", "pass", "key", "sig", "auth", "credential", "session"].iter().any(|s| k.contains(s))
+}
+
+/// `k=v` pairs separated by `sep`, with the values of secret-looking keys masked.
+fn mask_pairs(text: &str, sep: char) -> String {
+    text.split(sep)
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if secret_key(k) => format!("{k}=****"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(&sep.to_string())
+}
+
+/// Hides credentials in a remote: a password or token in a URL's userinfo
+/// (`https://user:secret@host` → `user:****`), secret-looking query parameters
+/// (`?token=…`), and the keys of an rclone connection string (`:s3,secret_access_key=…:bucket`).
 pub fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
-        None if scheme.starts_with("http") => format!("{scheme}://****@{host}"),
-        None => url.to_string(),
+    if let Some(rest) = url.strip_prefix(':') {
+        // rclone `:backend,key=value,...:path`
+        if let Some((params, path)) = rest.split_once(':') {
+            return format!(":{}:{path}", mask_pairs(params, ','));
+        }
+    }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(mask_pairs(q, '&'))),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+                None if scheme.starts_with("http") => format!("{scheme}://****@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    match query {
+        Some(q) => format!("{base}?{q}"),
+        None => base,
     }
 }
 
@@ -1164,6 +1225,15 @@ mod tests {
         assert_eq!(mask_url("https://tok123@github.com/x.git"), "https://****@github.com/x.git");
         assert_eq!(mask_url("ssh://git@host/x.git"), "ssh://git@host/x.git");
         assert_eq!(mask_url("/srv/mirror.git"), "/srv/mirror.git");
+        assert_eq!(
+            mask_url("https://host/x.git?token=abc123&ref=main"),
+            "https://host/x.git?token=****&ref=main"
+        );
+        assert_eq!(
+            mask_url(":s3,provider=AWS,access_key_id=AKIA1,secret_access_key=SECRET9:bucket/opus"),
+            ":s3,provider=AWS,access_key_id=****,secret_access_key=****:bucket/opus"
+        );
+        assert_eq!(mask_url("b2:my-bucket/opus"), "b2:my-bucket/opus");
     }
 
     #[test]

@@ -43,9 +43,13 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
     c.args(args);
     // A custom CA bundle meant for other tools breaks rclone's plain-http S3 endpoints.
     c.env_remove("AWS_CA_BUNDLE");
-    let shown = format!("rclone {}", args.join(" "));
-    let unreachable =
-        |detail: String| RemoteError::Unreachable { url: format!("target `{}` ({remote})", t.name), detail };
+    // An rclone connection string carries its keys: never shown.
+    let shown = format!("rclone {}", args.iter().map(|a| crate::config::mask_url(a)).collect::<Vec<_>>().join(" "));
+    let masked_remote = crate::config::mask_url(remote);
+    let unreachable = |detail: String| RemoteError::Unreachable {
+        url: format!("target `{}` ({masked_remote})", t.name),
+        detail,
+    };
     let copy = args.first() == Some(&"copyto");
     let cap = if copy { limits.deadline } else { (limits.idle * QUIET_CALL_TIMEOUTS).min(limits.deadline) };
     let o = match netchild::run(c, None, cap) {
@@ -78,6 +82,7 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
     if !o.status.success() {
         let err = String::from_utf8_lossy(&o.stderr);
         let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+        let last = &last.replace(remote, &masked_remote);
         if timed_out(&err) {
             return Err(unreachable(format!(
                 "`{shown}` got no answer for {}s ({last}); {} is the longest we wait, raise it for a slow link",

@@ -188,3 +188,52 @@ fn target_errors_name_line_and_key() {
         insta::assert_snapshot!(name, usage_error(&env, &["bundle"]));
     }
 }
+
+#[test]
+fn a_config_other_users_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let vault = env.path("vault");
+    std::fs::create_dir_all(&vault).unwrap();
+    env.write_config(&[("life", &vault)]);
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let r = env.run(&["config", "check"]).code(2);
+    assert!(r.stderr.contains("writable by other users") && r.stderr.contains("chmod go-w"), "{}", r.stderr);
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = env.config.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    env.run(&["config", "check"]).code(2);
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join(".env"), "OPUS_MIRROR_STATE_DIR=/tmp/x\n").unwrap();
+    std::fs::set_permissions(dir.join(".env"), std::fs::Permissions::from_mode(0o662)).unwrap();
+    let r = env.run(&["config", "check"]).code(2);
+    assert!(r.stderr.contains(".env"), "{}", r.stderr);
+    std::fs::set_permissions(dir.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.run(&["config", "check"]).ok();
+}
+
+#[test]
+fn keys_in_an_rclone_connection_string_never_leave_the_process() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    crate::helpers::vaultgen::create(&vault, &crate::helpers::vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() });
+    let port = crate::helpers::servers::free_port();
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[network]\ntimeout = \"2s\"\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \":s3,provider=Other,env_auth=false,access_key_id=AKIDLEAK1,secret_access_key=SECRETLEAK2,endpoint=http://127.0.0.1:{port}:bucket/life\"\n",
+        env.state.display().to_string(),
+        vault.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    let mut said = String::new();
+    for args in [&["run"][..], &["run", "--json"], &["status"], &["log"], &["recovery-doc"], &["config", "check"]] {
+        let r = env.run(args);
+        said.push_str(&r.stdout);
+        said.push_str(&r.stderr);
+    }
+    for e in walkdir::WalkDir::new(&env.state).into_iter().flatten().filter(|e| e.file_type().is_file()) {
+        said.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()));
+    }
+    for secret in ["AKIDLEAK1", "SECRETLEAK2"] {
+        assert!(!said.contains(secret), "{secret} leaked:\n{}", said.lines().filter(|l| l.contains(secret)).collect::<Vec<_>>().join("\n"));
+    }
+}
