@@ -11,6 +11,14 @@ use crate::output::human_bytes;
 use crate::restore;
 use crate::snapshot::history::{self, Pick};
 
+/// Whether two paths name the same directory (after resolving links).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
 pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let sources = cfg.select_sources(args.source.source.as_deref())?;
@@ -34,10 +42,16 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     let paths = restore::normalise_paths(&args.paths);
     let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &paths, &info.short)?;
 
-    let report = if args.in_place {
+    // `--to` the source itself is a restore in place, with all its care (a safety snapshot
+    // first, newer files kept): `--force` there would have overwritten newer edits unsaved.
+    let to_source = !args.in_place && args.to.as_ref().is_some_and(|d| same_dir(d, &source.path));
+    if to_source {
+        eprintln!("note: --to is the source itself: restoring in place (safety snapshot first, newer files kept)");
+    }
+    let report = if args.in_place || to_source {
         if !args.dry_run {
             // Whatever is live now goes into history first, so the restore cannot lose it.
-            let safety = crate::snapshot::take(&cfg, source, ctx.now)?;
+            let safety = crate::snapshot::take_safety(&cfg, source, ctx.now)?;
             if let Some(id) = &safety.created {
                 ctx.say(format!("safety snapshot of the live directory: {}", crate::output::short_id(id)))?;
             }

@@ -25,7 +25,14 @@ pub struct Info {
     pub modified: u64,
     pub deleted: u64,
     pub skipped: u64,
+    /// Taken by a restore in place before it wrote (not one of the user's own).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub safety: bool,
 }
+
+/// The trailer that marks why a snapshot was taken, and its value for safety snapshots.
+pub const PURPOSE: &str = "Purpose";
+pub const SAFETY: &str = "safety (taken before a restore in place)";
 
 fn trailer(msg: &str, key: &str) -> u64 {
     msg.lines()
@@ -63,6 +70,7 @@ pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
             modified: trailer(msg, "Modified"),
             deleted: trailer(msg, "Deleted"),
             skipped: trailer(msg, "Skipped"),
+            safety: msg.lines().any(|l| l.strip_prefix(PURPOSE).and_then(|r| r.strip_prefix(": ")) == Some(SAFETY)),
         });
         next = c.parent_ids().next();
     }
@@ -86,9 +94,13 @@ pub fn resolve(repo: &BackupRepo, branch: &str, source: &str, pick: &Pick) -> Re
         ))
         .into());
     }
+    // `latest` and `--at` mean the user's own snapshots: a safety snapshot is picked only by
+    // its id (or when there is nothing else).
+    let own: Vec<&Info> = all.iter().filter(|i| !i.safety).collect();
+    let own = if own.is_empty() { all.iter().collect() } else { own };
     let found = match pick {
-        Pick::Latest => all.first().cloned(),
-        Pick::Id(s) if s == "latest" => all.first().cloned(),
+        Pick::Latest => own.first().map(|i| (*i).clone()),
+        Pick::Id(s) if s == "latest" => own.first().map(|i| (*i).clone()),
         Pick::Id(s) => {
             let s = s.to_ascii_lowercase();
             let hits: Vec<_> = all.iter().filter(|i| i.id.starts_with(&s)).collect();
@@ -100,7 +112,7 @@ pub fn resolve(repo: &BackupRepo, branch: &str, source: &str, pick: &Pick) -> Re
             }
             hits.first().map(|i| (*i).clone())
         }
-        Pick::At(t) => all.iter().find(|i| i.at <= *t).cloned(),
+        Pick::At(t) => own.iter().find(|i| i.at <= *t).map(|i| (*i).clone()),
     };
     found.ok_or_else(|| {
         let what = match pick {

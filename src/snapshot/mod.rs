@@ -168,6 +168,15 @@ pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome
     take_with(cfg, source, now, &crate::output::NoProgress)
 }
 
+/// The safety snapshot a restore in place takes of the live directory first: marked
+/// (`Purpose: safety`) so that `latest` and `--at` keep meaning the user's own snapshots.
+pub fn take_safety(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome> {
+    take_unexplained(cfg, source, now, &crate::output::NoProgress, true).map_err(|e| {
+        let repo = BackupRepo::location(&cfg.state_dir, &source.name);
+        crate::diskfull::explain(e, &repo, &format!("writing the safety snapshot of `{}`", source.name))
+    })
+}
+
 /// [`take`], reporting how many bytes it has read so far.
 pub fn take_with(
     cfg: &Config,
@@ -175,7 +184,7 @@ pub fn take_with(
     now: DateTime<Utc>,
     progress: &dyn crate::output::Report,
 ) -> Result<Outcome> {
-    take_unexplained(cfg, source, now, progress).map_err(|e| {
+    take_unexplained(cfg, source, now, progress, false).map_err(|e| {
         let repo = BackupRepo::location(&cfg.state_dir, &source.name);
         crate::diskfull::explain(e, &repo, &format!("writing the snapshot of `{}`", source.name))
     })
@@ -186,6 +195,7 @@ fn take_unexplained(
     source: &Source,
     now: DateTime<Utc>,
     progress: &dyn crate::output::Report,
+    safety: bool,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let repo = BackupRepo::create(
@@ -254,7 +264,10 @@ fn take_unexplained(
 
     let changes: Vec<Change> = diff::diff(&odb, &built.trees, prev_tree, Some(built.tree))?;
     let summary = Summary::of(&changes);
-    let message = commit_message(source, &time, &built, &summary);
+    let mut message = commit_message(source, &time, &built, &summary);
+    if safety {
+        message.push_str(&format!("{}: {}\n", history::PURPOSE, history::SAFETY));
+    }
     let sig = Signature {
         name: "opus-mirror".into(),
         email: format!("opus-mirror@{}", host()),

@@ -104,3 +104,29 @@ fn at_picks_the_snapshot_as_of_that_time() {
     let r = env.run(&["restore", "--at", "2025-12-01", "--to", env.path("none").to_str().unwrap()]).code(2);
     assert!(r.stderr.contains("no snapshot of `vault` is as old as"), "{}", r.stderr);
 }
+
+/// A retry with the default `latest` restores the user's snapshot, not the safety snapshot the
+/// first attempt took of the damage (which used to make the retry restore nothing).
+#[test]
+fn latest_never_means_a_safety_snapshot_and_to_the_source_is_in_place() {
+    let (env, vault) = vault_env();
+    env.run(&["snapshot"]).ok();
+    let pristine = env.path("pristine");
+    env.run(&["restore", "--to", pristine.to_str().unwrap()]).ok();
+    fs::remove_dir_all(vault.join("10_projects")).unwrap();
+    fs::write(vault.join(".obsidian/app.json"), "a newer edit").unwrap();
+    env.run(&["restore", "--in-place"]).code(3);
+    // The retry: `latest` is still the user's snapshot, so nothing new is restored and the
+    // newer edit is still kept.
+    fs::remove_dir_all(vault.join("10_projects")).unwrap();
+    let again = env.run(&["restore", "--in-place", "--json"]).code(3).json();
+    assert!(again["restored"].as_u64().unwrap() > 0, "the retry restored nothing: {again}");
+    assert!(vault.join("10_projects").is_dir());
+    let list = env.run(&["snapshots", "--json"]).ok().json();
+    let snaps = list[0]["snapshots"].as_array().unwrap();
+    assert!(snaps.iter().any(|s| s["safety"] == true), "the safety snapshot is not marked: {list}");
+    // `--to` the source itself, even with --force, keeps the newer edit and takes a safety snapshot.
+    let r = env.run(&["restore", "--to", vault.to_str().unwrap(), "--force"]).code(3);
+    assert!(r.stderr.contains("restoring in place"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(vault.join(".obsidian/app.json")).unwrap(), "a newer edit");
+}
