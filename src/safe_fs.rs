@@ -34,6 +34,8 @@ pub struct Root {
     path: PathBuf,
     /// The last parent opened (items come sorted, so consecutive ones share it).
     last: Option<(Vec<u8>, OwnedFd)>,
+    /// The process umask, read once (reading it means setting it: two syscalls).
+    umask: u32,
 }
 
 /// What is at a path now, without following a final symlink.
@@ -60,7 +62,9 @@ impl Root {
     pub fn open(path: &Path) -> io::Result<Root> {
         std::fs::create_dir_all(path)?;
         let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-        Ok(Root { fd, path: path.to_path_buf(), last: None })
+        let mask = rustix::process::umask(Mode::empty());
+        rustix::process::umask(mask);
+        Ok(Root { fd, path: path.to_path_buf(), last: None, umask: mask.as_raw_mode() as u32 })
     }
 
     pub fn path(&self) -> &Path {
@@ -186,9 +190,7 @@ impl Root {
         };
         // The umask (077: private) takes group and other bits; the owner's are set exactly,
         // whatever file was in the way before.
-        let mask = rustix::process::umask(Mode::empty());
-        rustix::process::umask(mask);
-        let bits = mode & 0o7777 & !mask.as_raw_mode();
+        let bits = mode & 0o7777 & !self.umask;
         rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(bits)).map_err(io_at(rel))?;
         if durable {
             f.sync_all()?;
