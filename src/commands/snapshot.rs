@@ -15,11 +15,20 @@ use crate::state::{self, Event};
 
 /// One line for people about a snapshot outcome.
 pub fn describe(o: &Outcome) -> String {
-    let line = describe_change(o);
-    if o.own_excluded.is_empty() {
-        return line;
+    let mut line = describe_change(o);
+    if !o.own_excluded.is_empty() {
+        line.push_str(&format!("; left out, inside the source: {}", o.own_excluded.join(", ")));
     }
-    format!("{line}; left out, inside the source: {}", o.own_excluded.join(", "))
+    if !o.secrets_left_out.is_empty() {
+        let n = o.secrets_left_out.len();
+        let shown: Vec<&str> = o.secrets_left_out.iter().take(3).map(String::as_str).collect();
+        let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
+        line.push_str(&format!(
+            "; left out {n} secret-looking file(s): {}{more} (include_secrets = true keeps them)",
+            shown.join(", ")
+        ));
+    }
+    line
 }
 
 fn describe_change(o: &Outcome) -> String {

@@ -56,7 +56,7 @@ impl Filter {
         if !is_dir && is_own_temp(name) {
             return Some(Excluded::Pattern);
         }
-        if !is_dir && !self.include_secrets && is_secret(name) {
+        if !is_dir && !self.include_secrets && (is_secret(name) || is_secret_path(rel)) {
             return Some(Excluded::Secret);
         }
         if !self.user.is_empty() && self.user.matched(Path::new(OsStr::from_bytes(rel)), is_dir).is_ignore() {
@@ -122,19 +122,51 @@ pub fn is_own_temp(name: &[u8]) -> bool {
     name.starts_with(b".opus-mirror-tmp-") || name.starts_with(b".opus-mirror-restore-")
 }
 
-/// Secret-looking file names, left out unless `include_secrets` is set.
+/// Secret-looking file names (in any case: `.ENV` is `.env` on a case-insensitive disk), left
+/// out unless `include_secrets` is set. Each snapshot names the ones it left out.
 pub fn is_secret(name: &[u8]) -> bool {
-    name == b".env"
-        || (name.starts_with(b".env.") && name != b".env.example")
-        || name.ends_with(b".pem")
-        || name.ends_with(b".key")
-        || name.starts_with(b"id_rsa")
-        || name.starts_with(b"id_ed25519")
+    let n = name.to_ascii_lowercase();
+    let n = n.as_slice();
+    const EXACT: &[&[u8]] = &[
+        b".env", b".netrc", b"_netrc", b".git-credentials", b".npmrc", b".pypirc", b".pgpass",
+        b".vault-token", b"credentials", b".htpasswd", b"secring.gpg",
+    ];
+    const KEYS: &[&[u8]] = &[b"id_rsa", b"id_dsa", b"id_ecdsa", b"id_ed25519", b"id_xmss"];
+    const SUFFIXES: &[&[u8]] = &[b".pem", b".p12", b".pfx", b".jks", b".keystore", b".ppk"];
+    EXACT.contains(&n)
+        || (n.starts_with(b".env.") && n != b".env.example" && n != b".env.sample")
+        || KEYS.iter().any(|k| n.starts_with(k) && !n.ends_with(b".pub"))
+        || SUFFIXES.iter().any(|s| n.ends_with(s))
+        // Also a Keynote document's extension: the snapshot names every file left out, so a
+        // user who sees one there keeps it with `include_secrets = true`.
+        || n.ends_with(b".key")
+}
+
+/// Secret files known by where they live rather than by name alone.
+pub fn is_secret_path(rel: &[u8]) -> bool {
+    let r = rel.to_ascii_lowercase();
+    [&b".docker/config.json"[..], b".kube/config", b".aws/credentials", b".config/gh/hosts.yml"]
+        .iter()
+        .any(|p| r == *p || (r.ends_with(p) && r[..r.len() - p.len()].ends_with(b"/")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_recognised_in_any_case_and_by_place() {
+        for n in [".env", ".ENV", ".env.local", "id_ecdsa", "id_dsa", "ID_RSA", ".netrc", ".git-credentials",
+                  ".npmrc", ".pypirc", ".pgpass", "cert.P12", "a.pfx", ".vault-token", "server.pem", "x.key"] {
+            assert!(is_secret(n.as_bytes()), "{n}");
+        }
+        for n in [".env.example", "id_rsa.pub", "notes.md", "keys.md", "environment.md"] {
+            assert!(!is_secret(n.as_bytes()), "{n}");
+        }
+        assert!(is_secret_path(b".docker/config.json") && is_secret_path(b"home/.kube/config"));
+        assert!(is_secret_path(b".aws/credentials"));
+        assert!(!is_secret_path(b"notes/config.json") && !is_secret_path(b"my.kube/config"));
+    }
 
     fn source(exclude: &[&str], include_secrets: bool) -> Source {
         Source {
@@ -151,10 +183,11 @@ mod tests {
     #[test]
     fn secrets_are_out_by_default_but_env_example_stays() {
         let f = Filter::new(&source(&[], false)).unwrap();
-        for n in [".env", ".env.local", "server.pem", "tls.key", "id_rsa", "id_ed25519.pub"] {
+        for n in [".env", ".env.local", "server.pem", "tls.key", "id_rsa", "id_ed25519"] {
             assert_eq!(f.excluded(n.as_bytes(), n.as_bytes(), false), Some(Excluded::Secret), "{n}");
         }
-        for n in [".env.example", "notes.md", "keyboard.md"] {
+        // A public key is not a secret: it stays in the backup.
+        for n in [".env.example", "notes.md", "keyboard.md", "id_ed25519.pub"] {
             assert_eq!(f.excluded(n.as_bytes(), n.as_bytes(), false), None, "{n}");
         }
         let all = Filter::new(&source(&[], true)).unwrap();

@@ -61,6 +61,9 @@ pub struct Outcome {
     /// Our own directories inside the source, left out ("the state dir (.opus-state)").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub own_excluded: Vec<String>,
+    /// Secret-looking files left out (`include_secrets = true` keeps them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets_left_out: Vec<String>,
     pub skipped: Vec<Skipped>,
     pub elapsed_ms: u64,
     /// Set when this snapshot crossed a guard threshold.
@@ -74,6 +77,7 @@ pub struct Built {
     pub counts: Counts,
     pub skipped: Vec<Skipped>,
     pub excluded: u64,
+    pub secrets: Vec<Vec<u8>>,
     pub read_files: u64,
     pub read_bytes: u64,
     pub new_objects: u64,
@@ -128,6 +132,7 @@ fn build(
         counts,
         skipped,
         excluded: scan.excluded,
+        secrets: std::mem::take(&mut scan.secrets),
         read_files: hs.files,
         read_bytes: hs.bytes,
         new_objects: hs.new_objects + tree_objects,
@@ -242,6 +247,7 @@ fn take_unexplained(
         read_bytes: built.read_bytes,
         new_objects: built.new_objects,
         excluded: built.excluded,
+        secrets_left_out: built.secrets.iter().map(|p| crate::output::display_path(p)).collect(),
         own_excluded: own.iter().map(|o| format!("{} ({})", o.what, crate::output::display_path(&o.rel))).collect(),
         skipped: built.skipped.clone(),
         elapsed_ms: 0,

@@ -63,6 +63,8 @@ pub struct Scan {
     pub root: Vec<(Vec<u8>, Node)>,
     pub skipped: Vec<Skipped>,
     pub excluded: u64,
+    /// Secret-looking files left out (relative paths), so the user is told which.
+    pub secrets: Vec<Vec<u8>>,
 }
 
 /// Walks `root`, applying `filter`. Errors on the root itself are fatal; errors below it
@@ -118,8 +120,11 @@ fn scan_dir(
                 continue;
             }
         };
-        if filter.excluded(&child_rel, &name, ft.is_dir()).is_some() {
+        if let Some(why) = filter.excluded(&child_rel, &name, ft.is_dir()) {
             out.excluded += 1;
+            if why == crate::snapshot::filter::Excluded::Secret {
+                out.secrets.push(child_rel);
+            }
             continue;
         }
         if ft.is_dir() {
@@ -159,6 +164,7 @@ fn scan_dir(
     for (name, child_rel, r, sub) in results {
         out.skipped.extend(sub.skipped);
         out.excluded += sub.excluded;
+        out.secrets.extend(sub.secrets);
         match r {
             Ok(children) => nodes.push((name, Node::Dir(children))),
             Err(e) => skip(out, &child_rel, format!("cannot read directory: {e}")),

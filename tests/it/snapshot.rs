@@ -388,3 +388,24 @@ fn progress_reports_every_byte_read_and_nothing_when_unchanged() {
     opus_mirror::snapshot::take_with(&cfg, &cfg.sources[0], now, &again).unwrap();
     assert_eq!(again.0.load(Ordering::Relaxed), 0, "an unchanged vault reads nothing");
 }
+
+#[test]
+fn secret_files_are_left_out_and_named() {
+    let env = crate::helpers::Env::new();
+    let vault = env.path("vault");
+    std::fs::create_dir_all(vault.join(".aws")).unwrap();
+    std::fs::write(vault.join("note.md"), "hello\n").unwrap();
+    std::fs::write(vault.join(".ENV"), "TOKEN=x\n").unwrap();
+    std::fs::write(vault.join("id_ecdsa"), "-----BEGIN\n").unwrap();
+    std::fs::write(vault.join(".aws/credentials"), "[default]\n").unwrap();
+    env.write_config(&[("life", &vault)]);
+    env.run(&["init"]).ok();
+    let r = env.run(&["snapshot"]).ok();
+    assert!(r.stdout.contains("left out 3 secret-looking file(s)"), "{}", r.stdout);
+    for n in [".ENV", "id_ecdsa", ".aws/credentials"] {
+        assert!(r.stdout.contains(n), "{n} not named: {}", r.stdout);
+    }
+    let listed =
+        crate::helpers::git(&env.backup_repo("life"), &["ls-tree", "-r", "--name-only", "snapshot"]).ok().stdout;
+    assert_eq!(listed.trim(), "note.md");
+}
