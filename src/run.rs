@@ -89,6 +89,9 @@ fn last_event_age(
         .rev()
         .find(|e| e.source.as_deref() == Some(source) && e.step == step && e.outcome == "ok")
         .and_then(|e| e.at())
+        // Recorded in the future, the clock was ahead then: count the step as never done
+        // (due now), not as done a moment from now (put off until the clock catches up).
+        .filter(|t| *t <= now)
         .map(|t| now - t)
 }
 
@@ -328,8 +331,10 @@ fn source_steps(
             st.push("prune", Some(&tg.name), Exit::Ok, "not pruned: an earlier step failed", t);
             continue;
         }
-        match prune_target(cfg, s, tg, now) {
-            Ok(msg) => st.push("prune", Some(&tg.name), Exit::Ok, msg, t),
+        let mine: Vec<String> =
+            written.iter().filter(|(w, _)| w.name == tg.name).map(|(_, f)| f.clone()).collect();
+        match prune_target(cfg, s, tg, now, &mine) {
+            Ok((exit, msg)) => st.push("prune", Some(&tg.name), exit, msg, t),
             Err(e) => {
                 st.push("prune", Some(&tg.name), exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t)
             }
@@ -440,20 +445,25 @@ fn source_steps(
     }
 }
 
-/// Applies a target's keep policy for one source; returns what happened.
+/// Applies a target's keep policy for one source, never removing `protect` (what this run
+/// wrote); returns what happened, a warning when a bundle is dated in the future.
 pub fn prune_target(
     cfg: &Config,
     s: &Source,
     tg: &crate::config::Target,
     now: DateTime<Utc>,
-) -> Result<String> {
-    match crate::prune::plan(cfg, s, tg, now)? {
+    protect: &[String],
+) -> Result<(Exit, String)> {
+    match crate::prune::plan(cfg, s, tg, now, protect)? {
         crate::prune::Plan::Suspended(_) => {
-            Ok(format!("suspended by the guard (opus-mirror guard ack --source {})", s.name))
+            Ok((Exit::Ok, format!("suspended by the guard (opus-mirror guard ack --source {})", s.name)))
         }
-        crate::prune::Plan::Decisions(plan) => {
-            let removed = crate::prune::apply(tg, &plan)?;
-            Ok(format!("{removed} removed, {} kept", plan.len() - removed))
+        crate::prune::Plan::Decisions(p) => {
+            let removed = crate::prune::apply(tg, &p.decisions)?;
+            let mut lines = vec![format!("{removed} removed, {} kept", p.decisions.len() - removed)];
+            lines.extend(p.warnings.iter().cloned());
+            let exit = if p.warnings.is_empty() { Exit::Ok } else { Exit::Warnings };
+            Ok((exit, lines.join("\n")))
         }
     }
 }
