@@ -32,7 +32,7 @@ struct World {
 
 impl World {
     /// None (after a loud SKIPPED) when libfaketime is not installed.
-    fn new(test: &str, keep: &str) -> Option<World> {
+    fn new(test: &str, target_keys: &str) -> Option<World> {
         let Some(lib) = libfaketime() else {
             missing("faketime", test);
             return None;
@@ -43,7 +43,7 @@ impl World {
         vaultgen::create(&vault, &vaultgen::Spec { notes: 60, attachments: 2, ..Default::default() });
         env.write_config_text(&format!(
             "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n\n\
-             [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nkeep = {keep}\n",
+             [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n{target_keys}\n",
             env.state.display().to_string(),
             vault.display().to_string(),
             drive.display().to_string(),
@@ -116,7 +116,8 @@ impl World {
 
 #[test]
 fn clock_one_day_behind_keeps_the_newest_snapshot() {
-    let Some(mut w) = World::new("clock_one_day_behind_keeps_the_newest_snapshot", "{ last = 1 }") else {
+    let Some(mut w) = World::new("clock_one_day_behind_keeps_the_newest_snapshot", "keep = { last = 1 }")
+    else {
         return;
     };
     w.run_at("", &["run"]).ok();
@@ -146,7 +147,7 @@ fn clock_one_day_behind_keeps_the_newest_snapshot() {
 #[test]
 fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     let Some(mut w) =
-        World::new("a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot", "{ daily = 1 }")
+        World::new("a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot", "keep = { daily = 1 }")
     else {
         return;
     };
@@ -189,4 +190,29 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     assert!((0.0..1.0).contains(&age), "status: {j:#}");
     let text = w.run_at("+2h", &["status"]).stdout;
     assert!(!text.contains(" -"), "a negative age: {text}");
+}
+
+/// Incremental bundles under the same clocks: a chain that a kept bundle needs is kept, even
+/// when its members are dated next year.
+#[test]
+fn incremental_chains_survive_a_clock_a_year_ahead_then_corrected() {
+    let Some(mut w) = World::new(
+        "incremental_chains_survive_a_clock_a_year_ahead_then_corrected",
+        "mode = \"incremental\"\nkeep = { last = 1 }",
+    ) else {
+        return;
+    };
+    w.run_at("+365d", &["run"]).ok();
+    vaultgen::mutate(&w.vault, 1);
+    w.run_at("+366d", &["run"]).ok();
+    w.assert_newest_snapshot_on_drive("after runs a year ahead");
+    for (day, at) in [(2, ""), (3, "+1h"), (4, "+2h")] {
+        vaultgen::mutate(&w.vault, day);
+        let r = w.run_at(at, &["run"]);
+        assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
+        w.assert_newest_snapshot_on_drive(&format!("after the run at {at:?} with the corrected clock"));
+        w.run_at(at, &["check"]).ok();
+    }
+    w.run_at("+2h", &["drill"]).ok();
+    assert_fsck(&w.env.backup_repo("v"));
 }
