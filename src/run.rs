@@ -95,6 +95,22 @@ fn last_event_age(
         .map(|t| now - t)
 }
 
+/// Whether the last thing recorded for `source` is dated after `now`: the clock jumped back
+/// (or was ahead then). Bundles are ranked by content, so nothing is lost; the user should
+/// still know their clock is not to be trusted.
+fn clock_jumped_back(history: &[Event], source: &str, now: DateTime<Utc>) -> Option<String> {
+    let last = history.iter().rev().find(|e| e.source.as_deref() == Some(source))?;
+    let at =
+        last.at().filter(|t| *t > now + chrono::Duration::minutes(crate::prune::FUTURE_SLACK_MINUTES))?;
+    Some(format!(
+        "the last {} was recorded at {}, after now ({}): the clock jumped back, or was ahead then; \
+         fix: check the clock (`timedatectl`); backups are ordered by content, so none is lost",
+        last.step,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
+}
+
 /// Runs every step for `sources`. The caller holds the run lock.
 pub fn run(
     cfg: &Config,
@@ -167,6 +183,11 @@ fn source_steps(
     st: &mut Steps,
 ) {
     let is_git = git2::Repository::open(&s.path).is_ok();
+
+    // A clock that jumped back: said once, on the first run after the jump.
+    if let Some(w) = clock_jumped_back(history, &s.name, now) {
+        st.push("clock", None, Exit::Warnings, w, Instant::now());
+    }
 
     // verify: at risk or offline is worth a warning after a session, never a failure.
     if is_git {

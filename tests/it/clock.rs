@@ -128,6 +128,7 @@ fn clock_one_day_behind_keeps_the_newest_snapshot() {
     let r = w.run_at("-1d", &["run"]);
     assert_eq!(r.code, 3, "a bundle dated ahead of the clock is a warning\n{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("the clock was ahead or is behind now"), "{}", r.stdout);
+    assert!(r.stdout.contains("WARN v          clock"), "the jump back is a warning: {}", r.stdout);
     w.assert_newest_snapshot_on_drive("after a run with the clock a day behind");
     assert_eq!(w.bundles().len(), 1, "keep last = 1 removed the older content: {:?}", w.bundles());
     w.run_at("-1d", &["check"]).ok();
@@ -174,6 +175,7 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     let r = w.run_at("", &["run"]);
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("the clock was ahead or is behind now"), "{}", r.stdout);
+    assert!(r.stdout.contains("the clock jumped back"), "{}", r.stdout);
     w.assert_newest_snapshot_on_drive("after the first run with the corrected clock");
     let (age, j) = w.status_age("");
     assert!((0.0..1.0).contains(&age), "status after the correction: {j:#}");
@@ -181,7 +183,8 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     // Runs hours later with the corrected clock keep their own bundles too, and no longer warn.
     for (day, later) in [(3, "+1h"), (4, "+2h")] {
         vaultgen::mutate(&w.vault, day);
-        w.run_at(later, &["run"]).ok();
+        let r = w.run_at(later, &["run"]).ok();
+        assert!(!r.stdout.contains("clock"), "the jump was reported once: {}", r.stdout);
         w.assert_newest_snapshot_on_drive(&format!("after the run {later} with the corrected clock"));
     }
     w.run_at("+2h", &["check"]).ok();
