@@ -2,7 +2,8 @@
 //! binary runs under libfaketime, with its clock a day behind or a year ahead, against a
 //! drive whose keep policy would remove everything but one bundle. After every run the
 //! newest snapshot is on the drive, `check` passes, and `status` never reports a negative
-//! age.
+//! age. Also here: retention's other rule of trust, that an unverified bundle never takes a
+//! verified one's place.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -218,4 +219,39 @@ fn incremental_chains_survive_a_clock_a_year_ahead_then_corrected() {
     }
     w.run_at("+2h", &["drill"]).ok();
     assert_fsck(&w.env.backup_repo("v"));
+}
+
+/// A bundle without a manifest (a killed run's leftover) between two verified ones: with
+/// `keep = { last = 2 }` it must not take the older verified bundle's slot.
+#[test]
+fn an_unverified_bundle_never_pushes_a_verified_one_out() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    let drive = env.path("drive");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 30, attachments: 1, ..Default::default() });
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n\n\
+         [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nkeep = {{ last = 2 }}\n",
+        env.state.display().to_string(),
+        vault.display().to_string(),
+        drive.display().to_string(),
+    ));
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    vaultgen::mutate(&vault, 1);
+    env.now = Some("2026-11-22T03:30:00Z".into());
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    fs::copy(drive.join("v-2026-11-20T033000Z.bundle"), drive.join("v-2026-11-21T033000Z.bundle")).unwrap();
+
+    let r = env.run(&["prune"]).ok();
+    let mut left: Vec<String> = fs::read_dir(&drive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bundle"))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["v-2026-11-20T033000Z.bundle", "v-2026-11-22T033000Z.bundle"], "{}", r.stdout);
 }
