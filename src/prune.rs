@@ -47,7 +47,7 @@ pub fn plan(
         return Ok(Plan::Suspended(a));
     }
     let listed = target::list(t, &source.name)?;
-    let history = SnapshotHistory::read(cfg, source);
+    let history = SnapshotHistory::of(cfg, source, &listed);
     let ranks = ranking::ranks(&history, &listed, now);
     let mut items: Vec<Item> = listed.iter().zip(&ranks).map(|(l, r)| item(l, *r, now)).collect();
     for it in items.iter_mut().filter(|it| protect.contains(&it.name)) {

@@ -8,7 +8,7 @@
 //! its date. Retention (`prune`) orders by this rank; so should anything that picks "the
 //! newest bundle" (incremental base, `every`, drill and unbundle chains).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -17,9 +17,9 @@ use crate::config::{Config, Source};
 use crate::git::BackupRepo;
 use crate::target::Listed;
 
-/// The snapshot branch of a source's backup repo: each commit's generation (the root is 1,
-/// the tip the highest). Empty when the backup repo cannot be read (a target pruned from
-/// another machine): bundles then rank by their dates.
+/// The snapshot branch of a source's backup repo, first parent from the tip: the generation
+/// of each snapshot a bundle names (higher is newer). Empty when the backup repo cannot be
+/// read (a target pruned from another machine): bundles then rank by their dates.
 #[derive(Debug, Default)]
 pub struct SnapshotHistory {
     tip: Option<String>,
@@ -27,29 +27,35 @@ pub struct SnapshotHistory {
 }
 
 impl SnapshotHistory {
-    pub fn read(cfg: &Config, source: &Source) -> SnapshotHistory {
+    /// Walks back from the tip only until every snapshot in `wanted` is found: bundles hold
+    /// recent snapshots, and a walk of all 100,000 snapshots would cost a second.
+    pub fn read(cfg: &Config, source: &Source, wanted: &HashSet<&str>) -> SnapshotHistory {
         let Ok(repo) = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name)) else {
             return SnapshotHistory::default();
         };
         let Ok(Some(tip)) = repo.tip(&source.snapshot_branch) else { return SnapshotHistory::default() };
-        let chain: Vec<git2::Oid> = repo
-            .repo
-            .revwalk()
-            .and_then(|mut w| {
-                w.simplify_first_parent()?;
-                w.push(tip)?;
-                Ok(w.filter_map(Result::ok).collect())
-            })
-            .unwrap_or_default();
-        let n = chain.len() as u64;
-        SnapshotHistory {
-            tip: Some(tip.to_string()),
-            generation: chain
-                .iter()
-                .enumerate()
-                .map(|(depth, c)| (c.to_string(), n - depth as u64))
-                .collect(),
+        let mut generation = HashMap::new();
+        if let Ok(mut walk) = repo.repo.revwalk() {
+            if walk.simplify_first_parent().and_then(|()| walk.push(tip)).is_ok() {
+                for (depth, c) in walk.filter_map(Result::ok).enumerate() {
+                    if generation.len() == wanted.len() {
+                        break;
+                    }
+                    let hex = c.to_string();
+                    if wanted.contains(hex.as_str()) {
+                        generation.insert(hex, u64::MAX - depth as u64);
+                    }
+                }
+            }
         }
+        SnapshotHistory { tip: Some(tip.to_string()), generation }
+    }
+
+    /// The history of what `listed` holds.
+    pub fn of(cfg: &Config, source: &Source, listed: &[Listed]) -> SnapshotHistory {
+        let wanted: HashSet<&str> =
+            listed.iter().filter_map(|l| l.manifest.as_ref()?.snapshot.as_deref()).collect();
+        SnapshotHistory::read(cfg, source, &wanted)
     }
 
     /// The newest snapshot (the tip of the branch), as hex.
@@ -85,7 +91,7 @@ pub fn ranks(history: &SnapshotHistory, listed: &[Listed], now: DateTime<Utc>) -
 
 /// `ranks` after reading the source's snapshot history.
 pub fn by_content(cfg: &Config, source: &Source, listed: &[Listed], now: DateTime<Utc>) -> Vec<u64> {
-    ranks(&SnapshotHistory::read(cfg, source), listed, now)
+    ranks(&SnapshotHistory::of(cfg, source, listed), listed, now)
 }
 
 /// What ranking needs to know of one bundle.
