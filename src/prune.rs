@@ -6,16 +6,12 @@
 //! dated in the future is reported, never trusted.
 
 use anyhow::Result;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::{Config, Source, Target};
 use crate::ranking::{self, SnapshotHistory};
 use crate::retention::{self, Decision, Item};
 use crate::target::{self, Listed};
-
-/// How far ahead of the clock a bundle may be dated before it is reported (drift between
-/// machines sharing a target, a slow run).
-pub const FUTURE_SLACK_MINUTES: i64 = 10;
 
 /// What pruning a target would do.
 pub enum Plan {
@@ -58,7 +54,7 @@ pub fn plan(
     }
     let warnings = items
         .iter()
-        .filter(|it| it.created > now + Duration::minutes(FUTURE_SLACK_MINUTES))
+        .filter(|it| ranking::ahead_of(it.created, now))
         .map(|it| {
             format!(
                 "bundle {} is dated {}: the clock was ahead or is behind now",

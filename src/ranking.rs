@@ -69,6 +69,16 @@ impl SnapshotHistory {
     }
 }
 
+/// How far ahead of the clock a date may be before it is reported: drift between machines
+/// sharing a target, a slow run.
+const FUTURE_SLACK_MINUTES: i64 = 10;
+
+/// Whether `t` is dated ahead of the clock: written while the clock was ahead, or the clock
+/// is behind now. Such a date says nothing about how long ago it was.
+pub fn ahead_of(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    t > now + chrono::Duration::minutes(FUTURE_SLACK_MINUTES)
+}
+
 /// The date a bundle carries: its manifest's, else the one in its name.
 pub fn dated(l: &Listed) -> Option<DateTime<Utc>> {
     l.manifest.as_ref().and_then(|m| m.created_at()).or_else(|| date_from_name(&l.name))

@@ -100,8 +100,7 @@ fn last_event_age(
 /// still know their clock is not to be trusted.
 fn clock_jumped_back(history: &[Event], source: &str, now: DateTime<Utc>) -> Option<String> {
     let last = history.iter().rev().find(|e| e.source.as_deref() == Some(source))?;
-    let at =
-        last.at().filter(|t| *t > now + chrono::Duration::minutes(crate::prune::FUTURE_SLACK_MINUTES))?;
+    let at = last.at().filter(|t| crate::ranking::ahead_of(*t, now))?;
     Some(format!(
         "the last {} was recorded at {}, after now ({}): the clock jumped back, or was ahead then; \
          fix: check the clock (`timedatectl`); backups are ordered by content, so none is lost",

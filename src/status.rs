@@ -122,8 +122,7 @@ pub fn of(
         .collect();
     // A backup dated ahead of the clock proves nothing about now: the age counts from the
     // newest one not in the future, and is never negative.
-    let ahead_of = now + chrono::Duration::minutes(crate::prune::FUTURE_SLACK_MINUTES);
-    let (future, past): (Vec<_>, Vec<_>) = good.into_iter().partition(|t| *t > ahead_of);
+    let (future, past): (Vec<_>, Vec<_>) = good.into_iter().partition(|t| crate::ranking::ahead_of(*t, now));
     let clock_behind = future.iter().max().copied();
     if let Some(f) = clock_behind {
         warnings.push(format!(

@@ -128,15 +128,18 @@ fn from_target(
     let mut stale = false;
     let mut rows = Vec::new();
     for s in cfg.select_sources(args.source.source.as_deref())?.into_iter().filter(|s| t.takes(&s.name)) {
-        let newest = crate::target::list(t, &s.name)?
+        let verified: Vec<_> = crate::target::list(t, &s.name)?
             .into_iter()
             .filter_map(|l| l.manifest)
             .filter(|m| m.verified)
             .filter_map(|m| m.created_at().map(|c| (c, m.file)))
-            .max();
-        let ahead_of = ctx.now + chrono::Duration::minutes(crate::prune::FUTURE_SLACK_MINUTES);
-        let behind = newest.as_ref().is_some_and(|(c, _)| *c > ahead_of);
-        // Never negative: a bundle dated ahead of the clock is 0 h old, and said to be odd.
+            .collect();
+        // A bundle dated ahead of the clock proves nothing about now: the age counts from the
+        // newest one not in the future (else it is 0 h), and is never negative.
+        let (future, past): (Vec<_>, Vec<_>) =
+            verified.into_iter().partition(|(c, _)| crate::ranking::ahead_of(*c, ctx.now));
+        let behind = !future.is_empty();
+        let newest = past.into_iter().max().or_else(|| future.into_iter().max());
         let age = newest.as_ref().map(|(c, _)| (ctx.now - *c).max(chrono::Duration::zero()));
         let is_stale = age.is_none_or(|a| a > max_age);
         stale |= is_stale;
@@ -150,7 +153,7 @@ fn from_target(
                 (Some((_, f)), Some(h)) => {
                     format!(
                         "{f}, {h} h ago{}",
-                        if behind { ", dated ahead of the clock: clock behind?" } else { "" }
+                        if behind { "; a bundle is dated ahead of the clock: clock behind?" } else { "" }
                     )
                 }
                 _ => "none".into(),
