@@ -314,10 +314,13 @@ fn source_steps(
                 .and_then(|()| crate::target::list(tg, &s.name))
             {
                 Err(e) => format!("unavailable: {e:#}"),
-                Ok(listed) => match create::not_due(tg, &listed, now) {
-                    Some(why) => format!("not due: {why}"),
-                    None => "would write a bundle if anything changed".into(),
-                },
+                Ok(listed) => {
+                    let ranks = crate::ranking::by_content(cfg, s, &listed, now);
+                    match create::not_due(tg, &listed, &ranks, now) {
+                        Some(why) => format!("not due: {why}"),
+                        None => "would write a bundle if anything changed".into(),
+                    }
+                }
             };
             st.push("bundle", Some(&tg.name), Exit::Ok, due, t);
             continue;

@@ -217,7 +217,13 @@ fn incremental_chains_survive_a_clock_a_year_ahead_then_corrected() {
         w.assert_newest_snapshot_on_drive(&format!("after the run at {at:?} with the corrected clock"));
         w.run_at(at, &["check"]).ok();
     }
-    w.run_at("+2h", &["drill"]).ok();
+    // The corrected clock started a new full bundle (the full dated next year is no measure of
+    // `full_every`), so the chains dated next year are gone, and the drill restores the newest.
+    assert!(w.bundles().iter().all(|b| b.contains("-2026-")), "{:?}", w.bundles());
+    let j = w.run_at("+2h", &["drill", "--json"]).ok().json();
+    let chain = j.to_string();
+    let newest = w.bundles().last().unwrap().clone();
+    assert!(chain.contains(&newest), "the drill restored an older chain than {newest}: {j:#}");
     assert_fsck(&w.env.backup_repo("v"));
 }
 
@@ -254,4 +260,28 @@ fn an_unverified_bundle_never_pushes_a_verified_one_out() {
         .collect();
     left.sort();
     assert_eq!(left, ["v-2026-11-20T033000Z.bundle", "v-2026-11-22T033000Z.bundle"], "{}", r.stdout);
+}
+
+/// `every` under a clock that was a year ahead: a bundle dated next year does not hold back
+/// the next one for a year.
+#[test]
+fn every_is_not_stalled_by_a_bundle_dated_next_year() {
+    let Some(mut w) = World::new(
+        "every_is_not_stalled_by_a_bundle_dated_next_year",
+        "every = \"12h\"\nkeep = { last = 1 }",
+    ) else {
+        return;
+    };
+    w.run_at("+365d", &["run"]).ok();
+    vaultgen::mutate(&w.vault, 1);
+    let r = w.run_at("", &["run"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    w.assert_newest_snapshot_on_drive("after the first run with the corrected clock");
+    vaultgen::mutate(&w.vault, 2);
+    let r = w.run_at("+1h", &["run"]).ok();
+    assert!(
+        r.stdout.contains("is younger than every"),
+        "a bundle an hour old holds the next back: {}",
+        r.stdout
+    );
 }
