@@ -26,6 +26,7 @@ pub mod netchild;
 pub mod notify;
 pub mod output;
 pub mod prune;
+pub mod ranking;
 pub mod recovery;
 pub mod restore;
 pub mod retention;

@@ -6,11 +6,20 @@
 //! `daily`, `weekly` (ISO weeks), `monthly`, `yearly` keep the newest bundle of each of the
 //! N most recent periods that have one; while a bucket still has room, the oldest bundle is
 //! kept too; `within` keeps everything newer than the duration before the newest bundle;
-//! reasons are OR'd. Safety rules: nothing at all is removed while the newest bundle is
-//! unverified; the newest verified bundle is always kept; a bundle that a kept incremental
-//! builds on (directly or through others) is kept.
+//! reasons are OR'd.
+//!
+//! "Newest" is by content (`Item::order`, ranked by the caller from the snapshot history and
+//! the incremental chain), never by date: a clock a day behind dates the newest bundle
+//! yesterday, and one that was a year ahead dates old bundles next year. The date is a label
+//! and the bucket key only.
+//!
+//! Safety rules: nothing at all is removed while the newest bundle is unverified; unverified
+//! bundles never fill a keep slot (so they never push a verified one out); the newest
+//! verified bundle is always kept; a pinned bundle (written in this run, or holding the
+//! newest snapshot) is kept; a bundle that a kept incremental builds on (directly or through
+//! others) is kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,10 +48,16 @@ impl KeepPolicy {
 #[derive(Debug, Clone)]
 pub struct Item {
     pub name: String,
+    /// The date in its manifest or name: a label and the bucket key, not the order.
     pub created: DateTime<Utc>,
+    /// Its rank by content: higher holds newer data. Ties fall back to `created`.
+    pub order: u64,
     pub verified: bool,
     /// The bundle this one builds on (incremental bundles).
     pub base: Option<String>,
+    /// Why it must be kept whatever the policy says (written in this run, holds the newest
+    /// snapshot).
+    pub pinned: Option<String>,
 }
 
 /// The decision for one bundle.
@@ -106,11 +121,12 @@ fn year(t: DateTime<Utc>) -> i64 {
     t.year() as i64
 }
 
-/// Decides keep/remove for every bundle. `now` only bounds which bundle counts as newest
-/// for `within` (a bundle dated in the future is not trusted as the reference).
+/// Decides keep/remove for every bundle, newest content first. `now` only bounds which
+/// bundle counts as newest for `within` (a bundle dated in the future is not trusted as the
+/// reference).
 pub fn plan(items: &[Item], policy: &KeepPolicy, now: DateTime<Utc>) -> Result<Vec<Decision>, String> {
     let mut sorted: Vec<&Item> = items.iter().collect();
-    sorted.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
+    sorted.sort_by(|a, b| b.order.cmp(&a.order).then(b.created.cmp(&a.created)).then(b.name.cmp(&a.name)));
     let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
 
     if sorted.first().is_some_and(|n| !n.verified) {
@@ -125,6 +141,11 @@ pub fn plan(items: &[Item], policy: &KeepPolicy, now: DateTime<Utc>) -> Result<V
     }
     if let Some(i) = sorted.iter().position(|b| b.verified) {
         add(&mut reasons, i, "newest verified bundle".into());
+    }
+    for (i, b) in sorted.iter().enumerate() {
+        if let Some(why) = &b.pinned {
+            add(&mut reasons, i, why.clone());
+        }
     }
     if let Some(w) = &policy.within {
         let d = parse_duration(w)?;
@@ -143,26 +164,25 @@ pub fn plan(items: &[Item], policy: &KeepPolicy, now: DateTime<Utc>) -> Result<V
         (policy.monthly, Some(month), "monthly"),
         (policy.yearly, Some(year), "yearly"),
     ];
+    // Only verified bundles fill keep slots: an unverified one must never push one out.
+    let counted: Vec<usize> = (0..sorted.len()).filter(|&i| sorted[i].verified).collect();
     for (count, bucker, label) in buckets {
         let Some(mut left) = count.filter(|c| *c > 0) else { continue };
-        let mut last: Option<i64> = None;
-        for (i, b) in sorted.iter().enumerate() {
+        // A set, not "differs from the previous one": in content order, dates need not fall.
+        let mut seen = HashSet::new();
+        for (n, &i) in counted.iter().enumerate() {
             if left == 0 {
                 break;
             }
             let val = match bucker {
-                Some(f) => f(b.created),
-                None => i as i64,
+                Some(f) => f(sorted[i].created),
+                None => n as i64,
             };
-            let oldest = i == sorted.len() - 1;
-            if last != Some(val) || oldest {
-                let why = if last == Some(val) && oldest {
-                    format!("oldest ({label} bucket not full)")
-                } else {
-                    label.to_string()
-                };
+            let oldest = n == counted.len() - 1;
+            let fresh = seen.insert(val);
+            if fresh || oldest {
+                let why = if fresh { label.to_string() } else { format!("oldest ({label} bucket not full)") };
                 add(&mut reasons, i, why);
-                last = Some(val);
                 left -= 1;
             }
         }
@@ -213,13 +233,18 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    /// A verified full bundle whose content is as new as its date says.
+    fn dated(name: String, created: DateTime<Utc>) -> Item {
+        Item { name, created, order: created.timestamp() as u64, verified: true, base: None, pinned: None }
+    }
+
     /// One bundle a day at 03:30 for `days` days ending on `end`.
     fn daily_calendar(end: &str, days: i64) -> Vec<Item> {
         let end = at(end);
         (0..days)
             .map(|d| {
                 let t = end - Duration::days(d);
-                Item { name: format!("b-{}", t.format("%Y-%m-%d")), created: t, verified: true, base: None }
+                dated(format!("b-{}", t.format("%Y-%m-%d")), t)
             })
             .collect()
     }
@@ -254,7 +279,7 @@ mod tests {
         let items: Vec<Item> = (0..36)
             .map(|m| {
                 let t = Utc.with_ymd_and_hms(2024 + m / 12, (m % 12) as u32 + 1, 15, 3, 30, 0).unwrap();
-                Item { name: format!("b-{}", t.format("%Y-%m")), created: t, verified: true, base: None }
+                dated(format!("b-{}", t.format("%Y-%m")), t)
             })
             .collect();
         let p = plan(
@@ -274,12 +299,7 @@ mod tests {
                 .unwrap();
         assert_eq!(kept(&p).len(), 3);
         let items: Vec<Item> = (0..4)
-            .map(|h| Item {
-                name: format!("b{h}"),
-                created: at("2026-11-24T10:00:00Z") - Duration::minutes(h * 10),
-                verified: true,
-                base: None,
-            })
+            .map(|h| dated(format!("b{h}"), at("2026-11-24T10:00:00Z") - Duration::minutes(h * 10)))
             .collect();
         let p =
             plan(&items, &KeepPolicy { daily: Some(2), ..Default::default() }, at("2026-11-24T12:00:00Z"))
@@ -323,13 +343,56 @@ mod tests {
     }
 
     #[test]
+    fn unverified_bundles_never_fill_a_keep_slot() {
+        // A killed run's leftover between two verified bundles: `last = 2` keeps two verified.
+        let mut items = daily_calendar("2026-11-24T03:30:00Z", 3);
+        items[1].verified = false;
+        let p = plan(&items, &KeepPolicy { last: Some(2), ..Default::default() }, at("2026-11-24T12:00:00Z"))
+            .unwrap();
+        assert_eq!(kept(&p), vec!["b-2026-11-24", "b-2026-11-22"]);
+        let p =
+            plan(&items, &KeepPolicy { daily: Some(2), ..Default::default() }, at("2026-11-24T12:00:00Z"))
+                .unwrap();
+        assert_eq!(kept(&p), vec!["b-2026-11-24", "b-2026-11-22"]);
+    }
+
+    #[test]
+    fn content_order_not_dates_decides_what_is_newest() {
+        // The clock was a day behind for the newest bundle: its date is the oldest.
+        let mut items = daily_calendar("2026-11-24T03:30:00Z", 3);
+        items[2].order = u64::MAX;
+        let p = plan(&items, &KeepPolicy { last: Some(1), ..Default::default() }, at("2026-11-24T12:00:00Z"))
+            .unwrap();
+        assert_eq!(kept(&p), vec!["b-2026-11-22"]);
+        assert_eq!(p[0].reasons, vec!["newest verified bundle", "last"]);
+        // Daily buckets still go by the date label, newest content first.
+        let p =
+            plan(&items, &KeepPolicy { daily: Some(2), ..Default::default() }, at("2026-11-24T12:00:00Z"))
+                .unwrap();
+        assert_eq!(kept(&p), vec!["b-2026-11-22", "b-2026-11-24"]);
+    }
+
+    #[test]
+    fn pinned_bundles_are_kept_with_their_bases() {
+        let t = at("2026-11-24T03:30:00Z");
+        let mut items = vec![
+            dated("new".into(), t),
+            Item { base: Some("full".into()), ..dated("incr".into(), t - Duration::days(1)) },
+            dated("full".into(), t - Duration::days(2)),
+        ];
+        items[1].pinned = Some("written in this run".into());
+        let p = plan(&items, &KeepPolicy { last: Some(1), ..Default::default() }, t).unwrap();
+        assert_eq!(kept(&p), vec!["new", "incr", "full"]);
+        assert_eq!(p[1].reasons, vec!["written in this run"]);
+        assert_eq!(p[2].reasons, vec!["base of kept incr"]);
+    }
+
+    #[test]
     fn fulls_that_kept_incrementals_need_are_kept() {
         let t = at("2026-11-24T03:30:00Z");
         let mk = |n: &str, d: i64, base: Option<&str>| Item {
-            name: n.into(),
-            created: t - Duration::days(d),
-            verified: true,
             base: base.map(str::to_string),
+            ..dated(n.into(), t - Duration::days(d))
         };
         let items =
             vec![mk("i2", 0, Some("i1")), mk("i1", 1, Some("f1")), mk("f1", 2, None), mk("f0", 9, None)];

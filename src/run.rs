@@ -89,7 +89,25 @@ fn last_event_age(
         .rev()
         .find(|e| e.source.as_deref() == Some(source) && e.step == step && e.outcome == "ok")
         .and_then(|e| e.at())
+        // Recorded in the future, the clock was ahead then: count the step as never done
+        // (due now), not as done a moment from now (put off until the clock catches up).
+        .filter(|t| *t <= now)
         .map(|t| now - t)
+}
+
+/// Whether the last thing recorded for `source` is dated after `now`: the clock jumped back
+/// (or was ahead then). Bundles are ranked by content, so nothing is lost; the user should
+/// still know their clock is not to be trusted.
+fn clock_jumped_back(history: &[Event], source: &str, now: DateTime<Utc>) -> Option<String> {
+    let last = history.iter().rev().find(|e| e.source.as_deref() == Some(source))?;
+    let at = last.at().filter(|t| crate::ranking::ahead_of(*t, now))?;
+    Some(format!(
+        "the last {} was recorded at {}, after now ({}): the clock jumped back, or was ahead then; \
+         fix: check the clock (`timedatectl`); backups are ordered by content, so none is lost",
+        last.step,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
 }
 
 /// Runs every step for `sources`. The caller holds the run lock.
@@ -164,6 +182,11 @@ fn source_steps(
     st: &mut Steps,
 ) {
     let is_git = git2::Repository::open(&s.path).is_ok();
+
+    // A clock that jumped back: said once, on the first run after the jump.
+    if let Some(w) = clock_jumped_back(history, &s.name, now) {
+        st.push("clock", None, Exit::Warnings, w, Instant::now());
+    }
 
     // verify: at risk or offline is worth a warning after a session, never a failure.
     if is_git {
@@ -291,10 +314,13 @@ fn source_steps(
                 .and_then(|()| crate::target::list(tg, &s.name))
             {
                 Err(e) => format!("unavailable: {e:#}"),
-                Ok(listed) => match create::not_due(tg, &listed, now) {
-                    Some(why) => format!("not due: {why}"),
-                    None => "would write a bundle if anything changed".into(),
-                },
+                Ok(listed) => {
+                    let ranks = crate::ranking::by_content(cfg, s, &listed, now);
+                    match create::not_due(tg, &listed, &ranks, now) {
+                        Some(why) => format!("not due: {why}"),
+                        None => "would write a bundle if anything changed".into(),
+                    }
+                }
             };
             st.push("bundle", Some(&tg.name), Exit::Ok, due, t);
             continue;
@@ -328,8 +354,10 @@ fn source_steps(
             st.push("prune", Some(&tg.name), Exit::Ok, "not pruned: an earlier step failed", t);
             continue;
         }
-        match prune_target(cfg, s, tg, now) {
-            Ok(msg) => st.push("prune", Some(&tg.name), Exit::Ok, msg, t),
+        let mine: Vec<String> =
+            written.iter().filter(|(w, _)| w.name == tg.name).map(|(_, f)| f.clone()).collect();
+        match prune_target(cfg, s, tg, now, &mine) {
+            Ok((exit, msg)) => st.push("prune", Some(&tg.name), exit, msg, t),
             Err(e) => {
                 st.push("prune", Some(&tg.name), exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t)
             }
@@ -440,20 +468,25 @@ fn source_steps(
     }
 }
 
-/// Applies a target's keep policy for one source; returns what happened.
+/// Applies a target's keep policy for one source, never removing `protect` (what this run
+/// wrote); returns what happened, a warning when a bundle is dated in the future.
 pub fn prune_target(
     cfg: &Config,
     s: &Source,
     tg: &crate::config::Target,
     now: DateTime<Utc>,
-) -> Result<String> {
-    match crate::prune::plan(cfg, s, tg, now)? {
+    protect: &[String],
+) -> Result<(Exit, String)> {
+    match crate::prune::plan(cfg, s, tg, now, protect)? {
         crate::prune::Plan::Suspended(_) => {
-            Ok(format!("suspended by the guard (opus-mirror guard ack --source {})", s.name))
+            Ok((Exit::Ok, format!("suspended by the guard (opus-mirror guard ack --source {})", s.name)))
         }
-        crate::prune::Plan::Decisions(plan) => {
-            let removed = crate::prune::apply(tg, &plan)?;
-            Ok(format!("{removed} removed, {} kept", plan.len() - removed))
+        crate::prune::Plan::Decisions(p) => {
+            let removed = crate::prune::apply(tg, &p.decisions)?;
+            let mut lines = vec![format!("{removed} removed, {} kept", p.decisions.len() - removed)];
+            lines.extend(p.warnings.iter().cloned());
+            let exit = if p.warnings.is_empty() { Exit::Ok } else { Exit::Warnings };
+            Ok((exit, lines.join("\n")))
         }
     }
 }

@@ -32,7 +32,10 @@ pub struct SourceStatus {
     pub warnings: Vec<String>,
     /// The newest snapshot or bundle that succeeded.
     pub newest_good_backup: Option<String>,
+    /// Never negative.
     pub age_hours: Option<f64>,
+    /// A backup is dated ahead of the clock.
+    pub clock_behind: bool,
     pub stale: bool,
 }
 
@@ -117,8 +120,18 @@ pub fn of(
                 .filter_map(|e| e.at()),
         )
         .collect();
-    let newest = good.into_iter().max();
-    let age = newest.map(|t| now - t);
+    // A backup dated ahead of the clock proves nothing about now: the age counts from the
+    // newest one not in the future, and is never negative.
+    let (future, past): (Vec<_>, Vec<_>) = good.into_iter().partition(|t| crate::ranking::ahead_of(*t, now));
+    let clock_behind = future.iter().max().copied();
+    if let Some(f) = clock_behind {
+        warnings.push(format!(
+            "a backup is dated {}, ahead of the clock: clock behind? (or it was ahead then); fix: check `timedatectl`",
+            f.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    let newest = past.into_iter().max().or(clock_behind);
+    let age = newest.map(|t| (now - t).max(chrono::Duration::zero()));
     SourceStatus {
         source: s.name.clone(),
         last_snapshot: snap.as_ref().map(|i| i.time.clone()),
@@ -132,6 +145,7 @@ pub fn of(
         warnings,
         newest_good_backup: newest.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         age_hours: age.map(|a| (a.num_minutes() as f64 / 60.0 * 10.0).round() / 10.0),
+        clock_behind: clock_behind.is_some(),
         stale: age.is_none_or(|a| a > max_age),
     }
 }

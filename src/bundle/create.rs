@@ -78,17 +78,30 @@ pub fn sha256_file(p: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn verified(l: &[Listed]) -> Vec<&Manifest> {
-    let mut v: Vec<&Manifest> = l.iter().filter_map(|x| x.manifest.as_ref()).filter(|m| m.verified).collect();
-    v.sort_by_key(|m| m.created_at());
-    v
+/// The verified bundles, oldest content first (`ranks` from `ranking`, parallel to `l`): the
+/// clock that dated them may have been wrong.
+fn verified<'a>(l: &'a [Listed], ranks: &[u64]) -> Vec<&'a Manifest> {
+    let mut v: Vec<(u64, &Manifest)> = l
+        .iter()
+        .zip(ranks)
+        .filter_map(|(x, r)| x.manifest.as_ref().map(|m| (*r, m)))
+        .filter(|(_, m)| m.verified)
+        .collect();
+    v.sort_by_key(|(r, _)| *r);
+    v.into_iter().map(|(_, m)| m).collect()
 }
 
-/// Why no bundle is due on `t` yet (its newest verified bundle is younger than `every`).
-pub fn not_due(t: &Target, listed: &[Listed], now: DateTime<Utc>) -> Option<String> {
-    let (every, newest) = (t.every?, *verified(listed).last()?);
-    newest
-        .created_at()
+/// A bundle's date, unless it is ahead of the clock: such a date says nothing about how long
+/// ago the bundle was written.
+fn dated_before(m: &Manifest, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    m.created_at().filter(|c| !crate::ranking::ahead_of(*c, now))
+}
+
+/// Why no bundle is due on `t` yet (its newest verified bundle is younger than `every`). A
+/// newest bundle dated in the future does not hold the next one back.
+pub fn not_due(t: &Target, listed: &[Listed], ranks: &[u64], now: DateTime<Utc>) -> Option<String> {
+    let (every, newest) = (t.every?, *verified(listed, ranks).last()?);
+    dated_before(newest, now)
         .filter(|c| *c > now - every)
         .map(|_| format!("{} is younger than every = {}", newest.file, crate::output::human_duration(every)))
 }
@@ -129,8 +142,9 @@ fn create_unexplained(
     }
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let listed = target::list(t, &source.name)?;
-    let done = verified(&listed);
-    if let (false, Some(why)) = (force, not_due(t, &listed, now)) {
+    let ranks = crate::ranking::by_content(cfg, source, &listed, now);
+    let done = verified(&listed, &ranks);
+    if let (false, Some(why)) = (force, not_due(t, &listed, &ranks, now)) {
         out.reason = Some(why);
         return Ok(out);
     }
@@ -145,7 +159,7 @@ fn create_unexplained(
     // Incremental on top of the newest verified bundle while the newest full one is recent.
     let newest_full = done.iter().rev().find(|m| m.kind == BundleKind::Full);
     let base = match (t.incremental, newest_full, done.last()) {
-        (true, Some(full), Some(tip)) if full.created_at().is_some_and(|c| c > now - t.full_every) => {
+        (true, Some(full), Some(tip)) if dated_before(full, now).is_some_and(|c| c > now - t.full_every) => {
             Some(*tip)
         }
         _ => None,
@@ -255,7 +269,10 @@ fn create_unexplained(
                 );
             }
             manifest.verified = true;
-            crate::atomic::write_file(&dir.join(format!("{name}.json")), &serde_json::to_vec_pretty(&manifest)?)?;
+            crate::atomic::write_file(
+                &dir.join(format!("{name}.json")),
+                &serde_json::to_vec_pretty(&manifest)?,
+            )?;
             std::fs::remove_file(&pending)?;
             crate::atomic::sync_dir(&dir)?;
         }
@@ -316,7 +333,12 @@ pub fn decrypt(src: &Path, identity_file: &Path, dest: &Path) -> Result<()> {
 pub fn newest_chain(cfg: &Config, source: &str, t: &Target) -> Result<Vec<Manifest>> {
     target::check(t, &cfg.state_dir)?;
     let listed = target::list(t, source)?;
-    let done = verified(&listed);
+    // Undated bundles have no manifest, so are never verified: the date given them is moot.
+    let ranks = match cfg.sources.iter().find(|s| s.name == source) {
+        Some(s) => crate::ranking::by_content(cfg, s, &listed, DateTime::UNIX_EPOCH),
+        None => crate::ranking::ranks(&Default::default(), &listed, DateTime::UNIX_EPOCH),
+    };
+    let done = verified(&listed, &ranks);
     let Some(tip) = done.last() else {
         return Err(
             UserError::usage(format!("target `{}` has no verified bundle of `{source}`", t.name)).into()

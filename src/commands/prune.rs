@@ -22,7 +22,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
             continue;
         }
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            let plan = match crate::prune::plan(&cfg, s, t, ctx.now)? {
+            let pruning = match crate::prune::plan(&cfg, s, t, ctx.now, &[])? {
                 crate::prune::Plan::Suspended(a) => {
                     eprintln!(
                         "warning: {} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
@@ -36,8 +36,13 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
                     report.push(json!({"source": s.name, "target": t.name, "suspended": true}));
                     continue;
                 }
-                crate::prune::Plan::Decisions(d) => d,
+                crate::prune::Plan::Decisions(p) => p,
             };
+            for w in &pruning.warnings {
+                eprintln!("warning: {} on {}: {w}", s.name, t.name);
+                exit = exit.combine(Exit::Warnings);
+            }
+            let (plan, warnings) = (pruning.decisions, pruning.warnings);
             ctx.say(format!("{} on {}:", s.name, t.name))?;
             for d in &plan {
                 let verb = if d.keep {
@@ -53,7 +58,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
                 crate::prune::apply(t, &plan)?;
             }
             report.push(
-                json!({"source": s.name, "target": t.name, "dry_run": args.dry_run, "decisions": plan}),
+                json!({"source": s.name, "target": t.name, "dry_run": args.dry_run, "decisions": plan, "warnings": warnings}),
             );
         }
     }

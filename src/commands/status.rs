@@ -33,7 +33,8 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
         )?;
     } else {
         for s in &all {
-            let age = s.age_hours.map(|h| format!("{h} h ago")).unwrap_or("never".into());
+            let behind = if s.clock_behind { ", clock behind?" } else { "" };
+            let age = s.age_hours.map(|h| format!("{h} h ago{behind}")).unwrap_or("never".into());
             ctx.say(format!(
                 "{}: {} (newest good backup {age})",
                 s.source,
@@ -127,13 +128,19 @@ fn from_target(
     let mut stale = false;
     let mut rows = Vec::new();
     for s in cfg.select_sources(args.source.source.as_deref())?.into_iter().filter(|s| t.takes(&s.name)) {
-        let newest = crate::target::list(t, &s.name)?
+        let verified: Vec<_> = crate::target::list(t, &s.name)?
             .into_iter()
             .filter_map(|l| l.manifest)
             .filter(|m| m.verified)
             .filter_map(|m| m.created_at().map(|c| (c, m.file)))
-            .max();
-        let age = newest.as_ref().map(|(c, _)| ctx.now - *c);
+            .collect();
+        // A bundle dated ahead of the clock proves nothing about now: the age counts from the
+        // newest one not in the future (else it is 0 h), and is never negative.
+        let (future, past): (Vec<_>, Vec<_>) =
+            verified.into_iter().partition(|(c, _)| crate::ranking::ahead_of(*c, ctx.now));
+        let behind = !future.is_empty();
+        let newest = past.into_iter().max().or_else(|| future.into_iter().max());
+        let age = newest.as_ref().map(|(c, _)| (ctx.now - *c).max(chrono::Duration::zero()));
         let is_stale = age.is_none_or(|a| a > max_age);
         stale |= is_stale;
         let age_h = age.map(|a| (a.num_minutes() as f64 / 6.0).round() / 10.0);
@@ -143,11 +150,16 @@ fn from_target(
             t.name,
             if is_stale { "STALE" } else { "ok" },
             match (&newest, age_h) {
-                (Some((_, f)), Some(h)) => format!("{f}, {h} h ago"),
+                (Some((_, f)), Some(h)) => {
+                    format!(
+                        "{f}, {h} h ago{}",
+                        if behind { "; a bundle is dated ahead of the clock: clock behind?" } else { "" }
+                    )
+                }
                 _ => "none".into(),
             }
         ))?;
-        rows.push(serde_json::json!({"source": s.name, "target": t.name, "newest": newest.as_ref().map(|(_, f)| f), "age_hours": age_h, "stale": is_stale}));
+        rows.push(serde_json::json!({"source": s.name, "target": t.name, "newest": newest.as_ref().map(|(_, f)| f), "age_hours": age_h, "clock_behind": behind, "stale": is_stale}));
     }
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &serde_json::json!({"stale": stale, "sources": rows}))?;

@@ -2,6 +2,7 @@
 //! directories and repositories, cross-checked with the real `git` CLI.
 
 mod bundle;
+mod clock;
 mod config_errors;
 mod crash;
 mod diff;
