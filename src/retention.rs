@@ -71,35 +71,8 @@ pub struct Decision {
 
 /// Parses "90s", "30min", "12h", "7d", "2w", "1y" and sums like "1w3d".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let mut total = Duration::zero();
-    let mut num = String::new();
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(format!("`{s}` is not a duration; write e.g. 30min, 26h, 7d, 2w, 1y"));
-        }
-        num.clear();
-        num.push_str(&rest[..digits]);
-        rest = &rest[digits..];
-        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let n: i64 = num.parse().map_err(|_| format!("`{s}`: number too large"))?;
-        total += match unit {
-            "s" => Duration::seconds(n),
-            "min" => Duration::minutes(n),
-            "h" => Duration::hours(n),
-            "d" => Duration::days(n),
-            "w" => Duration::weeks(n),
-            "y" => Duration::days(365 * n),
-            _ => return Err(format!("`{s}`: unknown unit `{unit}`; use s, min, h, d, w or y")),
-        };
-    }
-    Ok(total)
+    // One checked parser for every span (no overflow, at most 10 000 years).
+    crate::timeparse::parse_duration(s)
 }
 
 type Bucker = fn(DateTime<Utc>) -> i64;
