@@ -155,7 +155,13 @@ pub fn drill(
 
     let stock_git_ok = if Command::new("git").arg("--version").output().is_ok() {
         let stock = scratch.path().join("stock");
-        let ok = stock_restore(&files, &stock, &source.snapshot_branch);
+        let code_branch = tip
+            .head
+            .as_deref()
+            .and_then(|h| h.strip_prefix("refs/heads/"))
+            .unwrap_or(&source.snapshot_branch)
+            .to_string();
+        let ok = runbook_restore(&chain, &files, scratch.path(), &stock, &source.name, &source.snapshot_branch, &code_branch);
         match ok {
             Ok(()) => {
                 let p = compare(&items, &scan(&stock, true)?, "stock git", false);
@@ -185,29 +191,56 @@ pub fn drill(
     })
 }
 
-/// `git init`, fetch every bundle in order, check out the snapshot branch.
-fn stock_restore(files: &[std::path::PathBuf], dir: &Path, branch: &str) -> Result<(), String> {
-    let git = |args: &[&str]| -> Result<(), String> {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .map_err(|e| e.to_string())?;
-        if o.status.success() {
-            Ok(())
-        } else {
-            Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
-        }
-    };
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    git(&["init", "-q"])?;
-    for f in files {
-        let f = f.display().to_string();
-        git(&["fetch", "-q", "--update-head-ok", &f, "+refs/*:refs/*"])?;
+/// Runs the runbook's own git-only procedure (section 2, "from a bundle", with the helpers of
+/// section 0), word for word from the text the docs show, on the fetched chain, into `dir`.
+fn runbook_restore(
+    chain: &[crate::bundle::manifest::Manifest],
+    files: &[std::path::PathBuf],
+    scratch: &Path,
+    dir: &Path,
+    source: &str,
+    snapshot_branch: &str,
+    code_branch: &str,
+) -> Result<(), String> {
+    // The chain, plain, under its names, where the runbook's BUNDLE_DIR looks.
+    let bundles = scratch.join("runbook-bundles");
+    std::fs::create_dir_all(&bundles).map_err(|e| e.to_string())?;
+    for (m, f) in chain.iter().zip(files) {
+        let name = m.file.trim_end_matches(".age");
+        std::fs::hard_link(f, bundles.join(name))
+            .or_else(|_| std::fs::copy(f, bundles.join(name)).map(|_| ()))
+            .map_err(|e| format!("cannot stage {name}: {e}"))?;
     }
-    git(&["checkout", "-q", "-f", branch])
+    let mut script = String::from("set -euo pipefail\n");
+    for b in crate::recovery::runbook_blocks("0.").iter().chain(&crate::recovery::runbook_blocks("2.")) {
+        script.push_str(b);
+    }
+    let tmp = scratch.join("runbook-tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("SOURCE", source)
+        .env("SNAPSHOT_BRANCH", snapshot_branch)
+        .env("BRANCH", code_branch)
+        .env("BUNDLE_DIR", &bundles)
+        .env("RESTORE", dir)
+        .env("UPSTREAM", "drill")
+        .env("TMPDIR", &tmp)
+        .env_remove("CLOUD")
+        .env_remove("KEY")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .map_err(|e| format!("cannot run bash for the runbook: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the runbook's git-only restore (docs/disaster-recovery.md, section 2) failed: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("no output").trim()
+        ))
+    }
 }
 
 /// Runs a drill and records it: the report (for `status`) and an event (for `log`), also

@@ -10,6 +10,30 @@ use crate::shell::quote;
 /// The runbook as committed.
 pub const RUNBOOK: &str = include_str!("../docs/disaster-recovery.md");
 
+/// The `sh` blocks of the runbook's sections whose headings start with `prefix` ("0.", "2."):
+/// what the drill runs, so the drill and the documented restore can never disagree.
+pub fn runbook_blocks(prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_section = false;
+    let mut block: Option<String> = None;
+    for line in RUNBOOK.lines() {
+        match (&mut block, line) {
+            (None, l) if l.starts_with("## ") => in_section = l[3..].starts_with(prefix),
+            (None, "```sh") if in_section => block = Some(String::new()),
+            (Some(b), "```") => {
+                out.push(std::mem::take(b));
+                block = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The runbook with a block of this machine's values prepended.
 pub fn render(cfg: &Config) -> String {
     let mut vars = Vec::new();
@@ -54,4 +78,18 @@ pub fn render(cfg: &Config) -> String {
         others = if others.is_empty() { String::new() } else { format!("\nOther sources:\n\n```text\n{}\n```\n", others.join("\n")) },
         body = RUNBOOK
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drill_gets_the_runbooks_own_git_only_procedure() {
+        let helpers = runbook_blocks("0.");
+        assert!(helpers.iter().any(|b| b.contains("restore_empty_dirs()")), "{helpers:?}");
+        let bundle = runbook_blocks("2.").join("");
+        assert!(bundle.contains("read-tree -u --reset") && bundle.contains("$BUNDLE_DIR"), "{bundle}");
+        assert!(runbook_blocks("9.").is_empty());
+    }
 }

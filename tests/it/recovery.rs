@@ -200,6 +200,11 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     run_section(&env, &vars, &preamble, &find("1."), "1. from the mirror");
     check_exact("from the mirror");
 
+    // The drill runs this same section 2 on the same chain, and agrees with it.
+    let d = env.run(&["drill", "--json"]).ok().json();
+    assert_eq!(d[0]["stock_git_ok"], true, "{d}");
+    assert!(d[0]["problems"].as_array().unwrap().is_empty(), "{d}");
+
     fs::rename(&restore, env.path("restored-from-mirror")).unwrap();
     run_section(&env, &vars, &preamble, &find("2."), "2. from a bundle");
     check_exact("from the bundles");
