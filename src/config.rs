@@ -130,6 +130,8 @@ pub struct Target {
     pub sources: Option<Vec<String>>,
     /// age recipients (`age1...`): bundles are encrypted to them when not empty.
     pub age_recipients: Vec<String>,
+    /// The age identity that decrypts them, for `run`'s drill (kept off the drive).
+    pub identity_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +347,7 @@ struct RawTarget {
 #[serde(deny_unknown_fields)]
 struct RawEncrypt {
     age_recipients: Spanned<Vec<String>>,
+    identity_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -917,6 +920,8 @@ fn parse_targets(
                 ));
             }
         }
+        let identity_file =
+            t.encrypt.as_ref().and_then(|e| e.identity_file.as_deref()).map(|p| expand_path(p, base, env));
         out.push(Target {
             name,
             kind,
@@ -927,6 +932,7 @@ fn parse_targets(
             keep: t.keep.clone(),
             sources: only,
             age_recipients,
+            identity_file,
         });
     }
     Ok(out)

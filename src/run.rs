@@ -441,7 +441,8 @@ fn source_steps(
         .targets
         .iter()
         .filter(|t| {
-            t.takes(&s.name) && t.age_recipients.is_empty() && !unreachable.contains(&t.name.as_str())
+            let decryptable = t.age_recipients.is_empty() || t.identity_file.is_some();
+            t.takes(&s.name) && decryptable && !unreachable.contains(&t.name.as_str())
         })
         .find(|t| crate::target::check(t, &cfg.state_dir).is_ok())
     {
@@ -453,7 +454,7 @@ fn source_steps(
             st.push("drill", Some(&tg.name), Exit::Ok, "would run a test restore (due)", t);
             return;
         }
-        match crate::drill::drill_and_record(cfg, s, tg, now, None) {
+        match crate::drill::drill_and_record(cfg, s, tg, now, tg.identity_file.as_deref()) {
             Ok(r) if r.ok() => {
                 let detail = format!(
                     "{} files restored and identical; time-to-recover {:.1}s",
@@ -465,6 +466,20 @@ fn source_steps(
             Ok(r) => st.push("drill", Some(&tg.name), Exit::Failed, r.problems.join("\n"), t),
             Err(e) => st.push("drill", Some(&tg.name), Exit::Failed, format!("{e:#}"), t),
         };
+    } else if due_drill {
+        // Never skip a drill without a word: an encrypted target needs the key to be drilled.
+        if let Some(enc) = cfg.targets.iter().find(|t| t.takes(&s.name) && !t.age_recipients.is_empty()) {
+            st.push(
+                "drill",
+                Some(&enc.name),
+                Exit::Warnings,
+                format!(
+                    "not drilled: target `{}` is encrypted and no key is configured\n  fix: set encrypt.identity_file = \"PATH\" (an age identity kept off that drive) in its [[target]], or run `opus-mirror drill --target {} --identity PATH`",
+                    enc.name, enc.name
+                ),
+                Instant::now(),
+            );
+        }
     }
 }
 

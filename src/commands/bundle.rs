@@ -142,7 +142,13 @@ pub fn unbundle(ctx: &mut Context, args: &UnbundleArgs) -> Result<Exit> {
         )
         .into());
     };
-    let applied = create::restore_chain(&cfg, &source.name, t, &args.to, args.identity.as_deref())?;
+    let applied = create::restore_chain(
+        &cfg,
+        &source.name,
+        t,
+        &args.to,
+        args.identity.as_deref().or(t.identity_file.as_deref()),
+    )?;
     if ctx.mode.json {
         crate::output::print_json(
             ctx.out,

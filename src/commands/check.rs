@@ -41,7 +41,14 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             }
         }
         for t in targets.iter().filter(|t| t.takes(&s.name)) {
-            match check::bundles(&cfg, s, t, read, ctx.now, args.identity.as_deref()) {
+            match check::bundles(
+                &cfg,
+                s,
+                t,
+                read,
+                ctx.now,
+                args.identity.as_deref().or(t.identity_file.as_deref()),
+            ) {
                 Ok(r) => mine.push(r),
                 Err(e) => {
                     eprintln!("error: {} on {}: {e:#}", s.name, t.name);

@@ -17,7 +17,13 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     let mut reports = Vec::new();
     for t in &targets {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            match crate::drill::drill_and_record(&cfg, s, t, ctx.now, args.identity.as_deref()) {
+            match crate::drill::drill_and_record(
+                &cfg,
+                s,
+                t,
+                ctx.now,
+                args.identity.as_deref().or(t.identity_file.as_deref()),
+            ) {
                 Ok(r) => {
                     exit = exit.combine(if r.ok() { Exit::Ok } else { Exit::Failed });
                     if r.ok() {

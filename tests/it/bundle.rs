@@ -314,3 +314,29 @@ fn encrypted_bundles_decrypt_with_age_and_restore() {
     git(env.dir.path(), &["clone", "-q", plain.to_str().unwrap(), clone.to_str().unwrap()]).ok();
     assert_eq!(git(&clone, &["rev-parse", "HEAD"]).ok().stdout.trim(), code.head());
 }
+
+/// `run` never skips the drill of an encrypted target without a word: with the key configured
+/// it drills it, without one it says "not drilled" as a warning with the fix.
+#[test]
+fn an_encrypted_target_is_drilled_with_its_configured_key_or_reported() {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let (env, _code, _drive) = setup(&format!("encrypt = {{ age_recipients = [\"{}\"] }}", id.to_public()));
+    let r = env.run(&["run", "--json"]).json();
+    let steps = r["steps"].as_array().unwrap();
+    let drill = steps.iter().find(|s| s["step"] == "drill").unwrap_or_else(|| panic!("no drill step: {r:#}"));
+    assert_eq!(drill["outcome"], "warning", "{drill}");
+    assert!(drill["detail"].as_str().unwrap().contains("not drilled") && drill["detail"].as_str().unwrap().contains("identity_file"), "{drill}");
+    assert_eq!(r["exit"], "warnings", "{r:#}");
+
+    let key = env.path("key.txt");
+    fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let text = fs::read_to_string(&env.config).unwrap().replace(
+        "encrypt = { age_recipients = [",
+        &format!("encrypt = {{ identity_file = {:?}, age_recipients = [", key.display().to_string()),
+    );
+    env.write_config_text(&text);
+    let r = env.run(&["drill", "--json"]).ok().json();
+    assert!(r[0]["problems"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r[0]["stock_git_ok"], true, "{r}");
+}
