@@ -117,6 +117,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
         Command::Bundle(a) => commands::bundle::run(&mut ctx, a),
         Command::Bundles(a) => commands::bundle::list(&mut ctx, a),
         Command::Unbundle(a) => commands::bundle::unbundle(&mut ctx, a),
+        Command::Recover(a) => commands::recover::run(&mut ctx, a),
         Command::Prune(a) => commands::prune::run(&mut ctx, a),
         Command::Check(a) => commands::check::run(&mut ctx, a),
         Command::Drill(a) => commands::drill::run(&mut ctx, a),

@@ -136,6 +136,15 @@ pub enum Command {
     ///
     /// Example: opus-mirror unbundle --target drive --source opus --to /tmp/opus.git
     Unbundle(UnbundleArgs),
+    /// On a new machine: bring back a source from the backup drive in one command.
+    ///
+    /// Rebuilds the backup repo with every snapshot, writes a config for the source (the drive
+    /// as its target), and lays out the working tree exactly as at the newest snapshot: files
+    /// deleted before stay deleted, untracked and ignored files and empty folders come back,
+    /// and `git status` shows what it showed then.
+    ///
+    /// Example: opus-mirror recover --from /media/me/backup/opus-mirror --to ~/opus
+    Recover(RecoverArgs),
     /// Apply each target's keep policy, with the reason for every decision.
     ///
     /// Prints every bundle with keep/remove and why, then removes (never with --dry-run).
@@ -305,6 +314,22 @@ pub struct UnbundleArgs {
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
     /// An age identity file, for a target whose bundles are encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The directory of a dir target (the backup drive) holding the bundles.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Where the source comes back (must be empty or missing).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Which source, when the drive holds bundles of several.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// An age identity file, for encrypted bundles.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
 }

@@ -11,6 +11,7 @@ pub mod init;
 pub mod mirror;
 pub mod preserved;
 pub mod prune;
+pub mod recover;
 pub mod restore;
 pub mod run;
 pub mod schedule;

@@ -258,3 +258,58 @@ fn the_rendered_values_are_inert_when_pasted_into_a_shell() {
         assert!(!env.dir.path().join(p).exists(), "pasting the values ran a command: {block}");
     }
 }
+
+/// The worst day in one command: only the drive survives; `recover` brings back the repository
+/// and the working tree exactly, every snapshot, and a setup whose next `run` goes on.
+#[test]
+fn recover_brings_everything_back_from_the_drive_in_one_command() {
+    let mut env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    vaultgen::create(&code.work.join("vault"), &vaultgen::Spec { notes: 40, attachments: 2, ..Default::default() });
+    fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
+    code.git(&["add", "-A"]).ok();
+    code.git(&["commit", "-q", "-m", "vault"]).ok();
+    let drive = env.path("drive");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nmode = \"incremental\"\n",
+        env.state.display().to_string(),
+        code.work.display().to_string(),
+        drive.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    run_ok(&env);
+    // The day of the disaster: an unpushed commit, a deleted note, an edit, an untracked file.
+    code.commit("vault/unpushed.md", "only here", "not pushed");
+    let tracked = git(&code.work, &["ls-files", "vault"]).ok().stdout;
+    let doomed = tracked.lines().find(|l| l.ends_with(".md")).unwrap().to_string();
+    fs::remove_file(code.work.join(&doomed)).unwrap();
+    fs::write(code.work.join("vault/untracked.md"), "new\n").unwrap();
+    env.now = Some("2026-11-21T03:30:00Z".into());
+    run_ok(&env);
+    let before = changes(&code.work);
+    let log_before = git(&code.work, &["log", "--format=%H %s"]).ok().stdout;
+    let snapshots_before = env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"].as_array().unwrap().len();
+
+    // A new machine: nothing but the drive.
+    let mut fresh = Env::new();
+    fresh.now = Some("2026-11-22T03:30:00Z".into());
+    let to = fresh.path("opus");
+    let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
+    assert!(r.stdout.contains("recovered `opus`"), "{}", r.stdout);
+    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
+    treecmp::assert_same(&code.work, &to, &skip);
+    assert!(!to.join(&doomed).exists(), "a note deleted before the disaster came back");
+    assert_eq!(changes(&to), before, "git status differs");
+    assert_eq!(git(&to, &["log", "--format=%H %s"]).ok().stdout, log_before);
+    let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "{snaps}");
+    let older = fresh.path("older");
+    fresh.run(&["restore", "--at", "2026-11-20T12:00:00Z", "--to", older.to_str().unwrap()]).ok();
+    assert!(older.join(&doomed).exists(), "restore --at an older snapshot");
+    // The next run goes on with the same history: nothing changed, no new snapshot.
+    let r = fresh.run(&["run", "--json"]).json();
+    assert!(r["exit"] == "ok" || r["exit"] == "warnings", "{r:#}");
+    let after = fresh.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(after[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "the next run restarted the history");
+}

@@ -1,0 +1,240 @@
+//! `opus-mirror recover`: the worst day in one command. From a directory of bundles (the
+//! backup drive), it writes a config for the recovered source, rebuilds the backup repo with
+//! every snapshot (so `snapshots`, `restore --at` and the next `run` go on with the same
+//! history and bundles), and brings the working tree back exactly as at the newest snapshot,
+//! by the runbook's own git-only procedure (see `drill`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use crate::app::Context;
+use crate::bundle::manifest::Manifest;
+use crate::cli::RecoverArgs;
+use crate::config;
+use crate::exit::{Exit, UserError};
+use crate::git::BackupRepo;
+
+pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
+    let started = Instant::now();
+    let from = std::path::absolute(&args.from)?;
+    let to = std::path::absolute(&args.to)?;
+    let source = pick_source(&from, args.source.as_deref())?;
+    if to.exists() && std::fs::read_dir(&to)?.next().is_some() {
+        return Err(UserError::usage(format!(
+            "{} is not empty\n  fix: recover into a new or empty directory",
+            to.display()
+        ))
+        .into());
+    }
+    let path = config::locate(ctx.global.config.as_deref(), &crate::app::env_var)?;
+    if path.exists() {
+        return Err(UserError::usage(format!(
+            "a config already exists at {}\n  fix: recover on a fresh machine, or pass --config NEW_PATH for the recovered setup",
+            path.display()
+        ))
+        .into());
+    }
+    let newest = newest_manifest(&from, &source)?;
+    let snapshot_branch = snapshot_branch_of(&newest);
+    let text = format!(
+        "# Written by `opus-mirror recover` from {from}.\n\n[[source]]\nname = {name:?}\npath = {to:?}\nsnapshot_branch = {branch:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {from:?}\n",
+        from = from.display().to_string(),
+        name = source,
+        to = to.display().to_string(),
+        branch = snapshot_branch,
+    );
+    std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+    crate::atomic::write_file(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    ctx.say(format!("wrote {}", path.display()))?;
+    let done = rebuild(ctx, &from, &to, &source, &snapshot_branch, &newest, args.identity.as_deref());
+    if done.is_err() {
+        // Nothing half-done stays in the way of the next try.
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&to);
+    }
+    done?;
+    ctx.say(format!(
+        "recovered `{source}` into {} in {:.1}s\nleft to do: `opus-mirror config check` (add your mirror, other targets and notify settings), `.env` from `.env.example`, `opus-mirror hook install`, `opus-mirror schedule install`",
+        to.display(),
+        started.elapsed().as_secs_f64()
+    ))?;
+    Ok(Exit::Ok)
+}
+
+/// The backup repo from the drive's chain, then the working tree from the backup repo.
+fn rebuild(
+    ctx: &mut Context,
+    from: &Path,
+    to: &PathBuf,
+    source: &str,
+    snapshot_branch: &str,
+    newest: &Manifest,
+    identity: Option<&Path>,
+) -> Result<()> {
+    let source = source.to_string();
+    let snapshot_branch = snapshot_branch.to_string();
+    let cfg = ctx.config()?;
+    let _lock = ctx.lock(&cfg)?;
+    let t = cfg.targets.first().expect("the config written above has its target");
+    let repo = BackupRepo::location(&cfg.state_dir, &source);
+    let applied = crate::bundle::create::restore_chain(&cfg, &source, t, &repo, identity)
+        .with_context(|| format!("cannot rebuild the backup repo of `{source}` from {}", from.display()))?;
+    ctx.say(format!("backup repo {}: {} bundle(s) applied", repo.display(), applied.len()))?;
+    let snaps = crate::snapshot::history::list(&BackupRepo::open(&repo)?, &snapshot_branch)?;
+    ctx.say(format!("{} snapshot(s) of `{source}` are back", snaps.len()))?;
+
+    let code_branch = newest
+        .head
+        .as_deref()
+        .and_then(|h| h.strip_prefix("refs/heads/"))
+        .filter(|b| *b != snapshot_branch)
+        .map(str::to_string);
+    match code_branch {
+        Some(branch) => worktree_from_git(&repo, to, &branch, &snapshot_branch)?,
+        None => {
+            // A plain vault: the newest snapshot, written safely.
+            let backup = BackupRepo::open(&repo)?;
+            let info = crate::snapshot::history::resolve(
+                &backup,
+                &snapshot_branch,
+                &source,
+                &crate::snapshot::history::Pick::Latest,
+            )?;
+            let items = crate::restore::select(
+                &backup.repo.odb()?,
+                git2::Oid::from_str(&info.tree)?,
+                &[],
+                &info.short,
+            )?;
+            crate::restore::to_dir(&backup, &items, to, false, &info.short)?;
+        }
+    }
+    Ok(())
+}
+
+/// The source whose bundles are in `dir`: the one named, or the only one there.
+fn pick_source(dir: &Path, named: Option<&str>) -> Result<String> {
+    let mut names: Vec<String> =
+        manifests(dir)?.into_iter().filter(|m| m.verified).map(|m| m.source).collect();
+    names.sort();
+    names.dedup();
+    match (named, names.as_slice()) {
+        (Some(n), _) if names.iter().any(|x| x == n) => Ok(n.to_string()),
+        (Some(n), _) => Err(UserError::usage(format!(
+            "{} holds no verified bundle of `{n}` (it has: {})\n  fix: name one of those with --source",
+            dir.display(),
+            names.join(", ")
+        ))
+        .into()),
+        (None, [one]) => Ok(one.clone()),
+        (None, []) => Err(UserError::usage(format!(
+            "{} holds no verified opus-mirror bundle\n  fix: point --from at the directory of a dir target (it has a .opus-mirror-target file)",
+            dir.display()
+        ))
+        .into()),
+        (None, many) => Err(UserError::usage(format!(
+            "{} holds bundles of several sources: {}\n  fix: name one with --source",
+            dir.display(),
+            many.join(", ")
+        ))
+        .into()),
+    }
+}
+
+/// Every manifest in `dir` that names the file it sits beside.
+fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(bundle) = name.strip_suffix(".json") else { continue };
+        if let Some(m) =
+            std::fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        {
+            if m.file == bundle {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The newest verified manifest of `source` (by the chain's tip, as the target lists it).
+fn newest_manifest(dir: &Path, source: &str) -> Result<Manifest> {
+    let mut ms: Vec<Manifest> =
+        manifests(dir)?.into_iter().filter(|m| m.verified && m.source == source).collect();
+    ms.sort_by(|a, b| a.created.cmp(&b.created));
+    ms.pop().with_context(|| format!("no verified bundle of `{source}` in {}", dir.display()))
+}
+
+/// The snapshot branch: the `refs/heads/` ref that points at the manifest's snapshot.
+fn snapshot_branch_of(m: &Manifest) -> String {
+    m.refs
+        .iter()
+        .find(|(name, oid)| name.starts_with("refs/heads/") && Some(*oid) == m.snapshot.as_ref())
+        .and_then(|(name, _)| name.strip_prefix("refs/heads/"))
+        .unwrap_or(crate::config::DEFAULT_SNAPSHOT_BRANCH)
+        .to_string()
+}
+
+/// The repository and working tree exactly as at the newest snapshot: the runbook's steps
+/// (clone without checkout, `read-tree -u --reset` the snapshot, index to the branch, empty
+/// folders), from the rebuilt backup repo.
+fn worktree_from_git(repo: &Path, to: &PathBuf, branch: &str, snapshot_branch: &str) -> Result<()> {
+    let mut script = String::from("set -euo pipefail\n");
+    for b in crate::recovery::runbook_blocks("0.") {
+        script.push_str(&b);
+    }
+    script.push_str(
+        "git clone --quiet --no-checkout --origin mirror --branch \"$BRANCH\" \"$MIRROR\" \"$RESTORE\"\n\
+         git -C \"$RESTORE\" read-tree -u --reset \"mirror/$SNAPSHOT_BRANCH\" && git -C \"$RESTORE\" reset --quiet\n\
+         restore_empty_dirs \"$RESTORE\" \"mirror/$SNAPSHOT_BRANCH\"\n\
+         git -C \"$RESTORE\" remote rename mirror backup\n",
+    );
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("BRANCH", branch)
+        .env("SNAPSHOT_BRANCH", snapshot_branch)
+        .env("MIRROR", repo)
+        .env("RESTORE", to)
+        .output()
+        .context("cannot run bash and git (recover needs both)")?;
+    if !o.status.success() {
+        anyhow::bail!("laying out the working tree failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    restore_tracked_secrets(to)
+}
+
+/// Snapshots never hold secret-looking files, so a committed one (a tracked `.env`) would
+/// show as deleted: it comes back from the branch, as it was committed.
+fn restore_tracked_secrets(to: &Path) -> Result<()> {
+    let git = |args: &[&str]| std::process::Command::new("git").arg("-C").arg(to).args(args).output();
+    let o = git(&["ls-files", "-z", "--deleted"]).context("cannot run git")?;
+    let secret: Vec<String> = o
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
+            crate::snapshot::filter::is_secret(name) || crate::snapshot::filter::is_secret_path(p)
+        })
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["checkout", "--"];
+    args.extend(secret.iter().map(String::as_str));
+    let o = git(&args).context("cannot run git")?;
+    if !o.status.success() {
+        anyhow::bail!(
+            "cannot bring back the committed secret files: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
