@@ -144,6 +144,7 @@ pub enum Command {
     /// and `git status` shows what it showed then.
     ///
     /// Example: opus-mirror recover --from /media/me/backup/opus-mirror --to ~/opus
+    ///          opus-mirror recover --from ssh://backup-host/srv/opus.git --to ~/opus
     Recover(RecoverArgs),
     /// Apply each target's keep policy, with the reason for every decision.
     ///
@@ -320,8 +321,9 @@ pub struct UnbundleArgs {
 
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
-    /// The directory of a dir target (the backup drive) holding the bundles.
-    #[arg(long, value_name = "DIR")]
+    /// The backup drive (the directory of a dir target, holding the bundles), or the mirror
+    /// (its URL, or the path of the bare repository).
+    #[arg(long, value_name = "DIR|MIRROR")]
     pub from: PathBuf,
     /// Where the source comes back (must be empty or missing).
     #[arg(long, value_name = "DIR")]

@@ -18,9 +18,7 @@ use crate::git::BackupRepo;
 
 pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
     let started = Instant::now();
-    let from = std::path::absolute(&args.from)?;
     let to = std::path::absolute(&args.to)?;
-    let source = pick_source(&from, args.source.as_deref())?;
     if to.exists() && std::fs::read_dir(&to)?.next().is_some() {
         return Err(UserError::usage(format!(
             "{} is not empty\n  fix: recover into a new or empty directory",
@@ -36,6 +34,18 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         ))
         .into());
     }
+    if is_mirror(&args.from) {
+        return from_mirror(
+            ctx,
+            &args.from.display().to_string(),
+            &to,
+            args.source.as_deref(),
+            &path,
+            started,
+        );
+    }
+    let from = std::path::absolute(&args.from)?;
+    let source = pick_source(&from, args.source.as_deref())?;
     let newest = newest_manifest(&from, &source)?;
     let snapshot_branch = snapshot_branch_of(&newest);
     let text = format!(
@@ -113,6 +123,107 @@ fn rebuild(
         }
     }
     Ok(())
+}
+
+/// Whether `--from` names a mirror (a URL, or a bare repository) rather than a bundle dir.
+fn is_mirror(from: &Path) -> bool {
+    let s = from.display().to_string();
+    s.contains("://") || (from.join("HEAD").is_file() && from.join("refs").is_dir())
+}
+
+/// Recovers from the mirror: every ref fetched into a new backup repo, a config with the
+/// mirror, and the working tree laid out as from a drive.
+fn from_mirror(
+    ctx: &mut Context,
+    url: &str,
+    to: &PathBuf,
+    named: Option<&str>,
+    config_path: &Path,
+    started: Instant,
+) -> Result<Exit> {
+    let url = match Path::new(url).is_absolute() || url.contains("://") {
+        true => url.to_string(),
+        false => std::path::absolute(url)?.display().to_string(),
+    };
+    let source = match named {
+        Some(n) => n.to_string(),
+        None => url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("source")
+            .trim_end_matches(".git")
+            .to_string(),
+    };
+    let branch = crate::config::DEFAULT_SNAPSHOT_BRANCH;
+    let text = format!(
+        "# Written by `opus-mirror recover` from the mirror {shown}.\n\n[[source]]\nname = {source:?}\npath = {to:?}\nmirror = {url:?}\nsnapshot_branch = {branch:?}\n",
+        shown = crate::config::mask_url(&url),
+        to = to.display().to_string(),
+    );
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    crate::atomic::write_file(config_path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    ctx.say(format!("wrote {}", config_path.display()))?;
+    let done = (|| -> Result<()> {
+        let cfg = ctx.config()?;
+        let _lock = ctx.lock(&cfg)?;
+        let s = cfg.sources.first().expect("the config written above has its source");
+        let loc = BackupRepo::location(&cfg.state_dir, &s.name);
+        let backup = BackupRepo::create(&loc, branch, to)?;
+        crate::git::remote::fetch(&cfg.network, &backup.repo, &url, &["+refs/*:refs/*".to_string()])?;
+        let refs = crate::git::remote::ls_remote(&cfg.network, &backup.repo, &url)?;
+        let head = refs.iter().find(|r| r.name == "HEAD").map(|r| r.oid);
+        // The code branch: the one the mirror's HEAD names, else main, master, or the only one
+        // (a bare mirror's HEAD often names a branch that was never pushed).
+        let heads: Vec<(&str, git2::Oid)> = refs
+            .iter()
+            .filter_map(|r| r.name.strip_prefix("refs/heads/").map(|b| (b, r.oid)))
+            .filter(|(b, _)| *b != branch)
+            .collect();
+        let code_branch = heads
+            .iter()
+            .find(|(_, o)| Some(*o) == head)
+            .or_else(|| heads.iter().find(|(b, _)| *b == "main"))
+            .or_else(|| heads.iter().find(|(b, _)| *b == "master"))
+            .or_else(|| if heads.len() == 1 { heads.first() } else { None })
+            .map(|(b, _)| b.to_string());
+        let snaps = crate::snapshot::history::list(&BackupRepo::open(&loc)?, branch)?;
+        ctx.say(format!(
+            "backup repo {}: {} snapshot(s) of `{source}` are back",
+            loc.display(),
+            snaps.len()
+        ))?;
+        match code_branch {
+            Some(b) => worktree_from_git(&loc, to, &b, branch),
+            None => {
+                let info = crate::snapshot::history::resolve(
+                    &backup,
+                    branch,
+                    &source,
+                    &crate::snapshot::history::Pick::Latest,
+                )?;
+                let items = crate::restore::select(
+                    &backup.repo.odb()?,
+                    git2::Oid::from_str(&info.tree)?,
+                    &[],
+                    &info.short,
+                )?;
+                crate::restore::to_dir(&backup, &items, to, false, &info.short).map(|_| ())
+            }
+        }
+    })();
+    if done.is_err() {
+        let _ = std::fs::remove_file(config_path);
+        let _ = std::fs::remove_dir_all(to);
+    }
+    done?;
+    ctx.say(format!(
+        "recovered `{source}` from the mirror into {} in {:.1}s\nleft to do: `opus-mirror config check` (add your targets and notify settings), `.env` from `.env.example`, `opus-mirror hook install`, `opus-mirror schedule install`",
+        to.display(),
+        started.elapsed().as_secs_f64()
+    ))?;
+    Ok(Exit::Ok)
 }
 
 /// The source whose bundles are in `dir`: the one named, or the only one there.

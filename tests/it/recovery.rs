@@ -313,3 +313,45 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     let after = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(after[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "the next run restarted the history");
 }
+
+#[test]
+fn recover_brings_everything_back_from_the_mirror_in_one_command() {
+    let mut env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    vaultgen::create(&code.work.join("vault"), &vaultgen::Spec { notes: 30, attachments: 1, ..Default::default() });
+    fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
+    code.git(&["add", "-A"]).ok();
+    code.git(&["commit", "-q", "-m", "vault"]).ok();
+    let mirror = env.path("opus.git");
+    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\nmirror = {:?}\n",
+        env.state.display().to_string(),
+        code.work.display().to_string(),
+        mirror.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    run_ok(&env);
+    let tracked = git(&code.work, &["ls-files", "vault"]).ok().stdout;
+    let doomed = tracked.lines().find(|l| l.ends_with(".md")).unwrap().to_string();
+    fs::remove_file(code.work.join(&doomed)).unwrap();
+    fs::write(code.work.join("vault/untracked.md"), "new\n").unwrap();
+    env.now = Some("2026-11-21T03:30:00Z".into());
+    run_ok(&env);
+    let before = changes(&code.work);
+
+    let fresh = Env::new();
+    let to = fresh.path("opus");
+    let r = fresh.run(&["recover", "--from", mirror.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
+    assert!(r.stdout.contains("recovered `opus` from the mirror"), "{}", r.stdout);
+    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
+    treecmp::assert_same(&code.work, &to, &skip);
+    assert!(!to.join(&doomed).exists(), "a note deleted before the disaster came back");
+    assert_eq!(changes(&to), before, "git status differs");
+    let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
+    // The recovered setup mirrors to the same place again.
+    let cfg = fresh.run(&["config", "check"]).ok().stdout;
+    assert!(cfg.contains(mirror.to_str().unwrap()), "{cfg}");
+}
