@@ -102,26 +102,7 @@ fn rebuild(
         .and_then(|h| h.strip_prefix("refs/heads/"))
         .filter(|b| *b != snapshot_branch)
         .map(str::to_string);
-    match code_branch {
-        Some(branch) => worktree_from_git(&repo, to, &branch, &snapshot_branch)?,
-        None => {
-            // A plain vault: the newest snapshot, written safely.
-            let backup = BackupRepo::open(&repo)?;
-            let info = crate::snapshot::history::resolve(
-                &backup,
-                &snapshot_branch,
-                &source,
-                &crate::snapshot::history::Pick::Latest,
-            )?;
-            let items = crate::restore::select(
-                &backup.repo.odb()?,
-                git2::Oid::from_str(&info.tree)?,
-                &[],
-                &info.short,
-            )?;
-            crate::restore::to_dir(&backup, &items, to, false, &info.short)?;
-        }
-    }
+    lay_out(&repo, to, code_branch.as_deref(), &snapshot_branch, &source)?;
     Ok(())
 }
 
@@ -194,24 +175,7 @@ fn from_mirror(
             loc.display(),
             snaps.len()
         ))?;
-        match code_branch {
-            Some(b) => worktree_from_git(&loc, to, &b, branch),
-            None => {
-                let info = crate::snapshot::history::resolve(
-                    &backup,
-                    branch,
-                    &source,
-                    &crate::snapshot::history::Pick::Latest,
-                )?;
-                let items = crate::restore::select(
-                    &backup.repo.odb()?,
-                    git2::Oid::from_str(&info.tree)?,
-                    &[],
-                    &info.short,
-                )?;
-                crate::restore::to_dir(&backup, &items, to, false, &info.short).map(|_| ())
-            }
-        }
+        lay_out(&loc, to, code_branch.as_deref(), branch, &source)
     })();
     if done.is_err() {
         let _ = std::fs::remove_file(config_path);
@@ -289,6 +253,26 @@ fn snapshot_branch_of(m: &Manifest) -> String {
         .and_then(|(name, _)| name.strip_prefix("refs/heads/"))
         .unwrap_or(crate::config::DEFAULT_SNAPSHOT_BRANCH)
         .to_string()
+}
+
+/// Writes `to` from the rebuilt backup repo: a git source as a repository whose working tree
+/// is exactly the newest snapshot, a plain vault as the newest snapshot's files.
+fn lay_out(
+    repo: &Path,
+    to: &PathBuf,
+    code_branch: Option<&str>,
+    snapshot_branch: &str,
+    source: &str,
+) -> Result<()> {
+    if let Some(branch) = code_branch {
+        return worktree_from_git(repo, to, branch, snapshot_branch);
+    }
+    let backup = BackupRepo::open(repo)?;
+    let pick = crate::snapshot::history::Pick::Latest;
+    let info = crate::snapshot::history::resolve(&backup, snapshot_branch, source, &pick)?;
+    let tree = git2::Oid::from_str(&info.tree)?;
+    let items = crate::restore::select(&backup.repo.odb()?, tree, &[], &info.short)?;
+    crate::restore::to_dir(&backup, &items, to, false, &info.short).map(|_| ())
 }
 
 /// The repository and working tree exactly as at the newest snapshot: the runbook's steps
