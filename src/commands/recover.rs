@@ -59,11 +59,11 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
     crate::atomic::write_file(&path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     ctx.say(format!("wrote {}", path.display()))?;
-    let done = rebuild(ctx, &from, &to, &source, &snapshot_branch, &newest, args.identity.as_deref());
+    let mut made = None;
+    let done =
+        rebuild(ctx, &from, &to, &source, &snapshot_branch, &newest, args.identity.as_deref(), &mut made);
     if done.is_err() {
-        // Nothing half-done stays in the way of the next try.
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_dir(&to);
+        undo(&path, &to, made.as_deref());
     }
     done?;
     ctx.say(format!(
@@ -72,6 +72,31 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         started.elapsed().as_secs_f64()
     ))?;
     Ok(Exit::Ok)
+}
+
+/// After a failed recover, nothing half-done stays in the way of the next try: the config it
+/// wrote, the directory it filled (empty before: checked), and the backup repo it made (new:
+/// [`fresh_repo`] checked).
+fn undo(config_path: &Path, to: &Path, made: Option<&Path>) {
+    if let Some(repo) = made {
+        let _ = std::fs::remove_dir_all(repo);
+    }
+    let _ = std::fs::remove_file(config_path);
+    let _ = std::fs::remove_dir_all(to);
+}
+
+/// Recover never writes into an existing backup repo (its snapshots would be replaced by
+/// the drive's or the mirror's): that one is the user's to keep.
+fn fresh_repo(cfg: &crate::config::Config, source: &str) -> Result<PathBuf> {
+    let loc = BackupRepo::location(&cfg.state_dir, source);
+    if loc.exists() {
+        return Err(UserError::usage(format!(
+            "a backup repo of `{source}` already exists at {}\n  fix: keep it — it may hold newer snapshots; restore from it with `opus-mirror restore`, or recover with another state dir (OPUS_MIRROR_STATE_DIR)",
+            loc.display()
+        ))
+        .into());
+    }
+    Ok(loc)
 }
 
 /// The backup repo from the drive's chain, then the working tree from the backup repo.
@@ -83,13 +108,15 @@ fn rebuild(
     snapshot_branch: &str,
     newest: &Manifest,
     identity: Option<&Path>,
+    made: &mut Option<PathBuf>,
 ) -> Result<()> {
     let source = source.to_string();
     let snapshot_branch = snapshot_branch.to_string();
     let cfg = ctx.config()?;
     let _lock = ctx.lock(&cfg)?;
     let t = cfg.targets.first().expect("the config written above has its target");
-    let repo = BackupRepo::location(&cfg.state_dir, &source);
+    let repo = fresh_repo(&cfg, &source)?;
+    *made = Some(repo.clone());
     let applied = crate::bundle::create::restore_chain(&cfg, &source, t, &repo, identity)
         .with_context(|| format!("cannot rebuild the backup repo of `{source}` from {}", from.display()))?;
     ctx.say(format!("backup repo {}: {} bundle(s) applied", repo.display(), applied.len()))?;
@@ -146,11 +173,13 @@ fn from_mirror(
     crate::atomic::write_file(config_path, text.as_bytes())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     ctx.say(format!("wrote {}", config_path.display()))?;
+    let mut made: Option<PathBuf> = None;
     let done = (|| -> Result<()> {
         let cfg = ctx.config()?;
         let _lock = ctx.lock(&cfg)?;
         let s = cfg.sources.first().expect("the config written above has its source");
-        let loc = BackupRepo::location(&cfg.state_dir, &s.name);
+        let loc = fresh_repo(&cfg, &s.name)?;
+        made = Some(loc.clone());
         let backup = BackupRepo::create(&loc, branch, to)?;
         crate::git::remote::fetch(&cfg.network, &backup.repo, &url, &["+refs/*:refs/*".to_string()])?;
         let refs = crate::git::remote::ls_remote(&cfg.network, &backup.repo, &url)?;
@@ -178,8 +207,7 @@ fn from_mirror(
         lay_out(&loc, to, code_branch.as_deref(), branch, &source)
     })();
     if done.is_err() {
-        let _ = std::fs::remove_file(config_path);
-        let _ = std::fs::remove_dir_all(to);
+        undo(config_path, to, made.as_deref());
     }
     done?;
     ctx.say(format!(

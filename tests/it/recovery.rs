@@ -312,6 +312,14 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     assert!(r["exit"] == "ok" || r["exit"] == "warnings", "{r:#}");
     let after = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(after[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "the next run restarted the history");
+    // Recovering again over a backup repo that exists never replaces it: it may hold newer snapshots.
+    fs::remove_file(&fresh.config).unwrap();
+    let again = fresh.path("again");
+    let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", again.to_str().unwrap()]).code(2);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    assert!(!fresh.config.exists() && !again.exists(), "a failed recover left its config or directory");
+    let repo = fresh.home.join(".local/share/opus-mirror/repos/opus.git");
+    assert_eq!(git(&repo, &["rev-list", "--count", "snapshot"]).ok().stdout.trim(), snapshots_before.to_string());
 }
 
 #[test]
