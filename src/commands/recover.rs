@@ -60,8 +60,7 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     ctx.say(format!("wrote {}", path.display()))?;
     let mut made = None;
-    let done =
-        rebuild(ctx, &from, &to, &source, &snapshot_branch, &newest, args.identity.as_deref(), &mut made);
+    let done = rebuild(ctx, &from, &to, &source, &newest, args.identity.as_deref(), &mut made);
     if done.is_err() {
         undo(&path, &to, made.as_deref());
     }
@@ -105,13 +104,12 @@ fn rebuild(
     from: &Path,
     to: &PathBuf,
     source: &str,
-    snapshot_branch: &str,
     newest: &Manifest,
     identity: Option<&Path>,
     made: &mut Option<PathBuf>,
 ) -> Result<()> {
     let source = source.to_string();
-    let snapshot_branch = snapshot_branch.to_string();
+    let snapshot_branch = snapshot_branch_of(newest);
     let cfg = ctx.config()?;
     let _lock = ctx.lock(&cfg)?;
     let t = cfg.targets.first().expect("the config written above has its target");
