@@ -157,7 +157,23 @@ pub struct Network {
     pub ssh_key: Option<PathBuf>,
     /// The name of an environment variable holding an https token (never its value).
     pub token_env: Option<String>,
+    /// The hosts of the configured mirrors: the only ones the token is ever offered to (the
+    /// source's own remotes and anything else that asks get nothing).
+    pub token_hosts: Vec<String>,
     pub timeouts: Timeouts,
+}
+
+/// The host of a URL (`https://user@Host:8443/x.git` → `host`), lowercased; None for local
+/// paths and scp-like addresses (no token goes over those).
+pub fn url_host(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => hostport.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 /// How long a network step may wait (`[network] timeout` and `deadline`): a stalled server
@@ -736,6 +752,7 @@ fn parse(
         }
         network.token_env = n.token_env.clone();
     }
+    network.token_hosts = sources.iter().filter_map(|s| s.mirror.as_deref()).filter_map(url_host).collect();
     let targets = parse_targets(path, text, &raw.targets, &sources, &base, env, network.timeouts)?;
 
     let extra_env = dotenv

@@ -166,7 +166,7 @@ fn callbacks<'a>(net: &'a Network, step: &'a Step) -> RemoteCallbacks<'a> {
     cb.transfer_progress(move |_| in_time());
     cb.sideband_progress(move |_| in_time());
     let attempts = &step.attempts;
-    cb.credentials(move |_url, username, allowed| {
+    cb.credentials(move |url, username, allowed| {
         let n = attempts.get() + 1;
         attempts.set(n);
         if n > MAX_AUTH_ATTEMPTS {
@@ -189,7 +189,9 @@ fn callbacks<'a>(net: &'a Network, step: &'a Step) -> RemoteCallbacks<'a> {
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             if let Some(token) = net.token_env.as_deref().and_then(|v| std::env::var(v).ok()) {
-                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
+                if offers_token(net, url) {
+                    return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
+                }
             }
         }
         if allowed.contains(CredentialType::USERNAME) {
@@ -229,6 +231,29 @@ fn locked(url: &str, detail: &str) -> Option<RemoteError> {
             mask_url(url)
         ),
     })
+}
+
+/// Whether the token may be offered to `url`: only an https mirror's own host.
+pub fn offers_token(net: &Network, url: &str) -> bool {
+    url.starts_with("https://")
+        && crate::config::url_host(url).is_some_and(|h| net.token_hosts.contains(&h))
+}
+
+/// git `-c` arguments that give the token to the mirrors' hosts only (`credential.<url>.helper`
+/// is consulted for that URL alone). The helper reads the token from the environment when git
+/// asks: it is never on a command line or in a log.
+pub fn token_helper_args(net: &Network) -> Vec<String> {
+    let Some(var) = &net.token_env else { return Vec::new() };
+    let mut out = Vec::new();
+    for host in &net.token_hosts {
+        out.push("-c".into());
+        out.push(format!("credential.https://{host}.helper="));
+        out.push("-c".into());
+        out.push(format!(
+            "credential.https://{host}.helper=!f() {{ echo username=x-access-token; echo \"password=${var}\"; }}; f"
+        ));
+    }
+    out
 }
 
 /// Whether the system git carries this URL: when configured, and always for http(s), which
@@ -368,14 +393,7 @@ fn git_cli_output(
     // https: give up on a connection that moves less than a byte a second for `timeout`.
     c.arg("-c").arg("http.lowSpeedLimit=1");
     c.arg("-c").arg(format!("http.lowSpeedTime={}", t.idle.as_secs().max(1)));
-    if let Some(var) = &net.token_env {
-        // The helper reads the token from the environment when git asks: it is never on a
-        // command line or in a log.
-        c.arg("-c").arg("credential.helper=");
-        c.arg("-c").arg(format!(
-            "credential.helper=!f() {{ echo username=x-access-token; echo \"password=${var}\"; }}; f"
-        ));
-    }
+    c.args(token_helper_args(net));
     // BatchMode: never prompt. known_hosts from $HOME like libgit2 (ssh itself would use the
     // passwd entry's home); strict checking stays on, so an unknown host fails closed.
     let mut ssh = String::from("ssh -o BatchMode=yes -o StrictHostKeyChecking=yes");
@@ -495,5 +513,34 @@ mod tests {
             ),
             RemoteError::HostKey { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    fn net() -> Network {
+        Network {
+            token_env: Some("OM_TOKEN".into()),
+            token_hosts: vec!["git.example.com".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_token_goes_to_the_mirrors_host_only() {
+        let n = net();
+        assert!(offers_token(&n, "https://git.example.com/me/opus-mirror.git"));
+        assert!(offers_token(&n, "https://x@GIT.example.com:443/me/x.git"));
+        assert!(!offers_token(&n, "https://github.com/me/opus.git"), "the source's own remote");
+        assert!(!offers_token(&n, "https://git.example.com.evil.net/x.git"));
+        assert!(!offers_token(&n, "http://git.example.com/x.git"), "never in clear text");
+        let args = token_helper_args(&n).join(" ");
+        assert!(args.contains("credential.https://git.example.com.helper=!f()"), "{args}");
+        assert!(!args.contains("credential.helper="), "no helper for every host: {args}");
+        assert!(args.contains("password=$OM_TOKEN\""), "the helper reads the variable when git asks: {args}");
+        assert_eq!(crate::config::url_host("/srv/mirror.git"), None);
+        assert_eq!(crate::config::url_host("https://[::1]:8443/x"), Some("::1".into()));
     }
 }
