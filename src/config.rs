@@ -1103,6 +1103,28 @@ pub fn mask_url(url: &str) -> String {
     }
 }
 
+/// Masks every URL inside free text (a tool's error message quotes the URL it failed on, in its
+/// own spelling: git drops the userinfo but keeps a `?token=`).
+pub fn mask_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = ["https://", "http://", "ssh://", "git://", "ftp://"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        out.push_str(&rest[..i]);
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || "'\"<>`".contains(c))
+            .map(|e| i + e)
+            .unwrap_or(rest.len());
+        out.push_str(&mask_url(&rest[i..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Renders the effective configuration as TOML-like text with where each value came from.
 pub fn render_effective(cfg: &Config) -> String {
     let mut s = String::new();
@@ -1257,6 +1279,10 @@ mod tests {
             ":s3,provider=AWS,access_key_id=****,secret_access_key=****:bucket/opus"
         );
         assert_eq!(mask_url("b2:my-bucket/opus"), "b2:my-bucket/opus");
+        assert_eq!(
+            mask_urls_in("fatal: unable to access 'https://h/x.git?token=T0K/': failed; see https://a:b@h/"),
+            "fatal: unable to access 'https://h/x.git?token=****': failed; see https://a:****@h/"
+        );
     }
 
     #[test]

@@ -92,11 +92,11 @@ struct Step {
 
 fn classify(net: &Network, url: &str, e: &git2::Error, step: &Step) -> RemoteError {
     let attempts = step.attempts.get();
-    if let Some(l) = locked(url, e.message()) {
+    if let Some(l) = locked(url, &crate::config::mask_urls_in(e.message())) {
         return l;
     }
     let url = mask_url(url);
-    let detail = e.message().to_string();
+    let detail = crate::config::mask_urls_in(e.message());
     let lower = detail.to_lowercase();
     if e.code() == git2::ErrorCode::Timeout || lower.contains("timed out") || lower.contains("timeout") {
         RemoteError::Unreachable { url, detail: silent(&net.timeouts, &detail) }
@@ -429,7 +429,7 @@ fn git_cli_output(
 
 fn classify_cli(t: &Timeouts, url: &str, stderr: &str) -> RemoteError {
     let detail = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git failed").trim().to_string();
-    let detail = detail.replace(url, &mask_url(url));
+    let detail = crate::config::mask_urls_in(&detail.replace(url, &mask_url(url)));
     if let Some(l) = locked(url, &detail) {
         return l;
     }

@@ -276,3 +276,45 @@ fn another_machine_can_raise_the_stale_alarm_from_the_target() {
         files(&drive, "-incr.bundle")[0].file_name().unwrap().to_string_lossy().as_ref()
     );
 }
+
+/// Credentials in every place a config can hold them never leave the process: not on stdout or
+/// stderr (`run`, `--json`, `status`, `log`, `recovery-doc`, `config check`), not in any file
+/// under the state dir, not in a webhook or healthcheck body or path.
+#[test]
+fn credentials_never_reach_output_state_or_alerts() {
+    let sink = HttpSink::start();
+    let env = Env::new();
+    let vault = env.path("vault");
+    crate::helpers::vaultgen::create(&vault, &crate::helpers::vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() });
+    let dead = crate::helpers::servers::free_port();
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[network]\ntimeout = \"2s\"\n[notify]\nhealthcheck = {:?}\n[notify.on_failure]\nwebhook = {:?}\n\
+         [[source]]\nname = \"life\"\npath = {:?}\nmirror = \"https://me:PASSLEAK3@127.0.0.1:{dead}/x.git?token=QUERYLEAK4\"\n\n\
+         [[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \":s3,provider=Other,env_auth=false,access_key_id=AKIDLEAK1,secret_access_key=SECRETLEAK2:bucket/life\"\n",
+        env.state.display().to_string(),
+        sink.url("/ping/x"),
+        sink.url("/hook/x"),
+        vault.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    let mut said = String::new();
+    for args in [&["run"][..], &["run", "--json"], &["status"], &["status", "--json"], &["log"], &["log", "--json"],
+                 &["recovery-doc"], &["config", "check"], &["config", "check", "--json"], &["mirror"], &["check"]] {
+        let r = env.run(args);
+        said.push_str(&r.stdout);
+        said.push_str(&r.stderr);
+    }
+    for e in walkdir::WalkDir::new(&env.state).into_iter().flatten().filter(|e| e.file_type().is_file()) {
+        said.push_str(&String::from_utf8_lossy(&fs::read(e.path()).unwrap_or_default()));
+    }
+    let alerts = sink.received();
+    assert!(!alerts.is_empty(), "the failing run sent no alert");
+    for q in &alerts {
+        said.push_str(&q.path);
+        said.push_str(&q.body);
+    }
+    for secret in ["AKIDLEAK1", "SECRETLEAK2", "PASSLEAK3", "QUERYLEAK4"] {
+        let lines: Vec<&str> = said.lines().filter(|l| l.contains(secret)).take(3).collect();
+        assert!(lines.is_empty(), "{secret} leaked:\n{}", lines.join("\n"));
+    }
+}
