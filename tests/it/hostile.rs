@@ -259,3 +259,39 @@ fn a_file_swapped_for_a_symlink_after_the_walk_stores_nothing_from_outside() {
     let (env, _vault, _r) = race("mv VAULT/notes VAULT/notes.moved && ln -s $(dirname OUT) VAULT/notes && cp OUT $(dirname OUT)/victim.md");
     assert!(!stored_text(&env).contains("SECRET FROM OUTSIDE"), "a file below a swapped-in dir link was stored");
 }
+
+/// A drive planted with a verified bundle whose newest snapshot is hostile: `drill`, `unbundle`
+/// and `recover` on a new machine each refuse or stay inside their destination.
+#[test]
+fn a_planted_bundle_on_the_drive_writes_nothing_outside() {
+    let w = world();
+    let drive = w.env.path("drive");
+    let cfg = fs::read_to_string(&w.env.config).unwrap();
+    w.env.write_config_text(&format!(
+        "{cfg}\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+        drive.display().to_string()
+    ));
+    w.env.run(&["init"]).ok();
+    let pwned = blob(&w.repo, b"pwned");
+    let canary = raw_tree(&w.repo, &[("100644", b"pwned".to_vec(), pwned)]);
+    let up = raw_tree(&w.repo, &[("40000", b"canary".to_vec(), canary)]);
+    let root = raw_tree(&w.repo, &[("40000", b"..".to_vec(), up)]);
+    w.plant(root);
+    // Whoever controls the drive writes a bundle and a manifest that say all is well.
+    w.env.run(&["bundle"]).ok();
+
+    let r = w.env.run(&["drill"]);
+    assert_ne!(r.code, 0, "drill accepted a hostile bundle\n{}", r.stderr);
+    w.assert_untouched();
+    let bare = w.env.path("unbundled.git");
+    w.env.run(&["unbundle", "--to", bare.to_str().unwrap()]);
+    w.assert_untouched();
+
+    let fresh = Env::new();
+    let to = w.env.path("recovered");
+    let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "recover accepted a hostile bundle\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("unsafe") && r.stderr.contains(".."), "recover does not name the entry:\n{}", r.stderr);
+    w.assert_untouched();
+    assert!(!fresh.config.exists(), "a refused recover left its config");
+}
