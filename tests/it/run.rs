@@ -343,3 +343,17 @@ fn a_hook_name_is_a_git_hook_never_a_path() {
     assert_eq!(fs::read_to_string(code.work.join("a.txt")).unwrap(), "the user's file\n");
     env.run(&["hook", "install", "--git", "post-merge"]).ok();
 }
+
+/// `opus-mirror log | head -1` is an everyday pipe: the reader leaving early is not an error
+/// (the man page is long enough to outlast any pipe buffer).
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let env = Env::new();
+    let mut c = std::process::Command::new("bash");
+    c.arg("-c").arg(format!("set -o pipefail; {} man | head -c 10 >/dev/null", crate::helpers::bin()));
+    env.isolate(&mut c);
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(o.status.success(), "exit {:?}: {stderr}", o.status.code());
+}
