@@ -1108,10 +1108,8 @@ pub fn mask_url(url: &str) -> String {
 pub fn mask_urls_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(i) = ["https://", "http://", "ssh://", "git://", "ftp://"]
-        .iter()
-        .filter_map(|p| rest.find(p))
-        .min()
+    while let Some(i) =
+        ["https://", "http://", "ssh://", "git://", "ftp://"].iter().filter_map(|p| rest.find(p)).min()
     {
         out.push_str(&rest[..i]);
         let end = rest[i..]

@@ -161,7 +161,15 @@ pub fn drill(
             .and_then(|h| h.strip_prefix("refs/heads/"))
             .unwrap_or(&source.snapshot_branch)
             .to_string();
-        let ok = runbook_restore(&chain, &files, scratch.path(), &stock, &source.name, &source.snapshot_branch, &code_branch);
+        let ok = runbook_restore(
+            &chain,
+            &files,
+            scratch.path(),
+            &stock,
+            &source.name,
+            &source.snapshot_branch,
+            &code_branch,
+        );
         match ok {
             Ok(()) => {
                 let p = compare(&items, &scan(&stock, true)?, "stock git", false);

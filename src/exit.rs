@@ -68,8 +68,9 @@ pub trait HasExit {
 /// code wins; anything else is a plain failure.
 /// Whether the error is only stdout's reader having gone away (a pipe into `head`).
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn exit_for(err: &anyhow::Error) -> Exit {

@@ -131,7 +131,8 @@ fn push_record_path(backup: &Path) -> PathBuf {
 /// Records a push into the local mirror `mirror` until the guard is dropped.
 pub fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
     let path = push_record_path(backup);
-    let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let started =
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let rec = PushRecord { pid: std::process::id(), mirror: mirror.to_path_buf(), started };
     let bytes = serde_json::to_vec(&rec).ok()?;
     crate::atomic::write_file(&path, &bytes).ok()?;
@@ -183,7 +184,8 @@ fn packs(dir: &Path, out: &mut Vec<Healed>) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let temp = ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_opus_pack_"].iter().any(|p| name.starts_with(p));
+        let temp =
+            ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_opus_pack_"].iter().any(|p| name.starts_with(p));
         if temp {
             remove(&e.path(), "temp pack", out);
         } else if let Some(stem) = name.strip_prefix("pack-").and_then(|n| n.strip_suffix(".pack")) {
@@ -265,7 +267,10 @@ pub fn record_restore(state_dir: &Path, root: &Path) -> Option<RestoreGuard> {
     match write() {
         Ok(()) => Some(RestoreGuard { path }),
         Err(e) => {
-            tracing::warn!("cannot record the restore in {} ({e}): a kill would leave its temp file", path.display());
+            tracing::warn!(
+                "cannot record the restore in {} ({e}): a kill would leave its temp file",
+                path.display()
+            );
             None
         }
     }

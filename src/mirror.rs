@@ -267,11 +267,20 @@ pub fn push(
 /// `opus-mirror mirror` for one source.
 pub fn run(backup: &BackupRepo, source: &Source, net: &Network, now: DateTime<Utc>) -> Result<Report> {
     run_unexplained(backup, source, net, now).map_err(|e| {
-        crate::diskfull::explain(e, &backup.path, &format!("importing and pushing the refs of `{}`", source.name))
+        crate::diskfull::explain(
+            e,
+            &backup.path,
+            &format!("importing and pushing the refs of `{}`", source.name),
+        )
     })
 }
 
-fn run_unexplained(backup: &BackupRepo, source: &Source, net: &Network, now: DateTime<Utc>) -> Result<Report> {
+fn run_unexplained(
+    backup: &BackupRepo,
+    source: &Source,
+    net: &Network,
+    now: DateTime<Utc>,
+) -> Result<Report> {
     let is_git = Repository::open(&source.path).is_ok();
     let imported = if is_git { import(backup, source, now)? } else { Vec::new() };
     let (pushed, mirror_preserved, confirmed) = match &source.mirror {

@@ -42,10 +42,14 @@ pub fn render(cfg: &Config) -> String {
         vars.push(format!("export SNAPSHOT_BRANCH={}", quote(&s.snapshot_branch)));
         vars.push(format!("export RESTORE={}", quote(&s.path.display().to_string())));
         let repo = git2::Repository::open(&s.path).ok();
-        if let Some(b) = repo.as_ref().and_then(|r| r.head().ok().and_then(|h| h.shorthand().ok().map(str::to_string))) {
+        if let Some(b) =
+            repo.as_ref().and_then(|r| r.head().ok().and_then(|h| h.shorthand().ok().map(str::to_string)))
+        {
             vars.push(format!("export BRANCH={}", quote(&b)));
         }
-        if let Some(u) = repo.as_ref().and_then(|r| r.find_remote("origin").ok()?.url().ok().map(str::to_string)) {
+        if let Some(u) =
+            repo.as_ref().and_then(|r| r.find_remote("origin").ok()?.url().ok().map(str::to_string))
+        {
             vars.push(format!("export UPSTREAM={}", quote(&mask_url(&u))));
         }
         if let Some(m) = &s.mirror {

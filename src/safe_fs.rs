@@ -221,10 +221,9 @@ impl Root {
         rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| {
             let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
             match e {
-                Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => SafeError::Io {
-                    at: lossy(rel),
-                    source: io::Error::other("a directory is in the way"),
-                },
+                Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
+                    SafeError::Io { at: lossy(rel), source: io::Error::other("a directory is in the way") }
+                }
                 e => io_at(rel)(e),
             }
         })

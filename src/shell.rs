@@ -5,8 +5,7 @@
 /// `s` as one shell word: unchanged when it is made only of safe characters, otherwise in
 /// single quotes (a `'` inside becomes `'\''`).
 pub fn quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%=,".contains(&b));
+    let safe = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%=,".contains(&b));
     if safe {
         s.to_string()
     } else {

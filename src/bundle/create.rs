@@ -113,7 +113,11 @@ pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, for
             TargetKind::Dir { path, .. } => path.clone(),
             TargetKind::Rclone { .. } => crate::heal::scratch_root(&cfg.state_dir),
         };
-        crate::diskfull::explain(e, &place, &format!("writing a bundle of `{}` for target `{}`", source.name, t.name))
+        crate::diskfull::explain(
+            e,
+            &place,
+            &format!("writing a bundle of `{}` for target `{}`", source.name, t.name),
+        )
     })
 }
 

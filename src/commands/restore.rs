@@ -46,7 +46,9 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     // first, newer files kept): `--force` there would have overwritten newer edits unsaved.
     let to_source = !args.in_place && args.to.as_ref().is_some_and(|d| same_dir(d, &source.path));
     if to_source {
-        eprintln!("note: --to is the source itself: restoring in place (safety snapshot first, newer files kept)");
+        eprintln!(
+            "note: --to is the source itself: restoring in place (safety snapshot first, newer files kept)"
+        );
     }
     let report = if args.in_place || to_source {
         if !args.dry_run {

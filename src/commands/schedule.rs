@@ -7,11 +7,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Result};
 
-use crate::shell::{cron_word, systemd_word};
 use crate::app::{env_var, Context};
 use crate::cli::{ScheduleArgs, ScheduleCommand};
 use crate::config;
 use crate::exit::{Exit, UserError};
+use crate::shell::{cron_word, systemd_word};
 
 const UNIT: &str = "opus-mirror";
 const CRON_MARK: &str = "# opus-mirror daily run";
@@ -206,9 +206,11 @@ mod tests {
         let l = cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/c.toml"), 3, 30);
         assert_eq!(l, "30 3 * * * OPUS_MIRROR_CONFIG=/c.toml /usr/bin/opus-mirror run --quiet --trigger timer # opus-mirror daily run");
         // A config path that would run a command, or break the line at `%`, in a careless crontab.
-        let evil = cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/h/it's $(touch x) 50%.toml"), 3, 30);
+        let evil =
+            cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/h/it's $(touch x) 50%.toml"), 3, 30);
         assert!(evil.contains("'/h/it'\\''s $(touch x) 50\\%.toml'"), "{evil}");
-        let (service, _) = systemd_units(Path::new("/opt/om bin/opus-mirror"), Path::new("/h/50% $HOME.toml"), 3, 30);
+        let (service, _) =
+            systemd_units(Path::new("/opt/om bin/opus-mirror"), Path::new("/h/50% $HOME.toml"), 3, 30);
         assert!(service.contains("Environment=\"OPUS_MIRROR_CONFIG=/h/50%% $$HOME.toml\""), "{service}");
         assert!(service.contains("ExecStart=\"/opt/om bin/opus-mirror\" run"), "{service}");
     }

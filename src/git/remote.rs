@@ -235,8 +235,7 @@ fn locked(url: &str, detail: &str) -> Option<RemoteError> {
 
 /// Whether the token may be offered to `url`: only an https mirror's own host.
 pub fn offers_token(net: &Network, url: &str) -> bool {
-    url.starts_with("https://")
-        && crate::config::url_host(url).is_some_and(|h| net.token_hosts.contains(&h))
+    url.starts_with("https://") && crate::config::url_host(url).is_some_and(|h| net.token_hosts.contains(&h))
 }
 
 /// git `-c` arguments that give the token to the mirrors' hosts only (`credential.<url>.helper`

@@ -128,8 +128,17 @@ pub fn is_secret(name: &[u8]) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.as_slice();
     const EXACT: &[&[u8]] = &[
-        b".env", b".netrc", b"_netrc", b".git-credentials", b".npmrc", b".pypirc", b".pgpass",
-        b".vault-token", b"credentials", b".htpasswd", b"secring.gpg",
+        b".env",
+        b".netrc",
+        b"_netrc",
+        b".git-credentials",
+        b".npmrc",
+        b".pypirc",
+        b".pgpass",
+        b".vault-token",
+        b"credentials",
+        b".htpasswd",
+        b"secring.gpg",
     ];
     const KEYS: &[&[u8]] = &[b"id_rsa", b"id_dsa", b"id_ecdsa", b"id_ed25519", b"id_xmss"];
     const SUFFIXES: &[&[u8]] = &[b".pem", b".p12", b".pfx", b".jks", b".keystore", b".ppk"];
@@ -156,8 +165,24 @@ mod tests {
 
     #[test]
     fn secrets_are_recognised_in_any_case_and_by_place() {
-        for n in [".env", ".ENV", ".env.local", "id_ecdsa", "id_dsa", "ID_RSA", ".netrc", ".git-credentials",
-                  ".npmrc", ".pypirc", ".pgpass", "cert.P12", "a.pfx", ".vault-token", "server.pem", "x.key"] {
+        for n in [
+            ".env",
+            ".ENV",
+            ".env.local",
+            "id_ecdsa",
+            "id_dsa",
+            "ID_RSA",
+            ".netrc",
+            ".git-credentials",
+            ".npmrc",
+            ".pypirc",
+            ".pgpass",
+            "cert.P12",
+            "a.pfx",
+            ".vault-token",
+            "server.pem",
+            "x.key",
+        ] {
             assert!(is_secret(n.as_bytes()), "{n}");
         }
         for n in [".env.example", "id_rsa.pub", "notes.md", "keys.md", "environment.md"] {

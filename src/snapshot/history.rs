@@ -70,7 +70,9 @@ pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
             modified: trailer(msg, "Modified"),
             deleted: trailer(msg, "Deleted"),
             skipped: trailer(msg, "Skipped"),
-            safety: msg.lines().any(|l| l.strip_prefix(PURPOSE).and_then(|r| r.strip_prefix(": ")) == Some(SAFETY)),
+            safety: msg
+                .lines()
+                .any(|l| l.strip_prefix(PURPOSE).and_then(|r| r.strip_prefix(": ")) == Some(SAFETY)),
         });
         next = c.parent_ids().next();
     }

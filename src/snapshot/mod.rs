@@ -248,7 +248,10 @@ fn take_unexplained(
         new_objects: built.new_objects,
         excluded: built.excluded,
         secrets_left_out: built.secrets.iter().map(|p| crate::output::display_path(p)).collect(),
-        own_excluded: own.iter().map(|o| format!("{} ({})", o.what, crate::output::display_path(&o.rel))).collect(),
+        own_excluded: own
+            .iter()
+            .map(|o| format!("{} ({})", o.what, crate::output::display_path(&o.rel)))
+            .collect(),
         skipped: built.skipped.clone(),
         elapsed_ms: 0,
         guard: None,

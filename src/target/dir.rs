@@ -121,7 +121,8 @@ pub fn list(path: &Path, source: &str) -> Result<Vec<Listed>> {
 /// nothing, which the next `bundle` step removes (see [`settle`]); never a bundle without a
 /// manifest, which nothing could prove complete.
 pub fn delete(path: &Path, name: &str) -> Result<()> {
-    gone(fs::remove_file(path.join(name))).with_context(|| format!("cannot delete {}", path.join(name).display()))?;
+    gone(fs::remove_file(path.join(name)))
+        .with_context(|| format!("cannot delete {}", path.join(name).display()))?;
     let json = path.join(format!("{name}.json"));
     gone(fs::remove_file(&json)).with_context(|| format!("cannot delete {}", json.display()))?;
     crate::atomic::sync_dir(path)?;
@@ -143,19 +144,32 @@ pub fn settle(path: &Path, source: &str) -> Result<Vec<String>> {
             let m = fs::read(&pending).ok().and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
             if verified.exists() {
                 // Killed after the verified manifest was written: only the marker is left.
-            } else if let Some(m) = m.filter(|m| super::manifest_matches(m, name, source) && intact(&bundle, m)) {
-                crate::atomic::write_file(&verified, &serde_json::to_vec_pretty(&Manifest { verified: true, ..m })?)?;
-                done.push(format!("{name}: pending bundle of an interrupted run read back intact; marked verified"));
+            } else if let Some(m) =
+                m.filter(|m| super::manifest_matches(m, name, source) && intact(&bundle, m))
+            {
+                crate::atomic::write_file(
+                    &verified,
+                    &serde_json::to_vec_pretty(&Manifest { verified: true, ..m })?,
+                )?;
+                done.push(format!(
+                    "{name}: pending bundle of an interrupted run read back intact; marked verified"
+                ));
             } else {
-                gone(fs::remove_file(&bundle)).with_context(|| format!("cannot delete {}", bundle.display()))?;
-                done.push(format!("{name}: pending bundle of an interrupted run is missing or incomplete; removed"));
+                gone(fs::remove_file(&bundle))
+                    .with_context(|| format!("cannot delete {}", bundle.display()))?;
+                done.push(format!(
+                    "{name}: pending bundle of an interrupted run is missing or incomplete; removed"
+                ));
             }
-            gone(fs::remove_file(&pending)).with_context(|| format!("cannot delete {}", pending.display()))?;
+            gone(fs::remove_file(&pending))
+                .with_context(|| format!("cannot delete {}", pending.display()))?;
             crate::atomic::sync_dir(path)?;
         } else if let Some(name) = file.strip_suffix(".json").filter(|n| super::is_bundle_of(n, source)) {
             if !names.iter().any(|n| n == name) {
                 gone(fs::remove_file(path.join(file)))?;
-                done.push(format!("{name}: removed the manifest of a bundle an interrupted prune had removed"));
+                done.push(format!(
+                    "{name}: removed the manifest of a bundle an interrupted prune had removed"
+                ));
             }
         }
     }

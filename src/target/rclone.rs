@@ -44,7 +44,8 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
     // A custom CA bundle meant for other tools breaks rclone's plain-http S3 endpoints.
     c.env_remove("AWS_CA_BUNDLE");
     // An rclone connection string carries its keys: never shown.
-    let shown = format!("rclone {}", args.iter().map(|a| crate::config::mask_url(a)).collect::<Vec<_>>().join(" "));
+    let shown =
+        format!("rclone {}", args.iter().map(|a| crate::config::mask_url(a)).collect::<Vec<_>>().join(" "));
     let masked_remote = crate::config::mask_url(remote);
     let unreachable = |detail: String| RemoteError::Unreachable {
         url: format!("target `{}` ({masked_remote})", t.name),

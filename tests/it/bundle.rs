@@ -326,7 +326,11 @@ fn an_encrypted_target_is_drilled_with_its_configured_key_or_reported() {
     let steps = r["steps"].as_array().unwrap();
     let drill = steps.iter().find(|s| s["step"] == "drill").unwrap_or_else(|| panic!("no drill step: {r:#}"));
     assert_eq!(drill["outcome"], "warning", "{drill}");
-    assert!(drill["detail"].as_str().unwrap().contains("not drilled") && drill["detail"].as_str().unwrap().contains("identity_file"), "{drill}");
+    assert!(
+        drill["detail"].as_str().unwrap().contains("not drilled")
+            && drill["detail"].as_str().unwrap().contains("identity_file"),
+        "{drill}"
+    );
     assert_eq!(r["exit"], "warnings", "{r:#}");
 
     let key = env.path("key.txt");

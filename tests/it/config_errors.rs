@@ -216,7 +216,10 @@ fn a_config_other_users_can_write_is_refused() {
 fn keys_in_an_rclone_connection_string_never_leave_the_process() {
     let env = Env::new();
     let vault = env.path("vault");
-    crate::helpers::vaultgen::create(&vault, &crate::helpers::vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() });
+    crate::helpers::vaultgen::create(
+        &vault,
+        &crate::helpers::vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() },
+    );
     let port = crate::helpers::servers::free_port();
     env.write_config_text(&format!(
         "state_dir = {:?}\n[network]\ntimeout = \"2s\"\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \":s3,provider=Other,env_auth=false,access_key_id=AKIDLEAK1,secret_access_key=SECRETLEAK2,endpoint=http://127.0.0.1:{port}:bucket/life\"\n",
@@ -225,7 +228,9 @@ fn keys_in_an_rclone_connection_string_never_leave_the_process() {
     ));
     env.run(&["init"]).ok();
     let mut said = String::new();
-    for args in [&["run"][..], &["run", "--json"], &["status"], &["log"], &["recovery-doc"], &["config", "check"]] {
+    for args in
+        [&["run"][..], &["run", "--json"], &["status"], &["log"], &["recovery-doc"], &["config", "check"]]
+    {
         let r = env.run(args);
         said.push_str(&r.stdout);
         said.push_str(&r.stderr);
@@ -234,6 +239,10 @@ fn keys_in_an_rclone_connection_string_never_leave_the_process() {
         said.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()));
     }
     for secret in ["AKIDLEAK1", "SECRETLEAK2"] {
-        assert!(!said.contains(secret), "{secret} leaked:\n{}", said.lines().filter(|l| l.contains(secret)).collect::<Vec<_>>().join("\n"));
+        assert!(
+            !said.contains(secret),
+            "{secret} leaked:\n{}",
+            said.lines().filter(|l| l.contains(secret)).collect::<Vec<_>>().join("\n")
+        );
     }
 }

@@ -75,7 +75,8 @@ fn leftovers_of_killed_runs_are_removed_by_the_next_command_and_check_reports_th
     // What a killed libgit2 fetch, a killed git, our pack writer and a kill between pack and
     // index leave; a scratch dir of a killed check; a restore temp of a killed restore.
     let orphan_pack = format!("pack-{}.pack", "ab".repeat(20));
-    for name in ["pack_git2_Xy12", "tmp_pack_Ab12", "tmp_idx_Ab12", "tmp_opus_pack_q1", orphan_pack.as_str()] {
+    for name in ["pack_git2_Xy12", "tmp_pack_Ab12", "tmp_idx_Ab12", "tmp_opus_pack_q1", orphan_pack.as_str()]
+    {
         fs::write(pack_dir.join(name), b"PACK partial").unwrap();
     }
     let scratch = env.state.join("tmp").join(format!("check-{DEAD_PID}-abc"));
@@ -228,7 +229,10 @@ fn a_damaged_or_missing_pending_bundle_is_removed_by_the_next_bundle_step() {
     let r = env.run(&["bundle"]).ok();
     assert!(!bundle.exists(), "the torn pending bundle is still there:\n{}", r.stderr);
     assert!(!Path::new(&format!("{}.pending.json", bundle.display())).exists());
-    assert!(!Path::new(&format!("{}.pending.json", ghost.display())).exists(), "orphan pending manifest kept");
+    assert!(
+        !Path::new(&format!("{}.pending.json", ghost.display())).exists(),
+        "orphan pending manifest kept"
+    );
     assert!(r.stderr.contains("pending"), "{}", r.stderr);
     // A new full bundle took its place and everything checks out.
     env.run(&["check"]).ok();
@@ -301,7 +305,11 @@ fn a_full_disk_names_the_disk_what_was_kept_and_what_to_free() {
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("is full"), "no full-disk message:\n{}", r.stderr);
     assert!(r.stderr.contains(&repo.display().to_string()), "the disk is not named:\n{}", r.stderr);
-    assert!(r.stderr.contains("kept: every snapshot") && r.stderr.contains("fix: free space"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kept: every snapshot") && r.stderr.contains("fix: free space"),
+        "{}",
+        r.stderr
+    );
     // Nothing lost; once there is room the next run heals and goes on.
     assert_eq!(git(&repo, &["rev-parse", "snapshot"]).ok().stdout, before);
     assert_fsck(&repo);
@@ -330,8 +338,11 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     // What a push killed a minute ago leaves: its record, and a lock made after it began.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let record = env.backup_repo("opus").join("opus-mirror-push.json");
-    fs::write(&record, serde_json::json!({"pid": DEAD_PID, "mirror": mirror, "started": now - 60}).to_string())
-        .unwrap();
+    fs::write(
+        &record,
+        serde_json::json!({"pid": DEAD_PID, "mirror": mirror, "started": now - 60}).to_string(),
+    )
+    .unwrap();
     let ours = mirror.join("refs/heads/main.lock");
     fs::write(&ours, "").unwrap();
     // Someone else's lock from before that push is not ours to remove.

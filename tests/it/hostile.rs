@@ -205,9 +205,14 @@ fn race(swap: &str) -> (Env, std::path::PathBuf, crate::helpers::Run) {
     env.run(&["init"]).ok();
     fs::write(vault.join("notes/victim.md"), "the victim's own words\n").unwrap();
     let mut c = env.command(&["snapshot"]);
-    c.env("OPUS_MIRROR_TEST_AFTER_WALK", swap.replace("VAULT", &vault.display().to_string()).replace("OUT", &env.path("outside-secret.txt").display().to_string()));
+    c.env(
+        "OPUS_MIRROR_TEST_AFTER_WALK",
+        swap.replace("VAULT", &vault.display().to_string())
+            .replace("OUT", &env.path("outside-secret.txt").display().to_string()),
+    );
     // A hang is the bug: give up after 20 s rather than block the suite.
-    let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let start = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > std::time::Duration::from_secs(20) {
@@ -257,7 +262,10 @@ fn a_file_swapped_for_a_symlink_after_the_walk_stores_nothing_from_outside() {
     assert!(!stored_text(&env).contains("SECRET FROM OUTSIDE"), "the outside file was stored");
     // And a parent directory swapped for a link to outside: nothing below it is read.
     let (env, _vault, _r) = race("mv VAULT/notes VAULT/notes.moved && ln -s $(dirname OUT) VAULT/notes && cp OUT $(dirname OUT)/victim.md");
-    assert!(!stored_text(&env).contains("SECRET FROM OUTSIDE"), "a file below a swapped-in dir link was stored");
+    assert!(
+        !stored_text(&env).contains("SECRET FROM OUTSIDE"),
+        "a file below a swapped-in dir link was stored"
+    );
 }
 
 /// A drive planted with a verified bundle whose newest snapshot is hostile: `drill`, `unbundle`
@@ -291,7 +299,11 @@ fn a_planted_bundle_on_the_drive_writes_nothing_outside() {
     let to = w.env.path("recovered");
     let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]);
     assert_ne!(r.code, 0, "recover accepted a hostile bundle\n{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("unsafe") && r.stderr.contains(".."), "recover does not name the entry:\n{}", r.stderr);
+    assert!(
+        r.stderr.contains("unsafe") && r.stderr.contains(".."),
+        "recover does not name the entry:\n{}",
+        r.stderr
+    );
     w.assert_untouched();
     assert!(!fresh.config.exists(), "a refused recover left its config");
 }

@@ -78,8 +78,17 @@ fn another_user_reads_nothing_we_wrote() {
             }
         }
     }
-    assert!(leaks.is_empty(), "{user} can read {} file(s) we wrote, e.g.:\n{}", leaks.len(), leaks[..leaks.len().min(8)].join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "{user} can read {} file(s) we wrote, e.g.:\n{}",
+        leaks.len(),
+        leaks[..leaks.len().min(8)].join("\n")
+    );
     let diary = restored.join("diary.md");
-    assert_eq!(fs::metadata(&diary).unwrap().permissions().mode() & 0o777, 0o600, "the 0600 note came back with other bits");
+    assert_eq!(
+        fs::metadata(&diary).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the 0600 note came back with other bits"
+    );
     assert_eq!(fs::read_to_string(diary).unwrap(), "PRIVATE DIARY\n");
 }

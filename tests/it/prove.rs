@@ -285,7 +285,10 @@ fn credentials_never_reach_output_state_or_alerts() {
     let sink = HttpSink::start();
     let env = Env::new();
     let vault = env.path("vault");
-    crate::helpers::vaultgen::create(&vault, &crate::helpers::vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() });
+    crate::helpers::vaultgen::create(
+        &vault,
+        &crate::helpers::vaultgen::Spec { notes: 3, attachments: 0, ..Default::default() },
+    );
     let dead = crate::helpers::servers::free_port();
     env.write_config_text(&format!(
         "state_dir = {:?}\n[network]\ntimeout = \"2s\"\n[notify]\nhealthcheck = {:?}\n[notify.on_failure]\nwebhook = {:?}\n\
@@ -298,8 +301,19 @@ fn credentials_never_reach_output_state_or_alerts() {
     ));
     env.run(&["init"]).ok();
     let mut said = String::new();
-    for args in [&["run"][..], &["run", "--json"], &["status"], &["status", "--json"], &["log"], &["log", "--json"],
-                 &["recovery-doc"], &["config", "check"], &["config", "check", "--json"], &["mirror"], &["check"]] {
+    for args in [
+        &["run"][..],
+        &["run", "--json"],
+        &["status"],
+        &["status", "--json"],
+        &["log"],
+        &["log", "--json"],
+        &["recovery-doc"],
+        &["config", "check"],
+        &["config", "check", "--json"],
+        &["mirror"],
+        &["check"],
+    ] {
         let r = env.run(args);
         said.push_str(&r.stdout);
         said.push_str(&r.stderr);

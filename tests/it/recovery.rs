@@ -193,7 +193,11 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
         }
         assert_eq!(changes(&restore), status_before, "{how}: git status differs");
         assert_eq!(git(&restore, &["log", "--format=%H %s", "-5"]).ok().stdout, log_before, "{how}: git log");
-        assert_eq!(git(&restore, &["remote", "get-url", "origin"]).ok().stdout.trim(), upstream, "{how}: origin");
+        assert_eq!(
+            git(&restore, &["remote", "get-url", "origin"]).ok().stdout.trim(),
+            upstream,
+            "{how}: origin"
+        );
         assert_eq!(temp_dirs(&env), Vec::<PathBuf>::new(), "{how}: the runbook left temp files behind");
     };
 
@@ -231,8 +235,10 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     // The rendered runbook names this machine's values, and no secret.
     let doc = env.run(&["recovery-doc"]).ok().stdout;
     assert!(
-        doc.contains(&format!("export BUNDLE_DIR={}", opus_mirror::shell::quote(&drive.display().to_string())))
-            && doc.contains("export SOURCE=opus")
+        doc.contains(&format!(
+            "export BUNDLE_DIR={}",
+            opus_mirror::shell::quote(&drive.display().to_string())
+        )) && doc.contains("export SOURCE=opus")
             && doc.contains(&format!("export UPSTREAM={}", opus_mirror::shell::quote(&upstream))),
         "{}",
         &doc[..600.min(doc.len())]
@@ -265,7 +271,10 @@ fn the_rendered_values_are_inert_when_pasted_into_a_shell() {
 fn recover_brings_everything_back_from_the_drive_in_one_command() {
     let mut env = Env::new();
     let code = CodeRepo::new(&env.path("code"));
-    vaultgen::create(&code.work.join("vault"), &vaultgen::Spec { notes: 40, attachments: 2, ..Default::default() });
+    vaultgen::create(
+        &code.work.join("vault"),
+        &vaultgen::Spec { notes: 40, attachments: 2, ..Default::default() },
+    );
     fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
     code.git(&["add", "-A"]).ok();
     code.git(&["commit", "-q", "-m", "vault"]).ok();
@@ -289,7 +298,8 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     run_ok(&env);
     let before = changes(&code.work);
     let log_before = git(&code.work, &["log", "--format=%H %s"]).ok().stdout;
-    let snapshots_before = env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"].as_array().unwrap().len();
+    let snapshots_before =
+        env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"].as_array().unwrap().len();
 
     // A new machine: nothing but the drive.
     let mut fresh = Env::new();
@@ -311,22 +321,33 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     let r = fresh.run(&["run", "--json"]).json();
     assert!(r["exit"] == "ok" || r["exit"] == "warnings", "{r:#}");
     let after = fresh.run(&["snapshots", "--json"]).ok().json();
-    assert_eq!(after[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "the next run restarted the history");
+    assert_eq!(
+        after[0]["snapshots"].as_array().unwrap().len(),
+        snapshots_before,
+        "the next run restarted the history"
+    );
     // Recovering again over a backup repo that exists never replaces it: it may hold newer snapshots.
     fs::remove_file(&fresh.config).unwrap();
     let again = fresh.path("again");
-    let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", again.to_str().unwrap()]).code(2);
+    let r =
+        fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", again.to_str().unwrap()]).code(2);
     assert!(r.stderr.contains("already exists"), "{}", r.stderr);
     assert!(!fresh.config.exists() && !again.exists(), "a failed recover left its config or directory");
     let repo = fresh.home.join(".local/share/opus-mirror/repos/opus.git");
-    assert_eq!(git(&repo, &["rev-list", "--count", "snapshot"]).ok().stdout.trim(), snapshots_before.to_string());
+    assert_eq!(
+        git(&repo, &["rev-list", "--count", "snapshot"]).ok().stdout.trim(),
+        snapshots_before.to_string()
+    );
 }
 
 #[test]
 fn recover_brings_everything_back_from_the_mirror_in_one_command() {
     let mut env = Env::new();
     let code = CodeRepo::new(&env.path("code"));
-    vaultgen::create(&code.work.join("vault"), &vaultgen::Spec { notes: 30, attachments: 1, ..Default::default() });
+    vaultgen::create(
+        &code.work.join("vault"),
+        &vaultgen::Spec { notes: 30, attachments: 1, ..Default::default() },
+    );
     fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
     code.git(&["add", "-A"]).ok();
     code.git(&["commit", "-q", "-m", "vault"]).ok();

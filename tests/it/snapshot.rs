@@ -405,7 +405,8 @@ fn secret_files_are_left_out_and_named() {
     for n in [".ENV", "id_ecdsa", ".aws/credentials"] {
         assert!(r.stdout.contains(n), "{n} not named: {}", r.stdout);
     }
-    let listed =
-        crate::helpers::git(&env.backup_repo("life"), &["ls-tree", "-r", "--name-only", "snapshot"]).ok().stdout;
+    let listed = crate::helpers::git(&env.backup_repo("life"), &["ls-tree", "-r", "--name-only", "snapshot"])
+        .ok()
+        .stdout;
     assert_eq!(listed.trim(), "note.md");
 }
