@@ -51,18 +51,14 @@ impl std::fmt::Display for Healed {
 pub fn heal(cfg: &Config, _held: &RunLock) -> Vec<Healed> {
     let mut out = Vec::new();
     for s in &cfg.sources {
-        let repo = BackupRepo::location(&cfg.state_dir, &s.name);
-        if repo.join("HEAD").exists() {
-            own_push(&repo, &mut out);
-            backup_repo(&repo, &mut out);
-        }
+        own_push(&BackupRepo::location(&cfg.state_dir, &s.name), &mut out);
     }
     for t in &cfg.targets {
         if let crate::config::TargetKind::Dir { path, .. } = &t.kind {
             temps_in(path, &mut out);
         }
     }
-    state_temps(&cfg.state_dir, &mut out);
+    state_dir(&cfg.state_dir, &mut out);
     scratch(&scratch_root(&cfg.state_dir), &mut out);
     restores(&cfg.state_dir, &mut out);
     for h in &out {
@@ -86,29 +82,41 @@ fn walk_skipping_objects(root: &Path) -> impl Iterator<Item = walkdir::DirEntry>
         .flatten()
 }
 
-/// Git lock files anywhere in the repo's own files, and temp or index-less packs.
-fn backup_repo(repo: &Path, out: &mut Vec<Healed>) {
-    for e in walk_skipping_objects(repo) {
-        let name = e.file_name().to_string_lossy();
-        if e.file_type().is_file() && name.ends_with(".lock") {
-            remove(e.path(), "stale git lock", out);
-        }
-    }
-    packs(&repo.join("objects").join("pack"), out);
+/// Temp packs of libgit2 (`pack_git2_*`), git (`tmp_pack_*`, `tmp_idx_*`) and ours.
+const TEMP_PACKS: [&str; 4] = ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_opus_pack_"];
+
+/// Git lock files anywhere in a git dir (refs, packed-refs, HEAD, config, shallow...).
+fn locks_in(git_dir: &Path) -> impl Iterator<Item = walkdir::DirEntry> {
+    walk_skipping_objects(git_dir)
+        .filter(|e| e.file_type().is_file() && e.file_name().to_string_lossy().ends_with(".lock"))
 }
 
-/// `.opus-mirror-tmp-*` files of atomic writes anywhere in the state dir (state files, the
-/// stat cache, restore records, backup repos), unless a live process is writing them.
-fn state_temps(state_dir: &Path, out: &mut Vec<Healed>) {
+/// One walk of the state dir (every command pays it, so only one): `.opus-mirror-tmp-*` files
+/// of atomic writes whose writer is gone (state files, the stat cache, restore records,
+/// backup repos); and in the backup repos, which nothing but opus-mirror writes, every git
+/// lock file, temp pack and pack without an index. Scratch is swept by [`scratch`].
+fn state_dir(state_dir: &Path, out: &mut Vec<Healed>) {
     let scratch = scratch_root(state_dir);
-    for e in walk_skipping_objects(state_dir) {
-        if e.path().starts_with(&scratch) {
-            continue; // swept by `scratch`
-        }
+    let repos = state_dir.join("repos");
+    let walk = walk_skipping_objects(state_dir).filter(|e| !e.path().starts_with(&scratch));
+    for e in walk.filter(|e| e.file_type().is_file()) {
         let name = e.file_name().to_string_lossy();
+        let in_repo = e.path().starts_with(&repos);
         if let Some(rest) = name.strip_prefix(".opus-mirror-tmp-") {
-            if e.file_type().is_file() && orphaned(rest, e.path()) {
+            if orphaned(rest, e.path()) {
                 remove(e.path(), "temp file", out);
+            }
+        } else if in_repo && name.ends_with(".lock") {
+            remove(e.path(), "stale git lock", out);
+        } else if in_repo && e.path().parent().is_some_and(|d| d.ends_with("objects/pack")) {
+            if TEMP_PACKS.iter().any(|p| name.starts_with(p)) {
+                remove(e.path(), "temp pack", out);
+            } else if name.starts_with("pack-")
+                && name.ends_with(".pack")
+                && !e.path().with_extension("idx").exists()
+            {
+                // A pack is only visible through its index: nothing refers to its objects.
+                remove(e.path(), "pack without an index", out);
             }
         }
     }
@@ -166,7 +174,7 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     if rec.mirror.join("HEAD").exists() {
         for e in walk_skipping_objects(&rec.mirror) {
             let name = e.file_name().to_string_lossy();
-            let temp_pack = ["pack_git2_", "tmp_pack_", "tmp_idx_"].iter().any(|p| name.starts_with(p));
+            let temp_pack = TEMP_PACKS.iter().any(|p| name.starts_with(p));
             let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
             let lock = e.file_type().is_file() && name.ends_with(".lock");
             if (lock || temp_pack || quarantine) && recent(e.path()) {
@@ -175,25 +183,6 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
         }
     }
     let _ = fs::remove_file(&path);
-}
-
-/// Temp packs of libgit2 (`pack_git2_*`), git (`tmp_pack_*`, `tmp_idx_*`) and ours
-/// (`tmp_opus_pack_*`), and packs whose index was never written: a pack is only visible
-/// through its index, so nothing refers to the objects of one without.
-fn packs(dir: &Path, out: &mut Vec<Healed>) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let temp =
-            ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_opus_pack_"].iter().any(|p| name.starts_with(p));
-        if temp {
-            remove(&e.path(), "temp pack", out);
-        } else if let Some(stem) = name.strip_prefix("pack-").and_then(|n| n.strip_suffix(".pack")) {
-            if !dir.join(format!("pack-{stem}.idx")).exists() {
-                remove(&e.path(), "pack without an index", out);
-            }
-        }
-    }
 }
 
 /// `.opus-mirror-tmp-*` files of atomic writes directly in `dir`, unless a live process
@@ -326,22 +315,10 @@ fn remove(path: &Path, what: &'static str, out: &mut Vec<Healed>) {
 /// Lock files in a mirror on this machine older than [`MIRROR_LOCK_STALE`]: a push that was
 /// killed. Reported, never removed (someone else may be pushing).
 pub fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for name in ["HEAD.lock", "packed-refs.lock", "shallow.lock", "config.lock"] {
-        let p = git_dir.join(name);
-        if p.is_file() && older_than(&p, MIRROR_LOCK_STALE) {
-            out.push(p);
-        }
-    }
-    for e in walkdir::WalkDir::new(git_dir.join("refs")).follow_links(false).into_iter().flatten() {
-        if e.file_type().is_file()
-            && e.file_name().to_string_lossy().ends_with(".lock")
-            && older_than(e.path(), MIRROR_LOCK_STALE)
-        {
-            out.push(e.path().to_path_buf());
-        }
-    }
-    out
+    locks_in(git_dir)
+        .filter(|e| older_than(e.path(), MIRROR_LOCK_STALE))
+        .map(|e| e.path().to_path_buf())
+        .collect()
 }
 
 /// The message for stale mirror locks, with the exact command that clears them.
