@@ -219,36 +219,22 @@ fn runbook_restore(
             .or_else(|_| std::fs::copy(f, bundles.join(name)).map(|_| ()))
             .map_err(|e| format!("cannot stage {name}: {e}"))?;
     }
-    let mut script = String::from("set -euo pipefail\n");
-    for b in crate::recovery::runbook_blocks("0.").iter().chain(&crate::recovery::runbook_blocks("2.")) {
-        script.push_str(b);
-    }
     let tmp = scratch.join("runbook-tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .env("SOURCE", source)
-        .env("SNAPSHOT_BRANCH", snapshot_branch)
-        .env("BRANCH", code_branch)
-        .env("BUNDLE_DIR", &bundles)
-        .env("RESTORE", dir)
-        .env("UPSTREAM", "drill")
-        .env("TMPDIR", &tmp)
-        .env_remove("CLOUD")
-        .env_remove("KEY")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .map_err(|e| format!("cannot run bash for the runbook: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the runbook's git-only restore (docs/disaster-recovery.md, section 2) failed: {}",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("no output").trim()
-        ))
-    }
+    let vars: [(&str, &std::ffi::OsStr); 9] = [
+        ("SOURCE", source.as_ref()),
+        ("SNAPSHOT_BRANCH", snapshot_branch.as_ref()),
+        ("BRANCH", code_branch.as_ref()),
+        ("BUNDLE_DIR", bundles.as_os_str()),
+        ("RESTORE", dir.as_os_str()),
+        ("UPSTREAM", "drill".as_ref()),
+        ("TMPDIR", tmp.as_os_str()),
+        ("GIT_CONFIG_NOSYSTEM", "1".as_ref()),
+        ("GIT_CONFIG_GLOBAL", "/dev/null".as_ref()),
+    ];
+    crate::recovery::run_runbook(&["2."], "", &vars).map_err(|e| {
+        format!("the runbook's git-only restore (docs/disaster-recovery.md, section 2) failed: {e}")
+    })
 }
 
 /// Runs a drill and records it: the report (for `status`) and an event (for `log`), also

@@ -34,6 +34,34 @@ pub fn runbook_blocks(prefix: &str) -> Vec<String> {
     out
 }
 
+/// Runs the runbook's section 0 (its helpers), then the sections named by `sections`, then
+/// `then`, under `bash -euo pipefail` with `vars`: the product runs the documented commands
+/// themselves, so the two cannot drift apart. The error is the script's last line on stderr.
+pub fn run_runbook(sections: &[&str], then: &str, vars: &[(&str, &std::ffi::OsStr)]) -> Result<(), String> {
+    let mut script = String::from("set -euo pipefail\n");
+    for s in std::iter::once(&"0.").chain(sections) {
+        runbook_blocks(s).iter().for_each(|b| script.push_str(b));
+    }
+    script.push_str(then);
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .envs(vars.iter().copied())
+        .env_remove("CLOUD")
+        .env_remove("KEY")
+        .output()
+        .map_err(|e| format!("cannot run bash (the runbook needs bash and git): {e}"))?;
+    if o.status.success() {
+        return Ok(());
+    }
+    Err(String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim()
+        .to_string())
+}
+
 /// The runbook with a block of this machine's values prepended.
 pub fn render(cfg: &Config) -> String {
     let mut vars = Vec::new();

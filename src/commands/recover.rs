@@ -102,7 +102,7 @@ fn fresh_repo(cfg: &crate::config::Config, source: &str) -> Result<PathBuf> {
 fn rebuild(
     ctx: &mut Context,
     from: &Path,
-    to: &PathBuf,
+    to: &Path,
     source: &str,
     newest: &Manifest,
     identity: Option<&Path>,
@@ -142,7 +142,7 @@ fn is_mirror(from: &Path) -> bool {
 fn from_mirror(
     ctx: &mut Context,
     url: &str,
-    to: &PathBuf,
+    to: &Path,
     named: Option<&str>,
     config_path: &Path,
     started: Instant,
@@ -285,7 +285,7 @@ fn snapshot_branch_of(m: &Manifest) -> String {
 /// is exactly the newest snapshot, a plain vault as the newest snapshot's files.
 fn lay_out(
     repo: &Path,
-    to: &PathBuf,
+    to: &Path,
     code_branch: Option<&str>,
     snapshot_branch: &str,
     source: &str,
@@ -304,29 +304,20 @@ fn lay_out(
 /// The repository and working tree exactly as at the newest snapshot: the runbook's steps
 /// (clone without checkout, `read-tree -u --reset` the snapshot, index to the branch, empty
 /// folders), from the rebuilt backup repo.
-fn worktree_from_git(repo: &Path, to: &PathBuf, branch: &str, snapshot_branch: &str) -> Result<()> {
-    let mut script = String::from("set -euo pipefail\n");
-    for b in crate::recovery::runbook_blocks("0.") {
-        script.push_str(&b);
-    }
-    script.push_str(
-        "git clone --quiet --no-checkout --origin mirror --branch \"$BRANCH\" \"$MIRROR\" \"$RESTORE\"\n\
+fn worktree_from_git(repo: &Path, to: &Path, branch: &str, snapshot_branch: &str) -> Result<()> {
+    // Procedure 1's steps, from the rebuilt backup repo; its remote is kept as `backup`.
+    let steps = "git clone --quiet --no-checkout --origin mirror --branch \"$BRANCH\" \"$MIRROR\" \"$RESTORE\"\n\
          git -C \"$RESTORE\" read-tree -u --reset \"mirror/$SNAPSHOT_BRANCH\" && git -C \"$RESTORE\" reset --quiet\n\
          restore_empty_dirs \"$RESTORE\" \"mirror/$SNAPSHOT_BRANCH\"\n\
-         git -C \"$RESTORE\" remote rename mirror backup\n",
-    );
-    let o = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .env("BRANCH", branch)
-        .env("SNAPSHOT_BRANCH", snapshot_branch)
-        .env("MIRROR", repo)
-        .env("RESTORE", to)
-        .output()
-        .context("cannot run bash and git (recover needs both)")?;
-    if !o.status.success() {
-        anyhow::bail!("laying out the working tree failed: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
+         git -C \"$RESTORE\" remote rename mirror backup\n";
+    let vars: [(&str, &std::ffi::OsStr); 4] = [
+        ("BRANCH", branch.as_ref()),
+        ("SNAPSHOT_BRANCH", snapshot_branch.as_ref()),
+        ("MIRROR", repo.as_os_str()),
+        ("RESTORE", to.as_os_str()),
+    ];
+    crate::recovery::run_runbook(&[], steps, &vars)
+        .map_err(|e| anyhow::anyhow!("laying out the working tree failed: {e}"))?;
     restore_tracked_secrets(to)
 }
 
