@@ -46,8 +46,8 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
     }
     let from = std::path::absolute(&args.from)?;
     let source = pick_source(&from, args.source.as_deref())?;
-    let newest = newest_manifest(&from, &source)?;
-    let snapshot_branch = snapshot_branch_of(&newest);
+    let one = any_manifest(&from, &source)?;
+    let snapshot_branch = snapshot_branch_of(&one);
     let text = format!(
         "# Written by `opus-mirror recover` from {from}.\n\n[[source]]\nname = {name:?}\npath = {to:?}\nsnapshot_branch = {branch:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {from:?}\n",
         from = from.display().to_string(),
@@ -60,7 +60,7 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     ctx.say(format!("wrote {}", path.display()))?;
     let mut made = None;
-    let done = rebuild(ctx, &from, &to, &source, &newest, args.identity.as_deref(), &mut made);
+    let done = rebuild(ctx, &from, &to, &source, &one, args.identity.as_deref(), &mut made);
     if done.is_err() {
         undo(&path, &to, made.as_deref());
     }
@@ -104,12 +104,12 @@ fn rebuild(
     from: &Path,
     to: &Path,
     source: &str,
-    newest: &Manifest,
+    one: &Manifest,
     identity: Option<&Path>,
     made: &mut Option<PathBuf>,
 ) -> Result<()> {
     let source = source.to_string();
-    let snapshot_branch = snapshot_branch_of(newest);
+    let snapshot_branch = snapshot_branch_of(one);
     let cfg = ctx.config()?;
     let _lock = ctx.lock(&cfg)?;
     let t = cfg.targets.first().expect("the config written above has its target");
@@ -121,7 +121,11 @@ fn rebuild(
     let snaps = crate::snapshot::history::list(&BackupRepo::open(&repo)?, &snapshot_branch)?;
     ctx.say(format!("{} snapshot(s) of `{source}` are back", snaps.len()))?;
 
-    let code_branch = newest
+    // The newest bundle by content (the chain `restore_chain` applied), never by a date that
+    // a wrong clock may have written.
+    let chain = crate::bundle::create::newest_chain(&cfg, &source, t)?;
+    let tip = chain.last().expect("a chain has at least one bundle");
+    let code_branch = tip
         .head
         .as_deref()
         .and_then(|h| h.strip_prefix("refs/heads/"))
@@ -263,12 +267,12 @@ fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
-/// The newest verified manifest of `source` (by the chain's tip, as the target lists it).
-fn newest_manifest(dir: &Path, source: &str) -> Result<Manifest> {
-    let mut ms: Vec<Manifest> =
-        manifests(dir)?.into_iter().filter(|m| m.verified && m.source == source).collect();
-    ms.sort_by(|a, b| a.created.cmp(&b.created));
-    ms.pop().with_context(|| format!("no verified bundle of `{source}` in {}", dir.display()))
+/// A verified manifest of `source` (each names the snapshot branch among its refs).
+fn any_manifest(dir: &Path, source: &str) -> Result<Manifest> {
+    manifests(dir)?
+        .into_iter()
+        .find(|m| m.verified && m.source == source)
+        .with_context(|| format!("no verified bundle of `{source}` in {}", dir.display()))
 }
 
 /// The snapshot branch: the `refs/heads/` ref that points at the manifest's snapshot.
