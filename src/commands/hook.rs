@@ -15,14 +15,11 @@ use crate::app::{env_var, Context};
 use crate::cli::{HookArgs, HookCommand};
 use crate::config::{self, Source};
 use crate::exit::Exit;
+use crate::shell::quote;
 
 /// Marks what opus-mirror wrote.
 pub const MARK: &str = "# opus-mirror hook";
 const CHAINED: &str = ".pre-opus-mirror";
-
-fn quote(s: &str) -> String {
-    crate::shell::quote(s)
-}
 
 /// The command hooks run: this binary, this config, in the background.
 fn command(config: &Path, state_dir: &Path) -> Result<String> {

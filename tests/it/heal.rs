@@ -121,8 +121,8 @@ fn leftovers_of_killed_runs_are_removed_by_the_next_command_and_check_reports_th
     assert!(!again.stderr.contains("removed"), "{}", again.stderr);
 }
 
-#[test]
-fn a_stale_lock_on_the_mirror_is_named_with_its_fix() {
+/// A code repo with one commit, mirrored once to a bare repo on this machine.
+fn mirrored() -> (Env, CodeRepo, PathBuf) {
     let env = Env::new();
     let code = CodeRepo::new(&env.path("code"));
     code.commit("a.md", "a", "first");
@@ -136,6 +136,12 @@ fn a_stale_lock_on_the_mirror_is_named_with_its_fix() {
     ));
     env.run(&["init"]).ok();
     env.run(&["mirror"]).ok();
+    (env, code, mirror)
+}
+
+#[test]
+fn a_stale_lock_on_the_mirror_is_named_with_its_fix() {
+    let (env, code, mirror) = mirrored();
     let lock = mirror.join("refs/heads/main.lock");
     fs::write(&lock, "").unwrap();
     // An hour old: no push in progress holds a ref lock that long.
@@ -322,19 +328,7 @@ fn a_full_disk_names_the_disk_what_was_kept_and_what_to_free() {
 
 #[test]
 fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
-    let env = Env::new();
-    let code = CodeRepo::new(&env.path("code"));
-    code.commit("a.md", "a", "first");
-    let mirror = env.path("mirror.git");
-    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\nmirror = {:?}\n",
-        env.state.display().to_string(),
-        code.work.display().to_string(),
-        mirror.display().to_string()
-    ));
-    env.run(&["init"]).ok();
-    env.run(&["mirror"]).ok();
+    let (env, code, mirror) = mirrored();
     // What a push killed a minute ago leaves: its record, and a lock made after it began.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let record = env.backup_repo("opus").join("opus-mirror-push.json");

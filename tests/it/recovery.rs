@@ -265,10 +265,10 @@ fn the_rendered_values_are_inert_when_pasted_into_a_shell() {
     }
 }
 
-/// The worst day in one command: only the drive survives; `recover` brings back the repository
-/// and the working tree exactly, every snapshot, and a setup whose next `run` goes on.
-#[test]
-fn recover_brings_everything_back_from_the_drive_in_one_command() {
+/// A git vault backed up by two daily runs, to a drive or (with `to_mirror`) a mirror on this
+/// machine; the second run after an unpushed commit, a deleted note and an untracked file.
+/// Returns the env, the repo, the note deleted before the disaster, and the drive or mirror.
+fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
     let mut env = Env::new();
     let code = CodeRepo::new(&env.path("code"));
     vaultgen::create(
@@ -278,17 +278,27 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
     code.git(&["add", "-A"]).ok();
     code.git(&["commit", "-q", "-m", "vault"]).ok();
-    let drive = env.path("drive");
+    let (backup, extra) = if to_mirror {
+        let mirror = env.path("opus.git");
+        git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+        let line = format!("mirror = {:?}\n", mirror.display().to_string());
+        (mirror, line)
+    } else {
+        let drive = env.path("drive");
+        let target = format!(
+            "\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nmode = \"incremental\"\n",
+            drive.display().to_string()
+        );
+        (drive, target)
+    };
     env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nmode = \"incremental\"\n",
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n{extra}",
         env.state.display().to_string(),
         code.work.display().to_string(),
-        drive.display().to_string()
     ));
     env.run(&["init"]).ok();
     env.now = Some("2026-11-20T03:30:00Z".into());
     run_ok(&env);
-    // The day of the disaster: an unpushed commit, a deleted note, an edit, an untracked file.
     code.commit("vault/unpushed.md", "only here", "not pushed");
     let tracked = git(&code.work, &["ls-files", "vault"]).ok().stdout;
     let doomed = tracked.lines().find(|l| l.ends_with(".md")).unwrap().to_string();
@@ -296,8 +306,24 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     fs::write(code.work.join("vault/untracked.md"), "new\n").unwrap();
     env.now = Some("2026-11-21T03:30:00Z".into());
     run_ok(&env);
-    let before = changes(&code.work);
-    let log_before = git(&code.work, &["log", "--format=%H %s"]).ok().stdout;
+    (env, code, doomed, backup)
+}
+
+/// `to` is the repository as it was: the same tree (deleted files absent), status and log.
+fn assert_recovered_exactly(code: &CodeRepo, to: &Path, doomed: &str) {
+    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
+    treecmp::assert_same(&code.work, to, &skip);
+    assert!(!to.join(doomed).exists(), "a note deleted before the disaster came back");
+    assert_eq!(changes(to), changes(&code.work), "git status differs");
+    let log = |d: &Path| git(d, &["log", "--format=%H %s"]).ok().stdout;
+    assert_eq!(log(to), log(&code.work), "git log differs");
+}
+
+/// The worst day in one command: only the drive survives; `recover` brings back the repository
+/// and the working tree exactly, every snapshot, and a setup whose next `run` goes on.
+#[test]
+fn recover_brings_everything_back_from_the_drive_in_one_command() {
+    let (env, code, doomed, drive) = backed_up_git_vault(false);
     let snapshots_before =
         env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"].as_array().unwrap().len();
 
@@ -307,11 +333,7 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     let to = fresh.path("opus");
     let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
     assert!(r.stdout.contains("recovered `opus`"), "{}", r.stdout);
-    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
-    treecmp::assert_same(&code.work, &to, &skip);
-    assert!(!to.join(&doomed).exists(), "a note deleted before the disaster came back");
-    assert_eq!(changes(&to), before, "git status differs");
-    assert_eq!(git(&to, &["log", "--format=%H %s"]).ok().stdout, log_before);
+    assert_recovered_exactly(&code, &to, &doomed);
     let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "{snaps}");
     let older = fresh.path("older");
@@ -342,42 +364,12 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
 
 #[test]
 fn recover_brings_everything_back_from_the_mirror_in_one_command() {
-    let mut env = Env::new();
-    let code = CodeRepo::new(&env.path("code"));
-    vaultgen::create(
-        &code.work.join("vault"),
-        &vaultgen::Spec { notes: 30, attachments: 1, ..Default::default() },
-    );
-    fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
-    code.git(&["add", "-A"]).ok();
-    code.git(&["commit", "-q", "-m", "vault"]).ok();
-    let mirror = env.path("opus.git");
-    git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\nmirror = {:?}\n",
-        env.state.display().to_string(),
-        code.work.display().to_string(),
-        mirror.display().to_string()
-    ));
-    env.run(&["init"]).ok();
-    env.now = Some("2026-11-20T03:30:00Z".into());
-    run_ok(&env);
-    let tracked = git(&code.work, &["ls-files", "vault"]).ok().stdout;
-    let doomed = tracked.lines().find(|l| l.ends_with(".md")).unwrap().to_string();
-    fs::remove_file(code.work.join(&doomed)).unwrap();
-    fs::write(code.work.join("vault/untracked.md"), "new\n").unwrap();
-    env.now = Some("2026-11-21T03:30:00Z".into());
-    run_ok(&env);
-    let before = changes(&code.work);
-
+    let (_env, code, doomed, mirror) = backed_up_git_vault(true);
     let fresh = Env::new();
     let to = fresh.path("opus");
     let r = fresh.run(&["recover", "--from", mirror.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
     assert!(r.stdout.contains("recovered `opus` from the mirror"), "{}", r.stdout);
-    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
-    treecmp::assert_same(&code.work, &to, &skip);
-    assert!(!to.join(&doomed).exists(), "a note deleted before the disaster came back");
-    assert_eq!(changes(&to), before, "git status differs");
+    assert_recovered_exactly(&code, &to, &doomed);
     let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
     // The recovered setup mirrors to the same place again.
