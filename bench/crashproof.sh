@@ -15,14 +15,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/om-bench-crashproof.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$root/../shared/bench/make-vault" "$work/vault" --notes "$notes" --attachments "$attachments" >/dev/null
-for who in old new; do
-  cat > "$work/$who.toml" <<TOML
-state_dir = "$work/state-$who"
-[[source]]
-name = "vault"
-path = "$work/vault"
-TOML
-done
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+for who in old new; do vault_config "$work/$who.toml" "$work/state-$who" "$work/vault"; done
 echo "vault: $(find "$work/vault" -type f | wc -l) files, $(du -sh "$work/vault" | cut -f1); $(nproc) cores; $(date -u +%F)"
 # First snapshot: from an empty state dir each run.
 hyperfine --warmup 1 --runs 5 -N \

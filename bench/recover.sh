@@ -13,16 +13,9 @@ work=$(mktemp -d /tmp/om-bench-recover.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$root/../shared/bench/make-vault" "$work/vault" --notes "$notes" --attachments "$attachments" --git >/dev/null
 "$root/../shared/bench/make-vault" "$work/vault" --mutate 1 >/dev/null   # uncommitted edits, adds, deletes
-cat > "$work/c.toml" <<TOML
-state_dir = "$work/state"
-[[source]]
-name = "vault"
-path = "$work/vault"
-[[target]]
-name = "drive"
-kind = "dir"
-path = "$work/drive"
-TOML
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+vault_config "$work/c.toml" "$work/state" "$work/vault" "$work/drive"
 export OPUS_MIRROR_CONFIG=$work/c.toml
 "$bin" init --quiet
 "$bin" snapshot --quiet
