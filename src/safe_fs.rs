@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -71,41 +71,40 @@ impl Root {
         &self.path
     }
 
-    /// Opens the directory `rel` (a `/`-separated relative path; empty = the root), creating
-    /// missing directories with `mode` when `create`. Returns None when it does not exist and
-    /// `create` is false.
-    fn dir(&mut self, rel: &[u8], create: bool, mode: u32) -> Result<Option<OwnedFd>, SafeError> {
-        if let Some((p, fd)) = &self.last {
-            if p == rel {
-                return Ok(Some(fd.try_clone().map_err(|e| SafeError::Io { at: lossy(rel), source: e })?));
-            }
+    /// The directory `rel` (a `/`-separated relative path; empty = the root), opened one
+    /// component at a time, creating missing directories with `mode` when `create`. None when
+    /// it does not exist and `create` is false. The last one opened is kept: items come sorted,
+    /// so consecutive files share it and cost no syscall to find.
+    fn dir(&mut self, rel: &[u8], create: bool, mode: u32) -> Result<Option<BorrowedFd<'_>>, SafeError> {
+        if rel.is_empty() {
+            return Ok(Some(self.fd.as_fd()));
         }
-        let mut cur = self.fd.try_clone().map_err(|e| SafeError::Io { at: lossy(rel), source: e })?;
-        if !rel.is_empty() {
+        if self.last.as_ref().is_none_or(|(p, _)| p != rel) {
+            let mut cur: Option<OwnedFd> = None;
             let mut walked = 0usize;
             for comp in rel.split(|&b| b == b'/') {
                 let name = check_name(comp)?;
                 walked += comp.len() + usize::from(walked > 0);
                 let here = &rel[..walked];
+                let base = cur.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd());
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let next = match rustix::fs::openat(&cur, name, flags, Mode::empty()) {
+                let next = match rustix::fs::openat(base, name, flags, Mode::empty()) {
                     Ok(fd) => fd,
                     Err(Errno::NOENT) if create => {
-                        match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(mode)) {
+                        match rustix::fs::mkdirat(base, name, Mode::from_raw_mode(mode)) {
                             Ok(()) | Err(Errno::EXIST) => {}
                             Err(e) => return Err(io_at(here)(e)),
                         }
-                        rustix::fs::openat(&cur, name, flags, Mode::empty()).map_err(|e| not_dir(here, e))?
+                        rustix::fs::openat(base, name, flags, Mode::empty()).map_err(|e| not_dir(here, e))?
                     }
                     Err(Errno::NOENT) => return Ok(None),
                     Err(e) => return Err(not_dir(here, e)),
                 };
-                cur = next;
+                cur = Some(next);
             }
+            self.last = cur.map(|fd| (rel.to_vec(), fd));
         }
-        let keep = cur.try_clone().map_err(|e| SafeError::Io { at: lossy(rel), source: e })?;
-        self.last = Some((rel.to_vec(), keep));
-        Ok(Some(cur))
+        Ok(self.last.as_ref().map(|(_, fd)| fd.as_fd()))
     }
 
     /// What is at `rel` now (not following a final symlink); None when nothing is, or when a
@@ -113,7 +112,7 @@ impl Root {
     pub fn stat(&mut self, rel: &[u8]) -> Result<Option<Entry>, SafeError> {
         let (parent, name) = split(rel)?;
         let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
-        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Entry {
                 kind: FileType::from_raw_mode(st.st_mode),
                 mode: st.st_mode & 0o7777,
@@ -130,7 +129,7 @@ impl Root {
         let (parent, name) = split(rel)?;
         let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => return Ok(None),
             Err(e) => return Err(io_at(rel)(e)),
@@ -146,7 +145,7 @@ impl Root {
     pub fn read_link(&mut self, rel: &[u8]) -> Result<Option<Vec<u8>>, SafeError> {
         let (parent, name) = split(rel)?;
         let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
-        match rustix::fs::readlinkat(&dir, name, Vec::new()) {
+        match rustix::fs::readlinkat(dir, name, Vec::new()) {
             Ok(t) => Ok(Some(t.into_bytes())),
             Err(_) => Ok(None),
         }
@@ -167,14 +166,15 @@ impl Root {
         fill: &mut dyn FnMut(&mut File) -> anyhow::Result<u64>,
     ) -> anyhow::Result<u64> {
         let (parent, name) = split(rel)?;
+        let umask = self.umask;
         let dir = self.dir(parent, true, 0o755)?.expect("created");
         let tmp = temp_name();
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let open = || rustix::fs::openat(&dir, tmp.as_os_str(), flags, Mode::from_raw_mode(mode & 0o777));
+        let open = || rustix::fs::openat(dir, tmp.as_os_str(), flags, Mode::from_raw_mode(mode & 0o777));
         let fd = match open() {
             // A temp left by a killed restore of ours (same pid after a reboot): ours to remove.
             Err(Errno::EXIST) => {
-                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
                 open()
             }
             other => other,
@@ -184,19 +184,19 @@ impl Root {
         let written = match fill(&mut f) {
             Ok(n) => n,
             Err(e) => {
-                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
                 return Err(e);
             }
         };
         // The umask (077: private) takes group and other bits; the owner's are set exactly,
         // whatever file was in the way before.
-        let bits = mode & 0o7777 & !self.umask;
+        let bits = mode & 0o7777 & !umask;
         rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(bits)).map_err(io_at(rel))?;
         if durable {
             f.sync_all()?;
         }
         drop(f);
-        self.replace(&dir, &tmp, name, rel)?;
+        replace(dir, &tmp, name, rel)?;
         Ok(written)
     }
 
@@ -205,37 +205,39 @@ impl Root {
         let (parent, name) = split(rel)?;
         let dir = self.dir(parent, true, 0o755)?.expect("created");
         let tmp = temp_name();
-        let make = || rustix::fs::symlinkat(OsStr::from_bytes(target), &dir, tmp.as_os_str());
+        let make = || rustix::fs::symlinkat(OsStr::from_bytes(target), dir, tmp.as_os_str());
         match make() {
             Err(Errno::EXIST) => {
-                let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
                 make()
             }
             other => other,
         }
         .map_err(io_at(rel))?;
-        self.replace(&dir, &tmp, name, rel)
-    }
-
-    fn replace(&self, dir: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &[u8]) -> Result<(), SafeError> {
-        rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| {
-            let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
-            match e {
-                Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
-                    SafeError::Io { at: lossy(rel), source: io::Error::other("a directory is in the way") }
-                }
-                e => io_at(rel)(e),
-            }
-        })
+        replace(dir, &tmp, name, rel)
     }
 
     /// fsyncs the directory holding `rel`'s entries (the root for "").
     pub fn sync(&mut self, rel: &[u8]) -> Result<(), SafeError> {
         if let Some(d) = self.dir(rel, false, 0)? {
-            rustix::fs::fsync(&d).map_err(io_at(rel))?;
+            rustix::fs::fsync(d).map_err(io_at(rel))?;
         }
         Ok(())
     }
+}
+
+/// Renames the temp `tmp` over `name` in `dir` (replacing a file or link there, never
+/// following it); a directory in the way is a conflict, and the temp is removed.
+fn replace(dir: BorrowedFd<'_>, tmp: &OsStr, name: &OsStr, rel: &[u8]) -> Result<(), SafeError> {
+    rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| {
+        let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
+        match e {
+            Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
+                SafeError::Io { at: lossy(rel), source: io::Error::other("a directory is in the way") }
+            }
+            e => io_at(rel)(e),
+        }
+    })
 }
 
 /// Why [`open_beneath`] refused a path.
