@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::helpers::servers::missing;
 use crate::helpers::{assert_fsck, git, vaultgen, Env};
@@ -23,11 +24,15 @@ fn libfaketime() -> Option<PathBuf> {
     LIBFAKETIME.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// An environment with one vault and one drive that keeps only the newest bundle.
+/// An environment with one vault and two targets with the same keep policy: a drive, and an
+/// rclone remote (rclone's local backend, so it needs no server).
 struct World {
     env: Env,
     vault: PathBuf,
     drive: PathBuf,
+    cloud: PathBuf,
+    /// The rclone settings every run gets, under any clock.
+    base: Vec<(String, String)>,
     lib: PathBuf,
 }
 
@@ -38,24 +43,37 @@ impl World {
             missing("faketime", test);
             return None;
         };
-        let env = Env::new();
+        if Command::new("rclone").arg("version").output().is_err() {
+            missing("rclone", test);
+            return None;
+        }
+        let mut env = Env::new();
         let vault = env.path("vault");
         let drive = env.path("drive");
+        let cloud = env.path("cloud");
+        fs::create_dir_all(&cloud).unwrap();
+        let base: Vec<(String, String)> = vec![
+            ("RCLONE_CONFIG".into(), "/dev/null".into()),
+            ("RCLONE_CONFIG_CLOUD_TYPE".into(), "local".into()),
+        ];
+        env.vars = base.clone();
         vaultgen::create(&vault, &vaultgen::Spec { notes: 60, attachments: 2, ..Default::default() });
         env.write_config_text(&format!(
             "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n\n\
-             [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n{target_keys}\n",
+             [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n{target_keys}\n\n\
+             [[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \"cloud:{}\"\n{target_keys}\n",
             env.state.display().to_string(),
             vault.display().to_string(),
             drive.display().to_string(),
+            cloud.display(),
         ));
         env.run(&["init"]).ok();
-        Some(World { env, vault, drive, lib })
+        Some(World { env, vault, drive, cloud, base, lib })
     }
 
     /// Runs the binary with its clock shifted by `shift` ("-1d", "+365d"; "" = the real clock).
     fn run_at(&mut self, shift: &str, args: &[&str]) -> crate::helpers::Run {
-        self.env.vars.clear();
+        self.env.vars = self.base.clone();
         if !shift.is_empty() {
             self.env.vars.push(("LD_PRELOAD".into(), self.lib.display().to_string()));
             self.env.vars.push(("FAKETIME".into(), shift.into()));
@@ -73,32 +91,34 @@ impl World {
 
     /// The bundles on the drive, by name.
     fn bundles(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(&self.drive)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".bundle"))
-            .collect();
-        v.sort();
-        v
+        bundles_in(&self.drive)
     }
 
-    /// The newest snapshot is in a verified bundle on the drive, and git reads that bundle.
-    fn assert_newest_snapshot_on_drive(&self, when: &str) {
+    /// The newest snapshot is in a verified bundle on every target, and git reads it there.
+    fn assert_newest_snapshot_on_every_target(&self, when: &str) {
+        for dir in [&self.drive, &self.cloud] {
+            self.assert_newest_snapshot_in(dir, when);
+        }
+    }
+
+    /// The newest snapshot is in a verified bundle in `dir`, and git reads that bundle.
+    fn assert_newest_snapshot_in(&self, dir: &Path, when: &str) {
         let tip = self.newest_snapshot();
-        let holder = self.bundles().into_iter().find(|b| {
+        let holder = bundles_in(dir).into_iter().find(|b| {
             let m: serde_json::Value =
-                serde_json::from_slice(&fs::read(self.drive.join(format!("{b}.json"))).unwrap_or_default())
+                serde_json::from_slice(&fs::read(dir.join(format!("{b}.json"))).unwrap_or_default())
                     .unwrap_or_default();
             m["snapshot"].as_str() == Some(tip.as_str()) && m["verified"] == true
         });
         let Some(b) = holder else {
             panic!(
-                "{when}: no verified bundle on the drive holds the newest snapshot {tip}: {:?}",
-                self.bundles()
+                "{when}: no verified bundle in {} holds the newest snapshot {tip}: {:?}",
+                dir.display(),
+                bundles_in(dir)
             )
         };
         let repo = self.env.backup_repo("v");
-        let file = self.drive.join(&b);
+        let file = dir.join(&b);
         git(
             Path::new("/"),
             &["--git-dir", repo.to_str().unwrap(), "bundle", "verify", file.to_str().unwrap()],
@@ -115,6 +135,17 @@ impl World {
     }
 }
 
+/// The bundles in a target's directory, by name.
+fn bundles_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bundle"))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn clock_one_day_behind_keeps_the_newest_snapshot() {
     let Some(mut w) = World::new("clock_one_day_behind_keeps_the_newest_snapshot", "keep = { last = 1 }")
@@ -122,7 +153,7 @@ fn clock_one_day_behind_keeps_the_newest_snapshot() {
         return;
     };
     w.run_at("", &["run"]).ok();
-    w.assert_newest_snapshot_on_drive("after a run with the real clock");
+    w.assert_newest_snapshot_on_every_target("after a run with the real clock");
 
     // The clock falls a day behind; the vault changes; the next run dates its bundle yesterday.
     vaultgen::mutate(&w.vault, 1);
@@ -130,7 +161,7 @@ fn clock_one_day_behind_keeps_the_newest_snapshot() {
     assert_eq!(r.code, 3, "a bundle dated ahead of the clock is a warning\n{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("the clock was ahead or is behind now"), "{}", r.stdout);
     assert!(r.stdout.contains("WARN v          clock"), "the jump back is a warning: {}", r.stdout);
-    w.assert_newest_snapshot_on_drive("after a run with the clock a day behind");
+    w.assert_newest_snapshot_on_every_target("after a run with the clock a day behind");
     assert_eq!(w.bundles().len(), 1, "keep last = 1 removed the older content: {:?}", w.bundles());
     w.run_at("-1d", &["check"]).ok();
     w.run_at("", &["check"]).ok();
@@ -157,7 +188,7 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     w.run_at("+365d", &["run"]).ok();
     vaultgen::mutate(&w.vault, 1);
     w.run_at("+366d", &["run"]).ok();
-    w.assert_newest_snapshot_on_drive("after runs a year ahead");
+    w.assert_newest_snapshot_on_every_target("after runs a year ahead");
     let ahead = w.bundles();
     assert!(ahead.iter().all(|b| b.contains("-2027-") || b.contains("-2028-")), "{ahead:?}");
 
@@ -165,7 +196,7 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     let r = w.run_at("", &["prune"]);
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("the clock was ahead or is behind now"), "{}", r.stderr);
-    w.assert_newest_snapshot_on_drive("after prune with the corrected clock");
+    w.assert_newest_snapshot_on_every_target("after prune with the corrected clock");
     let j = w.run_at("", &["status", "--target", "drive", "--json", "--max-age", "2d"]).ok().json();
     assert_eq!(j["sources"][0]["age_hours"], 0.0, "{j:#}");
     assert_eq!(j["sources"][0]["clock_behind"], true, "{j:#}");
@@ -177,7 +208,7 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("the clock was ahead or is behind now"), "{}", r.stdout);
     assert!(r.stdout.contains("the clock jumped back"), "{}", r.stdout);
-    w.assert_newest_snapshot_on_drive("after the first run with the corrected clock");
+    w.assert_newest_snapshot_on_every_target("after the first run with the corrected clock");
     let (age, j) = w.status_age("");
     assert!((0.0..1.0).contains(&age), "status after the correction: {j:#}");
 
@@ -186,7 +217,7 @@ fn a_clock_a_year_ahead_then_corrected_keeps_the_newest_snapshot() {
         vaultgen::mutate(&w.vault, day);
         let r = w.run_at(later, &["run"]).ok();
         assert!(!r.stdout.contains("clock"), "the jump was reported once: {}", r.stdout);
-        w.assert_newest_snapshot_on_drive(&format!("after the run {later} with the corrected clock"));
+        w.assert_newest_snapshot_on_every_target(&format!("after the run {later} with the corrected clock"));
     }
     w.run_at("+2h", &["check"]).ok();
     assert_fsck(&w.env.backup_repo("v"));
@@ -209,12 +240,14 @@ fn incremental_chains_survive_a_clock_a_year_ahead_then_corrected() {
     w.run_at("+365d", &["run"]).ok();
     vaultgen::mutate(&w.vault, 1);
     w.run_at("+366d", &["run"]).ok();
-    w.assert_newest_snapshot_on_drive("after runs a year ahead");
+    w.assert_newest_snapshot_on_every_target("after runs a year ahead");
     for (day, at) in [(2, ""), (3, "+1h"), (4, "+2h")] {
         vaultgen::mutate(&w.vault, day);
         let r = w.run_at(at, &["run"]);
         assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
-        w.assert_newest_snapshot_on_drive(&format!("after the run at {at:?} with the corrected clock"));
+        w.assert_newest_snapshot_on_every_target(&format!(
+            "after the run at {at:?} with the corrected clock"
+        ));
         w.run_at(at, &["check"]).ok();
     }
     // The corrected clock started a new full bundle (the full dated next year is no measure of
@@ -276,7 +309,7 @@ fn every_is_not_stalled_by_a_bundle_dated_next_year() {
     vaultgen::mutate(&w.vault, 1);
     let r = w.run_at("", &["run"]);
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
-    w.assert_newest_snapshot_on_drive("after the first run with the corrected clock");
+    w.assert_newest_snapshot_on_every_target("after the first run with the corrected clock");
     vaultgen::mutate(&w.vault, 2);
     let r = w.run_at("+1h", &["run"]).ok();
     assert!(
