@@ -117,6 +117,7 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     fs::write(vault.join("20_areas/health/Sleep.md"), "")?;
     let info = history::resolve(&repo, &source.snapshot_branch, &source.name, &history::Pick::Latest)?;
     let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &[], &info.short)?;
+    let modes = history::modes(&repo, &info)?;
     let safety = snapshot::take(&cfg, source, ctx.now)?;
     ctx.say(format!("$ opus-mirror restore --in-place --snapshot {}", info.short))?;
     ctx.say(format!("  safety snapshot first: {}", describe(&safety)))?;
@@ -128,14 +129,14 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
         &vault,
         &info.short,
         info.at - chrono::Duration::days(1),
-        true,
-        false,
+        restore::InPlace { overwrite: true, dry_run: false },
+        modes.as_ref(),
     )?;
     ctx.say(format!("  restored {} item(s); {} were already identical", rep.restored, rep.unchanged))?;
 
     let copy = base.join("restored");
     ctx.say(format!("\n$ opus-mirror restore --to {}", copy.display()))?;
-    let rep = restore::to_dir(&repo, &items, &copy, false, &info.short)?;
+    let rep = restore::to_dir(&repo, &items, &copy, false, &info.short, modes.as_ref())?;
     ctx.say(format!("  restored {} item(s)", rep.restored))?;
     let check_src = config::Source { path: copy.clone(), ..source.clone() };
     let (_, rebuilt) = snapshot::build_live(&cfg, &check_src)?;

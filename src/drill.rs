@@ -108,6 +108,52 @@ fn compare(
     problems
 }
 
+/// Compares the permission bits of a restored directory with what the snapshot recorded.
+fn compare_modes(items: &[tree::Item], root: &Path, modes: &crate::snapshot::modes::Modes) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |rel: &[u8], want: u32| {
+        let p = root.join(std::ffi::OsStr::from_bytes(rel));
+        if let Ok(m) = std::fs::symlink_metadata(&p) {
+            let got = m.permissions().mode() & 0o1777;
+            if got != want {
+                problems.push(format!(
+                    "our restore: {} has permissions {got:04o}, the snapshot says {want:04o}",
+                    crate::output::display_path(rel)
+                ));
+            }
+        }
+    };
+    let mut dirs = std::collections::BTreeSet::new();
+    for i in items {
+        if i.mode == MODE_TREE {
+            dirs.insert(i.path.clone());
+        } else if i.mode != MODE_LINK {
+            check(&i.path, modes.of_file(&i.path, i.mode == MODE_EXEC));
+        }
+        for (k, b) in i.path.iter().enumerate() {
+            if *b == b'/' {
+                dirs.insert(i.path[..k].to_vec());
+            }
+        }
+    }
+    for d in dirs {
+        check(&d, modes.of_dir(&d));
+    }
+    problems
+}
+
+/// Gives the owner full access to every directory below `root`, so it can be removed.
+fn make_removable(root: &Path) {
+    for e in walkdir::WalkDir::new(root).min_depth(1).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            if let Ok(m) = e.metadata() {
+                let mode = m.permissions().mode() | 0o700;
+                let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode));
+            }
+        }
+    }
+}
+
 /// Runs a drill of `source` from target `t`.
 pub fn drill(
     cfg: &Config,
@@ -133,25 +179,43 @@ pub fn drill(
     }
     let claimed_oid = Oid::from_str(&claimed)?;
     let out_dir = scratch.path().join("files");
-    let rtree = restored.repo.find_commit(restored.repo.refname_to_id(&branch_ref)?)?.tree_id();
-    let ritems =
-        crate::restore::select(&restored.repo.odb()?, rtree, &[], crate::output::short_id(&claimed))?;
-    crate::restore::to_dir(&restored, &ritems, &out_dir, false, crate::output::short_id(&claimed))?;
+    let rcommit = restored.repo.find_commit(restored.repo.refname_to_id(&branch_ref)?)?;
+    let rmodes = crate::snapshot::modes::Modes::parse(rcommit.message_raw_bytes());
+    let ritems = crate::restore::select(
+        &restored.repo.odb()?,
+        rcommit.tree_id(),
+        &[],
+        crate::output::short_id(&claimed),
+    )?;
+    crate::restore::to_dir(
+        &restored,
+        &ritems,
+        &out_dir,
+        false,
+        crate::output::short_id(&claimed),
+        rmodes.as_ref(),
+    )?;
     let ttr_ms = started.elapsed().as_millis() as u64;
 
     // The truth: the claimed snapshot as the backup repo has it.
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
-    let truth_tree = backup
+    let truth = backup
         .repo
         .find_commit(claimed_oid)
-        .with_context(|| format!("the backup repo has no snapshot {claimed}"))?
-        .tree_id();
+        .with_context(|| format!("the backup repo has no snapshot {claimed}"))?;
+    let (truth_tree, truth_modes) =
+        (truth.tree_id(), crate::snapshot::modes::Modes::parse(truth.message_raw_bytes()));
     let items = tree::list(&backup.repo.odb()?, truth_tree)?;
     let (files_n, bytes) = items.iter().filter(|i| i.mode != MODE_TREE).fold((0u64, 0u64), |(n, b), i| {
         let size = backup.repo.odb().and_then(|o| o.read_header(i.oid)).map(|h| h.0 as u64).unwrap_or(0);
         (n + 1, b + size)
     });
     problems.extend(compare(&items, &scan(&out_dir, false)?, "our restore", true));
+    if let Some(m) = &truth_modes {
+        problems.extend(compare_modes(&items, &out_dir, m));
+    }
+    // A directory the snapshot recorded as read-only would keep the scratch dir from going.
+    make_removable(&out_dir);
 
     let stock_git_ok = if Command::new("git").arg("--version").output().is_ok() {
         let stock = scratch.path().join("stock");

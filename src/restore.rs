@@ -21,6 +21,7 @@ use crate::git::objects::{self, Kind, MODE_EXEC, MODE_LINK};
 use crate::git::BackupRepo;
 use crate::output::display_path;
 use crate::safe_fs::{Root, SafeError};
+use crate::snapshot::modes::Modes;
 use crate::snapshot::tree::{self, Item};
 use rustix::fs::FileType;
 
@@ -41,6 +42,9 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// The restored paths (with `dry_run`: those that would be).
     pub paths: Vec<String>,
+    /// Whether each file's recorded permission bits were restored (snapshots taken before
+    /// opus-mirror recorded them have only git's 644/755, masked by the umask).
+    pub exact_modes: bool,
 }
 
 /// Normalises `--path` arguments: no leading `./` or `/`, no trailing `/`.
@@ -140,7 +144,13 @@ impl Blobs<'_> {
 
 /// Writes one item at `rel` below `root`, replacing what is there by rename (never torn,
 /// never through a symlink: see [`safe_fs`]).
-fn write_item(blobs: &Blobs, item: &Item, root: &mut Root, durable: bool) -> Result<u64> {
+fn write_item(
+    blobs: &Blobs,
+    item: &Item,
+    root: &mut Root,
+    durable: bool,
+    modes: Option<&Modes>,
+) -> Result<u64> {
     if item.is_empty_dir() {
         root.mkdir(&item.path, 0o755)?;
         return Ok(0);
@@ -150,7 +160,8 @@ fn write_item(blobs: &Blobs, item: &Item, root: &mut Root, durable: bool) -> Res
         root.symlink(&item.path, &target)?;
         return Ok(target.len() as u64);
     }
-    let mode = if item.mode == MODE_EXEC { 0o755 } else { 0o644 };
+    let exec = item.mode == MODE_EXEC;
+    let mode = modes.map_or(if exec { 0o755 } else { 0o644 }, |m| m.of_file(&item.path, exec));
     // Small blobs arrive in one write and large ones in 1 MiB chunks: no buffer needed
     // (a 1 MiB buffer per file cost an mmap and munmap for each of 100 000 files).
     root.write_file(&item.path, mode, durable, &mut |f| blobs.copy(item.oid, f))
@@ -158,7 +169,16 @@ fn write_item(blobs: &Blobs, item: &Item, root: &mut Root, durable: bool) -> Res
 }
 
 /// Restores `items` into `dest`, which must be empty or missing unless `force`.
-pub fn to_dir(repo: &BackupRepo, items: &[Item], dest: &Path, force: bool, snapshot: &str) -> Result<Report> {
+/// With `modes` (what the snapshot recorded), files and directories get their recorded
+/// permission bits exactly; without, git's 644/755 masked by the umask.
+pub fn to_dir(
+    repo: &BackupRepo,
+    items: &[Item],
+    dest: &Path,
+    force: bool,
+    snapshot: &str,
+    modes: Option<&Modes>,
+) -> Result<Report> {
     if let Ok(mut rd) = fs::read_dir(dest) {
         if rd.next().is_some() && !force {
             return Err(UserError::usage(format!(
@@ -176,8 +196,15 @@ pub fn to_dir(repo: &BackupRepo, items: &[Item], dest: &Path, force: bool, snaps
     }
     let mut root = Root::open(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
-    let mut report =
-        Report { snapshot: snapshot.into(), destination: dest.display().to_string(), ..Default::default() };
+    if modes.is_some() {
+        root.exact_modes();
+    }
+    let mut report = Report {
+        snapshot: snapshot.into(),
+        destination: dest.display().to_string(),
+        exact_modes: modes.is_some(),
+        ..Default::default()
+    };
     for item in items {
         let shown = display_path(&item.path);
         if force {
@@ -193,7 +220,7 @@ pub fn to_dir(repo: &BackupRepo, items: &[Item], dest: &Path, force: bool, snaps
                 _ => {}
             }
         }
-        match write_item(&blobs, item, &mut root, false) {
+        match write_item(&blobs, item, &mut root, false, modes) {
             Ok(n) => report.bytes += n,
             Err(e) if force && is_in_the_way(&e) => {
                 report.conflicts.push(format!("{shown}: {}", e.root_cause()));
@@ -204,8 +231,42 @@ pub fn to_dir(repo: &BackupRepo, items: &[Item], dest: &Path, force: bool, snaps
         report.restored += 1;
         report.paths.push(shown);
     }
+    if let Some(m) = modes {
+        apply_dir_modes(&mut root, items, m)?;
+    }
     root.sync(b"")?;
     Ok(report)
+}
+
+/// Gives every directory of `items` (below the root) its recorded bits, deepest first, after
+/// everything is written (a read-only directory would refuse the files going into it).
+pub fn apply_dir_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for item in items {
+        if item.is_empty_dir() {
+            dirs.insert(item.path.as_slice());
+        }
+        for (i, b) in item.path.iter().enumerate() {
+            if *b == b'/' {
+                dirs.insert(&item.path[..i]);
+            }
+        }
+    }
+    let mut dirs: Vec<&[u8]> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|b| **b == b'/').count()));
+    for d in dirs {
+        root.set_mode(d, modes.of_dir(d)).with_context(|| format!("while restoring {}", display_path(d)))?;
+    }
+    Ok(())
+}
+
+/// Gives every file and directory of `items` its recorded bits (after stock git wrote them).
+pub fn apply_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
+    for item in items.iter().filter(|i| !i.is_empty_dir() && i.mode != MODE_LINK) {
+        root.set_mode(&item.path, modes.of_file(&item.path, item.mode == MODE_EXEC))
+            .with_context(|| format!("while restoring {}", display_path(&item.path)))?;
+    }
+    apply_dir_modes(root, items, modes)
 }
 
 /// The git blob id of what is at `rel` now, if it is a file or link of the same kind. Read
@@ -235,6 +296,15 @@ fn is_in_the_way(e: &anyhow::Error) -> bool {
     })
 }
 
+/// How a restore in place treats what is there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InPlace {
+    /// Replace live files changed after the snapshot was taken (else they are kept).
+    pub overwrite: bool,
+    /// Say what would be restored; write nothing.
+    pub dry_run: bool,
+}
+
 /// Restores `items` into the live source `root` without losing anything that is there.
 pub fn in_place(
     repo: &BackupRepo,
@@ -242,17 +312,22 @@ pub fn in_place(
     root: &Path,
     snapshot: &str,
     taken: DateTime<Utc>,
-    overwrite: bool,
-    dry_run: bool,
+    opts: InPlace,
+    modes: Option<&Modes>,
 ) -> Result<Report> {
+    let InPlace { overwrite, dry_run } = opts;
     let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
     let mut report = Report {
         snapshot: snapshot.into(),
         destination: root.display().to_string(),
         dry_run,
+        exact_modes: modes.is_some(),
         ..Default::default()
     };
     let mut live = Root::open(root).with_context(|| format!("cannot open {}", root.display()))?;
+    if modes.is_some() {
+        live.exact_modes();
+    }
     for item in items {
         let shown = display_path(&item.path);
         match live.stat(&item.path) {
@@ -278,8 +353,12 @@ pub fn in_place(
             }
             Ok(Some(meta)) => {
                 let same = live_oid(&mut live, &item.path, meta.kind, item.mode) == Some(item.oid);
-                let exec_now = meta.mode & 0o111 != 0;
-                if same && (item.mode == MODE_LINK || exec_now == (item.mode == MODE_EXEC)) {
+                let exec = item.mode == MODE_EXEC;
+                let bits_ok = match modes {
+                    Some(m) => meta.mode & 0o1777 == m.of_file(&item.path, exec),
+                    None => (meta.mode & 0o111 != 0) == exec,
+                };
+                if same && (item.mode == MODE_LINK || bits_ok) {
                     report.unchanged += 1;
                     continue;
                 }
@@ -291,7 +370,7 @@ pub fn in_place(
             }
         }
         if !dry_run {
-            match write_item(&blobs, item, &mut live, true) {
+            match write_item(&blobs, item, &mut live, true, modes) {
                 Ok(n) => report.bytes += n,
                 // Listed, and the rest is still restored: one conflict never strands the others.
                 Err(e) if is_in_the_way(&e) => {

@@ -71,6 +71,45 @@ impl Root {
         &self.path
     }
 
+    /// Files are written with exactly the bits asked for, not masked by the umask: for a
+    /// restore whose snapshot recorded each file's real permission bits.
+    pub fn exact_modes(&mut self) {
+        self.umask = 0;
+    }
+
+    /// Sets the permission bits of the file or directory at `rel` (empty: the root), through
+    /// a descriptor opened without following a link: a symlink there is left alone (false).
+    pub fn set_mode(&mut self, rel: &[u8], bits: u32) -> Result<bool, SafeError> {
+        let fd = if rel.is_empty() {
+            rustix::io::dup(&self.fd).map_err(io_at(rel))?
+        } else {
+            let (parent, name) = split(rel)?;
+            let Some(dir) = self.dir(parent, false, 0)? else { return Ok(false) };
+            // Never even open a device or FIFO (opening some devices does something).
+            match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st)
+                    if matches!(
+                        FileType::from_raw_mode(st.st_mode),
+                        FileType::RegularFile | FileType::Directory
+                    ) => {}
+                Ok(_) | Err(Errno::NOENT) => return Ok(false),
+                Err(e) => return Err(io_at(rel)(e)),
+            }
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => return Ok(false),
+                Err(e) => return Err(io_at(rel)(e)),
+            }
+        };
+        let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(io_at(rel))?.st_mode);
+        if !matches!(kind, FileType::RegularFile | FileType::Directory) {
+            return Ok(false);
+        }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(bits & 0o7777)).map_err(io_at(rel))?;
+        Ok(true)
+    }
+
     /// The directory `rel` (a `/`-separated relative path; empty = the root), opened one
     /// component at a time, creating missing directories with `mode` when `create`. None when
     /// it does not exist and `create` is false. The last one opened is kept: items come sorted,

@@ -294,15 +294,30 @@ fn lay_out(
     snapshot_branch: &str,
     source: &str,
 ) -> Result<()> {
-    if let Some(branch) = code_branch {
-        return worktree_from_git(repo, to, branch, snapshot_branch);
-    }
     let backup = BackupRepo::open(repo)?;
-    let pick = crate::snapshot::history::Pick::Latest;
+    // The git path checks out the branch tip (what stock git sees); a plain vault gets the
+    // newest of the user's own snapshots.
+    let pick = match code_branch {
+        Some(_) => match backup.tip(snapshot_branch)? {
+            Some(tip) => crate::snapshot::history::Pick::Id(tip.to_string()),
+            None => crate::snapshot::history::Pick::Latest,
+        },
+        None => crate::snapshot::history::Pick::Latest,
+    };
     let info = crate::snapshot::history::resolve(&backup, snapshot_branch, source, &pick)?;
     let tree = git2::Oid::from_str(&info.tree)?;
     let items = crate::restore::select(&backup.repo.odb()?, tree, &[], &info.short)?;
-    crate::restore::to_dir(&backup, &items, to, false, &info.short).map(|_| ())
+    let modes = crate::snapshot::history::modes(&backup, &info)?;
+    let Some(branch) = code_branch else {
+        return crate::restore::to_dir(&backup, &items, to, false, &info.short, modes.as_ref()).map(|_| ());
+    };
+    worktree_from_git(repo, to, branch, snapshot_branch)?;
+    // Stock git knows 644 and 755: the bits the snapshot recorded (a 0600 note) go on top.
+    if let Some(m) = &modes {
+        let mut root = crate::safe_fs::Root::open(to)?;
+        crate::restore::apply_modes(&mut root, &items, m)?;
+    }
+    Ok(())
 }
 
 /// The repository and working tree exactly as at the newest snapshot: the runbook's steps

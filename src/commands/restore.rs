@@ -41,6 +41,7 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     let odb = repo.repo.odb()?;
     let paths = restore::normalise_paths(&args.paths);
     let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &paths, &info.short)?;
+    let modes = history::modes(&repo, &info)?;
 
     // `--to` the source itself is a restore in place, with all its care (a safety snapshot
     // first, newer files kept): `--force` there would have overwritten newer edits unsaved.
@@ -60,12 +61,20 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
         }
         // A killed restore leaves a temp file; the record tells the next run where to look.
         let _record = crate::heal::record_restore(&cfg.state_dir, &source.path);
-        restore::in_place(&repo, &items, &source.path, &info.short, info.at, args.overwrite, args.dry_run)
-            .map_err(|e| crate::diskfull::explain(e, &source.path, "restoring in place"))?
+        restore::in_place(
+            &repo,
+            &items,
+            &source.path,
+            &info.short,
+            info.at,
+            restore::InPlace { overwrite: args.overwrite, dry_run: args.dry_run },
+            modes.as_ref(),
+        )
+        .map_err(|e| crate::diskfull::explain(e, &source.path, "restoring in place"))?
     } else {
         let dest = args.to.as_ref().expect("clap requires --to without --in-place");
         let _record = crate::heal::record_restore(&cfg.state_dir, dest);
-        restore::to_dir(&repo, &items, dest, args.force, &info.short)
+        restore::to_dir(&repo, &items, dest, args.force, &info.short, modes.as_ref())
             .map_err(|e| crate::diskfull::explain(e, dest, "restoring"))?
     };
 

@@ -127,6 +127,12 @@ pub fn resolve(repo: &BackupRepo, branch: &str, source: &str, pick: &Pick) -> Re
     })
 }
 
+/// The permission bits a snapshot recorded (None for one taken before they were recorded).
+pub fn modes(repo: &BackupRepo, info: &Info) -> Result<Option<super::modes::Modes>> {
+    let c = repo.repo.find_commit(oid(info))?;
+    Ok(super::modes::Modes::parse(c.message_raw_bytes()))
+}
+
 /// The id of a snapshot as a git object id.
 pub fn oid(info: &Info) -> Oid {
     Oid::from_str(&info.id).expect("ids in the list come from git")

@@ -11,6 +11,7 @@ pub mod filter;
 pub mod hash;
 pub mod history;
 pub mod maintain;
+pub mod modes;
 pub mod pack;
 pub mod packread;
 pub mod statcache;
@@ -81,6 +82,8 @@ pub struct Built {
     pub read_files: u64,
     pub read_bytes: u64,
     pub new_objects: u64,
+    /// The permission bits of what went into the tree (recorded in the commit message).
+    pub modes: modes::Modes,
     files: Vec<walk::FileRec>,
 }
 
@@ -126,7 +129,10 @@ fn build(
     let (trees, counts, tree_objects) = (tb.trees, tb.counts, tb.new_objects);
     let mut files = Vec::new();
     collect_files(scan.root, &mut files);
+    let in_tree = files.iter().filter(|f| f.oid.is_some()).map(|f| (f.rel.as_slice(), f.perm, f.exec));
+    let modes = modes::Modes::collect(in_tree, &scan.dirs);
     Ok(Built {
+        modes,
         tree,
         trees,
         counts,
@@ -211,14 +217,15 @@ fn take_unexplained(
     let cache_file = cache_path(&cfg.state_dir, &source.name);
     let cache = trusted_cache(&repo, &cache_file);
     let previous = repo.tip(&source.snapshot_branch)?;
-    let prev_tree = match previous {
-        Some(c) => Some(
-            repo.repo
+    let (prev_tree, prev_modes) = match previous {
+        Some(c) => {
+            let commit = repo
+                .repo
                 .find_commit(c)
-                .with_context(|| format!("snapshot {c} is missing from the backup repo"))?
-                .tree_id(),
-        ),
-        None => None,
+                .with_context(|| format!("snapshot {c} is missing from the backup repo"))?;
+            (Some(commit.tree_id()), modes::Modes::parse(commit.message_raw_bytes()))
+        }
+        None => (None, None),
     };
 
     // Wall-clock time (not the `now` input, which tests may move): files modified within a
@@ -258,7 +265,8 @@ fn take_unexplained(
     };
     let file_refs: Vec<&walk::FileRec> = built.files.iter().collect();
 
-    if prev_tree == Some(built.tree) {
+    // A chmod alone (a note made private) is a change worth a snapshot.
+    if prev_tree == Some(built.tree) && prev_modes.as_ref() == Some(&built.modes) {
         pack.finish().context("cannot write the pack")?;
         // Save refreshed stat data so touched-but-unchanged files are not re-read next time.
         if built.read_files > 0 || cache.commit != previous {
@@ -342,7 +350,7 @@ fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String
         "opus-mirror snapshot of {name}\n\n\
          Source: {path}\nHost: {host}\nTime: {time}\nTool: opus-mirror {ver}\n\
          Files: {files}\nBytes: {bytes}\nSymlinks: {links}\nEmpty-Dirs: {dirs}\n\
-         Added: {a}\nModified: {m}\nDeleted: {d}\nSkipped: {skipped}\n",
+         Added: {a}\nModified: {m}\nDeleted: {d}\nSkipped: {skipped}\n{modes}",
         name = source.name,
         path = source.path.display(),
         host = host(),
@@ -355,5 +363,6 @@ fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String
         m = s.modified,
         d = s.deleted,
         skipped = b.skipped.len(),
+        modes = b.modes.render(),
     )
 }

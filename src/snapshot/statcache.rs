@@ -155,6 +155,7 @@ mod tests {
             rel: rel.as_bytes().to_vec(),
             stat: Stat { size: 3, mtime_ns: mtime, ctime_ns: mtime, ino: 7 },
             exec: false,
+            perm: 0o644,
             oid: Some(crate::git::objects::hash(crate::git::objects::Kind::Blob, b"abc")),
         }
     }

@@ -39,6 +39,8 @@ pub struct FileRec {
     pub rel: Vec<u8>,
     pub stat: Stat,
     pub exec: bool,
+    /// The permission bits (`mode & 0o7777`), recorded beside the tree (see `modes`).
+    pub perm: u32,
     pub oid: Option<Oid>,
 }
 
@@ -65,6 +67,8 @@ pub struct Scan {
     pub excluded: u64,
     /// Secret-looking files left out (relative paths), so the user is told which.
     pub secrets: Vec<Vec<u8>>,
+    /// Every directory walked below the root, with its permission bits.
+    pub dirs: Vec<(Vec<u8>, u32)>,
 }
 
 /// Walks `root`, applying `filter`. Errors on the root itself are fatal; errors below it
@@ -128,6 +132,10 @@ fn scan_dir(
             continue;
         }
         if ft.is_dir() {
+            // An lstat per directory (not per file): directories are few.
+            if let Ok(m) = entry.metadata() {
+                out.dirs.push((child_rel.clone(), m.permissions().mode() & 0o7777));
+            }
             subdirs.push((name, child_rel));
         } else if ft.is_symlink() {
             match fs::read_link(entry.path()) {
@@ -142,6 +150,7 @@ fn scan_dir(
                         rel: child_rel,
                         stat: Stat::of(&m),
                         exec: m.permissions().mode() & 0o111 != 0,
+                        perm: m.permissions().mode() & 0o7777,
                         oid: None,
                     }),
                 )),
@@ -165,6 +174,7 @@ fn scan_dir(
         out.skipped.extend(sub.skipped);
         out.excluded += sub.excluded;
         out.secrets.extend(sub.secrets);
+        out.dirs.extend(sub.dirs);
         match r {
             Ok(children) => nodes.push((name, Node::Dir(children))),
             Err(e) => skip(out, &child_rel, format!("cannot read directory: {e}")),

@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod init;
 mod mirror;
+mod modes;
 mod no_panic;
 mod private;
 mod prop;

@@ -12,7 +12,7 @@ use crate::helpers::{vaultgen, Env};
 const OTHER: &str = "om-other";
 
 /// An ordinary user to read as; None (with a loud message) when we cannot make one.
-fn other_user() -> Option<&'static str> {
+pub(crate) fn other_user() -> Option<&'static str> {
     let exists = Command::new("id").arg(OTHER).output().is_ok_and(|o| o.status.success());
     if !exists {
         let made = Command::new("useradd")

@@ -1,5 +1,5 @@
 //! Property: any tree of files (random names including non-UTF-8 and unicode, random bytes,
-//! executable bits, symlinks, empty directories) survives snapshot → restore exactly.
+//! permission bits, symlinks, empty directories) survives snapshot → restore exactly.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -13,7 +13,7 @@ use crate::helpers::{treecmp, Env};
 
 #[derive(Debug, Clone)]
 enum Node {
-    File { name: Vec<u8>, content: Vec<u8>, exec: bool },
+    File { name: Vec<u8>, content: Vec<u8>, mode: u32 },
     Link { name: Vec<u8>, target: Vec<u8> },
     Dir { name: Vec<u8>, children: Vec<Node> },
 }
@@ -32,10 +32,13 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// Bits a user's files have (readable by the owner: the comparison reads them back).
+const FILE_MODES: &[u32] = &[0o644, 0o600, 0o640, 0o400, 0o444, 0o755, 0o700, 0o750, 0o711];
+
 fn node() -> impl Strategy<Value = Node> {
     let leaf = prop_oneof![
-        (name(), proptest::collection::vec(any::<u8>(), 0..300), any::<bool>())
-            .prop_map(|(name, content, exec)| Node::File { name, content, exec }),
+        (name(), proptest::collection::vec(any::<u8>(), 0..300), proptest::sample::select(FILE_MODES))
+            .prop_map(|(name, content, mode)| Node::File { name, content, mode }),
         (name(), "[a-z/.]{1,20}").prop_map(|(name, t)| Node::Link { name, target: t.into_bytes() }),
         name().prop_map(|name| Node::Dir { name, children: vec![] }),
     ];
@@ -48,14 +51,13 @@ fn node() -> impl Strategy<Value = Node> {
 fn materialise(dir: &Path, nodes: &[Node]) {
     for n in nodes {
         match n {
-            Node::File { name, content, exec } => {
+            Node::File { name, content, mode } => {
                 let p = dir.join(OsStr::from_bytes(name));
                 if p.symlink_metadata().is_ok() {
                     continue; // duplicate name drawn: first wins
                 }
                 fs::write(&p, content).unwrap();
-                fs::set_permissions(&p, fs::Permissions::from_mode(if *exec { 0o755 } else { 0o644 }))
-                    .unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
             }
             Node::Link { name, target } => {
                 let p = dir.join(OsStr::from_bytes(name));
@@ -91,6 +93,23 @@ proptest! {
         let out = env.path("out");
         env.run(&["restore", "--to", out.to_str().unwrap()]).ok();
         treecmp::assert_same(&src, &out, &|n| n == b".git");
+        let (want, got) = (treecmp::modes(&src, &|n| n == b".git"), treecmp::modes(&out, &|n| n == b".git"));
+        prop_assert_eq!(want, got);
+    }
+
+    /// The permission record is read back from a commit message a hostile backup controls.
+    #[test]
+    fn mode_records_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        if let Some(m) = opus_mirror::snapshot::modes::Modes::parse(&data) {
+            prop_assert_eq!(m.of_file(b"x", false) & 0o6000, 0, "setuid/setgid never restored");
+        }
+    }
+
+    #[test]
+    fn any_path_survives_the_mode_record(path in proptest::collection::vec(any::<u8>(), 1..40)) {
+        let q = opus_mirror::snapshot::modes::quote(&path);
+        prop_assert!(!q.contains('\n') && !q.contains('\r'));
+        prop_assert_eq!(opus_mirror::snapshot::modes::unquote(&q), Some(path));
     }
 }
 

@@ -3,6 +3,7 @@
 //! outcome is checked.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -276,6 +277,12 @@ fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
         &vaultgen::Spec { notes: 40, attachments: 2, ..Default::default() },
     );
     fs::write(code.work.join(".gitignore"), "vault/private/\n").unwrap();
+    // Permission bits git does not keep: a private note and a private folder.
+    fs::write(code.work.join("vault/diary.md"), "mine\n").unwrap();
+    fs::set_permissions(code.work.join("vault/diary.md"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir_all(code.work.join("vault/private")).unwrap();
+    fs::write(code.work.join("vault/private/plans.md"), "plans\n").unwrap();
+    fs::set_permissions(code.work.join("vault/private"), fs::Permissions::from_mode(0o700)).unwrap();
     code.git(&["add", "-A"]).ok();
     code.git(&["commit", "-q", "-m", "vault"]).ok();
     let (backup, extra) = if to_mirror {
@@ -313,6 +320,7 @@ fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
 fn assert_recovered_exactly(code: &CodeRepo, to: &Path, doomed: &str) {
     let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
     treecmp::assert_same(&code.work, to, &skip);
+    treecmp::assert_same_modes(&code.work, to, &skip);
     assert!(!to.join(doomed).exists(), "a note deleted before the disaster came back");
     assert_eq!(changes(to), changes(&code.work), "git status differs");
     let log = |d: &Path| git(d, &["log", "--format=%H %s"]).ok().stdout;

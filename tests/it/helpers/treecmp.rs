@@ -77,3 +77,38 @@ pub fn assert_same(a: &Path, b: &Path, skip: &dyn Fn(&[u8]) -> bool) {
 pub fn default_skip(name: &[u8]) -> bool {
     name == b".git" || opus_mirror::snapshot::filter::is_secret(name)
 }
+
+/// The permission bits of every file and directory under `root` (symlinks have none).
+pub fn modes(root: &Path, skip: &dyn Fn(&[u8]) -> bool) -> BTreeMap<Vec<u8>, u32> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| !skip(e.file_name().as_bytes()))
+        .map(|e| e.expect("walk"))
+        .filter(|e| !e.file_type().is_symlink())
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).expect("below root").as_os_str().as_bytes().to_vec();
+            (rel, e.metadata().expect("stat").permissions().mode() & 0o7777)
+        })
+        .collect()
+}
+
+/// Asserts every file and directory of `a` has the same permission bits in `b`.
+pub fn assert_same_modes(a: &Path, b: &Path, skip: &dyn Fn(&[u8]) -> bool) {
+    let (ma, mb) = (modes(a, skip), modes(b, skip));
+    let problems: Vec<String> = ma
+        .iter()
+        .filter(|(k, v)| mb.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!("{}: {v:04o} became {:?}", k.escape_ascii(), mb.get(k).map(|m| format!("{m:04o}")))
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "permission bits differ ({} vs {}):\n{}",
+        a.display(),
+        b.display(),
+        problems.join("\n")
+    );
+    assert!(ma.values().any(|m| *m & 0o077 == 0), "no private file or folder: the test proves little");
+}
