@@ -1056,7 +1056,7 @@ pub fn mask(value: &str) -> String {
 }
 
 /// Whether a parameter name (URL query, rclone connection string) holds a credential.
-fn secret_key(key: &str) -> bool {
+pub fn secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["token", "secret", "pass", "key", "sig", "auth", "credential", "session"].iter().any(|s| k.contains(s))
 }

@@ -32,6 +32,7 @@ pub mod restore;
 pub mod retention;
 pub mod run;
 pub mod safe_fs;
+pub mod setup;
 pub mod shell;
 pub mod snapshot;
 pub mod state;

@@ -188,7 +188,7 @@ pub fn push(
         .filter(|r| r.name.starts_with("refs/"))
         .map(|r| (r.name, r.oid))
         .collect();
-    let mut local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED])?;
+    let mut local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED, crate::setup::REF])?;
     let stamp = stamp(now);
 
     // Tips the mirror has that this push would overwrite or delete, and that nothing we
@@ -213,7 +213,7 @@ pub fn push(
     let specs: Vec<String> = rescue.iter().map(|(n, t)| format!("+{n}:{t}")).collect();
     remote::fetch(net, repo, url, &specs).context("cannot fetch the mirror's old tips to preserve them")?;
     let mirror_preserved: Vec<String> = rescue.into_iter().map(|(_, t)| t).collect();
-    local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED])?;
+    local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED, crate::setup::REF])?;
 
     let mut specs = Vec::new();
     for (name, oid) in &local {

@@ -42,7 +42,9 @@ pub struct Outcome {
 /// The refs a bundle carries: code refs, notes, tags, the snapshot branch, preserved tips.
 pub fn bundle_refs(repo: &Repository) -> Result<BTreeMap<String, Oid>> {
     let mut out = BTreeMap::new();
-    for glob in ["refs/heads/*", "refs/tags/*", "refs/notes/*", "refs/opus-mirror/preserved/*"] {
+    for glob in
+        ["refs/heads/*", "refs/tags/*", "refs/notes/*", "refs/opus-mirror/preserved/*", crate::setup::REF]
+    {
         for r in repo.references_glob(glob)? {
             let r = r?;
             if let (Ok(n), Some(o)) = (r.name(), r.target()) {

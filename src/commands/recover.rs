@@ -64,11 +64,12 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
     if done.is_err() {
         undo(&path, &to, made.as_deref());
     }
-    done?;
+    let with_setup = done?;
     ctx.say(format!(
-        "recovered `{source}` into {} in {:.1}s\nleft to do: `opus-mirror config check` (add your mirror, other targets and notify settings), `.env` from `.env.example`, `opus-mirror hook install`, `opus-mirror schedule install`",
+        "recovered `{source}` into {} in {:.1}s\n{}",
         to.display(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        left_to_do(with_setup)
     ))?;
     Ok(Exit::Ok)
 }
@@ -107,7 +108,7 @@ fn rebuild(
     one: &Manifest,
     identity: Option<&Path>,
     made: &mut Option<PathBuf>,
-) -> Result<()> {
+) -> Result<bool> {
     let source = source.to_string();
     let snapshot_branch = snapshot_branch_of(one);
     let cfg = ctx.config()?;
@@ -120,6 +121,7 @@ fn rebuild(
     ctx.say(format!("backup repo {}: {} bundle(s) applied", repo.display(), applied.len()))?;
     let snaps = crate::snapshot::history::list(&BackupRepo::open(&repo)?, &snapshot_branch)?;
     ctx.say(format!("{} snapshot(s) of `{source}` are back", snaps.len()))?;
+    let setup = restore_setup(ctx, &repo, &source, to, Some(from), None)?;
 
     // The newest bundle by content (the chain `restore_chain` applied), never by a date that
     // a wrong clock may have written.
@@ -132,6 +134,79 @@ fn rebuild(
         .filter(|b| *b != snapshot_branch)
         .map(str::to_string);
     lay_out(&repo, to, code_branch.as_deref(), &snapshot_branch, &source)?;
+    if code_branch.is_some() {
+        restore_remotes(ctx, to, setup.as_ref())?;
+    }
+    Ok(setup.is_some())
+}
+
+/// What is left for the user after a recover.
+fn left_to_do(with_setup: bool) -> &'static str {
+    if with_setup {
+        "left to do: `opus-mirror config check` (the variables it names go in `.env`, from `.env.example`), `opus-mirror hook install`, `opus-mirror schedule install`"
+    } else {
+        "left to do: `opus-mirror config check` (add your mirror, other targets and notify settings), `.env` from `.env.example`, `opus-mirror hook install`, `opus-mirror schedule install`"
+    }
+}
+
+/// Writes the config the backup carried (see `setup`): the same source, mirror, targets,
+/// retention, notify and network settings, with this machine's paths. Kept only if it loads
+/// as a valid config; otherwise the minimal one stays and the user is told.
+fn restore_setup(
+    ctx: &mut Context,
+    repo: &Path,
+    source: &str,
+    to: &Path,
+    drive: Option<&Path>,
+    mirror: Option<&str>,
+) -> Result<Option<crate::setup::Setup>> {
+    let Some(setup) = crate::setup::load(&BackupRepo::open(repo)?) else {
+        ctx.say("the backup carries no setup record (made before opus-mirror kept one): the config has the source and where it came from only")?;
+        return Ok(None);
+    };
+    let path = config::locate(ctx.global.config.as_deref(), &crate::app::env_var)?;
+    let minimal = std::fs::read(&path)?;
+    let text = crate::setup::recovered_config(&setup, source, to, drive, mirror)?;
+    crate::atomic::write_file(&path, text.as_bytes())?;
+    match config::load(&path, &crate::app::env_var) {
+        Ok(cfg) if cfg.sources.iter().any(|s| s.name == source) => {
+            ctx.say(format!("the setup came back with the backup: {}", path.display()))?;
+            for line in setup.config.lines().filter(|l| l.starts_with("# left out:")) {
+                ctx.say(format!("  {}", line.trim_start_matches("# ")))?;
+            }
+            Ok(Some(setup))
+        }
+        Ok(_) | Err(_) => {
+            crate::atomic::write_file(&path, &minimal)?;
+            ctx.say("the backup's setup record is not a valid config here: kept the minimal one (check it with `opus-mirror config check`)")?;
+            Ok(None)
+        }
+    }
+}
+
+/// The remotes the source had (origin at the real upstream again), beside `backup`.
+fn restore_remotes(ctx: &mut Context, to: &Path, setup: Option<&crate::setup::Setup>) -> Result<()> {
+    let Some(setup) = setup else { return Ok(()) };
+    let repo = git2::Repository::open(to)?;
+    for (name, url) in &setup.remotes {
+        if url.contains("****") {
+            ctx.say(format!(
+                "  remote `{name}` held a credential in its URL: set it with `git remote set-url {name} URL`"
+            ))?;
+            continue;
+        }
+        // Names and URLs come from the backup: git's own rules decide what is a valid name.
+        if !git2::Remote::is_valid_name(name) {
+            continue;
+        }
+        let done = match repo.find_remote(name) {
+            Ok(_) => repo.remote_set_url(name, url).map(|_| ()),
+            Err(_) => repo.remote(name, url).map(|_| ()),
+        };
+        if let Err(e) = done {
+            ctx.say(format!("  could not restore remote `{name}`: {}", e.message()))?;
+        }
+    }
     Ok(())
 }
 
@@ -176,7 +251,7 @@ fn from_mirror(
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     ctx.say(format!("wrote {}", config_path.display()))?;
     let mut made: Option<PathBuf> = None;
-    let done = (|| -> Result<()> {
+    let done = (|| -> Result<bool> {
         let cfg = ctx.config()?;
         let _lock = ctx.lock(&cfg)?;
         let s = cfg.sources.first().expect("the config written above has its source");
@@ -206,16 +281,22 @@ fn from_mirror(
             loc.display(),
             snaps.len()
         ))?;
-        lay_out(&loc, to, code_branch.as_deref(), branch, &source)
+        let setup = restore_setup(ctx, &loc, &source, to, None, Some(&url))?;
+        lay_out(&loc, to, code_branch.as_deref(), branch, &source)?;
+        if code_branch.is_some() {
+            restore_remotes(ctx, to, setup.as_ref())?;
+        }
+        Ok(setup.is_some())
     })();
     if done.is_err() {
         undo(config_path, to, made.as_deref());
     }
-    done?;
+    let with_setup = done?;
     ctx.say(format!(
-        "recovered `{source}` from the mirror into {} in {:.1}s\nleft to do: `opus-mirror config check` (add your targets and notify settings), `.env` from `.env.example`, `opus-mirror hook install`, `opus-mirror schedule install`",
+        "recovered `{source}` from the mirror into {} in {:.1}s\n{}",
         to.display(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        left_to_do(with_setup)
     ))?;
     Ok(Exit::Ok)
 }

@@ -264,10 +264,21 @@ fn take_unexplained(
         guard: None,
     };
     let file_refs: Vec<&walk::FileRec> = built.files.iter().collect();
+    // The setup rides along (see `setup`); a config we cannot read costs the record, not the snapshot.
+    let staged = match crate::setup::current(cfg, source) {
+        Ok(s) => crate::setup::stage(&repo, &s, &mut pack, now.timestamp())?,
+        Err(e) => {
+            tracing::warn!("the setup record of `{}` was not updated: {e:#}", source.name);
+            None
+        }
+    };
 
     // A chmod alone (a note made private) is a change worth a snapshot.
     if prev_tree == Some(built.tree) && prev_modes.as_ref() == Some(&built.modes) {
         pack.finish().context("cannot write the pack")?;
+        if let Some(st) = staged {
+            crate::setup::commit(&repo, st)?;
+        }
         // Save refreshed stat data so touched-but-unchanged files are not re-read next time.
         if built.read_files > 0 || cache.commit != previous {
             if let Some(c) = previous {
@@ -294,6 +305,9 @@ fn take_unexplained(
     let commit = pack.add(Kind::Commit, &commit_data)?;
     pack.finish().context("cannot write the pack into the backup repo")?;
     repo.advance(&source.snapshot_branch, commit, previous, &format!("opus-mirror: snapshot {time}"))?;
+    if let Some(st) = staged {
+        crate::setup::commit(&repo, st)?;
+    }
     StatCache::save(&cache_file, commit, &file_refs, racy_after).context("cannot save the stat cache")?;
     maintain::after_snapshot(&repo).context("cannot tidy the backup repo's packs")?;
 

@@ -321,6 +321,12 @@ fn credentials_never_reach_output_state_or_alerts() {
     for e in walkdir::WalkDir::new(&env.state).into_iter().flatten().filter(|e| e.file_type().is_file()) {
         said.push_str(&String::from_utf8_lossy(&fs::read(e.path()).unwrap_or_default()));
     }
+    // The setup record travels in every bundle and to the mirror: compressed in a pack, so
+    // read it back with git.
+    let repo = env.backup_repo("life");
+    let record = crate::helpers::git(&repo, &["cat-file", "-p", "refs/opus-mirror/setup:config.toml"]).ok().stdout;
+    assert!(record.contains("[[source]]") && record.contains("left out"), "{record}");
+    said.push_str(&record);
     let alerts = sink.received();
     assert!(!alerts.is_empty(), "the failing run sent no alert");
     for q in &alerts {

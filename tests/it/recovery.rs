@@ -298,8 +298,9 @@ fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
         );
         (drive, target)
     };
+    // Settings a user would hate to type again on the worst day.
     env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n{extra}",
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\nexclude = [\"*.tmp\"]\n{extra}\n[network]\ntimeout = \"45s\"\ntoken_env = \"OPUS_TEST_TOKEN\"\n\n[guard]\nmin_files = 5\n\n[status]\nmax_age = \"30h\"\n",
         env.state.display().to_string(),
         code.work.display().to_string(),
     ));
@@ -314,6 +315,26 @@ fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
     env.now = Some("2026-11-21T03:30:00Z".into());
     run_ok(&env);
     (env, code, doomed, backup)
+}
+
+/// The recovered config is the one the backup carried: same settings, this machine's paths,
+/// origin at the real upstream.
+fn assert_setup_came_back(fresh: &Env, code: &CodeRepo, to: &Path, extra: &str) {
+    let text = fs::read_to_string(&fresh.config).unwrap();
+    for want in [
+        "name = \"opus\"",
+        "\"*.tmp\"",
+        "timeout = \"45s\"",
+        "OPUS_TEST_TOKEN",
+        "min_files = 5",
+        "max_age = \"30h\"",
+        extra,
+    ] {
+        assert!(text.contains(want), "the recovered config lacks {want}:\n{text}");
+    }
+    assert!(text.contains(&format!("path = {:?}", to.display().to_string())), "{text}");
+    let origin = git(to, &["remote", "get-url", "origin"]).ok().stdout;
+    assert_eq!(origin.trim(), code.origin.display().to_string(), "origin does not point at the upstream");
 }
 
 /// `to` is the repository as it was: the same tree (deleted files absent), status and log.
@@ -342,6 +363,7 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
     let r = fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
     assert!(r.stdout.contains("recovered `opus`"), "{}", r.stdout);
     assert_recovered_exactly(&code, &to, &doomed);
+    assert_setup_came_back(&fresh, &code, &to, "mode = \"incremental\"");
     let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), snapshots_before, "{snaps}");
     let older = fresh.path("older");
@@ -378,6 +400,7 @@ fn recover_brings_everything_back_from_the_mirror_in_one_command() {
     let r = fresh.run(&["recover", "--from", mirror.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
     assert!(r.stdout.contains("recovered `opus` from the mirror"), "{}", r.stdout);
     assert_recovered_exactly(&code, &to, &doomed);
+    assert_setup_came_back(&fresh, &code, &to, "mirror = ");
     let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
     // The recovered setup mirrors to the same place again.
