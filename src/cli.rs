@@ -321,10 +321,16 @@ pub struct UnbundleArgs {
 
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
-    /// The backup drive (the directory of a dir target, holding the bundles), or the mirror
-    /// (its URL, or the path of the bare repository).
-    #[arg(long, value_name = "DIR|MIRROR")]
+    /// The backup drive (the directory of a dir target, holding the bundles), the mirror
+    /// (its URL, or the path of the bare repository), or an off-site target as
+    /// `rclone:REMOTE:PATH` (needs --source; an rclone config that knows REMOTE, or a
+    /// `:backend,...:` connection string).
+    #[arg(long, value_name = "DIR|MIRROR|rclone:REMOTE")]
     pub from: PathBuf,
+    /// Bring back the snapshot as of this time (`2026-11-20 18:00`, `3d` ago) instead of the
+    /// newest; every snapshot still comes back into the history.
+    #[arg(long, value_name = "DATETIME")]
+    pub at: Option<String>,
     /// Where the source comes back (must be empty or missing).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,

@@ -183,17 +183,60 @@ pub fn commit(repo: &BackupRepo, staged: (Oid, Option<Oid>)) -> Result<()> {
     Ok(())
 }
 
+/// Where a recover got the backup from.
+#[derive(Debug, Clone, Copy)]
+pub enum Recovered<'a> {
+    /// A dir target's directory, at this path on this machine.
+    Drive(&'a Path),
+    /// An rclone remote, as the user named it.
+    Rclone(&'a str),
+    /// The mirror, at this URL.
+    Mirror(&'a str),
+}
+
 /// The config a recover writes from a recorded setup: the source at `to` (under the name it
-/// was recovered as), its mirror the one recovered from (`mirror`), and the dir target that
-/// held the bundles (`drive`) at its path on this machine — added when the record has none.
-pub fn recovered_config(
-    setup: &Setup,
-    source: &str,
-    to: &Path,
-    drive: Option<&Path>,
-    mirror: Option<&str>,
-) -> Result<String> {
+/// was recovered as), its mirror the one recovered from, and the target that held the
+/// bundles where it is now — added when the record has none. A target that lost a required
+/// value to credential stripping (an rclone remote with keys in it) is left out, and said.
+pub fn recovered_config(setup: &Setup, source: &str, to: &Path, from: Recovered<'_>) -> Result<String> {
+    let (drive, rclone, mirror) = match from {
+        Recovered::Drive(p) => (Some(p), None, None),
+        Recovered::Rclone(r) => (None, Some(r), None),
+        Recovered::Mirror(m) => (None, None, Some(m)),
+    };
     let mut t: toml::Table = setup.config.parse().context("the recorded setup is not valid TOML")?;
+    let mut notes = String::new();
+    if let Some(toml::Value::Array(targets)) = t.get_mut("target") {
+        targets.retain(|x| {
+            let broken =
+                x.get("kind").and_then(|k| k.as_str()) == Some("rclone") && x.get("remote").is_none();
+            if broken {
+                let name = x.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                notes.push_str(&format!(
+                    "# left out: target `{name}` (its remote held a credential); add it again\n"
+                ));
+            }
+            !broken
+        });
+    }
+    if let Some(remote) = rclone {
+        let targets = t.entry("target").or_insert_with(|| toml::Value::Array(Vec::new()));
+        if let toml::Value::Array(targets) = targets {
+            if !targets.iter().any(|x| x.get("remote").and_then(|r| r.as_str()) == Some(remote)) {
+                let taken =
+                    |n: &str| targets.iter().any(|x| x.get("name").and_then(|v| v.as_str()) == Some(n));
+                let name = ["offsite", "recovered-offsite"]
+                    .into_iter()
+                    .find(|n| !taken(n))
+                    .unwrap_or("recovered-from");
+                let mut x = toml::Table::new();
+                x.insert("name".into(), toml::Value::String(name.into()));
+                x.insert("kind".into(), toml::Value::String("rclone".into()));
+                x.insert("remote".into(), toml::Value::String(remote.into()));
+                targets.push(toml::Value::Table(x));
+            }
+        }
+    }
     if let Some(toml::Value::Array(sources)) = t.get_mut("source") {
         // The record holds one source; a recover under another name keeps that name.
         if let [only] = sources.as_mut_slice() {
@@ -244,7 +287,7 @@ pub fn recovered_config(
     }
     let header: String =
         setup.config.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-    Ok(format!("{header}{}", toml::to_string(&t).context("cannot render the recovered config")?))
+    Ok(format!("{header}{notes}{}", toml::to_string(&t).context("cannot render the recovered config")?))
 }
 
 #[cfg(test)]
@@ -292,8 +335,7 @@ webhook = "https://hooks.example/x?token=abc"
             &setup,
             "opus",
             Path::new("/new/opus"),
-            Some(Path::new("/mnt/x/opus-bundles")),
-            None,
+            Recovered::Drive(Path::new("/mnt/x/opus-bundles")),
         )
         .unwrap();
         assert!(text.starts_with("# head\n"), "{text}");
@@ -302,5 +344,16 @@ webhook = "https://hooks.example/x?token=abc"
             "{text}"
         );
         assert!(text.contains("name = \"usb\""), "{text}");
+    }
+
+    #[test]
+    fn a_target_that_lost_its_remote_is_left_out_and_the_one_recovered_from_added() {
+        let raw = "[[source]]\nname = \"opus\"\npath = \"/old\"\n[[target]]\nname = \"s3\"\nkind = \"rclone\"\nremote = \":s3,secret_access_key=X:b\"\n";
+        let (config, _) = reduce(raw, "opus").unwrap();
+        let setup = Setup { config, remotes: BTreeMap::new() };
+        let text =
+            recovered_config(&setup, "opus", Path::new("/new"), Recovered::Rclone("cloud:b/opus")).unwrap();
+        assert!(text.contains("# left out: target `s3`"), "{text}");
+        assert!(text.contains("remote = \"cloud:b/opus\"") && !text.contains("name = \"s3\""), "{text}");
     }
 }

@@ -34,6 +34,10 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         ))
         .into());
     }
+    let at = match &args.at {
+        Some(t) => Some(crate::timeparse::parse_time(t).map_err(|e| UserError::usage(format!("--at: {e}")))?),
+        None => None,
+    };
     if is_mirror(&args.from) {
         return from_mirror(
             ctx,
@@ -42,25 +46,44 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
             args.source.as_deref(),
             &path,
             started,
+            at,
         );
     }
-    let from = std::path::absolute(&args.from)?;
-    let source = pick_source(&from, args.source.as_deref())?;
-    let one = any_manifest(&from, &source)?;
-    let snapshot_branch = snapshot_branch_of(&one);
-    let text = format!(
-        "# Written by `opus-mirror recover` from {from}.\n\n[[source]]\nname = {name:?}\npath = {to:?}\nsnapshot_branch = {branch:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {from:?}\n",
-        from = from.display().to_string(),
-        name = source,
-        to = to.display().to_string(),
-        branch = snapshot_branch,
-    );
+    let (from, source, text) = match args.from.to_str().and_then(|s| s.strip_prefix("rclone:")) {
+        Some(remote) => {
+            let Some(source) = args.source.clone() else {
+                return Err(UserError::usage(format!(
+                    "recovering from rclone needs the source's name\n  fix: `rclone lsf {remote}` lists the bundles, named SOURCE-DATE.bundle; pass --source SOURCE"
+                ))
+                .into());
+            };
+            let text = format!(
+                "# Written by `opus-mirror recover` from rclone {shown}.\n\n[[source]]\nname = {source:?}\npath = {to:?}\n\n[[target]]\nname = \"offsite\"\nkind = \"rclone\"\nremote = {remote:?}\n",
+                shown = config::mask_url(remote),
+                to = to.display().to_string(),
+            );
+            (From::Rclone(remote.to_string()), source, text)
+        }
+        None => {
+            let from = std::path::absolute(&args.from)?;
+            let source = pick_source(&from, args.source.as_deref())?;
+            let one = any_manifest(&from, &source)?;
+            let text = format!(
+                "# Written by `opus-mirror recover` from {from}.\n\n[[source]]\nname = {name:?}\npath = {to:?}\nsnapshot_branch = {branch:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {from:?}\n",
+                from = from.display().to_string(),
+                name = source,
+                to = to.display().to_string(),
+                branch = snapshot_branch_of(&one),
+            );
+            (From::Drive(from), source, text)
+        }
+    };
     std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
     crate::atomic::write_file(&path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     ctx.say(format!("wrote {}", path.display()))?;
     let mut made = None;
-    let done = rebuild(ctx, &from, &to, &source, &one, args.identity.as_deref(), &mut made);
+    let done = rebuild(ctx, &from, &to, &source, args.identity.as_deref(), at, &mut made);
     if done.is_err() {
         undo(&path, &to, made.as_deref());
     }
@@ -99,29 +122,59 @@ fn fresh_repo(cfg: &crate::config::Config, source: &str) -> Result<PathBuf> {
     Ok(loc)
 }
 
-/// The backup repo from the drive's chain, then the working tree from the backup repo.
+/// Where the bundles of a recover come from.
+enum From {
+    /// A dir target's directory (the backup drive).
+    Drive(PathBuf),
+    /// An rclone remote (`REMOTE:PATH` or a connection string).
+    Rclone(String),
+}
+
+impl std::fmt::Display for From {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            From::Drive(p) => write!(f, "{}", p.display()),
+            From::Rclone(r) => write!(f, "rclone {}", config::mask_url(r)),
+        }
+    }
+}
+
+/// The backup repo from the target's chain, then the working tree from the backup repo.
 fn rebuild(
     ctx: &mut Context,
-    from: &Path,
+    from: &From,
     to: &Path,
     source: &str,
-    one: &Manifest,
     identity: Option<&Path>,
+    at: Option<chrono::DateTime<chrono::Utc>>,
     made: &mut Option<PathBuf>,
 ) -> Result<bool> {
     let source = source.to_string();
-    let snapshot_branch = snapshot_branch_of(one);
     let cfg = ctx.config()?;
     let _lock = ctx.lock(&cfg)?;
     let t = cfg.targets.first().expect("the config written above has its target");
+    let one = crate::target::list(t, &source)?
+        .into_iter()
+        .filter_map(|l| l.manifest)
+        .find(|m| m.verified)
+        .ok_or_else(|| {
+            UserError::usage(format!(
+                "{from} holds no verified bundle of `{source}`\n  fix: check the name with --source, and the remote or directory"
+            ))
+        })?;
+    let snapshot_branch = snapshot_branch_of(&one);
     let repo = fresh_repo(&cfg, &source)?;
     *made = Some(repo.clone());
     let applied = crate::bundle::create::restore_chain(&cfg, &source, t, &repo, identity)
-        .with_context(|| format!("cannot rebuild the backup repo of `{source}` from {}", from.display()))?;
+        .with_context(|| format!("cannot rebuild the backup repo of `{source}` from {from}"))?;
     ctx.say(format!("backup repo {}: {} bundle(s) applied", repo.display(), applied.len()))?;
     let snaps = crate::snapshot::history::list(&BackupRepo::open(&repo)?, &snapshot_branch)?;
     ctx.say(format!("{} snapshot(s) of `{source}` are back", snaps.len()))?;
-    let setup = restore_setup(ctx, &repo, &source, to, Some(from), None)?;
+    let drive = match from {
+        From::Drive(p) => crate::setup::Recovered::Drive(p),
+        From::Rclone(r) => crate::setup::Recovered::Rclone(r),
+    };
+    let setup = restore_setup(ctx, &repo, &source, to, drive)?;
 
     // The newest bundle by content (the chain `restore_chain` applied), never by a date that
     // a wrong clock may have written.
@@ -133,7 +186,7 @@ fn rebuild(
         .and_then(|h| h.strip_prefix("refs/heads/"))
         .filter(|b| *b != snapshot_branch)
         .map(str::to_string);
-    lay_out(&repo, to, code_branch.as_deref(), &snapshot_branch, &source)?;
+    lay_out(ctx, &repo, to, code_branch.as_deref(), &snapshot_branch, &source, at)?;
     if code_branch.is_some() {
         restore_remotes(ctx, to, setup.as_ref())?;
     }
@@ -157,8 +210,7 @@ fn restore_setup(
     repo: &Path,
     source: &str,
     to: &Path,
-    drive: Option<&Path>,
-    mirror: Option<&str>,
+    from: crate::setup::Recovered<'_>,
 ) -> Result<Option<crate::setup::Setup>> {
     let Some(setup) = crate::setup::load(&BackupRepo::open(repo)?) else {
         ctx.say("the backup carries no setup record (made before opus-mirror kept one): the config has the source and where it came from only")?;
@@ -166,12 +218,12 @@ fn restore_setup(
     };
     let path = config::locate(ctx.global.config.as_deref(), &crate::app::env_var)?;
     let minimal = std::fs::read(&path)?;
-    let text = crate::setup::recovered_config(&setup, source, to, drive, mirror)?;
+    let text = crate::setup::recovered_config(&setup, source, to, from)?;
     crate::atomic::write_file(&path, text.as_bytes())?;
     match config::load(&path, &crate::app::env_var) {
         Ok(cfg) if cfg.sources.iter().any(|s| s.name == source) => {
             ctx.say(format!("the setup came back with the backup: {}", path.display()))?;
-            for line in setup.config.lines().filter(|l| l.starts_with("# left out:")) {
+            for line in text.lines().filter(|l| l.starts_with("# left out:")) {
                 ctx.say(format!("  {}", line.trim_start_matches("# ")))?;
             }
             Ok(Some(setup))
@@ -225,6 +277,7 @@ fn from_mirror(
     named: Option<&str>,
     config_path: &Path,
     started: Instant,
+    at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Exit> {
     let url = match Path::new(url).is_absolute() || url.contains("://") {
         true => url.to_string(),
@@ -281,8 +334,8 @@ fn from_mirror(
             loc.display(),
             snaps.len()
         ))?;
-        let setup = restore_setup(ctx, &loc, &source, to, None, Some(&url))?;
-        lay_out(&loc, to, code_branch.as_deref(), branch, &source)?;
+        let setup = restore_setup(ctx, &loc, &source, to, crate::setup::Recovered::Mirror(&url))?;
+        lay_out(ctx, &loc, to, code_branch.as_deref(), branch, &source, at)?;
         if code_branch.is_some() {
             restore_remotes(ctx, to, setup.as_ref())?;
         }
@@ -367,32 +420,47 @@ fn snapshot_branch_of(m: &Manifest) -> String {
 }
 
 /// Writes `to` from the rebuilt backup repo: a git source as a repository whose working tree
-/// is exactly the newest snapshot, a plain vault as the newest snapshot's files.
+/// is exactly the snapshot (the newest, or the one as of `at`), a plain vault as its files.
 fn lay_out(
+    ctx: &mut Context,
     repo: &Path,
     to: &Path,
     code_branch: Option<&str>,
     snapshot_branch: &str,
     source: &str,
+    at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<()> {
+    use crate::snapshot::history::{self, Pick};
     let backup = BackupRepo::open(repo)?;
-    // The git path checks out the branch tip (what stock git sees); a plain vault gets the
-    // newest of the user's own snapshots.
-    let pick = match code_branch {
-        Some(_) => match backup.tip(snapshot_branch)? {
-            Some(tip) => crate::snapshot::history::Pick::Id(tip.to_string()),
-            None => crate::snapshot::history::Pick::Latest,
+    // The git path checks out the branch tip (what stock git sees); a plain vault, or `--at`,
+    // the newest of the user's own snapshots (as of then).
+    let pick = match (at, code_branch) {
+        (Some(t), _) => Pick::At(t),
+        (None, Some(_)) => match backup.tip(snapshot_branch)? {
+            Some(tip) => Pick::Id(tip.to_string()),
+            None => Pick::Latest,
         },
-        None => crate::snapshot::history::Pick::Latest,
+        (None, None) => Pick::Latest,
     };
-    let info = crate::snapshot::history::resolve(&backup, snapshot_branch, source, &pick)?;
+    let info = history::resolve(&backup, snapshot_branch, source, &pick)?;
     let tree = git2::Oid::from_str(&info.tree)?;
     let items = crate::restore::select(&backup.repo.odb()?, tree, &[], &info.short)?;
-    let modes = crate::snapshot::history::modes(&backup, &info)?;
+    let modes = history::modes(&backup, &info)?;
+    if at.is_some() {
+        ctx.say(format!("the snapshot as of then: {} ({})", info.short, info.time))?;
+    }
     let Some(branch) = code_branch else {
         return crate::restore::to_dir(&backup, &items, to, false, &info.short, modes.as_ref()).map(|_| ());
     };
-    worktree_from_git(repo, to, branch, snapshot_branch)?;
+    // As of a time: the branch where HEAD was then (when the snapshot recorded it and the
+    // commit came back), else the branch tip with that snapshot's files.
+    let head = at
+        .and_then(|_| history::head_of(&backup, &info))
+        .filter(|(c, _)| backup.repo.find_commit(*c).is_ok());
+    if at.is_some() && head.is_none() {
+        ctx.say(format!("note: snapshot {} did not record the commit it was on: the files are as then, on the tip of {branch}", info.short))?;
+    }
+    worktree_from_git(repo, to, branch, snapshot_branch, at.map(|_| info.id.as_str()), head.as_ref())?;
     // Stock git knows 644 and 755: the bits the snapshot recorded (a 0600 note) go on top.
     if let Some(m) = &modes {
         let mut root = crate::safe_fs::Root::open(to)?;
@@ -401,22 +469,44 @@ fn lay_out(
     Ok(())
 }
 
-/// The repository and working tree exactly as at the newest snapshot: the runbook's steps
-/// (clone without checkout, `read-tree -u --reset` the snapshot, index to the branch, empty
-/// folders), from the rebuilt backup repo.
-fn worktree_from_git(repo: &Path, to: &Path, branch: &str, snapshot_branch: &str) -> Result<()> {
+/// The repository and working tree exactly as at a snapshot: the runbook's steps (clone
+/// without checkout, `read-tree -u --reset` the snapshot, index to the branch, empty folders),
+/// from the rebuilt backup repo. `snapshot` (an id) picks one other than the newest, and
+/// `head` puts the branch back at the commit it was on then.
+fn worktree_from_git(
+    repo: &Path,
+    to: &Path,
+    branch: &str,
+    snapshot_branch: &str,
+    snapshot: Option<&str>,
+    head: Option<&(git2::Oid, String)>,
+) -> Result<()> {
     // Procedure 1's steps, from the rebuilt backup repo; its remote is kept as `backup`.
-    let steps = "git clone --quiet --no-checkout --origin mirror --branch \"$BRANCH\" \"$MIRROR\" \"$RESTORE\"\n\
-         git -C \"$RESTORE\" read-tree -u --reset \"mirror/$SNAPSHOT_BRANCH\" && git -C \"$RESTORE\" reset --quiet\n\
-         restore_empty_dirs \"$RESTORE\" \"mirror/$SNAPSHOT_BRANCH\"\n\
-         git -C \"$RESTORE\" remote rename mirror backup\n";
-    let vars: [(&str, &std::ffi::OsStr); 4] = [
+    let mut steps = String::from(
+        "git clone --quiet --no-checkout --origin mirror --branch \"$BRANCH\" \"$MIRROR\" \"$RESTORE\"\n",
+    );
+    if head.is_some() {
+        steps.push_str(
+            "git -C \"$RESTORE\" update-ref \"refs/heads/$AT_BRANCH\" \"$AT_HEAD\" && git -C \"$RESTORE\" symbolic-ref HEAD \"refs/heads/$AT_BRANCH\"\n",
+        );
+    }
+    steps.push_str(
+        "git -C \"$RESTORE\" read-tree -u --reset \"$SNAP\" && git -C \"$RESTORE\" reset --quiet\n\
+         restore_empty_dirs \"$RESTORE\" \"$SNAP\"\n\
+         git -C \"$RESTORE\" remote rename mirror backup\n",
+    );
+    let snap = snapshot.map_or_else(|| format!("mirror/{snapshot_branch}"), str::to_string);
+    let (at_head, at_branch) =
+        head.map_or((String::new(), String::new()), |(c, b)| (c.to_string(), b.clone()));
+    let vars: [(&str, &std::ffi::OsStr); 6] = [
         ("BRANCH", branch.as_ref()),
-        ("SNAPSHOT_BRANCH", snapshot_branch.as_ref()),
+        ("SNAP", snap.as_ref()),
         ("MIRROR", repo.as_os_str()),
         ("RESTORE", to.as_os_str()),
+        ("AT_HEAD", at_head.as_ref()),
+        ("AT_BRANCH", at_branch.as_ref()),
     ];
-    crate::recovery::run_runbook(&[], steps, &vars)
+    crate::recovery::run_runbook(&[], &steps, &vars)
         .map_err(|e| anyhow::anyhow!("laying out the working tree failed: {e}"))?;
     restore_tracked_secrets(to)
 }

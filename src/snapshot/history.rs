@@ -30,6 +30,22 @@ pub struct Info {
     pub safety: bool,
 }
 
+/// The trailer with the commit and branch a git source's HEAD was on.
+pub const HEAD: &str = "Head";
+
+/// The commit and branch a snapshot recorded as the source's HEAD (None for a plain folder,
+/// an older snapshot, or a record that does not parse).
+pub fn head_of(repo: &BackupRepo, info: &Info) -> Option<(Oid, String)> {
+    let c = repo.repo.find_commit(oid(info)).ok()?;
+    let msg = String::from_utf8_lossy(c.message_raw_bytes()).into_owned();
+    let rest = msg.lines().find_map(|l| l.strip_prefix(HEAD).and_then(|r| r.strip_prefix(": ")))?;
+    let (id, name) = rest.split_once(' ')?;
+    let branch = name.strip_prefix("refs/heads/")?;
+    // The name comes from a backup: only what git accepts as a branch.
+    git2::Branch::name_is_valid(branch).ok().filter(|v| *v)?;
+    Some((Oid::from_str(id).ok()?, branch.to_string()))
+}
+
 /// The trailer that marks why a snapshot was taken, and its value for safety snapshots.
 pub const PURPOSE: &str = "Purpose";
 pub const SAFETY: &str = "safety (taken before a restore in place)";

@@ -378,5 +378,18 @@ fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String
         d = s.deleted,
         skipped = b.skipped.len(),
         modes = b.modes.render(),
-    )
+    ) + &head_trailer(&source.path)
+}
+
+/// For a git source, `Head: COMMIT REF` — what the working tree was on, so a recover `--at`
+/// this snapshot can put the branch back where it was, not only the files.
+fn head_trailer(path: &std::path::Path) -> String {
+    let Ok(repo) = git2::Repository::open(path) else { return String::new() };
+    let Ok(head) = repo.head() else { return String::new() };
+    match (head.target(), head.name()) {
+        (Some(oid), Ok(name)) if name.starts_with("refs/heads/") && !name.contains(char::is_whitespace) => {
+            format!("{}: {oid} {name}\n", history::HEAD)
+        }
+        _ => String::new(),
+    }
 }

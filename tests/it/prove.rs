@@ -324,7 +324,8 @@ fn credentials_never_reach_output_state_or_alerts() {
     // The setup record travels in every bundle and to the mirror: compressed in a pack, so
     // read it back with git.
     let repo = env.backup_repo("life");
-    let record = crate::helpers::git(&repo, &["cat-file", "-p", "refs/opus-mirror/setup:config.toml"]).ok().stdout;
+    let record =
+        crate::helpers::git(&repo, &["cat-file", "-p", "refs/opus-mirror/setup:config.toml"]).ok().stdout;
     assert!(record.contains("[[source]]") && record.contains("left out"), "{record}");
     said.push_str(&record);
     let alerts = sink.received();

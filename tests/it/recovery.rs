@@ -270,7 +270,15 @@ fn the_rendered_values_are_inert_when_pasted_into_a_shell() {
 /// machine; the second run after an unpushed commit, a deleted note and an untracked file.
 /// Returns the env, the repo, the note deleted before the disaster, and the drive or mirror.
 fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
-    let mut env = Env::new();
+    backed_up_git_vault_in(Env::new(), to_mirror, None)
+}
+
+/// [`backed_up_git_vault`] in `env`; with `remote`, to that rclone remote instead.
+fn backed_up_git_vault_in(
+    mut env: Env,
+    to_mirror: bool,
+    remote: Option<&str>,
+) -> (Env, CodeRepo, String, PathBuf) {
     let code = CodeRepo::new(&env.path("code"));
     vaultgen::create(
         &code.work.join("vault"),
@@ -285,7 +293,10 @@ fn backed_up_git_vault(to_mirror: bool) -> (Env, CodeRepo, String, PathBuf) {
     fs::set_permissions(code.work.join("vault/private"), fs::Permissions::from_mode(0o700)).unwrap();
     code.git(&["add", "-A"]).ok();
     code.git(&["commit", "-q", "-m", "vault"]).ok();
-    let (backup, extra) = if to_mirror {
+    let (backup, extra) = if let Some(remote) = remote {
+        let line = format!("\n[[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = {remote:?}\nmode = \"incremental\"\n");
+        (PathBuf::from(remote), line)
+    } else if to_mirror {
         let mirror = env.path("opus.git");
         git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
         let line = format!("mirror = {:?}\n", mirror.display().to_string());
@@ -406,4 +417,66 @@ fn recover_brings_everything_back_from_the_mirror_in_one_command() {
     // The recovered setup mirrors to the same place again.
     let cfg = fresh.run(&["config", "check"]).ok().stdout;
     assert!(cfg.contains(mirror.to_str().unwrap()), "{cfg}");
+}
+
+/// From an off-site target (S3 on loopback) with nothing else left: the same exact result.
+#[test]
+fn recover_brings_everything_back_from_an_rclone_target() {
+    let test = "recover_brings_everything_back_from_an_rclone_target";
+    let Some(s3) = crate::helpers::servers::S3Server::start(test) else { return };
+    s3.mkbucket("backups");
+    let mut env = Env::new();
+    env.vars = s3.rclone_env();
+    let (_env, code, doomed, _) = backed_up_git_vault_in(env, false, Some("s3:backups/opus"));
+    let mut fresh = Env::new();
+    fresh.vars = s3.rclone_env();
+    let to = fresh.path("opus");
+    let r = fresh.run(&["recover", "--from", "rclone:s3:backups/opus", "--to", to.to_str().unwrap()]).code(2);
+    assert!(r.stderr.contains("--source"), "{}", r.stderr);
+    let r = fresh
+        .run(&[
+            "recover",
+            "--from",
+            "rclone:s3:backups/opus",
+            "--source",
+            "opus",
+            "--to",
+            to.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(r.stdout.contains("recovered `opus`"), "{}", r.stdout);
+    assert_recovered_exactly(&code, &to, &doomed);
+    assert_setup_came_back(&fresh, &code, &to, "remote = \"s3:backups/opus\"");
+    let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
+}
+
+/// `--at` brings back the repository as it was then: the files of that day's snapshot and the
+/// branch at the commit it was on, with every snapshot still in the history.
+#[test]
+fn recover_at_an_earlier_time_brings_back_that_day() {
+    let (_env, code, doomed, drive) = backed_up_git_vault(false);
+    let pushed = git(&code.work, &["rev-parse", "HEAD~1"]).ok().stdout.trim().to_string();
+    let fresh = Env::new();
+    let to = fresh.path("opus");
+    let r = fresh
+        .run(&[
+            "recover",
+            "--from",
+            drive.to_str().unwrap(),
+            "--at",
+            "2026-11-20T12:00:00Z",
+            "--to",
+            to.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(r.stdout.contains("as of then"), "{}", r.stdout);
+    assert!(to.join(&doomed).exists(), "the note deleted on the 21st is missing from the 20th");
+    assert!(!to.join("vault/untracked.md").exists() && !to.join("vault/unpushed.md").exists());
+    assert_eq!(git(&to, &["rev-parse", "HEAD"]).ok().stdout.trim(), pushed, "the branch is not where it was");
+    assert_eq!(git(&to, &["status", "--porcelain"]).ok().stdout, "", "the 20th's tree was clean");
+    let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
+    // The newer commit is not lost: it is on the backup remote.
+    assert!(git(&to, &["log", "--oneline", "backup/main"]).ok().stdout.contains("not pushed"));
 }
