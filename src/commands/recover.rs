@@ -461,6 +461,10 @@ fn lay_out(
         ctx.say(format!("note: snapshot {} did not record the commit it was on: the files are as then, on the tip of {branch}", info.short))?;
     }
     worktree_from_git(repo, to, branch, snapshot_branch, at.map(|_| info.id.as_str()), head.as_ref())?;
+    if let Err(e) = restage(to, &history::staged_of(&backup, &info)) {
+        // The files are back either way: staging is the last touch, worth a note, not a failure.
+        ctx.say(format!("note: {e:#}"))?;
+    }
     // Stock git knows 644 and 755: the bits the snapshot recorded (a 0600 note) go on top.
     if let Some(m) = &modes {
         let mut root = crate::safe_fs::Root::open(to)?;
@@ -509,6 +513,40 @@ fn worktree_from_git(
     crate::recovery::run_runbook(&[], &steps, &vars)
         .map_err(|e| anyhow::anyhow!("laying out the working tree failed: {e}"))?;
     restore_tracked_secrets(to)
+}
+
+/// Stages again what the snapshot recorded as staged, so `git status` shows it as before. A
+/// path staged with other content than the file's (`MM`) comes back staged as the file is.
+fn restage(to: &Path, staged: &(Vec<Vec<u8>>, Vec<Vec<u8>>)) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let (add, remove) = staged;
+    // A staged file the snapshot left out (a secret) is not there to stage.
+    let add: Vec<Vec<u8>> = add
+        .iter()
+        .filter(|p| to.join(std::ffi::OsStr::from_bytes(p)).symlink_metadata().is_ok())
+        .cloned()
+        .collect();
+    let add_args: &[&str] = &["add", "--force", "--"];
+    let rm_args: &[&str] = &["rm", "--cached", "--quiet", "--ignore-unmatch", "--"];
+    for (args, paths) in [(add_args, &add), (rm_args, remove)] {
+        if paths.is_empty() {
+            continue;
+        }
+        // Literal pathspecs: a name from the backup is a path, never `:(magic)`; git itself
+        // refuses anything outside the work tree or beyond a symlink.
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(to)
+            .args(args)
+            .args(paths.iter().map(|p| std::ffi::OsStr::from_bytes(p)))
+            .env("GIT_LITERAL_PATHSPECS", "1")
+            .output()
+            .context("cannot run git")?;
+        if !o.status.success() {
+            anyhow::bail!("cannot stage what was staged: {}", String::from_utf8_lossy(&o.stderr).trim());
+        }
+    }
+    Ok(())
 }
 
 /// Snapshots never hold secret-looking files, so a committed one (a tracked `.env`) would

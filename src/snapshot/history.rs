@@ -30,6 +30,23 @@ pub struct Info {
     pub safety: bool,
 }
 
+/// The trailers naming what a git source had staged: paths added or changed in the index,
+/// and paths removed from it.
+pub const STAGED: &str = "Staged";
+pub const STAGED_DELETE: &str = "Staged-Delete";
+
+/// What a snapshot recorded as staged: (added or changed, removed). Paths come from a backup:
+/// the caller hands them to git as literal pathspecs, which git confines to the work tree.
+pub fn staged_of(repo: &BackupRepo, info: &Info) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let Ok(c) = repo.repo.find_commit(oid(info)) else { return Default::default() };
+    let msg = String::from_utf8_lossy(c.message_raw_bytes()).into_owned();
+    let pick = |key: &str| -> Vec<Vec<u8>> {
+        let prefix = format!("{key}: ");
+        msg.lines().filter_map(|l| l.strip_prefix(&prefix)).filter_map(super::modes::unquote).collect()
+    };
+    (pick(STAGED), pick(STAGED_DELETE))
+}
+
 /// The trailer with the commit and branch a git source's HEAD was on.
 pub const HEAD: &str = "Head";
 

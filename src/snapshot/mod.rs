@@ -293,6 +293,7 @@ fn take_unexplained(
     let changes: Vec<Change> = diff::diff(&odb, &built.trees, prev_tree, Some(built.tree))?;
     let summary = Summary::of(&changes);
     let mut message = commit_message(source, &time, &built, &summary);
+    message.push_str(&staged_trailers(&source.path));
     if safety {
         message.push_str(&format!("{}: {}\n", history::PURPOSE, history::SAFETY));
     }
@@ -379,6 +380,27 @@ fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String
         skipped = b.skipped.len(),
         modes = b.modes.render(),
     ) + &head_trailer(&source.path)
+}
+
+/// For a git source, what was staged (the index against HEAD): `Staged: PATH` for a path
+/// added or changed in the index, `Staged-Delete: PATH` for one removed from it — so a recover gives `git status` back as it was, not only the files. Taken only
+/// with a new snapshot (a change of the index alone is not a change of the files).
+fn staged_trailers(path: &std::path::Path) -> String {
+    let Ok(repo) = git2::Repository::open(path) else { return String::new() };
+    let Ok(index) = repo.index() else { return String::new() };
+    let head = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
+    let Ok(diff) = repo.diff_tree_to_index(head.as_ref(), Some(&index), None) else { return String::new() };
+    let mut out = String::new();
+    for d in diff.deltas() {
+        let (key, file) = match d.status() {
+            git2::Delta::Deleted => (history::STAGED_DELETE, d.old_file()),
+            _ => (history::STAGED, d.new_file()),
+        };
+        if let Some(p) = file.path_bytes() {
+            out.push_str(&format!("{key}: {}\n", modes::quote(p)));
+        }
+    }
+    out
 }
 
 /// For a git source, `Head: COMMIT REF` — what the working tree was on, so a recover `--at`

@@ -323,6 +323,12 @@ fn backed_up_git_vault_in(
     let doomed = tracked.lines().find(|l| l.ends_with(".md")).unwrap().to_string();
     fs::remove_file(code.work.join(&doomed)).unwrap();
     fs::write(code.work.join("vault/untracked.md"), "new\n").unwrap();
+    // Staged work: a new file, a change and a removal, each in the index only.
+    fs::write(code.work.join("vault/staged.md"), "staged, not committed\n").unwrap();
+    let notes: Vec<&str> = tracked.lines().filter(|l| l.ends_with(".md")).collect();
+    fs::write(code.work.join(notes[1]), "changed and staged\n").unwrap();
+    code.git(&["add", "vault/staged.md", notes[1]]).ok();
+    code.git(&["rm", "-q", notes[2]]).ok();
     env.now = Some("2026-11-21T03:30:00Z".into());
     run_ok(&env);
     (env, code, doomed, backup)
@@ -355,6 +361,9 @@ fn assert_recovered_exactly(code: &CodeRepo, to: &Path, doomed: &str) {
     treecmp::assert_same_modes(&code.work, to, &skip);
     assert!(!to.join(doomed).exists(), "a note deleted before the disaster came back");
     assert_eq!(changes(to), changes(&code.work), "git status differs");
+    let status = |d: &Path| git(d, &["status", "--porcelain"]).ok().stdout;
+    assert_eq!(status(to), status(&code.work), "git status --porcelain differs (staged work?)");
+    assert!(status(to).contains("A  vault/staged.md"), "{}", status(to));
     let log = |d: &Path| git(d, &["log", "--format=%H %s"]).ok().stdout;
     assert_eq!(log(to), log(&code.work), "git log differs");
 }
