@@ -363,6 +363,9 @@ pub fn host() -> String {
 fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String {
     format!(
         "opus-mirror snapshot of {name}\n\n\
+         The folder exactly as it was on disk. To get it back as it was (deleted files absent,\n\
+         empty folders and permission bits restored): `opus-mirror recover`, or by hand the\n\
+         git commands of RESTORE.md beside the bundles (docs/disaster-recovery.md).\n\n\
          Source: {path}\nHost: {host}\nTime: {time}\nTool: opus-mirror {ver}\n\
          Files: {files}\nBytes: {bytes}\nSymlinks: {links}\nEmpty-Dirs: {dirs}\n\
          Added: {a}\nModified: {m}\nDeleted: {d}\nSkipped: {skipped}\n{modes}",

@@ -64,6 +64,10 @@ fn restore_drill_and_recover_bring_back_every_permission_bit() {
         "the tree holds something the vault has not:\n{files}"
     );
     git(&repo, &["fsck", "--full", "--strict"]).ok();
+    // The first thing `git log` shows after a clone of the branch says how to get it back.
+    let body = git(&repo, &["log", "-1", "--format=%b", "snapshot"]).ok().stdout;
+    assert!(body.starts_with("The folder exactly as it was") && body.contains("RESTORE.md"), "{body}");
+    assert!(body.contains("Mode: 0600 diary.md"), "{body}");
 
     // A chmod alone is a change worth a snapshot; nothing new after it is unchanged.
     chmod(&vault.join(files.lines().find(|f| f.ends_with(".md") && !f.contains("frozen")).unwrap()), 0o600);
