@@ -431,12 +431,25 @@ pub fn restore_chain(
     result
 }
 
-/// Creates a bare repo at `dest` and applies the bundle files in order.
+/// Names the bundle a tree check failed in, and what to do.
+fn unsafe_bundle(file: &str, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<crate::git::fsck::TreeError>() {
+        Some(bad) => anyhow::anyhow!(
+            "{file} is unsafe to unbundle: {bad}\n  fix: do not restore from it (whoever can write to the target may have planted it), and run `opus-mirror check`"
+        ),
+        None => e.context(format!("cannot read the trees of {file}")),
+    }
+}
+
+/// Creates a bare repo at `dest` and applies the bundle files in order; every tree they
+/// bring is checked ([`super::read::check_trees`]) before the next bundle is read.
 pub fn apply_chain(chain: &[Manifest], files: &[PathBuf], dest: &Path) -> Result<Vec<String>> {
     let repo = Repository::init_bare(dest)?;
     let mut applied = Vec::new();
+    let mut checked = HashSet::new();
     for (m, file) in chain.iter().zip(files) {
-        super::read::unbundle(&repo, file)?;
+        let header = super::read::unbundle(&repo, file)?;
+        super::read::check_trees(&repo, &header.refs, &mut checked).map_err(|e| unsafe_bundle(&m.file, e))?;
         if let Some(h) = &m.head {
             repo.set_head(h)?;
         }
