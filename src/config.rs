@@ -104,6 +104,9 @@ pub struct Source {
     pub exclude: Vec<String>,
     /// Back up secret-looking files (`.env`, keys) too.
     pub include_secrets: bool,
+    /// gitignore-style patterns, relative to `path`: secret-looking files they match are
+    /// backed up anyway (the rest stay out). Validated when the config is loaded.
+    pub keep_secrets: Vec<String>,
     /// The branch in the backup repo that holds the snapshots.
     pub snapshot_branch: String,
     /// The secondary private remote that receives every ref, if any.
@@ -375,6 +378,7 @@ struct RawSource {
     exclude: Vec<String>,
     #[serde(default)]
     include_secrets: bool,
+    keep_secrets: Option<Spanned<Vec<String>>>,
     snapshot_branch: Option<Spanned<String>>,
     /// This source's mirror remote URL.
     mirror: Option<Spanned<String>>,
@@ -680,12 +684,25 @@ fn parse(
                 });
             }
         }
+        let keep_secrets = rs.keep_secrets.as_ref().map(|k| k.get_ref().clone()).unwrap_or_default();
+        for (j, pat) in keep_secrets.iter().enumerate() {
+            if let Err(e) = crate::snapshot::filter::keep_matcher(&spath, std::slice::from_ref(pat)) {
+                return Err(ConfigError {
+                    file: Some(path.to_path_buf()),
+                    line: rs.keep_secrets.as_ref().map(|k| at(k.span())),
+                    key: Some(format!("{}[{}]", key("keep_secrets"), j + 1)),
+                    problem: e,
+                    fix: "use gitignore-style globs relative to the source path, such as `*.key` or `deploy/.env.staging`".into(),
+                });
+            }
+        }
         origins.insert(key("path"), format!("{file_disp} line {}", at(rs.path.span())));
         sources.push(Source {
             name,
             path: spath,
             exclude: rs.exclude.clone(),
             include_secrets: rs.include_secrets,
+            keep_secrets,
             snapshot_branch: branch,
             mirror: rs.mirror.as_ref().map(|m| m.get_ref().clone()),
             recovery_doc: rs.recovery_doc.as_ref().map(PathBuf::from),
@@ -1138,6 +1155,7 @@ pub fn render_effective(cfg: &Config) -> String {
         s.push_str(&format!("path = {:?}\n", src.path.display().to_string()));
         s.push_str(&format!("exclude = {:?}\n", src.exclude));
         s.push_str(&format!("include_secrets = {}\n", src.include_secrets));
+        s.push_str(&format!("keep_secrets = {:?}\n", src.keep_secrets));
         s.push_str(&format!("snapshot_branch = {:?}\n", src.snapshot_branch));
         if let Some(m) = &src.mirror {
             s.push_str(&format!("mirror = {:?}\n", mask_url(m)));
@@ -1172,7 +1190,9 @@ pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -
          # git-ignored files alike. Nested .git directories are always left out.\n\
          #\n\
          # Secret-looking files are left out by default: .env, .env.* (but not .env.example),\n\
-         # *.pem, *.key, id_rsa*, id_ed25519*. Set include_secrets = true to back them up too\n\
+         # *.pem, *.key, id_rsa*, id_ed25519*, .netrc, .aws/credentials and more; each snapshot\n\
+         # names the ones it left out. Keep some with keep_secrets = [\"*.key\"] (gitignore-style\n\
+         # patterns relative to path), or set include_secrets = true to back them all up\n\
          # (snapshots and bundles are then as sensitive as those files).\n",
     );
     if sources.is_empty() {
@@ -1182,7 +1202,7 @@ pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -
     }
     for (name, path) in sources {
         s.push_str(&format!(
-            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n",
+            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n",
             path.display().to_string()
         ));
     }

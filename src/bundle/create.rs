@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -318,7 +319,9 @@ fn place_runbook(cfg: &Config, dir: &Path) {
     }
 }
 
-/// Decrypts an age-encrypted bundle with the identities in `identity_file`.
+/// Decrypts an age-encrypted bundle with the identities in `identity_file` into `dest`, a new
+/// file (0600): whatever is already at `dest`, a file or a symlink to elsewhere, is refused,
+/// never followed or overwritten.
 pub fn decrypt(src: &Path, identity_file: &Path, dest: &Path) -> Result<()> {
     let ids = age::IdentityFile::from_file(identity_file.display().to_string())
         .with_context(|| format!("cannot read the age identity file {}", identity_file.display()))?
@@ -329,7 +332,12 @@ pub fn decrypt(src: &Path, identity_file: &Path, dest: &Path) -> Result<()> {
     let mut r = dec.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| {
         anyhow::anyhow!("cannot decrypt {} with {}: {e}", src.display(), identity_file.display())
     })?;
-    let mut out = File::create(dest)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .with_context(|| format!("cannot create {} for the decrypted bundle", dest.display()))?;
     io::copy(&mut r, &mut out)?;
     Ok(())
 }
@@ -433,16 +441,63 @@ pub fn restore_chain(
     result
 }
 
-/// Creates a bare repo at `dest` and applies the bundle files in order.
+/// Names the bundle a tree check failed in, and what to do.
+fn unsafe_bundle(file: &str, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<crate::git::fsck::TreeError>() {
+        Some(bad) => anyhow::anyhow!(
+            "{file} is unsafe to unbundle: {bad}\n  fix: do not restore from it (whoever can write to the target may have planted it), and run `opus-mirror check`"
+        ),
+        None => e.context(format!("cannot read the trees of {file}")),
+    }
+}
+
+/// Creates a bare repo at `dest` and applies the bundle files in order; every tree they
+/// bring is checked ([`super::read::check_trees`]) before the next bundle is read.
 pub fn apply_chain(chain: &[Manifest], files: &[PathBuf], dest: &Path) -> Result<Vec<String>> {
     let repo = Repository::init_bare(dest)?;
     let mut applied = Vec::new();
+    let mut checked = HashSet::new();
     for (m, file) in chain.iter().zip(files) {
-        super::read::unbundle(&repo, file)?;
+        let header = super::read::unbundle(&repo, file)?;
+        super::read::check_trees(&repo, &header.refs, &mut checked).map_err(|e| unsafe_bundle(&m.file, e))?;
         if let Some(h) = &m.head {
             repo.set_head(h)?;
         }
         applied.push(m.file.clone());
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    /// A symlink planted where the plaintext goes is not followed: the file it points at
+    /// keeps its content, and nothing is decrypted.
+    #[test]
+    fn decrypt_never_follows_a_symlink_at_its_output() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let id = age::x25519::Identity::generate();
+        let key = dir.path().join("key.txt");
+        std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).expect("key");
+        let enc = age::Encryptor::with_recipients(std::iter::once(&id.to_public() as &dyn age::Recipient))
+            .expect("one recipient");
+        let src = dir.path().join("b.bundle.age");
+        let mut w = enc.wrap_output(File::create(&src).expect("create")).expect("age writer");
+        w.write_all(b"# v2 git bundle\n").expect("write");
+        w.finish().expect("finish");
+
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "mine").expect("victim");
+        let dest = dir.path().join("b.bundle");
+        std::os::unix::fs::symlink(&victim, &dest).expect("symlink");
+        let err = decrypt(&src, &key, &dest).expect_err("a symlink at the output is refused");
+        assert!(format!("{err:#}").contains("b.bundle"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "mine");
+
+        std::fs::remove_file(&dest).expect("unlink");
+        decrypt(&src, &key, &dest).expect("a fresh output decrypts");
+        assert_eq!(std::fs::read(&dest).expect("plain"), b"# v2 git bundle\n");
+    }
 }

@@ -1,14 +1,17 @@
 //! Reading bundles ourselves: the header is parsed, prerequisites are checked, and the pack
 //! is streamed into libgit2's indexer with the repository's object database (which resolves
 //! the thin packs stock git writes for incremental bundles). Every object is hashed by the
-//! indexer and the pack trailer checked, which `git bundle verify` does not do.
+//! indexer and the pack trailer checked, which `git bundle verify` does not do. A bundle is
+//! untrusted input (whoever can write to a target can plant one): every tree it brings is
+//! judged by git's fsck rules before its refs are believed.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use git2::Repository;
+use git2::{ObjectType, Oid, Repository};
 
 use super::format::Header;
 
@@ -53,4 +56,46 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
             .with_context(|| format!("cannot set {name} from {}", path.display()))?;
     }
     Ok(h)
+}
+
+/// Checks every tree reachable from `tips` (a bundle's refs) with git's fsck rules
+/// ([`crate::git::fsck::check_tree`]): a repository built from a planted bundle must not hold
+/// a snapshot with `..`, `/`, `.git` or duplicate names, for our restore or for a stock
+/// `git clone` of it. `seen` carries the objects already checked (earlier bundles of a chain),
+/// so a chain costs one walk of its history. The error is a [`crate::git::fsck::TreeError`]
+/// whose path is git's `COMMIT:dir/` spelling (`git show` takes it as it is).
+pub fn check_trees(repo: &Repository, tips: &[(String, Oid)], seen: &mut HashSet<Oid>) -> Result<()> {
+    let odb = repo.odb()?;
+    let mut stack: Vec<(Oid, Option<ObjectType>, String)> =
+        tips.iter().map(|(name, oid)| (*oid, None, format!("{name}:"))).collect();
+    while let Some((oid, kind, path)) = stack.pop() {
+        if kind == Some(ObjectType::Blob) || !seen.insert(oid) {
+            continue;
+        }
+        let obj = odb.read(oid).with_context(|| format!("object {oid} (at {path}) is missing"))?;
+        match obj.kind() {
+            ObjectType::Tree => {
+                let entries = crate::git::fsck::check_tree(obj.data()).map_err(|finding| {
+                    crate::git::fsck::TreeError { tree: oid, path: path.clone(), finding }
+                })?;
+                // Blobs hold no names; a submodule's commit is not in the bundle.
+                for e in entries.into_iter().filter(|e| e.mode == crate::git::objects::MODE_TREE) {
+                    let child = format!("{path}{}/", crate::output::display_path(&e.name));
+                    stack.push((e.oid, Some(ObjectType::Tree), child));
+                }
+            }
+            kind @ (ObjectType::Commit | ObjectType::Tag) => {
+                let at = if kind == ObjectType::Commit {
+                    format!("{}:", crate::output::short_id(&oid.to_string()))
+                } else {
+                    path.clone()
+                };
+                for (o, k) in super::write::links(kind, obj.data()) {
+                    stack.push((o, k, at.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

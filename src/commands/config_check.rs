@@ -19,7 +19,8 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
                     .map(|o| crate::output::display_path(&o.rel))
                     .collect();
                 json!({"name": s.name, "path": s.path, "exclude": s.exclude,
-                       "include_secrets": s.include_secrets, "snapshot_branch": s.snapshot_branch,
+                       "include_secrets": s.include_secrets, "keep_secrets": s.keep_secrets,
+                       "snapshot_branch": s.snapshot_branch,
                        "left_out_own_dirs": own})
             })
             .collect();

@@ -24,7 +24,7 @@ pub fn describe(o: &Outcome) -> String {
         let shown: Vec<&str> = o.secrets_left_out.iter().take(3).map(String::as_str).collect();
         let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
         line.push_str(&format!(
-            "; left out {n} secret-looking file(s): {}{more} (include_secrets = true keeps them)",
+            "; left out {n} secret-looking file(s): {}{more} (keep_secrets = [\"PATTERN\"] keeps one, include_secrets = true all)",
             shown.join(", ")
         ));
     }

@@ -1,5 +1,6 @@
 //! What a snapshot leaves out, and why: nested `.git` always; secret-looking files unless the
-//! source opts in; the source's own gitignore-style `exclude` patterns.
+//! source opts in (all with `include_secrets`, some with `keep_secrets` patterns); the
+//! source's own gitignore-style `exclude` patterns.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +14,8 @@ use crate::config::Source;
 pub struct Filter {
     user: Gitignore,
     include_secrets: bool,
+    /// `keep_secrets`: secret-looking files these match are captured anyway.
+    keep: Gitignore,
     /// Our own directories inside the source (relative): never captured.
     own: Vec<Vec<u8>>,
 }
@@ -36,7 +39,16 @@ impl Filter {
             b.add_line(None, pat)
                 .map_err(|e| anyhow::anyhow!("exclude pattern `{pat}` of source {}: {e}", source.name))?;
         }
-        Ok(Filter { user: b.build()?, include_secrets: source.include_secrets, own: Vec::new() })
+        let keep = keep_matcher(&source.path, &source.keep_secrets)
+            .map_err(|e| anyhow::anyhow!("keep_secrets of source {}: {e}", source.name))?;
+        Ok(Filter { user: b.build()?, include_secrets: source.include_secrets, keep, own: Vec::new() })
+    }
+
+    /// Whether a secret-looking file at `rel` is kept by a `keep_secrets` pattern (a pattern
+    /// naming one of its directories keeps it too, as in .gitignore).
+    fn kept(&self, rel: &[u8]) -> bool {
+        !self.keep.is_empty()
+            && self.keep.matched_path_or_any_parents(Path::new(OsStr::from_bytes(rel)), false).is_ignore()
     }
 
     /// Leaves out our own directories inside the source (see [`own_dirs`]).
@@ -56,7 +68,7 @@ impl Filter {
         if !is_dir && is_own_temp(name) {
             return Some(Excluded::Pattern);
         }
-        if !is_dir && !self.include_secrets && (is_secret(name) || is_secret_path(rel)) {
+        if !is_dir && !self.include_secrets && (is_secret(name) || is_secret_path(rel)) && !self.kept(rel) {
             return Some(Excluded::Secret);
         }
         if !self.user.is_empty() && self.user.matched(Path::new(OsStr::from_bytes(rel)), is_dir).is_ignore() {
@@ -64,6 +76,24 @@ impl Filter {
         }
         None
     }
+}
+
+/// The matcher of `keep_secrets` patterns (gitignore syntax, relative to the source `root`);
+/// the error names the first pattern that is not valid. Also how the config validates them,
+/// as strictly as `exclude`: the gitignore matcher takes `a[` as a literal, which is never
+/// what a user meant.
+pub fn keep_matcher(root: &Path, patterns: &[String]) -> Result<Gitignore, String> {
+    let mut b = GitignoreBuilder::new(root);
+    for pat in patterns {
+        let bad = |e: &dyn std::fmt::Display| format!("`{pat}` is not a valid pattern: {e}");
+        if pat.trim().is_empty() {
+            return Err(bad(&"it is empty"));
+        }
+        globset::Glob::new(pat.trim_start_matches('!').trim_start_matches('/').trim_end_matches('/'))
+            .map_err(|e| bad(&e.kind()))?;
+        b.add_line(None, pat).map_err(|e| bad(&e))?;
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 /// One of our own directories found inside a source.
@@ -199,6 +229,7 @@ mod tests {
             path: "/v".into(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             include_secrets,
+            keep_secrets: Vec::new(),
             snapshot_branch: "snapshot".into(),
             mirror: None,
             recovery_doc: None,
@@ -217,6 +248,31 @@ mod tests {
         }
         let all = Filter::new(&source(&[], true)).unwrap();
         assert_eq!(all.excluded(b".env", b".env", false), None);
+    }
+
+    #[test]
+    fn keep_secrets_keeps_what_it_matches_and_nothing_else() {
+        let mut s = source(&[], false);
+        s.keep_secrets = vec!["*.key".into(), "deploy/.env.staging".into(), "certs/".into()];
+        let f = Filter::new(&s).unwrap();
+        for rel in
+            ["Keynote.key", "talks/Keynote.key", "deploy/.env.staging", "certs/server.pem", "a/certs/x.p12"]
+        {
+            let name = rel.rsplit('/').next().unwrap();
+            assert_eq!(f.excluded(rel.as_bytes(), name.as_bytes(), false), None, "{rel} is kept");
+        }
+        // Patterns match case-sensitively, as in .gitignore: `*.key` does not keep `X.KEY`.
+        let out = ["id_rsa", ".env", "deploy/.env", ".env.staging", "other/deploy/.env.staging", "X.KEY"];
+        for rel in out {
+            let name = rel.rsplit('/').next().unwrap();
+            assert_eq!(f.excluded(rel.as_bytes(), name.as_bytes(), false), Some(Excluded::Secret), "{rel}");
+        }
+        // Keeping is about secrets only: it never brings back what `exclude` leaves out.
+        let mut s = source(&["*.key"], false);
+        s.keep_secrets = vec!["*.key".into()];
+        let f = Filter::new(&s).unwrap();
+        assert_eq!(f.excluded(b"Keynote.key", b"Keynote.key", false), Some(Excluded::Pattern));
+        assert!(keep_matcher(Path::new("/v"), &["a[".into()]).unwrap_err().contains("`a[`"));
     }
 
     #[test]

@@ -71,6 +71,14 @@ fn toml_syntax_error() {
 }
 
 #[test]
+fn bad_keep_secrets_pattern() {
+    let env = env_with(
+        "[[source]]\nname = \"v\"\npath = \"TMP/vault\"\nkeep_secrets = [\"*.key\", \"deploy/{a,b\"]\n",
+    );
+    insta::assert_snapshot!(usage_error(&env, &["config", "check"]));
+}
+
+#[test]
 fn wrong_value_type() {
     let env = env_with("[[source]]\nname = \"v\"\npath = \"TMP/vault\"\nexclude = \"*.tmp\"\n");
     insta::assert_snapshot!(usage_error(&env, &["snapshot"]));

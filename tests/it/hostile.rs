@@ -12,10 +12,10 @@ use git2::{ObjectType, Oid, Repository};
 use crate::helpers::{vaultgen, Env};
 
 /// A raw tree entry: mode text, name bytes, object id.
-type RawEntry = (&'static str, Vec<u8>, Oid);
+pub(crate) type RawEntry = (&'static str, Vec<u8>, Oid);
 
 /// Writes a tree object with exactly these bytes (libgit2's tree builder would refuse them).
-fn raw_tree(repo: &Repository, entries: &[RawEntry]) -> Oid {
+pub(crate) fn raw_tree(repo: &Repository, entries: &[RawEntry]) -> Oid {
     let mut data = Vec::new();
     for (mode, name, oid) in entries {
         data.extend_from_slice(mode.as_bytes());
@@ -27,19 +27,19 @@ fn raw_tree(repo: &Repository, entries: &[RawEntry]) -> Oid {
     repo.odb().unwrap().write(ObjectType::Tree, &data).unwrap()
 }
 
-fn blob(repo: &Repository, data: &[u8]) -> Oid {
+pub(crate) fn blob(repo: &Repository, data: &[u8]) -> Oid {
     repo.blob(data).unwrap()
 }
 
 /// A vault with one real snapshot, and a canary directory outside everything.
-struct World {
-    env: Env,
-    vault: PathBuf,
-    canary: PathBuf,
-    repo: Repository,
+pub(crate) struct World {
+    pub env: Env,
+    pub vault: PathBuf,
+    pub canary: PathBuf,
+    pub repo: Repository,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let mut env = Env::new();
     env.now = Some("2026-01-01T00:00:00Z".into());
     let vault = env.path("vault");
@@ -54,7 +54,7 @@ fn world() -> World {
 
 impl World {
     /// Makes `tree` the newest snapshot, dated in the future like a planted one would be.
-    fn plant(&self, tree: Oid) -> Oid {
+    pub fn plant(&self, tree: Oid) -> Oid {
         let head = self.repo.find_reference("HEAD").unwrap();
         let branch = head.symbolic_target().expect("HEAD is symbolic").expect("utf-8").to_string();
         let parent = self.repo.refname_to_id(&branch).unwrap();
@@ -67,7 +67,7 @@ impl World {
     }
 
     /// The canary holds nothing, and nothing appeared next to the destination.
-    fn assert_untouched(&self) {
+    pub fn assert_untouched(&self) {
         let inside: Vec<_> = fs::read_dir(&self.canary).unwrap().map(|e| e.unwrap().path()).collect();
         assert!(inside.is_empty(), "written outside the destination: {inside:?}");
         for stray in ["pwned", "x", "slash"] {
@@ -292,7 +292,9 @@ fn a_planted_bundle_on_the_drive_writes_nothing_outside() {
     assert_ne!(r.code, 0, "drill accepted a hostile bundle\n{}", r.stderr);
     w.assert_untouched();
     let bare = w.env.path("unbundled.git");
-    w.env.run(&["unbundle", "--to", bare.to_str().unwrap()]);
+    let r = w.env.run(&["unbundle", "--to", bare.to_str().unwrap()]);
+    assert!(r.code != 0 && r.stderr.contains("`..`"), "unbundle does not refuse naming `..`:\n{}", r.stderr);
+    assert!(!bare.exists(), "a refused unbundle left a repository behind");
     w.assert_untouched();
 
     let fresh = Env::new();

@@ -9,6 +9,7 @@ mod diff;
 mod heal;
 mod helpers;
 mod hostile;
+mod hostile_rclone;
 mod init;
 mod mirror;
 mod modes;

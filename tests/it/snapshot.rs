@@ -146,6 +146,38 @@ fn secrets_and_nested_git_are_left_out_unless_opted_in() {
     );
 }
 
+/// `keep_secrets` keeps the secret-looking files it matches, and only those: a Keynote
+/// document is backed up while the SSH key next to it still stays out, and is named.
+#[test]
+fn keep_secrets_keeps_a_keynote_but_not_the_ssh_key_beside_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    for (p, c) in [("talks/Keynote.key", "slides"), ("id_rsa", "-----BEGIN"), ("notes.md", "hi")] {
+        fs::create_dir_all(src.join(p).parent().unwrap()).unwrap();
+        fs::write(src.join(p), c).unwrap();
+    }
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"s\"\npath = {:?}\nkeep_secrets = [\"*.key\"]\n",
+        env.state.display().to_string(),
+        src.display().to_string()
+    ));
+    let j = env.run(&["snapshot", "--json"]).ok().json();
+    assert_eq!(j[0]["secrets_left_out"], serde_json::json!(["id_rsa"]), "{j:#}");
+    let files = snapshot_files(&env.backup_repo("s"));
+    assert_eq!(files.lines().collect::<Vec<_>>(), vec!["notes.md", "talks/Keynote.key"]);
+    // The human line names what stayed out, and how to keep it.
+    fs::write(src.join("notes.md"), "changed").unwrap();
+    let r = env.run(&["snapshot"]).ok();
+    assert!(
+        r.stdout.contains("left out 1 secret-looking file(s): id_rsa") && r.stdout.contains("keep_secrets"),
+        "{}",
+        r.stdout
+    );
+    // `config check` shows the patterns.
+    let r = env.run(&["config", "check"]).ok();
+    assert!(r.stdout.contains("keep_secrets = [\"*.key\"]"), "{}", r.stdout);
+}
+
 #[test]
 fn exclude_patterns_use_gitignore_rules() {
     let env = Env::new();
