@@ -47,6 +47,10 @@ fn sample(count: usize, max: usize) -> Vec<usize> {
     if count <= max {
         return (1..=count).collect();
     }
+    if max <= 1 {
+        // One point: the middle one (and no division by max - 1 = 0).
+        return vec![count.div_ceil(2).max(1)];
+    }
     let mut v: Vec<usize> = (0..max).map(|i| 1 + i * (count - 1) / (max - 1)).collect();
     v.dedup();
     v
