@@ -84,6 +84,9 @@ pub struct Config {
     pub guard: Guard,
     /// `status` calls the newest good backup stale past this age.
     pub max_age: chrono::Duration,
+    /// `run` warns about unpushed commits and tags only once they are older than this (the
+    /// snapshot and the mirror hold them meanwhile); `verify` itself is always strict.
+    pub verify_grace: chrono::Duration,
     /// `run` performs a full `check` when the last one is older than this.
     pub check_every: chrono::Duration,
     /// Off-site bundles not fully read for this long are read by the next subset check.
@@ -292,6 +295,13 @@ struct RawConfig {
     guard: Option<Guard>,
     status: Option<RawStatus>,
     run: Option<RawRun>,
+    verify: Option<RawVerify>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -794,6 +804,8 @@ fn parse(
     let dur = |v: Option<&Spanned<String>>, key: &str| duration(path, text, v, key);
     let max_age = dur(raw.status.as_ref().and_then(|s| s.max_age.as_ref()), "status.max_age")?
         .unwrap_or(chrono::Duration::hours(26));
+    let verify_grace = dur(raw.verify.as_ref().and_then(|v| v.grace.as_ref()), "verify.grace")?
+        .unwrap_or(chrono::Duration::hours(24));
     let guard = raw.guard.unwrap_or_default();
     let run = raw.run.as_ref();
     let check_every = dur(run.and_then(|r| r.check_every.as_ref()), "run.check_every")?
@@ -812,6 +824,7 @@ fn parse(
         notify,
         guard,
         max_age,
+        verify_grace,
         check_every,
         drill_every,
         read_data_within,

@@ -107,6 +107,16 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// An age in its largest whole unit: 40s, 12min, 5h, 3d.
+pub fn human_age(secs: i64) -> String {
+    match secs.max(0) {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        s if s >= 60 => format!("{}min", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// A duration the way people write it: 26h, 7d, 2w.
 pub fn human_duration(d: chrono::Duration) -> String {
     let s = d.num_seconds();

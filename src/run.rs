@@ -195,10 +195,17 @@ fn source_steps(
             Ok(r) if r.unreachable => {
                 st.push("verify", None, Exit::Warnings, "a remote could not be reached", t)
             }
-            Ok(r) if !r.safe => {
-                st.push("verify", None, Exit::Warnings, format!("at risk: {}", r.reasons.join("; ")), t)
+            Ok(r) => {
+                let (warn, note) = crate::verify::for_run(&r, now, cfg.verify_grace);
+                let noted = if note.is_empty() { String::new() } else { format!("; {}", note.join("; ")) };
+                if !warn.is_empty() {
+                    st.push("verify", None, Exit::Warnings, format!("at risk: {}{noted}", warn.join("; ")), t)
+                } else if !note.is_empty() {
+                    st.push("verify", None, Exit::Ok, format!("safe for now: {}", note.join("; ")), t)
+                } else {
+                    st.push("verify", None, Exit::Ok, "everything is pushed", t)
+                }
             }
-            Ok(_) => st.push("verify", None, Exit::Ok, "everything is pushed", t),
             Err(e) => st.push("verify", None, Exit::Warnings, format!("{e:#}"), t),
         };
     }

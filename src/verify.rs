@@ -69,6 +69,9 @@ pub fn classify(
 pub struct Commit {
     pub id: String,
     pub subject: String,
+    /// Commit time (Unix seconds).
+    #[serde(skip)]
+    pub time: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +83,10 @@ pub struct BranchReport {
     pub behind: Option<usize>,
     /// The commits the remote does not have (newest first, at most 20).
     pub unpushed: Vec<Commit>,
+    /// For a branch at risk: when the work at risk began (the commit time of the oldest
+    /// unpushed commit, else of the tip); `run` gives it a grace period.
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub at_risk_since: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +94,9 @@ pub struct TagReport {
     pub name: String,
     /// "unpushed" (the remote lacks it) or "differs" (the remote's points elsewhere).
     pub state: &'static str,
+    /// The time of the commit it points at.
+    #[serde(serialize_with = "rfc3339", skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -229,6 +239,11 @@ pub fn verify(source: &str, path: &Path, net: &Network, offline: bool) -> Result
             } else {
                 Vec::new()
             };
+        let at_risk_since = state.at_risk().then(|| {
+            // The oldest listed (at most 20 are: past that, the 20th is old enough to judge by).
+            let oldest = unpushed.iter().map(|c| c.time).min();
+            oldest.or_else(|| time_of(&repo, local))
+        });
         branches.push(BranchReport {
             name,
             upstream,
@@ -236,6 +251,7 @@ pub fn verify(source: &str, path: &Path, net: &Network, offline: bool) -> Result
             ahead: counts.map(|c| c.0),
             behind: counts.map(|c| c.1),
             unpushed,
+            at_risk_since: at_risk_since.flatten(),
         });
     }
 
@@ -258,10 +274,16 @@ pub fn verify(source: &str, path: &Path, net: &Network, offline: bool) -> Result
                 let full = format!("refs/tags/{name}");
                 let local = repo.refname_to_id(&full)?;
                 match refs.get(&full) {
-                    None => tags.push(TagReport { name: name.to_string(), state: "unpushed" }),
-                    Some(o) if *o != local => {
-                        tags.push(TagReport { name: name.to_string(), state: "differs" })
-                    }
+                    None => tags.push(TagReport {
+                        name: name.to_string(),
+                        state: "unpushed",
+                        since: time_of(&repo, local),
+                    }),
+                    Some(o) if *o != local => tags.push(TagReport {
+                        name: name.to_string(),
+                        state: "differs",
+                        since: time_of(&repo, local),
+                    }),
                     _ => {}
                 }
             }
@@ -306,6 +328,57 @@ pub fn verify(source: &str, path: &Path, net: &Network, offline: bool) -> Result
     })
 }
 
+/// How `run` reads a verify report: (warnings, notes). After a session the snapshot already
+/// holds every uncommitted and untracked file, so those are notes; unpushed commits and tags
+/// become warnings only once older than `grace` (until then the snapshot and the mirror hold
+/// them), and are always listed. Stashes and a detached HEAD stay warnings: no backup holds
+/// those commits.
+pub fn for_run(
+    r: &Report,
+    now: chrono::DateTime<chrono::Utc>,
+    grace: chrono::Duration,
+) -> (Vec<String>, Vec<String>) {
+    let (mut warn, mut note) = (Vec::new(), Vec::new());
+    let mut judge = |what: String, since: Option<i64>| {
+        let age = since.map(|t| now.timestamp().saturating_sub(t));
+        match age {
+            Some(a) if a <= grace.num_seconds() => note.push(format!(
+                "{what}, for {} (within the {} grace)",
+                crate::output::human_age(a),
+                crate::output::human_duration(grace)
+            )),
+            Some(a) => warn.push(format!("{what}, for {}", crate::output::human_age(a))),
+            None => warn.push(what),
+        }
+    };
+    for b in r.branches.iter().filter(|b| b.state.at_risk()) {
+        let commits: Vec<String> =
+            b.unpushed.iter().take(3).map(|c| format!("{} {}", c.id, c.subject)).collect();
+        let listed = if commits.is_empty() { String::new() } else { format!(" [{}]", commits.join("; ")) };
+        judge(format!("branch {}: {}{listed}", b.name, describe(b)), b.at_risk_since);
+    }
+    for t in &r.tags {
+        judge(format!("tag {}: {}", t.name, t.state), t.since);
+    }
+    let w = &r.worktree;
+    if w.modified + w.staged + w.untracked > 0 {
+        note.push(format!(
+            "working tree: {} modified, {} staged, {} untracked (the snapshot holds them)",
+            w.modified, w.staged, w.untracked
+        ));
+    }
+    if w.stashes > 0 {
+        warn.push(format!("{} stash(es): stashes are never pushed nor mirrored", w.stashes));
+    }
+    if let Some(op) = &w.in_progress {
+        note.push(format!("a {op} is in progress"));
+    }
+    if w.detached_head {
+        warn.push("HEAD is detached: commits made there belong to no branch".into());
+    }
+    (warn, note)
+}
+
 /// Human words for a branch's state.
 pub fn describe(b: &BranchReport) -> String {
     match b.state {
@@ -319,6 +392,19 @@ pub fn describe(b: &BranchReport) -> String {
         BranchState::UpstreamGone => "its upstream branch is gone from the remote".into(),
         BranchState::RemoteUnknown => "the remote has commits you do not have (fetch to compare)".into(),
     }
+}
+
+/// Unix seconds as RFC 3339 in JSON.
+fn rfc3339<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    let text = t
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    s.serialize_some(&text)
+}
+
+/// The commit time of what `oid` points at (a tag peeled to its commit).
+fn time_of(repo: &Repository, oid: Oid) -> Option<i64> {
+    repo.find_object(oid, None).ok()?.peel_to_commit().ok().map(|c| c.time().seconds())
 }
 
 /// The commits of `local` that none of the `hide` tips (what the remote has) contain.
@@ -335,6 +421,7 @@ fn unpushed_commits(repo: &Repository, local: Oid, hide: &[Oid]) -> Result<Vec<C
         out.push(Commit {
             id: crate::output::short_id(&id.to_string()).to_string(),
             subject: c.summary().ok().flatten().unwrap_or("").to_string(),
+            time: c.time().seconds(),
         });
     }
     Ok(out)

@@ -357,3 +357,45 @@ fn a_closed_pipe_is_not_an_error() {
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
     assert!(o.status.success(), "exit {:?}: {stderr}", o.status.code());
 }
+
+/// After a session the vault has untracked and modified files — the snapshot holds them, so
+/// they are no warning. An unpushed commit is listed, and a warning (exit 3) only once it is
+/// older than `verify.grace`.
+#[test]
+fn run_warns_about_unpushed_work_only_after_the_grace() {
+    let mut env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    env.write_config(&[("opus", &code.work)]);
+    env.run(&["init"]).ok();
+    fs::write(code.work.join("untracked.md"), "new idea\n").unwrap();
+    fs::write(code.work.join("README.md"), "edited\n").unwrap();
+    let verify_step = |r: &serde_json::Value| {
+        r["steps"].as_array().unwrap().iter().find(|s| s["step"] == "verify").cloned().unwrap()
+    };
+    // Commits are dated 2026-01-01T00:00:00Z by the test's git.
+    env.now = Some("2026-01-01T05:00:00Z".into());
+    let r = env.run(&["run", "--json"]);
+    assert_eq!(r.code, 0, "untracked files made the run warn:\n{}", r.stdout);
+    let v = verify_step(&r.json());
+    assert!(v["detail"].as_str().unwrap().contains("1 untracked"), "{v}");
+
+    code.commit("work.md", "w", "unpushed work");
+    let r = env.run(&["run", "--json"]);
+    assert_eq!(r.code, 0, "a commit within the grace made the run warn:\n{}", r.stdout);
+    let detail = verify_step(&r.json())["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("unpushed work") && detail.contains("within the 1d grace"), "{detail}");
+
+    env.now = Some("2026-01-03T00:00:00Z".into());
+    let r = env.run(&["run", "--json"]);
+    assert_eq!(r.code, 3, "a commit unpushed for two days is no warning:\n{}", r.stdout);
+    let detail = verify_step(&r.json())["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("branch main") && detail.contains("unpushed work") && detail.contains("for 2d"),
+        "{detail}"
+    );
+
+    // The grace is the user's: with 72h the same commit is fine again.
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    env.write_config_text(&format!("{cfg}\n[verify]\ngrace = \"72h\"\n"));
+    assert_eq!(env.run(&["run", "--json"]).code, 0);
+}

@@ -95,7 +95,9 @@ fn unpushed_tags_and_a_dirty_tree_are_at_risk() {
     code.git(&["add", "staged.md"]).ok();
     fs::write(code.work.join("untracked.md"), "u").unwrap();
     let j = env.run(&["verify", "--json"]).code(4).json();
-    assert_eq!(j[0]["tags"], serde_json::json!([{"name": "v1", "state": "unpushed"}]));
+    assert_eq!(j[0]["tags"][0]["name"], "v1");
+    assert_eq!(j[0]["tags"][0]["state"], "unpushed");
+    assert!(j[0]["tags"][0]["since"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", j[0]["tags"]);
     let wt = &j[0]["worktree"];
     assert_eq!(
         (wt["modified"].as_u64(), wt["staged"].as_u64(), wt["untracked"].as_u64()),
