@@ -30,13 +30,26 @@ pub struct SourceStatus {
     pub last_drill: Option<crate::drill::Report>,
     pub preserved: usize,
     pub warnings: Vec<String>,
-    /// The newest snapshot or bundle that succeeded.
+    /// The newest good copy that freshness is judged by: off this machine (a confirmed
+    /// mirror push or a verified target bundle) when the source has a mirror or a target,
+    /// else the local snapshot.
     pub newest_good_backup: Option<String>,
+    /// What `newest_good_backup` is: "off-machine copy" or "local snapshot".
+    pub judged_by: &'static str,
+    /// The last confirmed push to the mirror.
+    pub last_mirror_push: Option<String>,
+    /// The local snapshot's age, beside the off-machine one (never negative).
+    pub snapshot_age_hours: Option<f64>,
     /// Never negative.
     pub age_hours: Option<f64>,
     /// A backup is dated ahead of the clock.
     pub clock_behind: bool,
     pub stale: bool,
+}
+
+/// Hours with one decimal.
+fn hours(d: chrono::Duration) -> f64 {
+    (d.num_minutes() as f64 / 60.0 * 10.0).round() / 10.0
 }
 
 fn last(h: &[Event], f: impl Fn(&Event) -> bool) -> Option<&Event> {
@@ -105,21 +118,31 @@ pub fn of(
             }
         }
     }
-    let good: Vec<DateTime<Utc>> = snap
+    // A snapshot on this disk dies with it: when the source has somewhere else to go, only a
+    // copy that got there counts as a good backup.
+    let off_machine = s.mirror.is_some() || cfg.targets.iter().any(|t| t.takes(&s.name));
+    let pushed = state::load::<crate::check::Pushed>(&cfg.state_dir, &crate::check::pushed_state(&s.name))
+        .filter(|_| s.mirror.is_some())
+        .and_then(|p| DateTime::parse_from_rfc3339(&p.time).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let bundled = history
         .iter()
-        .map(|i| i.at)
-        .chain(
-            history
-                .iter()
-                .filter(|e| {
-                    mine(e)
-                        && e.step == "bundle"
-                        && e.outcome == "ok"
-                        && e.data.get("file").is_some_and(|f| !f.is_null())
-                })
-                .filter_map(|e| e.at()),
-        )
-        .collect();
+        .filter(|e| {
+            mine(e)
+                && e.step == "bundle"
+                && e.outcome == "ok"
+                && e.data.get("file").is_some_and(|f| !f.is_null())
+        })
+        .filter_map(|e| e.at());
+    let good: Vec<DateTime<Utc>> = if off_machine {
+        bundled.chain(pushed).collect()
+    } else {
+        warnings.push(format!(
+            "no mirror or target is configured for `{}`: only this machine holds its backups; fix: add a [[target]] or a mirror",
+            s.name
+        ));
+        snap.iter().map(|i| i.at).collect()
+    };
     // A backup dated ahead of the clock proves nothing about now: the age counts from the
     // newest one not in the future, and is never negative.
     let (future, past): (Vec<_>, Vec<_>) = good.into_iter().partition(|t| crate::ranking::ahead_of(*t, now));
@@ -144,7 +167,10 @@ pub fn of(
         preserved,
         warnings,
         newest_good_backup: newest.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        age_hours: age.map(|a| (a.num_minutes() as f64 / 60.0 * 10.0).round() / 10.0),
+        judged_by: if off_machine { "off-machine copy" } else { "local snapshot" },
+        last_mirror_push: pushed.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        snapshot_age_hours: snap.as_ref().map(|i| hours((now - i.at).max(chrono::Duration::zero()))),
+        age_hours: age.map(hours),
         clock_behind: clock_behind.is_some(),
         stale: age.is_none_or(|a| a > max_age),
     }

@@ -35,10 +35,15 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
         for s in &all {
             let behind = if s.clock_behind { ", clock behind?" } else { "" };
             let age = s.age_hours.map(|h| format!("{h} h ago{behind}")).unwrap_or("never".into());
+            let local = match (s.judged_by, s.snapshot_age_hours) {
+                ("off-machine copy", Some(h)) => format!("; local snapshot {h} h ago"),
+                _ => String::new(),
+            };
             ctx.say(format!(
-                "{}: {} (newest good backup {age})",
+                "{}: {} (newest {} {age}{local})",
                 s.source,
-                if s.stale { "STALE" } else { "ok" }
+                if s.stale { "STALE" } else { "ok" },
+                s.judged_by
             ))?;
             ctx.say(format!(
                 "  last snapshot   {}",

@@ -339,3 +339,36 @@ fn credentials_never_reach_output_state_or_alerts() {
         assert!(lines.is_empty(), "{secret} leaked:\n{}", lines.join("\n"));
     }
 }
+
+/// Freshness is judged by the newest copy off this machine: a snapshot taken a minute ago on
+/// the disk that may die does not make a 36-day-old target bundle fresh.
+#[test]
+fn status_judges_by_the_newest_off_machine_copy() {
+    let (mut env, vault, _drive) = setup("");
+    vaultgen::mutate(&vault, 2);
+    env.now = Some("2026-12-27T03:00:00Z".into());
+    env.run(&["snapshot"]).ok();
+    env.now = Some("2026-12-27T03:30:00Z".into());
+    let r = env.run(&["status"]).code(8);
+    assert!(
+        r.stdout.contains("vault: STALE (newest off-machine copy 864 h ago; local snapshot 0.5 h ago)"),
+        "{}",
+        r.stdout
+    );
+    let j = env.run(&["status", "--json"]).code(8).json();
+    assert_eq!(j["sources"][0]["judged_by"], "off-machine copy");
+    assert_eq!(j["sources"][0]["newest_good_backup"], "2026-11-21T03:30:00Z");
+    // A bundle today makes it fresh again.
+    env.run(&["bundle"]).ok();
+    env.run(&["status"]).ok();
+
+    // With nowhere off the machine to go, the local snapshot is all there is — and it says so.
+    let local = Env::new();
+    let v = local.path("v");
+    vaultgen::create(&v, &vaultgen::Spec { notes: 5, attachments: 0, ..Default::default() });
+    local.write_config(&[("v", &v)]);
+    local.run(&["snapshot"]).ok();
+    let j = local.run(&["status", "--json"]).ok().json();
+    assert_eq!(j["sources"][0]["judged_by"], "local snapshot");
+    assert!(j["sources"][0]["warnings"].to_string().contains("only this machine holds"), "{j}");
+}
