@@ -316,6 +316,7 @@ struct RawRun {
 #[serde(deny_unknown_fields)]
 struct RawNotify {
     healthcheck: Option<String>,
+    healthcheck_warnings: Option<Spanned<String>>,
     on_failure: Option<RawChannel>,
     on_warning: Option<RawChannel>,
     on_success: Option<RawChannel>,
@@ -798,6 +799,22 @@ fn parse(
             on_warning: channel(&n.on_warning),
             on_success: channel(&n.on_success),
             healthcheck: n.healthcheck.clone(),
+            healthcheck_warnings_fail: match &n.healthcheck_warnings {
+                None => false,
+                Some(v) => match v.get_ref().as_str() {
+                    "success" => false,
+                    "fail" => true,
+                    other => {
+                        return Err(ConfigError {
+                            file: Some(path.to_path_buf()),
+                            line: Some(line_of(text, v.span().start)),
+                            key: Some("notify.healthcheck_warnings".into()),
+                            problem: format!("`{other}` is neither \"success\" nor \"fail\""),
+                            fix: "write healthcheck_warnings = \"success\" (the default) or \"fail\"".into(),
+                        })
+                    }
+                },
+            },
         },
         None => crate::notify::NotifyConfig::default(),
     };

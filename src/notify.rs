@@ -25,6 +25,9 @@ pub struct NotifyConfig {
     pub on_warning: Channel,
     pub on_success: Channel,
     pub healthcheck: Option<String>,
+    /// Whether a job that ends with warnings pings the healthcheck's `/fail` (default: it
+    /// pings success — the backups happened).
+    pub healthcheck_warnings_fail: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,7 +138,8 @@ impl NotifyConfig {
         }
     }
 
-    /// Tells the healthcheck a job started. Problems are returned, not raised.
+    /// Tells the healthcheck a job started. Problems are returned, not raised. Jobs use
+    /// [`Job`], which never leaves a start open.
     pub fn start(&self) -> Vec<String> {
         match &self.healthcheck {
             Some(hc) => ping(&format!("{}/start", hc.trim_end_matches('/')), "").err().into_iter().collect(),
@@ -143,8 +147,23 @@ impl NotifyConfig {
         }
     }
 
-    /// Sends an alert through its level's channel and pings the healthcheck with the
-    /// outcome. Returns the problems met (for the caller to print); never fails.
+    /// Pings the healthcheck with a job's outcome: success, or `/fail` for a failure (and for
+    /// warnings when `healthcheck_warnings = "fail"`).
+    pub fn finish(&self, exit: Exit, text: &str) -> Vec<String> {
+        let Some(hc) = &self.healthcheck else { return Vec::new() };
+        let fail = match Level::of(exit) {
+            Level::Success => false,
+            Level::Warning => self.healthcheck_warnings_fail,
+            Level::Failure => true,
+        };
+        let base = hc.trim_end_matches('/');
+        let url = if fail { format!("{base}/fail") } else { base.to_string() };
+        ping(&url, text).err().into_iter().collect()
+    }
+
+    /// Sends an alert through its level's channel (command, webhook). The healthcheck is
+    /// not an alert channel: it follows jobs ([`Job`]). Returns the problems met (for the
+    /// caller to print); never fails.
     pub fn send(&self, a: &Alert) -> Vec<String> {
         let mut problems = Vec::new();
         let ch = self.channel(a.level);
@@ -159,13 +178,6 @@ impl NotifyConfig {
                 "host": a.host, "time": a.time, "exit": a.exit,
             });
             problems.extend(post_json(url, &body).err());
-        }
-        if let Some(hc) = &self.healthcheck {
-            let url = match a.level {
-                Level::Failure => format!("{}/fail", hc.trim_end_matches('/')),
-                _ => hc.clone(),
-            };
-            problems.extend(ping(&url, &format!("{}\n{}", a.title, a.text)).err());
         }
         problems
     }
@@ -196,10 +208,40 @@ pub fn alert(
     }
 }
 
-/// Pings the healthcheck's `/start`, printing any problem as a warning.
-pub fn deliver_start(cfg: &NotifyConfig) {
-    for p in cfg.start() {
-        eprintln!("warning: notification: {p}");
+/// One job the healthcheck watches (`run`, `check`, `drill`): `/start` when it begins, then
+/// exactly one of success or `/fail` — [`Job::finish`] with the outcome, or, when the job ends
+/// by an error before that, `/fail` from `Drop`. A start is never left open (a healthcheck
+/// left waiting reports the job down).
+pub struct Job<'a> {
+    cfg: &'a NotifyConfig,
+    open: bool,
+}
+
+impl<'a> Job<'a> {
+    /// Pings `/start` (problems printed as warnings).
+    pub fn start(cfg: &'a NotifyConfig) -> Job<'a> {
+        for p in cfg.start() {
+            eprintln!("warning: notification: {p}");
+        }
+        Job { cfg, open: cfg.healthcheck.is_some() }
+    }
+
+    /// Pings the outcome.
+    pub fn finish(mut self, exit: Exit, text: &str) {
+        self.open = false;
+        for p in self.cfg.finish(exit, text) {
+            eprintln!("warning: notification: {p}");
+        }
+    }
+}
+
+impl Drop for Job<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            for p in self.cfg.finish(Exit::Failed, "opus-mirror ended with an error before reporting") {
+                eprintln!("warning: notification: {p}");
+            }
+        }
     }
 }
 

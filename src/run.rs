@@ -119,9 +119,7 @@ pub fn run(
     now: DateTime<Utc>,
 ) -> Result<Report> {
     let started = Instant::now();
-    if !dry_run {
-        notify::deliver_start(&cfg.notify);
-    }
+    let job = (!dry_run).then(|| notify::Job::start(&cfg.notify));
     let history = state::history(&cfg.state_dir).unwrap_or_default();
     let mut steps = Vec::new();
     for s in sources {
@@ -168,7 +166,11 @@ pub fn run(
             })
             .collect();
         let title = format!("opus-mirror run ({:?}): {}", trigger, state::outcome_word(exit)).to_lowercase();
-        notify::deliver(&cfg.notify, &notify::alert(level, title, lines.join("\n"), None, exit, now));
+        let text = lines.join("\n");
+        notify::deliver(&cfg.notify, &notify::alert(level, title.clone(), text.clone(), None, exit, now));
+        if let Some(job) = job {
+            job.finish(exit, &format!("{title}\n{text}"));
+        }
     }
     Ok(report)
 }

@@ -26,7 +26,7 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
     };
     let held = ctx.lock(&cfg)?;
     let healed: Vec<String> = held.healed.iter().map(|h| h.to_string()).collect();
-    notify::deliver_start(&cfg.notify);
+    let job = notify::Job::start(&cfg.notify);
     let mut exit = Exit::Ok;
     let mut reports: Vec<Report> = Vec::new();
     for s in &sources {
@@ -116,5 +116,6 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             }
         }
     }
+    job.finish(exit, &format!("opus-mirror check: {}", crate::state::outcome_word(exit)));
     Ok(exit)
 }

@@ -13,6 +13,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     let sources = cfg.select_sources(args.which.source.source.as_deref())?;
     let targets = cfg.select_targets(args.which.target.as_deref())?;
     let _lock = ctx.lock(&cfg)?;
+    let job = notify::Job::start(&cfg.notify);
     let mut exit = Exit::Ok;
     let mut reports = Vec::new();
     for t in &targets {
@@ -65,6 +66,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
             }
         }
     }
+    job.finish(exit, &format!("opus-mirror drill: {}", crate::state::outcome_word(exit)));
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &reports)?;
     }

@@ -70,6 +70,8 @@ pub fn notify_test(ctx: &mut Context) -> Result<Exit> {
         );
         problems.extend(cfg.notify.send(&a));
     }
+    // The healthcheck follows jobs: the test is one, started above and finished here.
+    problems.extend(cfg.notify.finish(Exit::Ok, "opus-mirror test: the healthcheck works"));
     for p in &problems {
         eprintln!("error: {p}");
     }

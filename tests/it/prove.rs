@@ -372,3 +372,68 @@ fn status_judges_by_the_newest_off_machine_copy() {
     assert_eq!(j["sources"][0]["judged_by"], "local snapshot");
     assert!(j["sources"][0]["warnings"].to_string().contains("only this machine holds"), "{j}");
 }
+
+/// The healthcheck follows jobs, one rule for every command that pings it: each `/start` is
+/// followed by exactly one success or `/fail`, never left open; a warning pings success unless
+/// `healthcheck_warnings = "fail"`; a snapshot's guard alert is an alert, not a job outcome.
+#[test]
+fn every_healthcheck_start_is_finished() {
+    let sink = HttpSink::start();
+    let (mut env, vault, drive) = setup(&format!("[notify]\nhealthcheck = {:?}\n", sink.url("/hc")));
+    let seen = std::cell::Cell::new(0usize);
+    let pings = || -> Vec<String> {
+        let all: Vec<String> =
+            sink.received().into_iter().map(|q| q.path).filter(|p| p.starts_with("/hc")).collect();
+        let new = all[seen.get()..].to_vec();
+        seen.set(all.len());
+        new
+    };
+    let ok = ["/hc/start".to_string(), "/hc".to_string()];
+    let fail = ["/hc/start".to_string(), "/hc/fail".to_string()];
+
+    env.now = Some("2026-11-22T03:30:00Z".into());
+    env.run(&["run"]).ok();
+    assert_eq!(pings(), ok, "run");
+    env.run(&["check"]).ok();
+    assert_eq!(pings(), ok, "check");
+    env.run(&["drill"]).ok();
+    assert_eq!(pings(), ok, "drill");
+    env.run(&["notify", "test"]).ok();
+    assert_eq!(pings(), ok, "notify test");
+
+    // A misfiring script deletes half the notes: the snapshot's guard alert reaches the
+    // channels, never the healthcheck.
+    let wreck = || {
+        let notes: Vec<_> = walkdir::WalkDir::new(&vault)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        for n in notes.iter().take(notes.len() / 2) {
+            fs::remove_file(n).unwrap();
+        }
+    };
+    wreck();
+    env.run(&["snapshot"]);
+    assert_eq!(pings(), Vec::<String>::new(), "snapshot pinged the healthcheck");
+
+    // A run that ends with a warning (the guard) pings success by default, /fail when asked.
+    env.now = Some("2026-11-23T03:30:00Z".into());
+    wreck();
+    let r = env.run(&["run"]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    assert_eq!(pings(), ok, "a run with warnings");
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    env.write_config_text(&cfg.replace("[notify]\n", "[notify]\nhealthcheck_warnings = \"fail\"\n"));
+    env.now = Some("2026-11-24T03:30:00Z".into());
+    wreck();
+    assert_eq!(env.run(&["run"]).code, 3);
+    assert_eq!(pings(), fail, "a run with warnings under healthcheck_warnings = \"fail\"");
+
+    // A damaged bundle: check fails, and says so to the healthcheck.
+    let full = files(&drive, "Z.bundle")[0].clone();
+    flip_byte(&full, 100);
+    env.run(&["check"]).code(1);
+    assert_eq!(pings(), fail, "a failed check");
+}
