@@ -87,6 +87,8 @@ pub struct Config {
     /// `run` warns about unpushed commits and tags only once they are older than this (the
     /// snapshot and the mirror hold them meanwhile); `verify` itself is always strict.
     pub verify_grace: chrono::Duration,
+    /// `[hooks]`: commands before and after a run, and on its failure.
+    pub hooks: crate::runhooks::Hooks,
     /// `run` performs a full `check` when the last one is older than this.
     pub check_every: chrono::Duration,
     /// Off-site bundles not fully read for this long are read by the next subset check.
@@ -296,6 +298,16 @@ struct RawConfig {
     status: Option<RawStatus>,
     run: Option<RawRun>,
     verify: Option<RawVerify>,
+    hooks: Option<RawHooks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    before_run: Option<Vec<String>>,
+    after_run: Option<Vec<String>>,
+    on_error: Option<Vec<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -823,6 +835,17 @@ fn parse(
         .unwrap_or(chrono::Duration::hours(26));
     let verify_grace = dur(raw.verify.as_ref().and_then(|v| v.grace.as_ref()), "verify.grace")?
         .unwrap_or(chrono::Duration::hours(24));
+    let hooks = match &raw.hooks {
+        Some(h) => crate::runhooks::Hooks {
+            before_run: h.before_run.clone(),
+            after_run: h.after_run.clone(),
+            on_error: h.on_error.clone(),
+            timeout: dur(h.timeout.as_ref(), "hooks.timeout")?
+                .and_then(|d| d.to_std().ok())
+                .unwrap_or(std::time::Duration::from_secs(300)),
+        },
+        None => crate::runhooks::Hooks::default(),
+    };
     let guard = raw.guard.unwrap_or_default();
     let run = raw.run.as_ref();
     let check_every = dur(run.and_then(|r| r.check_every.as_ref()), "run.check_every")?
@@ -842,6 +865,7 @@ fn parse(
         guard,
         max_age,
         verify_grace,
+        hooks,
         check_every,
         drill_every,
         read_data_within,
@@ -1170,6 +1194,58 @@ pub fn mask_urls_in(text: &str) -> String {
     out
 }
 
+/// Every effective setting besides sources and `state_dir`, credentials masked: targets,
+/// network, notify, guard and the timing keys — what `config check` shows and `--json` prints.
+pub fn effective_rest(cfg: &Config) -> serde_json::Value {
+    use serde_json::json;
+    let dur = |d: chrono::Duration| crate::output::human_duration(d);
+    let secs =
+        |d: std::time::Duration| crate::output::human_duration(chrono::Duration::seconds(d.as_secs() as i64));
+    let targets: Vec<_> = cfg
+        .targets
+        .iter()
+        .map(|t| {
+            let (kind, place) = match &t.kind {
+                TargetKind::Dir { path, require_mount } => {
+                    ("dir", json!({"path": path, "require_mount": require_mount}))
+                }
+                TargetKind::Rclone { remote, config } => {
+                    ("rclone", json!({"remote": mask_url(remote), "rclone_config": config}))
+                }
+            };
+            json!({"name": t.name, "kind": kind, "where": place,
+                   "every": t.every.map(dur), "mode": if t.incremental { "incremental" } else { "full" },
+                   "full_every": dur(t.full_every), "keep": t.keep, "sources": t.sources,
+                   "encrypted": !t.age_recipients.is_empty(), "identity_file": t.identity_file})
+        })
+        .collect();
+    let channel = |c: &crate::notify::Channel| {
+        json!({"command": c.command.as_ref().and_then(|a| a.first()),
+               "webhook": c.webhook.as_deref().map(crate::notify::mask_endpoint)})
+    };
+    let n = &cfg.notify;
+    let argv =
+        |a: &Option<Vec<String>>| a.as_ref().map(|a| a.iter().map(|x| mask_urls_in(x)).collect::<Vec<_>>());
+    json!({
+        "targets": targets,
+        "network": {"transport": cfg.network.transport, "ssh_key": cfg.network.ssh_key,
+                    "token_env": cfg.network.token_env, "timeout": secs(cfg.network.timeouts.idle),
+                    "deadline": secs(cfg.network.timeouts.deadline)},
+        "notify": {"healthcheck": n.healthcheck.as_deref().map(crate::notify::mask_endpoint),
+                   "healthcheck_warnings": if n.healthcheck_warnings_fail { "fail" } else { "success" },
+                   "on_failure": channel(&n.on_failure), "on_warning": channel(&n.on_warning),
+                   "on_success": channel(&n.on_success)},
+        "guard": cfg.guard,
+        "status": {"max_age": dur(cfg.max_age)},
+        "verify": {"grace": dur(cfg.verify_grace)},
+        "hooks": {"before_run": argv(&cfg.hooks.before_run), "after_run": argv(&cfg.hooks.after_run),
+                  "on_error": argv(&cfg.hooks.on_error),
+                  "timeout": secs(cfg.hooks.timeout)},
+        "run": {"check_every": dur(cfg.check_every), "drill_every": dur(cfg.drill_every),
+                "read_data_within": dur(cfg.read_data_within)},
+    })
+}
+
 /// Renders the effective configuration as TOML-like text with where each value came from.
 pub fn render_effective(cfg: &Config) -> String {
     let mut s = String::new();
@@ -1191,6 +1267,15 @@ pub fn render_effective(cfg: &Config) -> String {
             s.push_str(&format!("mirror = {:?}\n", mask_url(m)));
         }
     }
+    let rest = effective_rest(cfg);
+    for t in rest["targets"].as_array().into_iter().flatten() {
+        s.push_str("\n[[target]]\n");
+        push_table(&mut s, t);
+    }
+    for section in ["network", "notify", "guard", "status", "verify", "run", "hooks"] {
+        s.push_str(&format!("\n[{section}]\n"));
+        push_table(&mut s, &rest[section]);
+    }
     if !cfg.extra_env.is_empty() {
         s.push_str("\n# other variables from .env (passed to child processes, values masked)\n");
         for (k, v) in &cfg.extra_env {
@@ -1198,6 +1283,24 @@ pub fn render_effective(cfg: &Config) -> String {
         }
     }
     s
+}
+
+/// `key = value` lines of a JSON object (nested objects inline, nulls as comments).
+fn push_table(s: &mut String, v: &serde_json::Value) {
+    for (k, v) in v.as_object().into_iter().flatten() {
+        match v {
+            serde_json::Value::Null => s.push_str(&format!("# {k} (not set)\n")),
+            serde_json::Value::Object(inner) if inner.values().all(|x| x.is_null()) => {
+                s.push_str(&format!("# {k} (not set)\n"))
+            }
+            serde_json::Value::Object(inner) if inner.values().all(|x| !x.is_object()) => {
+                let parts: Vec<String> =
+                    inner.iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| format!("{k} = {x}")).collect();
+                s.push_str(&format!("{k} = {{ {} }}\n", parts.join(", ")));
+            }
+            other => s.push_str(&format!("{k} = {other}\n")),
+        }
+    }
 }
 
 /// The commented starter config written by `init`.
@@ -1236,8 +1339,85 @@ pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -
             path.display().to_string()
         ));
     }
+    s.push_str(STARTER_SECTIONS);
     s
 }
+
+/// Every other section of the config, commented out with a working example of each key (a
+/// test uncomments them all and loads the result).
+const STARTER_SECTIONS: &str = r#"
+# ---- Where the copies go ---------------------------------------------------------------
+# A private mirror remote (per source: `mirror = ...` in its [[source]]; or one here for
+# sources that name none). Every branch, tag and snapshot is pushed; a tip the remote would
+# lose (force-push, deleted branch) is preserved under refs/opus-mirror/preserved/, never
+# overwritten. The mirror receives every untracked and ignored file too: keep it private.
+# [mirror]
+# url = "git@github.com:me/opus-backup.git"
+
+# Bundles (`git clone FILE.bundle` restores) on a second drive and off-site, with
+# retention by restic's forget rules; only verified bundles fill a slot.
+# [[target]]
+# name = "drive"
+# kind = "dir"
+# path = "/media/backup/opus-bundles"
+# mode = "incremental"            # bundles hold only what is new since the previous one
+# full_every = "7d"               # ... and a full one at least this often
+# keep = { last = 10, daily = 7, weekly = 4, monthly = 12 }
+#
+# [[target]]
+# name = "offsite"
+# kind = "rclone"
+# remote = "b2:my-bucket/opus"    # a remote of your rclone config
+# every = "1d"                    # skip while the newest bundle is younger
+# keep = { daily = 7, weekly = 8, monthly = 24 }
+# Encrypted with age (the identity stays off that bucket; `run` drills with it):
+# encrypt = { age_recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"], identity_file = "~/.config/opus-mirror/age.key" }
+
+# ---- Alerts and the guard --------------------------------------------------------------
+# [notify]
+# healthcheck = "https://hc-ping.com/<uuid>"   # run, check, drill: /start, then success or /fail
+# healthcheck_warnings = "success"             # or "fail"
+# [notify.on_failure]
+# command = ["notify-send", "opus-mirror"]     # details in OPUS_MIRROR_ALERT_* variables
+# webhook = "https://ntfy.sh/my-backups"
+# [notify.on_warning]
+# webhook = "https://ntfy.sh/my-backups"
+#
+# A snapshot that deletes, changes or empties too much is treated as a misfiring script:
+# an alert with the restore command, and prune suspended until `opus-mirror guard ack`.
+# [guard]
+# max_deleted_percent = 20
+# max_changed_percent = 50
+# max_truncated_files = 10
+# min_files = 20
+
+# ---- How often, how old ----------------------------------------------------------------
+# [status]
+# max_age = "26h"                 # `status` exits 8 past this age of the newest off-machine copy
+# [verify]
+# grace = "24h"                   # `run` warns about unpushed commits only once this old
+# [run]
+# check_every = "7d"              # a full `check` at least this often
+# drill_every = "7d"              # a test restore at least this often
+# read_data_within = "30d"        # every off-site bundle fully read at least this often
+
+# ---- Commands around a run -------------------------------------------------------------
+# argv arrays; the run's context is in OPUS_MIRROR_RUN_* variables. A failing before_run
+# stops the run (nothing is backed up; on_error runs); after_run follows a run that did not
+# fail; each is stopped after timeout.
+# [hooks]
+# before_run = ["sh", "-c", "mountpoint -q /media/backup"]
+# after_run = ["logger", "opus-mirror run done"]
+# on_error = ["notify-send", "opus-mirror run failed"]
+# timeout = "5min"
+
+# ---- Network ---------------------------------------------------------------------------
+# [network]
+# transport = "libgit2"           # or "git-cli": the system git, with ~/.ssh/config and helpers
+# timeout = "60s"                 # a silent server longer than this is "unreachable" (exit 5)
+# deadline = "6h"                 # the longest one transfer may take in all
+# token_env = "GITHUB_TOKEN"      # the NAME of a variable with an https token for the mirror
+"#;
 
 /// Derives a valid, unused source name from a directory's name.
 pub fn name_for(path: &Path, taken: &[String]) -> String {

@@ -31,6 +31,7 @@ pub mod recovery;
 pub mod restore;
 pub mod retention;
 pub mod run;
+pub mod runhooks;
 pub mod safe_fs;
 pub mod setup;
 pub mod shell;

@@ -14,6 +14,7 @@ use crate::config::{Config, Source, TargetKind};
 use crate::exit::{exit_for, Exit};
 use crate::git::BackupRepo;
 use crate::notify;
+use crate::runhooks;
 use crate::state::{self, Event};
 
 /// What started the run (recorded, and shown in alerts).
@@ -122,7 +123,15 @@ pub fn run(
     let job = (!dry_run).then(|| notify::Job::start(&cfg.notify));
     let history = state::history(&cfg.state_dir).unwrap_or_default();
     let mut steps = Vec::new();
-    for s in sources {
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let mut vars = vec![
+        ("OPUS_MIRROR_RUN_TRIGGER", format!("{trigger:?}").to_lowercase()),
+        ("OPUS_MIRROR_RUN_SOURCES", names.join(" ")),
+    ];
+    // A failing before_run is a gate: nothing is backed up, and the run fails.
+    let gated =
+        !dry_run && hook_step(cfg, runhooks::Phase::BeforeRun, &vars, &mut steps) == Some(Exit::Failed);
+    for s in sources.iter().filter(|_| !gated) {
         let mut st = Steps { source: &s.name, out: Vec::new() };
         source_steps(cfg, s, &history, dry_run, now, &mut st);
         if !dry_run {
@@ -146,7 +155,27 @@ pub fn run(
         }
         steps.extend(st.out);
     }
-    let exit = steps.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
+    let mut exit = steps.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
+    if !dry_run {
+        let detail: Vec<String> = steps
+            .iter()
+            .filter(|x| x.exit != Exit::Ok)
+            .map(|x| format!("{} {}: {}", x.source, x.step, x.detail))
+            .collect();
+        vars.push(("OPUS_MIRROR_RUN_DETAIL", detail.join("\n")));
+        if notify::Level::of(exit) != notify::Level::Failure {
+            vars.push(("OPUS_MIRROR_RUN_EXIT", exit.code().to_string()));
+            vars.push(("OPUS_MIRROR_RUN_OUTCOME", state::outcome_word(exit).to_string()));
+            hook_step(cfg, runhooks::Phase::AfterRun, &vars, &mut steps);
+            exit = steps.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
+            vars.truncate(vars.len() - 2);
+        }
+        if notify::Level::of(exit) == notify::Level::Failure {
+            vars.push(("OPUS_MIRROR_RUN_EXIT", exit.code().to_string()));
+            vars.push(("OPUS_MIRROR_RUN_OUTCOME", state::outcome_word(exit).to_string()));
+            hook_step(cfg, runhooks::Phase::OnError, &vars, &mut steps);
+        }
+    }
     let report = Report { trigger, dry_run, exit, steps, elapsed_ms: started.elapsed().as_millis() as u64 };
     if !dry_run {
         let level = notify::Level::of(exit);
@@ -173,6 +202,35 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// Runs one `[hooks]` command, recorded as a step of its own (source `*`); None when none
+/// is configured. A failing hook is a failed step.
+fn hook_step(
+    cfg: &Config,
+    phase: runhooks::Phase,
+    vars: &[(&str, String)],
+    steps: &mut Vec<Step>,
+) -> Option<Exit> {
+    let t = Instant::now();
+    let (exit, detail) = match cfg.hooks.call(phase, vars)? {
+        Ok(()) => (Exit::Ok, "ran".to_string()),
+        Err(e) => (Exit::Failed, e),
+    };
+    steps.push(Step {
+        source: "*".into(),
+        step: match phase {
+            runhooks::Phase::BeforeRun => "before_run",
+            runhooks::Phase::AfterRun => "after_run",
+            runhooks::Phase::OnError => "on_error",
+        },
+        target: None,
+        outcome: state::outcome_word(exit),
+        exit,
+        detail,
+        ms: t.elapsed().as_millis() as u64,
+    });
+    Some(exit)
 }
 
 fn source_steps(

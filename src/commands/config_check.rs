@@ -26,10 +26,13 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
             .collect();
         let extra: serde_json::Map<_, _> =
             cfg.extra_env.iter().map(|(k, v)| (k.clone(), json!(config::mask(v)))).collect();
-        crate::output::print_json(
-            ctx.out,
-            &json!({"file": cfg.file, "state_dir": cfg.state_dir, "origins": cfg.origins, "sources": sources, "env": extra}),
-        )?;
+        let mut all = json!({"file": cfg.file, "state_dir": cfg.state_dir, "origins": cfg.origins, "sources": sources, "env": extra});
+        if let (Some(obj), serde_json::Value::Object(rest)) =
+            (all.as_object_mut(), config::effective_rest(&cfg))
+        {
+            obj.extend(rest);
+        }
+        crate::output::print_json(ctx.out, &all)?;
     } else {
         write!(ctx.out, "{}", config::render_effective(&cfg))?;
         for s in &cfg.sources {

@@ -44,3 +44,56 @@ fn init_refuses_a_missing_directory() {
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
     assert!(!env.config.exists(), "no config is written when a source is wrong");
 }
+
+/// The starter config is a complete, commented example: it loads as written, and with every
+/// example line uncommented it still loads, so each shown key is real and correctly spelled.
+#[test]
+fn the_starter_config_shows_every_section_and_each_example_loads() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    fs::create_dir_all(&vault).unwrap();
+    env.run(&["init", "--source", vault.to_str().unwrap()]).ok();
+    let text = fs::read_to_string(&env.config).unwrap();
+    for section in [
+        "[mirror]",
+        "[[target]]",
+        "keep = ",
+        "encrypt = ",
+        "[notify]",
+        "[guard]",
+        "[status]",
+        "[verify]",
+        "[run]",
+        "[network]",
+    ] {
+        assert!(text.contains(section), "the starter config lacks {section}:\n{text}");
+    }
+    env.run(&["config", "check"]).ok();
+    let example = regex_lite_uncomment(&text);
+    env.write_config_text(&example);
+    let r = env.run(&["config", "check", "--json"]);
+    assert_eq!(r.code, 0, "the uncommented examples do not load:\n{}\n---\n{example}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["targets"].as_array().map(|t| t.len()), Some(2), "{j}");
+}
+
+/// Uncomments the lines that are TOML examples (`# [table]`, `# key = value`), not prose.
+fn regex_lite_uncomment(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let body = l.strip_prefix("# ").unwrap_or(l);
+            let key = body.split(" = ").next().unwrap_or("");
+            let is_toml = l.starts_with("# ")
+                && (body.starts_with('[')
+                    || (body.contains(" = ")
+                        && !key.is_empty()
+                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+            if is_toml {
+                body.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

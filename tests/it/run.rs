@@ -399,3 +399,54 @@ fn run_warns_about_unpushed_work_only_after_the_grace() {
     env.write_config_text(&format!("{cfg}\n[verify]\ngrace = \"72h\"\n"));
     assert_eq!(env.run(&["run", "--json"]).code, 0);
 }
+
+/// `[hooks]`: before_run gates the run, after_run follows a good one, on_error a failed one;
+/// each gets the run's context and is stopped at its timeout.
+#[test]
+fn hooks_run_around_a_run_and_a_failing_before_run_stops_it() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 5, attachments: 0, ..Default::default() });
+    let log = env.path("hooks.log");
+    let config = |before: &str, timeout: &str| {
+        format!(
+            "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n\n[hooks]\nbefore_run = {before}\n\
+             after_run = [\"sh\", \"-c\", \"echo after $OPUS_MIRROR_RUN_EXIT $OPUS_MIRROR_RUN_OUTCOME >> {log}\"]\n\
+             on_error = [\"sh\", \"-c\", \"echo error $OPUS_MIRROR_RUN_EXIT >> {log}\"]\ntimeout = {timeout:?}\n",
+            env.state.display().to_string(),
+            vault.display().to_string(),
+            log = log.display()
+        )
+    };
+    let snapshots =
+        || env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"].as_array().unwrap().len();
+    env.write_config_text(&config(
+        &format!(
+            "[\"sh\", \"-c\", \"echo before $OPUS_MIRROR_RUN_SOURCES $OPUS_MIRROR_HOOK >> {}\"]",
+            log.display()
+        ),
+        "1min",
+    ));
+    env.run(&["run"]).ok();
+    assert_eq!(fs::read_to_string(&log).unwrap(), "before v before_run\nafter 0 ok\n");
+    assert_eq!(snapshots(), 1);
+
+    // A gate that says no: nothing is backed up, the run fails naming it, on_error runs.
+    fs::write(vault.join("new.md"), "new\n").unwrap();
+    env.write_config_text(&config("[\"sh\", \"-c\", \"echo drive not mounted >&2; exit 1\"]", "1min"));
+    let r = env.run(&["run", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let j = r.json();
+    let before = j["steps"].as_array().unwrap().iter().find(|s| s["step"] == "before_run").unwrap().clone();
+    assert!(before["detail"].as_str().unwrap().contains("drive not mounted"), "{before}");
+    assert_eq!(snapshots(), 1, "a failed before_run still backed up");
+    assert!(fs::read_to_string(&log).unwrap().ends_with("error 1\n"));
+
+    // A hook that hangs is stopped at its timeout.
+    env.write_config_text(&config("[\"sleep\", \"30\"]", "1s"));
+    let started = std::time::Instant::now();
+    let r = env.run(&["run", "--json"]);
+    assert_eq!(r.code, 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "the hook was not stopped");
+    assert!(r.stdout.contains("took more than 1s"), "{}", r.stdout);
+}
