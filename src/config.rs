@@ -116,8 +116,45 @@ pub struct Source {
     pub snapshot_branch: String,
     /// The secondary private remote that receives every ref, if any.
     pub mirror: Option<String>,
+    /// Which refs go to the mirror (`mirror_refs`; default all).
+    pub mirror_refs: MirrorRefs,
     /// Where `run` keeps an up-to-date recovery runbook inside the source (relative path).
     pub recovery_doc: Option<PathBuf>,
+}
+
+/// Which of the backup repo's refs a source pushes to its mirror (`mirror_refs = ["code",
+/// "snapshot", "preserved"]`, default all). Leaving "snapshot" out keeps the vault — every
+/// untracked and ignored file, in plaintext — off a mirror that is someone else's server.
+/// Refs left out are neither pushed nor deleted there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorRefs {
+    /// Branches, tags and notes of the user's repository (and the setup record).
+    pub code: bool,
+    /// The snapshot branch (the vault as it was on disk).
+    pub snapshot: bool,
+    /// Preserved tips (`refs/opus-mirror/preserved/*`).
+    pub preserved: bool,
+}
+
+impl Default for MirrorRefs {
+    fn default() -> Self {
+        MirrorRefs { code: true, snapshot: true, preserved: true }
+    }
+}
+
+impl MirrorRefs {
+    /// Whether `name` (a ref of the backup repo) goes to the mirror. A preserved tip of the
+    /// snapshot branch needs both "preserved" and "snapshot": it holds the vault too.
+    pub fn takes(&self, name: &str, snapshot_branch: &str) -> bool {
+        let snap_tail = format!("/heads/{snapshot_branch}");
+        if let Some(rest) = name.strip_prefix(crate::mirror::PRESERVED) {
+            return self.preserved && (self.snapshot || !rest.ends_with(&snap_tail));
+        }
+        if name == format!("refs/heads/{snapshot_branch}") {
+            return self.snapshot;
+        }
+        self.code
+    }
 }
 
 /// A place bundles go (`[[target]]`).
@@ -405,6 +442,7 @@ struct RawSource {
     snapshot_branch: Option<Spanned<String>>,
     /// This source's mirror remote URL.
     mirror: Option<Spanned<String>>,
+    mirror_refs: Option<Spanned<Vec<String>>>,
     recovery_doc: Option<String>,
 }
 
@@ -719,6 +757,29 @@ fn parse(
                 });
             }
         }
+        let mut mirror_refs = MirrorRefs::default();
+        if let Some(list) = &rs.mirror_refs {
+            let bad = |problem: String| ConfigError {
+                file: Some(path.to_path_buf()),
+                line: Some(at(list.span())),
+                key: Some(key("mirror_refs")),
+                problem,
+                fix: "list some of \"code\", \"snapshot\", \"preserved\" (leave out mirror_refs for all)"
+                    .into(),
+            };
+            mirror_refs = MirrorRefs { code: false, snapshot: false, preserved: false };
+            for v in list.get_ref() {
+                match v.as_str() {
+                    "code" => mirror_refs.code = true,
+                    "snapshot" => mirror_refs.snapshot = true,
+                    "preserved" => mirror_refs.preserved = true,
+                    other => return Err(bad(format!("`{other}` is not a kind of ref"))),
+                }
+            }
+            if list.get_ref().is_empty() {
+                return Err(bad("an empty list would push nothing".into()));
+            }
+        }
         origins.insert(key("path"), format!("{file_disp} line {}", at(rs.path.span())));
         sources.push(Source {
             name,
@@ -728,6 +789,7 @@ fn parse(
             keep_secrets,
             snapshot_branch: branch,
             mirror: rs.mirror.as_ref().map(|m| m.get_ref().clone()),
+            mirror_refs,
             recovery_doc: rs.recovery_doc.as_ref().map(PathBuf::from),
         });
     }
@@ -1265,6 +1327,12 @@ pub fn render_effective(cfg: &Config) -> String {
         s.push_str(&format!("snapshot_branch = {:?}\n", src.snapshot_branch));
         if let Some(m) = &src.mirror {
             s.push_str(&format!("mirror = {:?}\n", mask_url(m)));
+            let r = src.mirror_refs;
+            let kinds: Vec<&str> = [(r.code, "code"), (r.snapshot, "snapshot"), (r.preserved, "preserved")]
+                .into_iter()
+                .filter_map(|(on, k)| on.then_some(k))
+                .collect();
+            s.push_str(&format!("mirror_refs = {kinds:?}\n"));
         }
     }
     let rest = effective_rest(cfg);
@@ -1335,7 +1403,7 @@ pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -
     }
     for (name, path) in sources {
         s.push_str(&format!(
-            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n",
+            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n# mirror = \"git@github.com:me/opus-backup.git\"\n# mirror_refs = [\"code\", \"snapshot\", \"preserved\"]  # leave \"snapshot\" out to keep the vault's files off the mirror\n",
             path.display().to_string()
         ));
     }

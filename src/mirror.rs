@@ -171,11 +171,15 @@ pub fn import(backup: &BackupRepo, source: &Source, now: DateTime<Utc>) -> Resul
 /// would lose, then lists the mirror again to confirm each ref.
 pub fn push(
     backup: &BackupRepo,
+    source: &Source,
     url: &str,
     net: &Network,
     now: DateTime<Utc>,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let repo = &backup.repo;
+    // Only the kinds of refs the source sends (`mirror_refs`); the others are neither pushed
+    // nor deleted nor rescued on the mirror: left alone.
+    let sent = |name: &str| source.mirror_refs.takes(name, &source.snapshot_branch);
     if let Some(dir) = remote::local_git_dir(&remote::resolve_url(repo, url)) {
         let locks = crate::heal::stale_mirror_locks(&dir);
         if !locks.is_empty() {
@@ -189,6 +193,7 @@ pub fn push(
         .map(|r| (r.name, r.oid))
         .collect();
     let mut local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED, crate::setup::REF])?;
+    local.retain(|n, _| sent(n));
     let stamp = stamp(now);
 
     // Tips the mirror has that this push would overwrite or delete, and that nothing we
@@ -197,7 +202,7 @@ pub fn push(
         local.iter().filter(|(n, _)| n.starts_with(PRESERVED)).map(|(_, o)| *o).collect();
     let mut rescue = Vec::new();
     for (name, moid) in &remote_refs {
-        if name.starts_with(PRESERVED) || !MANAGED.iter().any(|p| name.starts_with(p)) {
+        if name.starts_with(PRESERVED) || !MANAGED.iter().any(|p| name.starts_with(p)) || !sent(name) {
             continue;
         }
         let safe = match local.get(name) {
@@ -214,6 +219,7 @@ pub fn push(
     remote::fetch(net, repo, url, &specs).context("cannot fetch the mirror's old tips to preserve them")?;
     let mirror_preserved: Vec<String> = rescue.into_iter().map(|(_, t)| t).collect();
     local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED, crate::setup::REF])?;
+    local.retain(|n, _| sent(n));
 
     let mut specs = Vec::new();
     for (name, oid) in &local {
@@ -222,7 +228,7 @@ pub fn push(
         }
     }
     for name in remote_refs.keys() {
-        if MANAGED.iter().any(|p| name.starts_with(p)) && !local.contains_key(name) {
+        if MANAGED.iter().any(|p| name.starts_with(p)) && !local.contains_key(name) && sent(name) {
             specs.push(format!(":{name}"));
         }
     }
@@ -285,7 +291,7 @@ fn run_unexplained(
     let imported = if is_git { import(backup, source, now)? } else { Vec::new() };
     let (pushed, mirror_preserved, confirmed) = match &source.mirror {
         Some(url) => {
-            let (p, m) = push(backup, url, net, now)?;
+            let (p, m) = push(backup, source, url, net, now)?;
             (p, m, true)
         }
         None => (Vec::new(), Vec::new(), false),
@@ -311,6 +317,7 @@ pub fn save_pushed(
     if let (true, Some(url)) = (r.confirmed, &source.mirror) {
         let refs = crate::bundle::create::bundle_refs(&backup.repo)?
             .into_iter()
+            .filter(|(k, _)| source.mirror_refs.takes(k, &source.snapshot_branch))
             .map(|(k, v)| (k, v.to_string()))
             .collect();
         let pushed = crate::check::Pushed { url: mask_url(url), time: now.to_rfc3339(), refs };

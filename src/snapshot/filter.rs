@@ -232,6 +232,7 @@ mod tests {
             keep_secrets: Vec::new(),
             snapshot_branch: "snapshot".into(),
             mirror: None,
+            mirror_refs: Default::default(),
             recovery_doc: None,
         }
     }

@@ -317,3 +317,43 @@ fn imported_delta_packs_are_merged_too() {
     let count = git(&repo, &["rev-list", "--count", "main"]).ok().stdout;
     assert_eq!(count.trim(), "25");
 }
+
+/// `mirror_refs = ["code", "preserved"]` keeps the vault off the mirror: the snapshot branch
+/// (and a preserved tip of it) never goes there, and one already there is left alone; the
+/// code still goes, and `check` judges only what was sent.
+#[test]
+fn mirror_refs_keep_the_vault_snapshot_off_the_mirror() {
+    let (env, code, mirror) = setup(None);
+    env.run(&["snapshot"]).ok();
+    env.run(&["mirror"]).ok();
+    assert!(refs(&mirror).contains("refs/heads/snapshot "), "{}", refs(&mirror));
+    let old_snapshot = git(&mirror, &["rev-parse", "refs/heads/snapshot"]).ok().stdout;
+
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    env.write_config_text(&cfg.replace("mirror = ", "mirror_refs = [\"code\", \"preserved\"]\nmirror = "));
+    fs::write(code.work.join("untracked-secret-plan.md"), "plaintext").unwrap();
+    env.run(&["snapshot"]).ok();
+    code.commit("more.md", "m", "more work");
+    env.run(&["mirror"]).ok();
+    let after = refs(&mirror);
+    assert_eq!(
+        git(&mirror, &["rev-parse", "refs/heads/snapshot"]).ok().stdout,
+        old_snapshot,
+        "the snapshot branch moved on the mirror:\n{after}"
+    );
+    assert!(
+        !after
+            .lines()
+            .any(|l| l.starts_with("refs/opus-mirror/preserved/") && l.contains("/heads/snapshot ")),
+        "a preserved snapshot tip went to the mirror:\n{after}"
+    );
+    let main = git(&code.work, &["rev-parse", "main"]).ok().stdout;
+    assert!(after.contains(&format!("refs/heads/main {}", main.trim())), "the code did not go:\n{after}");
+    let r = env.run(&["check", "--json"]).ok().json();
+    assert_eq!(r["ok"], true, "{r}");
+
+    // A bad kind is a config error naming the key.
+    env.write_config_text(&cfg.replace("mirror = ", "mirror_refs = [\"vault\"]\nmirror = "));
+    let r = env.run(&["config", "check"]).code(2);
+    assert!(r.stderr.contains("source[1].mirror_refs") && r.stderr.contains("`vault`"), "{}", r.stderr);
+}
