@@ -438,9 +438,13 @@ pub struct HookArgs {
     /// The git hook to use (post-commit by default when --claude is not given).
     #[arg(long, value_name = "HOOK")]
     pub git: Option<String>,
-    /// The Claude Code hook in the source's .claude/settings.json.
+    /// The Claude Code session-end hook, in the source's .claude/settings.local.json (your
+    /// own, not committed: it holds this machine's paths).
     #[arg(long)]
     pub claude: bool,
+    /// With --claude: in the shared, committed .claude/settings.json instead.
+    #[arg(long, requires = "claude")]
+    pub shared: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -145,12 +145,39 @@ fn uninstall_git(s: &Source, hook: &str) -> Result<String> {
     }
 }
 
-fn claude_state(s: &Source) -> String {
-    format!("claude-settings-{}.json", s.name)
+/// Claude Code's two project settings files: the personal one (not committed) and the shared one.
+const CLAUDE_FILES: [&str; 2] = ["settings.local.json", "settings.json"];
+
+fn claude_state(s: &Source, file: &str) -> String {
+    match file {
+        "settings.json" => format!("claude-settings-{}.json", s.name),
+        _ => format!("claude-settings-local-{}.json", s.name),
+    }
 }
 
-fn install_claude(cfg: &config::Config, s: &Source, cmd: &str) -> Result<String> {
-    let path = s.path.join(".claude").join("settings.json");
+/// Keeps the personal settings file out of commits (in `.git/info/exclude`, which is never
+/// committed itself) unless the repository already ignores it.
+fn keep_uncommitted(s: &Source, rel: &str) -> Result<()> {
+    let Ok(repo) = git2::Repository::open(&s.path) else { return Ok(()) };
+    if repo.status_should_ignore(Path::new(rel)).unwrap_or(false) {
+        return Ok(());
+    }
+    let exclude = repo.path().join("info").join("exclude");
+    let mut text = fs::read_to_string(&exclude).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("/{rel}\n"));
+    fs::create_dir_all(exclude.parent().expect("info/ has a parent"))?;
+    crate::atomic::write_file(&exclude, text.as_bytes())
+        .with_context(|| format!("cannot write {}", exclude.display()))
+}
+
+fn install_claude(cfg: &config::Config, s: &Source, cmd: &str, file: &str) -> Result<String> {
+    let path = s.path.join(".claude").join(file);
+    if file == "settings.local.json" {
+        keep_uncommitted(s, ".claude/settings.local.json")?;
+    }
     let original = fs::read(&path).ok();
     let mut v: Value = match &original {
         Some(b) => serde_json::from_slice(b)
@@ -178,21 +205,21 @@ fn install_claude(cfg: &config::Config, s: &Source, cmd: &str) -> Result<String>
     bytes.push(b'\n');
     crate::atomic::write_file(&path, &bytes)?;
     let saved = json!({"original": original.map(|b| String::from_utf8_lossy(&b).into_owned()), "written": String::from_utf8_lossy(&bytes)});
-    crate::state::save(&cfg.state_dir, &claude_state(s), &saved)?;
+    crate::state::save(&cfg.state_dir, &claude_state(s, file), &saved)?;
     Ok(format!("{}: Claude Code session-end hook added to {}", s.name, path.display()))
 }
 
-fn uninstall_claude(cfg: &config::Config, s: &Source) -> Result<String> {
-    let path = s.path.join(".claude").join("settings.json");
+fn uninstall_claude(cfg: &config::Config, s: &Source, file: &str) -> Result<String> {
+    let path = s.path.join(".claude").join(file);
     let Ok(current) = fs::read(&path) else { return Ok(format!("{}: no {}", s.name, path.display())) };
-    let saved: Option<Value> = crate::state::load(&cfg.state_dir, &claude_state(s));
+    let saved: Option<Value> = crate::state::load(&cfg.state_dir, &claude_state(s, file));
     if let Some(saved) = &saved {
         if saved["written"].as_str().map(str::as_bytes) == Some(current.as_slice()) {
             match saved["original"].as_str() {
                 Some(o) => crate::atomic::write_file(&path, o.as_bytes())?,
                 None => fs::remove_file(&path)?,
             }
-            crate::state::remove(&cfg.state_dir, &claude_state(s))?;
+            crate::state::remove(&cfg.state_dir, &claude_state(s, file))?;
             return Ok(format!("{}: {} restored as it was", s.name, path.display()));
         }
     }
@@ -209,11 +236,12 @@ fn uninstall_claude(cfg: &config::Config, s: &Source) -> Result<String> {
         bytes.push(b'\n');
         crate::atomic::write_file(&path, &bytes)?;
     }
-    crate::state::remove(&cfg.state_dir, &claude_state(s))?;
+    crate::state::remove(&cfg.state_dir, &claude_state(s, file))?;
     Ok(format!(
-        "{}: {}",
+        "{}: {} ({})",
         s.name,
-        if removed { "Claude Code hook removed" } else { "no opus-mirror Claude Code hook found" }
+        if removed { "Claude Code hook removed" } else { "no opus-mirror Claude Code hook found" },
+        path.display()
     ))
 }
 
@@ -240,9 +268,16 @@ pub fn run(ctx: &mut Context, cmd: &HookCommand) -> Result<Exit> {
                 ctx.say(format!("{}: not a git repository; no git hook (use the timer)", s.name))?;
             }
         }
-        if args.claude {
-            let msg = if install { install_claude(&cfg, s, &line)? } else { uninstall_claude(&cfg, s)? };
-            ctx.say(msg)?;
+        if args.claude && install {
+            let file = if args.shared { CLAUDE_FILES[1] } else { CLAUDE_FILES[0] };
+            ctx.say(install_claude(&cfg, s, &line, file)?)?;
+        } else if args.claude {
+            // Uninstall takes ours out of whichever file holds it.
+            for file in CLAUDE_FILES {
+                if s.path.join(".claude").join(file).exists() {
+                    ctx.say(uninstall_claude(&cfg, s, file)?)?;
+                }
+            }
         }
     }
     Ok(Exit::Ok)

@@ -174,7 +174,7 @@ fn the_claude_hook_merges_and_uninstalls_exactly() {
     fs::write(&settings, original).unwrap();
     env.write_config(&[("opus", &code.work)]);
     env.run(&["init"]).ok();
-    env.run(&["hook", "install", "--claude"]).ok();
+    env.run(&["hook", "install", "--claude", "--shared"]).ok();
     let merged: serde_json::Value = serde_json::from_str(&fs::read_to_string(&settings).unwrap()).unwrap();
     assert_eq!(merged["model"], "opus");
     assert_eq!(merged["hooks"]["PreToolUse"][0]["matcher"], "Bash", "existing hooks are kept");
@@ -182,11 +182,41 @@ fn the_claude_hook_merges_and_uninstalls_exactly() {
         .as_str()
         .unwrap()
         .contains("run --quiet --trigger hook"));
-    env.run(&["hook", "install", "--claude"]).ok();
+    env.run(&["hook", "install", "--claude", "--shared"]).ok();
     let again: serde_json::Value = serde_json::from_str(&fs::read_to_string(&settings).unwrap()).unwrap();
     assert_eq!(again["hooks"]["SessionEnd"].as_array().unwrap().len(), 1, "installing twice adds nothing");
     env.run(&["hook", "uninstall", "--claude"]).ok();
     assert_eq!(fs::read_to_string(&settings).unwrap(), original);
+}
+
+/// By default the Claude Code hook goes into the personal `.claude/settings.local.json` (it
+/// holds this machine's absolute paths): the shared settings are untouched, and git never
+/// offers the personal file for a commit.
+#[test]
+fn the_claude_hook_is_personal_by_default_and_never_committed() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    let shared = code.work.join(".claude/settings.json");
+    fs::create_dir_all(shared.parent().unwrap()).unwrap();
+    fs::write(&shared, "{\"model\": \"opus\"}\n").unwrap();
+    code.git(&["add", ".claude/settings.json"]).ok();
+    code.git(&["commit", "-q", "-m", "shared settings"]).ok();
+    env.write_config(&[("opus", &code.work)]);
+    env.run(&["init"]).ok();
+    let r = env.run(&["hook", "install", "--claude"]).ok();
+    let local = code.work.join(".claude/settings.local.json");
+    assert!(r.stdout.contains("settings.local.json"), "{}", r.stdout);
+    let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&local).unwrap()).unwrap();
+    assert!(v["hooks"]["SessionEnd"][0]["hooks"][0]["command"].as_str().unwrap().contains("--trigger hook"));
+    assert_eq!(
+        fs::read_to_string(&shared).unwrap(),
+        "{\"model\": \"opus\"}\n",
+        "the shared settings changed"
+    );
+    let status = git(&code.work, &["status", "--porcelain", "--untracked-files=all"]).ok().stdout;
+    assert!(!status.contains("settings.local.json"), "git offers the personal file for a commit:\n{status}");
+    env.run(&["hook", "uninstall", "--claude"]).ok();
+    assert!(!local.exists(), "uninstall left the personal file it created");
 }
 
 #[test]
