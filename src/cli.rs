@@ -466,6 +466,11 @@ pub struct ScheduleArgs {
     /// Use a systemd user timer (the default where systemd is present).
     #[arg(long, conflicts_with = "cron")]
     pub systemd: bool,
+    /// Use a system timer in /etc/systemd/system (as root, e.g. on a server with no login
+    /// session; under sudo it runs as the invoking user). A user timer there only runs while
+    /// you are logged in, unless `loginctl enable-linger`.
+    #[arg(long, conflicts_with = "cron")]
+    pub system: bool,
     /// Use a crontab line.
     #[arg(long)]
     pub cron: bool,

@@ -28,9 +28,16 @@ fn parse_at(at: &str) -> Result<(u32, u32)> {
 
 /// The systemd service and timer units.
 pub fn systemd_units(exe: &Path, config: &Path, h: u32, m: u32) -> (String, String) {
+    systemd_units_as(exe, config, h, m, None)
+}
+
+/// The units, for a system timer that runs as `user` (None: root).
+pub fn systemd_units_as(exe: &Path, config: &Path, h: u32, m: u32, user: Option<&str>) -> (String, String) {
+    // User= takes a plain name (systemd does not unquote it): only names that need no quoting.
+    let run_as = user.filter(|u| valid_user(u)).map(|u| format!("User={u}\n")).unwrap_or_default();
     let service = format!(
         "[Unit]\nDescription=opus-mirror: snapshot, mirror and bundle the protected sources\nDocumentation=man:opus-mirror(1)\n\n\
-         [Service]\nType=oneshot\nEnvironment={}\nExecStart={} run --quiet --trigger timer\nNice=10\nIOSchedulingClass=idle\n",
+         [Service]\nType=oneshot\n{run_as}Environment={}\nExecStart={} run --quiet --trigger timer\nNice=10\nIOSchedulingClass=idle\n",
         systemd_word(&format!("OPUS_MIRROR_CONFIG={}", config.display())),
         systemd_word(&exe.display().to_string())
     );
@@ -38,6 +45,14 @@ pub fn systemd_units(exe: &Path, config: &Path, h: u32, m: u32) -> (String, Stri
         "[Unit]\nDescription=Daily opus-mirror run\n\n[Timer]\nOnCalendar=*-*-* {h:02}:{m:02}:00\nPersistent=true\nRandomizedDelaySec=5min\nUnit={UNIT}.service\n\n[Install]\nWantedBy=timers.target\n"
     );
     (service, timer)
+}
+
+/// A user name systemd's `User=` takes as is (the portable POSIX set).
+fn valid_user(u: &str) -> bool {
+    !u.is_empty()
+        && !u.starts_with('-')
+        && u.len() <= 32
+        && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// The crontab line.
@@ -49,13 +64,28 @@ pub fn cron_line(exe: &Path, config: &Path, h: u32, m: u32) -> String {
     )
 }
 
-fn unit_dir() -> Result<PathBuf> {
+/// Where the units go: the user's unit dir, or the system's (`OPUS_MIRROR_SYSTEM_UNIT_DIR`
+/// overrides /etc/systemd/system, for packaging and tests).
+fn unit_dir(system: bool) -> Result<PathBuf> {
+    if system {
+        return Ok(env_var("OPUS_MIRROR_SYSTEM_UNIT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/systemd/system")));
+    }
     Ok(config::xdg_dir(&env_var, "XDG_CONFIG_HOME", ".config")?.join("systemd").join("user"))
 }
 
-fn systemctl(args: &[&str]) -> Result<String, String> {
+/// Whether the user's timers keep running with no login session (`loginctl enable-linger`).
+fn lingers() -> Option<bool> {
+    let user = env_var("USER")?;
+    let o =
+        Command::new("loginctl").args(["show-user", &user, "--property=Linger", "--value"]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim() == "yes")
+}
+
+fn systemctl_in(system: bool, args: &[&str]) -> Result<String, String> {
     let o = Command::new("systemctl")
-        .arg("--user")
+        .args(if system { &[][..] } else { &["--user"][..] })
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -88,7 +118,7 @@ fn set_crontab(text: &str) -> Result<()> {
 }
 
 fn use_cron(a: &ScheduleArgs) -> bool {
-    a.cron || (!a.systemd && Command::new("systemctl").arg("--version").output().is_err())
+    a.cron || (!a.systemd && !a.system && Command::new("systemctl").arg("--version").output().is_err())
 }
 
 pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
@@ -107,19 +137,37 @@ pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
                 ctx.say(format!("crontab: opus-mirror runs daily at {h:02}:{m:02}"))?;
                 return Ok(Exit::Ok);
             }
-            let dir = unit_dir()?;
-            let (service, timer) = systemd_units(&exe, &config_path, h, m);
-            crate::atomic::write_file(&dir.join(format!("{UNIT}.service")), service.as_bytes())?;
-            crate::atomic::write_file(&dir.join(format!("{UNIT}.timer")), timer.as_bytes())?;
+            let dir = unit_dir(a.system)?;
+            // Under sudo the system timer runs as the user who asked, with their config.
+            let user =
+                if a.system { env_var("SUDO_USER").filter(|u| !u.is_empty() && u != "root") } else { None };
+            let (service, timer) = systemd_units_as(&exe, &config_path, h, m, user.as_deref());
+            let write = |name: &str, text: &str| {
+                crate::atomic::write_file(&dir.join(name), text.as_bytes()).map_err(|e| {
+                    let fix = if a.system {
+                        "run it as root (sudo), or use the user timer (without --system) and `loginctl enable-linger $USER`"
+                    } else {
+                        "check that the directory is writable"
+                    };
+                    anyhow::anyhow!("cannot write {}: {e}\n  fix: {fix}", dir.join(name).display())
+                })
+            };
+            write(&format!("{UNIT}.service"), &service)?;
+            write(&format!("{UNIT}.timer"), &timer)?;
             ctx.say(format!(
-                "wrote {}/{UNIT}.service and {UNIT}.timer (daily at {h:02}:{m:02}, Persistent=true)",
-                dir.display()
+                "wrote {}/{UNIT}.service and {UNIT}.timer (daily at {h:02}:{m:02}, Persistent=true{})",
+                dir.display(),
+                user.as_deref().map(|u| format!(", as {u}")).unwrap_or_default()
             ))?;
-            match systemctl(&["daemon-reload"])
-                .and_then(|_| systemctl(&["enable", "--now", &format!("{UNIT}.timer")]))
+            let scope = if a.system { "" } else { " --user" };
+            match systemctl_in(a.system, &["daemon-reload"])
+                .and_then(|_| systemctl_in(a.system, &["enable", "--now", &format!("{UNIT}.timer")]))
             {
                 Ok(_) => {
-                    ctx.say("enabled: systemctl --user list-timers shows it")?;
+                    ctx.say(format!("enabled: systemctl{scope} list-timers shows it"))?;
+                    if !a.system && lingers() == Some(false) {
+                        ctx.say("note: a user timer runs only while you are logged in; on a server run `loginctl enable-linger $USER` (or `sudo opus-mirror schedule install --system`)")?;
+                    }
                     Ok(Exit::Ok)
                 }
                 Err(e) => {
@@ -143,21 +191,24 @@ pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
                     }
                 });
             }
-            let dir = unit_dir()?;
+            let dir = unit_dir(a.system)?;
             if !dir.join(format!("{UNIT}.timer")).exists() {
                 ctx.say("systemd timer: not installed (opus-mirror schedule install)")?;
                 return Ok(Exit::Warnings);
             }
-            match systemctl(&["is-enabled", &format!("{UNIT}.timer")]) {
+            match systemctl_in(a.system, &["is-enabled", &format!("{UNIT}.timer")]) {
                 Ok(s) if s == "enabled" => {
-                    let info = systemctl(&[
-                        "show",
-                        &format!("{UNIT}.timer"),
-                        "-p",
-                        "LastTriggerUSec",
-                        "-p",
-                        "NextElapseUSecRealtime",
-                    ])
+                    let info = systemctl_in(
+                        a.system,
+                        &[
+                            "show",
+                            &format!("{UNIT}.timer"),
+                            "-p",
+                            "LastTriggerUSec",
+                            "-p",
+                            "NextElapseUSecRealtime",
+                        ],
+                    )
                     .unwrap_or_default();
                     ctx.say(format!("systemd timer: installed and enabled\n{info}"))?;
                     Ok(Exit::Ok)
@@ -183,12 +234,12 @@ pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
                 ctx.say("crontab: opus-mirror line removed")?;
                 return Ok(Exit::Ok);
             }
-            let _ = systemctl(&["disable", "--now", &format!("{UNIT}.timer")]);
-            let dir = unit_dir()?;
+            let _ = systemctl_in(a.system, &["disable", "--now", &format!("{UNIT}.timer")]);
+            let dir = unit_dir(a.system)?;
             for f in [format!("{UNIT}.timer"), format!("{UNIT}.service")] {
                 let _ = std::fs::remove_file(dir.join(&f));
             }
-            let _ = systemctl(&["daemon-reload"]);
+            let _ = systemctl_in(a.system, &["daemon-reload"]);
             ctx.say(format!("systemd timer removed from {}", dir.display()))?;
             Ok(Exit::Ok)
         }

@@ -480,3 +480,36 @@ fn hooks_run_around_a_run_and_a_failing_before_run_stops_it() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "the hook was not stopped");
     assert!(r.stdout.contains("took more than 1s"), "{}", r.stdout);
 }
+
+/// On a server with no login session: a system timer, run as the user who asked under sudo.
+#[test]
+fn schedule_install_system_writes_a_system_timer_that_runs_as_the_sudo_user() {
+    let env = Env::new();
+    let vault = env.path("v");
+    fs::create_dir_all(&vault).unwrap();
+    env.write_config(&[("v", &vault)]);
+    let units = env.path("etc-systemd-system");
+    fs::create_dir_all(&units).unwrap();
+    let mut c = env.command(&["schedule", "install", "--system", "--at", "02:10"]);
+    c.env("OPUS_MIRROR_SYSTEM_UNIT_DIR", &units).env("SUDO_USER", "alice");
+    let o = c.output().unwrap();
+    let code = o.status.code().unwrap();
+    assert!(code == 0 || code == 3, "{}", String::from_utf8_lossy(&o.stderr));
+    let service = fs::read_to_string(units.join("opus-mirror.service")).unwrap();
+    assert!(
+        service.contains("\nUser=alice\n") && service.contains("run --quiet --trigger timer"),
+        "{service}"
+    );
+    let timer = fs::read_to_string(units.join("opus-mirror.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*-*-* 02:10:00") && timer.contains("Persistent=true"), "{timer}");
+    assert!(
+        !env.home.join(".config/systemd/user/opus-mirror.timer").exists(),
+        "a user timer was written too"
+    );
+    // Where it cannot write, it says what to do.
+    let mut c = env.command(&["schedule", "install", "--system"]);
+    c.env("OPUS_MIRROR_SYSTEM_UNIT_DIR", "/proc/no-such-dir");
+    let o = c.output().unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sudo"), "{}", String::from_utf8_lossy(&o.stderr));
+}
