@@ -2,7 +2,7 @@
 //! snapshot, a change, a diff, a misfiring script, a restore, and stock git agreeing.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Proc;
 
 use anyhow::{bail, Result};
@@ -16,37 +16,36 @@ use crate::git::BackupRepo;
 use crate::restore;
 use crate::snapshot::{self, diff, history};
 
-/// Where the demo vault is: next to the sources this binary was built from.
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("demo-vault")
+/// One entry of the embedded demo vault: a directory, a file (bytes, executable) or a
+/// symlink (target).
+pub enum DemoEntry {
+    Dir(&'static str),
+    File(&'static str, &'static [u8], bool),
+    Link(&'static str, &'static str),
 }
 
-/// Copies a tree, keeping symlinks as links and the executable bit.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    for e in walkdir::WalkDir::new(from).sort_by_file_name() {
-        let e = e?;
-        let rel = e.path().strip_prefix(from).expect("walkdir stays below its root");
-        let dest = to.join(rel);
-        let ft = e.file_type();
-        if ft.is_dir() {
-            fs::create_dir_all(&dest)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(e.path())?, &dest)?;
-        } else {
-            fs::copy(e.path(), &dest)?;
+include!(concat!(env!("OUT_DIR"), "/demo_vault.rs"));
+
+/// Writes the embedded demo vault into `to` (which the caller just created, empty).
+fn write_demo_vault(to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(to)?;
+    for e in DEMO_VAULT {
+        match e {
+            DemoEntry::Dir(rel) => fs::create_dir_all(to.join(rel))?,
+            DemoEntry::File(rel, bytes, exec) => {
+                fs::write(to.join(rel), bytes)?;
+                if *exec {
+                    fs::set_permissions(to.join(rel), fs::Permissions::from_mode(0o755))?;
+                }
+            }
+            DemoEntry::Link(rel, target) => std::os::unix::fs::symlink(target, to.join(rel))?,
         }
     }
     Ok(())
 }
 
 pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
-    let src = fixture();
-    if !src.is_dir() {
-        bail!(
-            "the demo vault {} is missing\n  fix: run the demo from a clone of the opus-mirror repository",
-            src.display()
-        );
-    }
     let tmp;
     let base = match &args.keep {
         Some(d) => {
@@ -62,7 +61,7 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     if vault.exists() {
         bail!("{} already exists\n  fix: give --keep an empty directory", vault.display());
     }
-    copy_tree(&src, &vault)?;
+    write_demo_vault(&vault)?;
     fs::create_dir_all(vault.join("inbox"))?;
     fs::write(vault.join(".env"), "API_TOKEN=not-for-backups\n")?;
     let cfg_path = base.join("config.toml");
@@ -201,4 +200,41 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
         ctx.say("\n(the demo directory is removed now; pass --keep DIR to look around)")?;
     }
     Ok(if same && report.exit != Exit::Failed { Exit::Ok } else { Exit::Failed })
+}
+
+#[cfg(test)]
+mod embedded_tests {
+    use super::*;
+
+    /// The embedded vault is the fixture on disk, entry for entry.
+    #[test]
+    fn the_embedded_demo_vault_is_the_fixture() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        write_demo_vault(&dir.path().join("v")).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo-vault");
+        let list = |root: &Path| -> Vec<(std::path::PathBuf, Vec<u8>, bool)> {
+            walkdir::WalkDir::new(root)
+                .sort_by_file_name()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                    let ft = e.file_type();
+                    let data = if ft.is_symlink() {
+                        fs::read_link(e.path()).unwrap().into_os_string().into_encoded_bytes()
+                    } else if ft.is_file() {
+                        fs::read(e.path()).unwrap()
+                    } else {
+                        Vec::new()
+                    };
+                    let exec = ft.is_file() && e.metadata().unwrap().permissions().mode() & 0o111 != 0;
+                    (rel, data, exec)
+                })
+                .collect()
+        };
+        let (want, got) = (list(&fixture), list(&dir.path().join("v")));
+        assert!(want.len() > 10, "{want:?}");
+        assert_eq!(want, got);
+    }
 }
