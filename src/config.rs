@@ -120,6 +120,9 @@ pub struct Source {
     pub mirror_refs: MirrorRefs,
     /// Where `run` keeps an up-to-date recovery runbook inside the source (relative path).
     pub recovery_doc: Option<PathBuf>,
+    /// Where `run` keeps the backup's health note inside the source (relative path; left out
+    /// of the snapshots).
+    pub health_note: Option<PathBuf>,
 }
 
 /// Which of the backup repo's refs a source pushes to its mirror (`mirror_refs = ["code",
@@ -444,6 +447,7 @@ struct RawSource {
     mirror: Option<Spanned<String>>,
     mirror_refs: Option<Spanned<Vec<String>>>,
     recovery_doc: Option<String>,
+    health_note: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -780,6 +784,24 @@ fn parse(
                 return Err(bad("an empty list would push nothing".into()));
             }
         }
+        let health_note = match &rs.health_note {
+            Some(h) => {
+                let p = PathBuf::from(h.get_ref());
+                let inside = !p.as_os_str().is_empty()
+                    && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !inside {
+                    return Err(ConfigError {
+                        file: Some(path.to_path_buf()),
+                        line: Some(at(h.span())),
+                        key: Some(key("health_note")),
+                        problem: format!("`{}` is not a path inside the source", h.get_ref()),
+                        fix: "give a relative path such as \"00_system/backup-health.md\"".into(),
+                    });
+                }
+                Some(p)
+            }
+            None => None,
+        };
         origins.insert(key("path"), format!("{file_disp} line {}", at(rs.path.span())));
         sources.push(Source {
             name,
@@ -791,6 +813,7 @@ fn parse(
             mirror: rs.mirror.as_ref().map(|m| m.get_ref().clone()),
             mirror_refs,
             recovery_doc: rs.recovery_doc.as_ref().map(PathBuf::from),
+            health_note,
         });
     }
 
@@ -1403,7 +1426,7 @@ pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -
     }
     for (name, path) in sources {
         s.push_str(&format!(
-            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n# mirror = \"git@github.com:me/opus-backup.git\"\n# mirror_refs = [\"code\", \"snapshot\", \"preserved\"]  # leave \"snapshot\" out to keep the vault's files off the mirror\n",
+            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n# mirror = \"git@github.com:me/opus-backup.git\"\n# mirror_refs = [\"code\", \"snapshot\", \"preserved\"]  # leave \"snapshot\" out to keep the vault's files off the mirror\n# health_note = \"00_system/backup-health.md\"  # run keeps the backup's health here (Obsidian renders it)\n",
             path.display().to_string()
         ));
     }

@@ -20,6 +20,7 @@ pub mod git;
 pub mod guard;
 pub mod hashio;
 pub mod heal;
+pub mod health;
 pub mod lock;
 pub mod mirror;
 pub mod netchild;

@@ -135,6 +135,7 @@ pub fn run(
         let mut st = Steps { source: &s.name, out: Vec::new() };
         source_steps(cfg, s, &history, dry_run, now, &mut st);
         if !dry_run {
+            write_health(cfg, s, &mut st);
             let exit = st.out.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
             let detail: Vec<String> = st
                 .out
@@ -202,6 +203,26 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// Refreshes the source's health note when its content changed (a run that changed nothing
+/// leaves it as it is: see `health`).
+fn write_health(cfg: &Config, s: &Source, st: &mut Steps) {
+    let Some(rel) = &s.health_note else { return };
+    let t = Instant::now();
+    let path = s.path.join(rel);
+    let text = crate::health::render(cfg, s);
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return;
+    }
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| crate::atomic::write_file(&path, text.as_bytes()));
+    match written {
+        Ok(()) => st.push("health", None, Exit::Ok, format!("updated {}", path.display()), t),
+        Err(e) => st.push("health", None, Exit::Warnings, format!("cannot write {}: {e}", path.display()), t),
+    };
 }
 
 /// Runs one `[hooks]` command, recorded as a step of its own (source `*`); None when none

@@ -18,6 +18,8 @@ pub struct Filter {
     keep: Gitignore,
     /// Our own directories inside the source (relative): never captured.
     own: Vec<Vec<u8>>,
+    /// Our own files inside the source (the health note): never captured.
+    own_files: Vec<Vec<u8>>,
 }
 
 /// Why an entry was left out.
@@ -41,7 +43,19 @@ impl Filter {
         }
         let keep = keep_matcher(&source.path, &source.keep_secrets)
             .map_err(|e| anyhow::anyhow!("keep_secrets of source {}: {e}", source.name))?;
-        Ok(Filter { user: b.build()?, include_secrets: source.include_secrets, keep, own: Vec::new() })
+        // The health note `run` keeps inside the source is our output, not the user's data.
+        let own_files = source
+            .health_note
+            .iter()
+            .map(|p| p.components().map(|c| c.as_os_str().as_encoded_bytes()).collect::<Vec<_>>().join(&b'/'))
+            .collect();
+        Ok(Filter {
+            user: b.build()?,
+            include_secrets: source.include_secrets,
+            keep,
+            own: Vec::new(),
+            own_files,
+        })
     }
 
     /// Whether a secret-looking file at `rel` is kept by a `keep_secrets` pattern (a pattern
@@ -63,6 +77,9 @@ impl Filter {
             return Some(Excluded::Git);
         }
         if is_dir && self.own.iter().any(|o| o == rel) {
+            return Some(Excluded::Own);
+        }
+        if !is_dir && self.own_files.iter().any(|o| o == rel) {
             return Some(Excluded::Own);
         }
         if !is_dir && is_own_temp(name) {
@@ -234,6 +251,7 @@ mod tests {
             mirror: None,
             mirror_refs: Default::default(),
             recovery_doc: None,
+            health_note: None,
         }
     }
 

@@ -513,3 +513,78 @@ fn schedule_install_system_writes_a_system_timer_that_runs_as_the_sudo_user() {
     assert_ne!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("sudo"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The backup's health inside the vault: a note Obsidian renders, pinned; a run that changed
+/// nothing leaves it byte-identical; snapshots leave it out, so it never makes one by itself.
+#[test]
+fn the_health_note_is_kept_in_the_vault_and_a_no_change_run_leaves_it_alone() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 8, attachments: 1, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\nhealth_note = \"00_system/backup-health.md\"\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nevery = \"1d\"\n",
+        env.state.display().to_string(),
+        vault.display().to_string(),
+        drive.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    env.run(&["run"]).ok();
+    vaultgen::mutate(&vault, 1);
+    env.now = Some("2026-11-21T03:30:00Z".into());
+    env.run(&["run"]).ok();
+    let note = vault.join("00_system/backup-health.md");
+    let first = fs::read_to_string(&note).unwrap();
+    let snaps =
+        |env: &Env| env.run(&["snapshots", "--json"]).ok().json()[0]["snapshots"].as_array().unwrap().len();
+    let before = snaps(&env);
+
+    env.now = Some("2026-11-21T09:00:00Z".into());
+    let r = env.run(&["run", "--json"]).ok().json();
+    assert_eq!(fs::read_to_string(&note).unwrap(), first, "a no-change run rewrote the note");
+    assert_eq!(snaps(&env), before, "the note made a snapshot by itself");
+    assert!(!r["steps"].to_string().contains("\"health\""), "{r}");
+    let files = git(&env.backup_repo("life"), &["ls-tree", "-r", "--name-only", "snapshot"]).ok().stdout;
+    assert!(!files.contains("backup-health.md"), "snapshots hold the note:\n{files}");
+
+    let redacted = first
+        .replace(&drive.display().to_string(), "[DRIVE]")
+        .lines()
+        .map(|l| {
+            // Snapshot ids and drill timings vary from machine to machine.
+            let l = regex_lite_hex(l);
+            if l.starts_with("| drill |") {
+                l.split(" time-to-recover").next().unwrap().to_string()
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("health_note", redacted);
+}
+
+/// Replaces hex ids of 12+ characters with `[ID]`.
+fn regex_lite_hex(line: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |w: &mut String, out: &mut String| {
+        if w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push_str("[ID]");
+        } else {
+            out.push_str(w);
+        }
+        w.clear();
+    };
+    for c in line.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
