@@ -489,3 +489,36 @@ fn recover_at_an_earlier_time_brings_back_that_day() {
     // The newer commit is not lost: it is on the backup remote.
     assert!(git(&to, &["log", "--oneline", "backup/main"]).ok().stdout.contains("not pushed"));
 }
+
+/// A vault with no empty folder: the runbook's empty-folder step finds nothing to make, which
+/// must not fail the drill's stock-git half nor `recover` (both run it under `pipefail`).
+#[test]
+fn a_vault_without_empty_folders_drills_and_recovers() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    fs::create_dir_all(code.work.join("notes")).unwrap();
+    fs::write(code.work.join("notes/a.md"), "a\n").unwrap();
+    code.git(&["add", "-A"]).ok();
+    code.git(&["commit", "-q", "-m", "notes"]).ok();
+    let drive = env.path("drive");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+        env.state.display().to_string(),
+        code.work.display().to_string(),
+        drive.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    let empty = git(&env.backup_repo("opus"), &["ls-tree", "-r", "-t", "snapshot"]).ok().stdout;
+    assert!(
+        !empty.contains("4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
+        "the vault has an empty folder:\n{empty}"
+    );
+    let r = env.run(&["drill", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let fresh = Env::new();
+    let to = fresh.path("opus");
+    fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
+    assert_eq!(fs::read_to_string(to.join("notes/a.md")).unwrap(), "a\n");
+}
