@@ -162,7 +162,14 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     crate::target::dir::mark("drive", &drive, &cfg.state_dir, ctx.now)?;
     ctx.say(format!("\n# the main job, as the post-session hook and the daily timer run it\n$ opus-mirror run   # mirror {} and drive {}", mirror.display(), drive.display()))?;
     let sources: Vec<&config::Source> = cfg.sources.iter().collect();
-    let report = crate::run::run(&cfg, &sources, crate::run::Trigger::Manual, false, ctx.now)?;
+    let report = crate::run::run(
+        &cfg,
+        &sources,
+        crate::run::Trigger::Manual,
+        false,
+        ctx.now,
+        &crate::output::NoProgress,
+    )?;
     for s in &report.steps {
         let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
         ctx.say(format!(

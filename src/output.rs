@@ -22,6 +22,10 @@ impl OutputMode {
 pub trait Report: Sync {
     fn total(&self, bytes: u64);
     fn advance(&self, bytes: u64);
+    /// What is being done now (`life: bundle → drive`).
+    fn doing(&self, _what: &str) {}
+    /// One finished step, as a line for the user (printed above the bar as it happens).
+    fn step(&self, _line: &str) {}
 }
 
 /// Progress that goes nowhere (hooks, --quiet, --json, tests).
@@ -50,6 +54,21 @@ impl Report for Progress {
             pb.inc(bytes);
         }
     }
+    fn doing(&self, what: &str) {
+        if let Some(pb) = &self.0 {
+            // Back to a spinner: a byte bar from the last snapshot means nothing here.
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .expect("a valid template"),
+            );
+            pb.set_message(what.to_string());
+        }
+    }
+    fn step(&self, line: &str) {
+        if let Some(pb) = &self.0 {
+            pb.println(line);
+        }
+    }
 }
 
 /// A spinner on stderr while a long step runs; nothing at all when progress is off.
@@ -67,6 +86,11 @@ impl Progress {
         pb.set_message(msg.into());
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         Progress(Some(pb))
+    }
+
+    /// Whether it draws anything.
+    pub fn is_live(&self) -> bool {
+        self.0.is_some()
     }
 
     pub fn set(&self, msg: impl Into<String>) {

@@ -51,9 +51,37 @@ pub struct Report {
 struct Steps<'a> {
     source: &'a str,
     out: Vec<Step>,
+    /// Where each finished step is shown as it happens (a terminal), or nowhere.
+    progress: &'a dyn crate::output::Report,
+}
+
+impl Step {
+    /// The step as one line for people (its first detail line).
+    pub fn line(&self) -> String {
+        let target = self.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
+        let mark = match self.outcome {
+            "ok" => "ok  ",
+            "warning" => "WARN",
+            _ => "FAIL",
+        };
+        format!(
+            "{mark} {:<10} {:<9}{:<10} {:>6} ms  {}",
+            self.source,
+            self.step,
+            target,
+            self.ms,
+            self.detail.lines().next().unwrap_or("")
+        )
+    }
 }
 
 impl Steps<'_> {
+    /// Says what starts now (the spinner's message on a terminal).
+    fn doing(&self, step: &str, target: Option<&str>) {
+        let to = target.map(|t| format!(" → {t}")).unwrap_or_default();
+        self.progress.doing(&format!("{}: {step}{to}", self.source));
+    }
+
     fn push(
         &mut self,
         step: &'static str,
@@ -62,7 +90,7 @@ impl Steps<'_> {
         detail: impl Into<String>,
         started: Instant,
     ) -> Exit {
-        self.out.push(Step {
+        let step = Step {
             source: self.source.to_string(),
             step,
             target: target.map(str::to_string),
@@ -70,7 +98,13 @@ impl Steps<'_> {
             exit,
             detail: detail.into(),
             ms: started.elapsed().as_millis() as u64,
-        });
+        };
+        let mut block = step.line();
+        for l in step.detail.lines().skip(1) {
+            block.push_str(&format!("\n{:>44}{l}", ""));
+        }
+        self.progress.step(&block);
+        self.out.push(step);
         exit
     }
 
@@ -118,6 +152,7 @@ pub fn run(
     trigger: Trigger,
     dry_run: bool,
     now: DateTime<Utc>,
+    progress: &dyn crate::output::Report,
 ) -> Result<Report> {
     let started = Instant::now();
     let job = (!dry_run).then(|| notify::Job::start(&cfg.notify));
@@ -132,7 +167,7 @@ pub fn run(
     let gated =
         !dry_run && hook_step(cfg, runhooks::Phase::BeforeRun, &vars, &mut steps) == Some(Exit::Failed);
     for s in sources.iter().filter(|_| !gated) {
-        let mut st = Steps { source: &s.name, out: Vec::new() };
+        let mut st = Steps { source: &s.name, out: Vec::new(), progress };
         source_steps(cfg, s, &history, dry_run, now, &mut st);
         if !dry_run {
             write_health(cfg, s, &mut st);
@@ -337,7 +372,8 @@ fn source_steps(
             }
         };
     } else {
-        match crate::commands::snapshot::snapshot_one(cfg, s, now, &crate::output::NoProgress) {
+        st.doing("snapshot", None);
+        match crate::commands::snapshot::snapshot_one(cfg, s, now, st.progress) {
             Ok((o, e)) => st.push("snapshot", None, e, crate::commands::snapshot::describe(&o), t),
             Err(e) => st.push("snapshot", None, exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t),
         };
@@ -346,6 +382,7 @@ fn source_steps(
     // mirror: import the code refs; push when a mirror is configured.
     if is_git || s.mirror.is_some() {
         let t = Instant::now();
+        st.doing("mirror", None);
         if dry_run {
             let what = match &s.mirror {
                 Some(u) => format!("would import refs and push to {}", crate::config::mask_url(u)),
@@ -397,6 +434,7 @@ fn source_steps(
     let mut unreachable: Vec<&str> = Vec::new();
     for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
         let t = Instant::now();
+        st.doing("bundle", Some(&tg.name));
         if dry_run {
             let due = match crate::target::check(tg, &cfg.state_dir)
                 .and_then(|()| crate::target::list(tg, &s.name))
@@ -454,6 +492,7 @@ fn source_steps(
 
     // check: the bundles written now, read back through the indexer; a full check when due.
     let t = Instant::now();
+    st.doing("check", None);
     let due_check = last_event_age(history, &s.name, "check", now).is_none_or(|a| a >= cfg.check_every);
     if dry_run {
         st.push(
@@ -538,6 +577,7 @@ fn source_steps(
         if !due_drill {
             return;
         }
+        st.doing("drill", Some(&tg.name));
         if dry_run {
             st.push("drill", Some(&tg.name), Exit::Ok, "would run a test restore (due)", t);
             return;

@@ -25,7 +25,10 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
         (None, Some(crate::app::lock_and_heal(&cfg, wait)?))
     };
     let progress = crate::output::Progress::start(&ctx.mode, "opus-mirror run");
-    let report = crate::run::run(&cfg, &sources, args.trigger, args.dry_run, ctx.now)?;
+    let report = crate::run::run(&cfg, &sources, args.trigger, args.dry_run, ctx.now, &progress)?;
+    // On a terminal the steps were shown as they happened (stderr); the table on stdout is
+    // for when stdout goes elsewhere.
+    let shown_live = progress.is_live() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     drop(progress);
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &report)?;
@@ -40,23 +43,9 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
             eprintln!("opus-mirror run: {} ({})", crate::state::outcome_word(report.exit), bad.join(", "));
         }
     } else {
-        for s in &report.steps {
-            let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
-            let mark = match s.outcome {
-                "ok" => "ok  ",
-                "warning" => "WARN",
-                _ => "FAIL",
-            };
-            let mut lines = s.detail.lines();
-            ctx.say(format!(
-                "{mark} {:<10} {:<9}{:<10} {:>6} ms  {}",
-                s.source,
-                s.step,
-                target,
-                s.ms,
-                lines.next().unwrap_or("")
-            ))?;
-            for l in lines {
+        for s in report.steps.iter().filter(|_| !shown_live) {
+            ctx.say(s.line())?;
+            for l in s.detail.lines().skip(1) {
                 ctx.say(format!("{:>44}{l}", ""))?;
             }
         }
