@@ -329,6 +329,7 @@ fn backed_up_git_vault_in(
     fs::write(code.work.join(notes[1]), "changed and staged\n").unwrap();
     code.git(&["add", "vault/staged.md", notes[1]]).ok();
     code.git(&["rm", "-q", notes[2]]).ok();
+    fs::write(code.work.join(notes[3]), "edited, not staged\n").unwrap();
     env.now = Some("2026-11-21T03:30:00Z".into());
     run_ok(&env);
     (env, code, doomed, backup)
@@ -398,6 +399,17 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
         snapshots_before,
         "the next run restarted the history"
     );
+    // No tip was preserved (nothing was rewritten), and new work chains onto the old bundles.
+    let kept = fresh.run(&["preserved", "--json"]).ok().json();
+    assert_eq!(kept[0]["preserved"].as_array().map(|a| a.len()).unwrap_or(0), 0, "{kept}");
+    fs::write(to.join("vault/after-recovery.md"), "new life\n").unwrap();
+    fresh.now = Some("2026-11-23T03:30:00Z".into());
+    let r = fresh.run(&["run", "--json"]).json();
+    let bundle = r["steps"].as_array().unwrap().iter().find(|s| s["step"] == "bundle").unwrap().clone();
+    assert!(
+        bundle["detail"].as_str().unwrap().contains("-incr.bundle"),
+        "not chained onto the old bundles: {bundle}"
+    );
     // Recovering again over a backup repo that exists never replaces it: it may hold newer snapshots.
     fs::remove_file(&fresh.config).unwrap();
     let again = fresh.path("again");
@@ -405,10 +417,11 @@ fn recover_brings_everything_back_from_the_drive_in_one_command() {
         fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", again.to_str().unwrap()]).code(2);
     assert!(r.stderr.contains("already exists"), "{}", r.stderr);
     assert!(!fresh.config.exists() && !again.exists(), "a failed recover left its config or directory");
+    // ... the one that exists is untouched: every snapshot, and the one made after recovery.
     let repo = fresh.home.join(".local/share/opus-mirror/repos/opus.git");
     assert_eq!(
         git(&repo, &["rev-list", "--count", "snapshot"]).ok().stdout.trim(),
-        snapshots_before.to_string()
+        (snapshots_before + 1).to_string()
     );
 }
 
