@@ -28,7 +28,7 @@ pub enum Pattern {
 impl Pattern {
     pub fn parse(pattern: &str) -> Result<Pattern, super::PatternError> {
         if pattern.contains(['*', '?', '[', '{']) {
-            Ok(Pattern::Glob(super::build("find PATTERN", &[pattern.to_string()])?))
+            Ok(Pattern::Glob(super::build("find", &[pattern.to_string()])?))
         } else {
             Ok(Pattern::Substring(pattern.as_bytes().to_ascii_lowercase()))
         }
