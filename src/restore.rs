@@ -231,9 +231,9 @@ pub fn plan_to_dir(
     };
     for item in items {
         if !item.is_empty_dir() {
-            let (n, _) = odb
-                .read_header(item.oid)
-                .with_context(|| format!("object {} is missing from the backup repo (run `opus-mirror check`)", item.oid))?;
+            let (n, _) = odb.read_header(item.oid).with_context(|| {
+                format!("object {} is missing from the backup repo (run `opus-mirror check`)", item.oid)
+            })?;
             report.bytes += n as u64;
         }
         report.restored += 1;

@@ -73,6 +73,9 @@ pub fn find(trees: &mut Trees, roots: &[Oid], pattern: &Pattern) -> Result<BTree
         .collect())
 }
 
+/// Matching paths below one tree, shared between the snapshots that hold that tree.
+type Leaves = Rc<Vec<Vec<u8>>>;
+
 /// A path's record while walking: `last` is the last snapshot that had it once it is gone.
 struct Track {
     first: usize,
@@ -84,7 +87,7 @@ struct Walk<'a, 'r> {
     trees: &'a mut Trees<'r>,
     pattern: &'a Pattern,
     /// Matching leaves below a tree at a place: (place, tree) → paths.
-    memo: HashMap<(Vec<u8>, Oid), Rc<Vec<Vec<u8>>>>,
+    memo: HashMap<(Vec<u8>, Oid), Leaves>,
     seen: BTreeMap<Vec<u8>, Track>,
 }
 
@@ -133,7 +136,7 @@ impl Walk<'_, '_> {
     }
 
     /// The matching leaves of entry `e`, which sits at `path`.
-    fn leaves(&mut self, path: &[u8], e: &TreeEntry) -> Result<Rc<Vec<Vec<u8>>>> {
+    fn leaves(&mut self, path: &[u8], e: &TreeEntry) -> Result<Leaves> {
         if e.mode != MODE_TREE || e.oid == empty_tree() {
             let hit = if self.pattern.matches(path) { vec![path.to_vec()] } else { Vec::new() };
             return Ok(Rc::new(hit));

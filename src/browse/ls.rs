@@ -81,7 +81,13 @@ fn entry(trees: &Trees, modes: Option<&Modes>, path: &[u8], found: Found) -> Res
     })
 }
 
-fn walk(trees: &mut Trees, modes: Option<&Modes>, tree: Oid, prefix: &mut Vec<u8>, out: &mut Vec<Entry>) -> Result<()> {
+fn walk(
+    trees: &mut Trees,
+    modes: Option<&Modes>,
+    tree: Oid,
+    prefix: &mut Vec<u8>,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
     for e in trees.read(tree, prefix)?.iter() {
         let len = prefix.len();
         if !prefix.is_empty() {

@@ -208,7 +208,10 @@ pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
         versions.truncate(n);
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &json!({"source": source.name, "path": shown, "versions": versions}))?;
+        crate::output::print_json(
+            ctx.out,
+            &json!({"source": source.name, "path": shown, "versions": versions}),
+        )?;
         return Ok(Exit::Ok);
     }
     ctx.say(format!("{} {shown}: {} change(s), newest first", source.name, versions.len()))?;
@@ -319,7 +322,12 @@ pub fn find(ctx: &mut Context, args: &FindArgs) -> Result<Exit> {
                 }
             })
             .collect();
-        all.push(Found { source: source.name.clone(), pattern: args.pattern.clone(), snapshots: snaps.len(), paths });
+        all.push(Found {
+            source: source.name.clone(),
+            pattern: args.pattern.clone(),
+            snapshots: snaps.len(),
+            paths,
+        });
     }
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &all)?;
@@ -334,7 +342,8 @@ pub fn find(ctx: &mut Context, args: &FindArgs) -> Result<Exit> {
             f.snapshots
         ))?;
         for h in &f.paths {
-            let span = format!("seen {} ({}) → {} ({})", h.first.short, h.first.time, h.last.short, h.last.time);
+            let span =
+                format!("seen {} ({}) → {} ({})", h.first.short, h.first.time, h.last.short, h.last.time);
             match &h.disappeared {
                 None => ctx.say(format!("  {}  {span}, still there", h.path))?,
                 Some(d) => {

@@ -118,7 +118,8 @@ fn ls_lists_kind_bits_size_and_path() {
     assert_eq!(lines[2], "file       0644      74096  attachments/img.bin");
     // One argument that is a snapshot id lists the whole snapshot; SNAPSHOT:PATH works too.
     let whole = h.run(&["ls", &h.ids[1], "--json"]).ok().json();
-    let paths: Vec<&str> = whole["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> =
+        whole["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert!(paths.contains(&"notes/lost.md") && paths.contains(&"attachments/img.bin"), "{paths:?}");
     let one = h.run(&["ls", &format!("{}:notes/lost.md", h.ids[1]), "--json"]).ok().json();
     assert_eq!(one["entries"].as_array().unwrap().len(), 1);
@@ -143,7 +144,11 @@ fn cat_streams_the_bytes_of_that_snapshot() {
     assert_eq!((j["kind"].as_str(), j["size"].as_u64()), (Some("file"), Some(3)));
     // A folder, a missing path, no path: exit 2 saying what to do.
     let r = h.run(&["cat", "notes"]).code(2);
-    assert!(r.stderr.contains("`notes` is a folder in snapshot") && r.stderr.contains("opus-mirror ls"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`notes` is a folder in snapshot") && r.stderr.contains("opus-mirror ls"),
+        "{}",
+        r.stderr
+    );
     let r = h.run(&["cat", &format!("{}:notes/lost.md", h.ids[2])]).code(2);
     assert!(r.stderr.contains(&format!("`notes/lost.md` is not in snapshot {}", h.ids[2])), "{}", r.stderr);
     assert!(r.stdout.is_empty());
@@ -212,7 +217,10 @@ fn find_reports_first_last_and_when_a_lost_note_went() {
     assert_eq!(lost["disappeared"]["short"], h.ids[2].as_str());
     assert_eq!(lost["disappeared"]["time"], "2026-01-03T10:00:00Z");
     let cmd = lost["restore"].as_str().unwrap();
-    assert_eq!(cmd, format!("opus-mirror restore --source vault --snapshot {} --path notes/lost.md --in-place", h.ids[1]));
+    assert_eq!(
+        cmd,
+        format!("opus-mirror restore --source vault --snapshot {} --path notes/lost.md --in-place", h.ids[1])
+    );
     // The command it prints brings the note back.
     let args: Vec<&str> = cmd.split(' ').skip(1).collect();
     h.run(&args).ok();
@@ -220,9 +228,13 @@ fn find_reports_first_last_and_when_a_lost_note_went() {
 
     // A glob over every snapshot: a.md was deleted and came back, so it is still there.
     let j = h.run(&["find", "notes/*.md", "--json"]).ok().json();
-    let by_path = |p: &str| j[0]["paths"].as_array().unwrap().iter().find(|x| x["path"] == p).cloned().unwrap();
+    let by_path =
+        |p: &str| j[0]["paths"].as_array().unwrap().iter().find(|x| x["path"] == p).cloned().unwrap();
     let a = by_path("notes/a.md");
-    assert_eq!((a["first"]["short"].as_str(), a["last"]["short"].as_str()), (Some(&*h.ids[0]), Some(&*h.ids[4])));
+    assert_eq!(
+        (a["first"]["short"].as_str(), a["last"]["short"].as_str()),
+        (Some(&*h.ids[0]), Some(&*h.ids[4]))
+    );
     assert!(a["disappeared"].is_null() && a["restore"].is_null(), "{a}");
     assert_eq!(by_path("notes/caf\\xe9.md")["first"]["short"], h.ids[0].as_str());
     assert_eq!(j[0]["paths"].as_array().unwrap().len(), 4, "a.md, café, keep.md, lost.md: {j}");
@@ -243,7 +255,8 @@ fn find_reports_first_last_and_when_a_lost_note_went() {
 
     // --since leaves older snapshots out: lost.md was gone by then.
     let j = h.run(&["find", "*.md", "--since", "2026-01-03", "--json"]).ok().json();
-    let paths: Vec<&str> = j[0]["paths"].as_array().unwrap().iter().map(|x| x["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> =
+        j[0]["paths"].as_array().unwrap().iter().map(|x| x["path"].as_str().unwrap()).collect();
     assert_eq!(paths, vec!["notes/a.md", "notes/caf\\xe9.md", "notes/keep.md"]);
     assert_eq!(j[0]["snapshots"], 3);
     let r = h.run(&["find", "a["]).code(2);
@@ -255,7 +268,18 @@ fn restore_include_exclude_select_exactly_and_dry_run_writes_nothing() {
     let h = History::new();
     let out = h.env.path("out");
     let o = out.to_str().unwrap();
-    h.run(&["restore", "--snapshot", &h.ids[1], "--include", "*.md", "--exclude", "notes/keep.md", "--to", o]).ok();
+    h.run(&[
+        "restore",
+        "--snapshot",
+        &h.ids[1],
+        "--include",
+        "*.md",
+        "--exclude",
+        "notes/keep.md",
+        "--to",
+        o,
+    ])
+    .ok();
     let m = treecmp::manifest(&out, &|_| false);
     let names: Vec<Vec<u8>> = m.keys().cloned().collect();
     assert_eq!(names, vec![b"notes/a.md".to_vec(), LATIN1.to_vec(), b"notes/lost.md".to_vec()]);
@@ -272,7 +296,16 @@ fn restore_include_exclude_select_exactly_and_dry_run_writes_nothing() {
     // --dry-run with --to: the list, and nothing written (not even the directory).
     let dry = h.env.path("dry");
     let r = h
-        .run(&["restore", "--include", "notes/**", "--exclude", "*.md", "--to", dry.to_str().unwrap(), "--dry-run"])
+        .run(&[
+            "restore",
+            "--include",
+            "notes/**",
+            "--exclude",
+            "*.md",
+            "--to",
+            dry.to_str().unwrap(),
+            "--dry-run",
+        ])
         .code(2);
     assert!(r.stderr.contains("--include/--exclude select nothing in snapshot"), "{}", r.stderr);
     let r = h.run(&["restore", "--include", "notes/*", "--to", dry.to_str().unwrap(), "--dry-run"]).ok();
