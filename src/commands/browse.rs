@@ -78,7 +78,7 @@ pub fn ls(ctx: &mut Context, args: &LsArgs) -> Result<Exit> {
             let one = one.as_bytes();
             match split_spec(one) {
                 (Some(s), p) => (Some(s), p),
-                (None, _) if looks_like_snapshot(one) && is_snapshot(&repo, source, one)? => {
+                (None, p) if looks_like_snapshot(one) && is_snapshot(&repo, source, one, &p)? => {
                     (Some(String::from_utf8_lossy(one).into_owned()), Vec::new())
                 }
                 (None, p) => (None, p),
@@ -113,10 +113,20 @@ pub fn ls(ctx: &mut Context, args: &LsArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Whether a snapshot of the source has an id starting with `s` (or `s` is `latest`).
-fn is_snapshot(repo: &BackupRepo, source: &Source, s: &[u8]) -> Result<bool> {
+/// Whether `s` names a snapshot (`latest`, or the prefix of an id) rather than the path `p`:
+/// a folder named like a hex prefix (`2026`) that the newest snapshot has stays a path.
+fn is_snapshot(repo: &BackupRepo, source: &Source, s: &[u8], p: &[u8]) -> Result<bool> {
     let s = String::from_utf8_lossy(s).to_ascii_lowercase();
-    Ok(s == "latest" || history::list(repo, &source.snapshot_branch)?.iter().any(|i| i.id.starts_with(&s)))
+    if s == "latest" {
+        return Ok(true);
+    }
+    let all = history::list(repo, &source.snapshot_branch)?;
+    if !all.iter().any(|i| i.id.starts_with(&s)) {
+        return Ok(false);
+    }
+    let Some(newest) = all.iter().find(|i| !i.safety).or(all.first()) else { return Ok(false) };
+    let mut trees = Trees::new(repo.repo.odb()?);
+    Ok(trees.lookup(Oid::from_str(&newest.tree)?, p)?.is_none())
 }
 
 pub fn cat(ctx: &mut Context, args: &CatArgs) -> Result<Exit> {

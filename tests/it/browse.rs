@@ -331,3 +331,32 @@ fn restore_include_exclude_select_exactly_and_dry_run_writes_nothing() {
     assert!(r.stderr.contains("--include pattern \"{x\""), "{}", r.stderr);
     assert!(!dry.exists());
 }
+
+#[test]
+fn browsing_errors_say_what_to_do() {
+    let env = Env::new();
+    let (a, b) = (env.path("a"), env.path("b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::write(a.join("n.md"), "n").unwrap();
+    env.write_config(&[("a", &a), ("b", &b)]);
+    for args in [&["ls"][..], &["cat", "n.md"], &["log", "n.md"]] {
+        let r = env.run(args).code(2);
+        assert!(r.stderr.contains("more than one source is configured"), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("--source NAME"), "{args:?}: {}", r.stderr);
+    }
+    let r = env.run(&["ls", "--source", "a"]).code(2);
+    assert!(r.stderr.contains("fix: run `opus-mirror init` to create the backup repos"), "{}", r.stderr);
+    env.run(&["init"]).ok();
+    let r = env.run(&["ls", "--source", "a"]).code(2);
+    assert!(r.stderr.contains("source `a` has no snapshots yet"), "{}", r.stderr);
+    let r = env.run(&["log", "n.md", "--source", "a"]).code(2);
+    assert!(r.stderr.contains("opus-mirror snapshot --source a"), "{}", r.stderr);
+    let r = env.run(&["find", "n.md", "--since", "last week"]).code(2);
+    assert!(r.stderr.contains("--since: `last week` is neither a time nor a span"), "{}", r.stderr);
+    // find reads every source; one with no snapshots has no paths.
+    env.run(&["snapshot", "--source", "a"]).ok();
+    let j = env.run(&["find", "n.md", "--json"]).ok().json();
+    assert_eq!(j[0]["paths"][0]["path"], "n.md");
+    assert_eq!(j[1]["snapshots"], 0);
+}
