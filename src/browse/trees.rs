@@ -15,7 +15,13 @@ use crate::snapshot::tree;
 pub struct Trees<'r> {
     pub odb: Odb<'r>,
     cache: HashMap<Oid, Rc<Vec<TreeEntry>>>,
+    /// Entries held in `cache`: past [`CACHE_ENTRIES`] it starts over, so memory stays bounded
+    /// on a long history of large folders.
+    held: usize,
 }
+
+/// About 50 MiB of parsed entries.
+const CACHE_ENTRIES: usize = 500_000;
 
 /// What a path names in a snapshot: its tree-entry mode and object id (a directory is
 /// `MODE_TREE` and its tree).
@@ -27,7 +33,7 @@ pub struct Found {
 
 impl<'r> Trees<'r> {
     pub fn new(odb: Odb<'r>) -> Self {
-        Trees { odb, cache: HashMap::new() }
+        Trees { odb, cache: HashMap::new(), held: 0 }
     }
 
     /// The entries of tree `oid`, which sits at `at` in the snapshot (for error messages).
@@ -36,6 +42,11 @@ impl<'r> Trees<'r> {
             return Ok(Rc::clone(t));
         }
         let t = Rc::new(tree::read_checked(&self.odb, oid, at)?);
+        if self.held + t.len() > CACHE_ENTRIES {
+            self.cache.clear();
+            self.held = 0;
+        }
+        self.held += t.len();
         self.cache.insert(oid, Rc::clone(&t));
         Ok(t)
     }

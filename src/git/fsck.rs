@@ -79,7 +79,7 @@ pub fn verify_name(name: &[u8]) -> Result<(), Problem> {
         return Err(Problem::Malformed);
     }
     // Every spelling of `.git` has a `g`: most names are done without the allocating checks.
-    let may_be_dotgit = name.iter().any(|b| b.eq_ignore_ascii_case(&b'g'));
+    let may_be_dotgit = name.iter().any(|b| b | 0x20 == b'g');
     if may_be_dotgit && (is_ntfs_dotgit(name) || is_hfs_dotgit(name)) {
         return Err(Problem::DotGit);
     }
