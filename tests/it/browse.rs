@@ -359,4 +359,6 @@ fn browsing_errors_say_what_to_do() {
     let j = env.run(&["find", "n.md", "--json"]).ok().json();
     assert_eq!(j[0]["paths"][0]["path"], "n.md");
     assert_eq!(j[1]["snapshots"], 0);
+    let r = env.run(&["log", "../a/n.md", "--source", "a"]).code(2);
+    assert!(r.stderr.contains("`../a/n.md` cannot be in a snapshot: the name `..`"), "{}", r.stderr);
 }
