@@ -82,11 +82,6 @@ pub fn find(trees: &mut Trees, roots: &[Oid], pattern: &Pattern) -> Result<BTree
         .collect())
 }
 
-/// An entry's place in git's tree order: its name, a folder's as if it ended in `/`.
-fn git_key(e: &TreeEntry) -> impl Iterator<Item = u8> + '_ {
-    e.name.iter().copied().chain(e.is_tree().then_some(b'/'))
-}
-
 /// Matching paths below one tree, shared between the snapshots that hold that tree.
 type Leaves = Rc<Vec<Vec<u8>>>;
 
@@ -130,7 +125,7 @@ impl Walk<'_, '_> {
                 }
             }
             let order = match (x, y) {
-                (Some(x), Some(y)) => git_key(x).cmp(git_key(y)),
+                (Some(x), Some(y)) => x.git_order(y),
                 (Some(_), None) => Ordering::Less,
                 _ => Ordering::Greater,
             };
