@@ -152,6 +152,8 @@ fn locate(
     chain: &mut Vec<Oid>,
     prev: Option<Option<Found>>,
 ) -> Result<Option<Found>> {
+    // Deeper entries of `chain` are the newer snapshot's until this walk reaches them (they
+    // are compared first); a walk that stops early drops those below where it stopped.
     let mut here = root;
     for (depth, name) in names.iter().enumerate() {
         if let Some(p) = prev {
@@ -159,12 +161,19 @@ fn locate(
                 return Ok(p);
             }
         }
-        chain.truncate(depth);
-        chain.push(here);
+        if depth < chain.len() {
+            chain[depth] = here;
+        } else {
+            chain.push(here);
+        }
+        let stop = |chain: &mut Vec<Oid>, found: Option<Found>| {
+            chain.truncate(depth + 1);
+            Ok(found)
+        };
         let tree = repo.repo.find_tree(here).with_context(|| {
             format!("cannot read tree {here} from the backup repo; run `opus-mirror check`")
         })?;
-        let Some(e) = tree.get_name_bytes(name) else { return Ok(None) };
+        let Some(e) = tree.get_name_bytes(name) else { return stop(chain, None) };
         let mode = u32::try_from(e.filemode()).unwrap_or(0);
         if !matches!(mode, MODE_FILE | MODE_EXEC | MODE_LINK | MODE_TREE | MODE_GITLINK) {
             anyhow::bail!(
@@ -173,12 +182,77 @@ fn locate(
             );
         }
         if depth + 1 == names.len() {
-            return Ok(Some(Found { mode, oid: e.id() }));
+            return stop(chain, Some(Found { mode, oid: e.id() }));
         }
         if mode != MODE_TREE {
-            return Ok(None);
+            return stop(chain, None);
         }
         here = e.id();
     }
     unreachable!("the path has at least one name")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commits a chain of trees (oldest first), each given as (folder `a` holds `x` = blob?,
+    /// `z` = blob); returns the tip and the commit ids.
+    fn history(repo: &git2::Repository, steps: &[(Option<&[u8]>, &[u8])]) -> (Oid, Vec<Oid>) {
+        let sig = git2::Signature::new("t", "t@t", &git2::Time::new(1_700_000_000, 0)).expect("signature");
+        let mut ids = Vec::new();
+        for (x, z) in steps {
+            let mut root = repo.treebuilder(None).expect("builder");
+            if let Some(x) = x {
+                let mut a = repo.treebuilder(None).expect("builder");
+                a.insert("x", repo.blob(x).expect("blob"), 0o100644).expect("insert");
+                root.insert("a", a.write().expect("tree"), 0o040000).expect("insert");
+            }
+            root.insert("z", repo.blob(z).expect("blob"), 0o100644).expect("insert");
+            let tree = repo.find_tree(root.write().expect("tree")).expect("tree");
+            let parents: Vec<git2::Commit> =
+                ids.last().map(|p| repo.find_commit(*p).expect("parent")).into_iter().collect();
+            let refs: Vec<&git2::Commit> = parents.iter().collect();
+            ids.push(repo.commit(None, &sig, &sig, "snapshot", &tree, &refs).expect("commit"));
+        }
+        (*ids.last().expect("steps"), ids)
+    }
+
+    #[test]
+    fn skipped_subtrees_and_early_stops_give_exactly_the_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = git2::Repository::init_bare(dir.path()).expect("repo");
+        let (one, two, three): (&[u8], &[u8], &[u8]) = (b"1", b"2", b"3");
+        let (tip, ids) = history(
+            &repo,
+            &[
+                (Some(one), one),   // 0: a/x added
+                (Some(one), two),   // 1: only z changes: `a` is the same subtree
+                (Some(two), two),   // 2: a/x modified
+                (None, two),        // 3: a gone
+                (None, three),      // 4: still gone
+                (Some(two), three), // 5: back, the very subtree of 2
+            ],
+        );
+        let backup = BackupRepo {
+            repo: git2::Repository::open_bare(dir.path()).expect("repo"),
+            path: dir.path().into(),
+        };
+        let mut trees = Trees::new(backup.repo.odb().expect("odb"));
+        let got: Vec<(String, Change)> = versions(&backup, &mut trees, tip, b"a/x")
+            .expect("versions")
+            .into_iter()
+            .map(|v| (v.snapshot, v.change))
+            .collect();
+        let id = |i: usize| ids[i].to_string();
+        assert_eq!(
+            got,
+            vec![
+                (id(5), Change::Added),
+                (id(3), Change::Deleted),
+                (id(2), Change::Modified),
+                (id(0), Change::Added)
+            ]
+        );
+    }
 }
