@@ -1,14 +1,23 @@
-//! Browsing snapshot history. For now this owns the pure path filter behind
-//! `restore --include GLOB / --exclude GLOB`: given the user's patterns it decides,
-//! for one vault-relative path (`/`-separated, as stored in snapshot trees), whether
-//! the path is selected. No I/O here, so the restore engine can call it per entry.
+//! Browsing snapshot history: `ls`, `cat`, `log PATH` and `find` read snapshots back (every
+//! tree validated as restore validates it, see [`trees`]), and the pure path filter behind
+//! `restore --include GLOB / --exclude GLOB` decides, for one vault-relative path
+//! (`/`-separated, as stored in snapshot trees), whether the path is selected.
 //!
 //! Rules (restic-like): with no `--include`, everything is included; a path is kept
 //! when it matches some include and no exclude. A pattern without `/` matches the
 //! file name at any depth (`*.md`); a pattern with `/` matches the whole path
 //! (`notes/**`). A directory pattern also selects everything below it.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+pub mod find;
+pub mod ls;
+pub mod path_log;
+pub mod trees;
 
 /// A bad `--include`/`--exclude` pattern, naming the flag and the pattern.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +45,40 @@ impl PathFilter {
 
     /// Is `path` (vault-relative, `/`-separated, no leading `/`) selected?
     pub fn matches(&self, path: &str) -> bool {
-        let path = path.trim_start_matches('/');
+        self.matches_bytes(path.as_bytes())
+    }
+
+    /// [`PathFilter::matches`] for a path as stored in a tree (bytes, maybe not UTF-8).
+    pub fn matches_bytes(&self, path: &[u8]) -> bool {
+        let mut path = path;
+        while let Some(rest) = path.strip_prefix(b"/") {
+            path = rest;
+        }
         let included = self.include.as_ref().is_none_or(|set| hits(set, path));
         included && !hits(&self.exclude, path)
     }
+
+    /// Whether any pattern was given (an empty filter selects everything).
+    pub fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_empty()
+    }
+}
+
+/// A tree path as the `Path` globset matches.
+pub(crate) fn as_path(p: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(p))
 }
 
 /// A path hits a set when it, or one of its parent directories, matches.
-fn hits(set: &GlobSet, path: &str) -> bool {
-    if set.is_match(path) {
+fn hits(set: &GlobSet, path: &[u8]) -> bool {
+    if set.is_match(as_path(path)) {
         return true;
     }
-    path.match_indices('/').any(|(i, _)| set.is_match(&path[..i]))
+    path.iter().enumerate().any(|(i, b)| *b == b'/' && set.is_match(as_path(&path[..i])))
 }
 
-fn build(flag: &'static str, patterns: &[String]) -> Result<GlobSet, PatternError> {
+/// Compiles patterns with the rules above (a pattern without `/` matches a name at any depth).
+pub(crate) fn build(flag: &'static str, patterns: &[String]) -> Result<GlobSet, PatternError> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
         let trimmed = pattern.trim_start_matches('/').trim_end_matches('/');
@@ -119,5 +147,14 @@ mod tests {
         let err = PathFilter::new(&[], &["a[".to_string()]).expect_err("unclosed class");
         let msg = err.to_string();
         assert!(msg.contains("--exclude pattern \"a[\""), "{msg}");
+    }
+
+    #[test]
+    fn non_utf8_paths_are_matched_as_bytes() {
+        let f = filter(&["notes/**"], &["*.tmp"]);
+        assert!(f.matches_bytes(b"notes/caf\xe9.md"));
+        assert!(!f.matches_bytes(b"notes/caf\xe9.tmp"));
+        assert!(!f.matches_bytes(b"other/\xff.md"));
+        assert!(!f.is_empty() && filter(&[], &[]).is_empty());
     }
 }

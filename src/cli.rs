@@ -1,5 +1,6 @@
 //! The command line: clap types only. Every doc comment here is `--help` text.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -84,8 +85,41 @@ pub enum Command {
     ///   opus-mirror restore --to /tmp/vault-copy
     ///   opus-mirror restore --at "2026-11-20 18:00" --path vault/notes --in-place
     ///   opus-mirror restore --snapshot 3fa2c1 --in-place --overwrite --dry-run
+    ///   opus-mirror restore --include '*.md' --exclude '.trash' --to /tmp/notes --dry-run
     #[command(verbatim_doc_comment)]
     Restore(RestoreArgs),
+    /// List the files and folders of a snapshot (default: the newest) under a path.
+    ///
+    /// Each entry: kind, permission bits (when the snapshot recorded them), size, path.
+    /// One argument is a snapshot when it is `latest` or the id (or unique prefix, 4+ hex
+    /// digits) of one, else a path; `SNAPSHOT:PATH` works too.
+    ///
+    /// Examples:
+    ///   opus-mirror ls --source opus notes
+    ///   opus-mirror ls 3fa2c1 notes/2026 --json
+    #[command(verbatim_doc_comment)]
+    Ls(LsArgs),
+    /// Print a file as it was in a snapshot (bytes to stdout, streamed).
+    ///
+    /// `SNAPSHOT:PATH` (a snapshot id, unique prefix or `latest`), or `PATH` for the newest.
+    /// With --json: what the file is (snapshot, size, id), not its bytes.
+    ///
+    /// Examples:
+    ///   opus-mirror cat 3fa2c1:notes/plan.md
+    ///   opus-mirror cat attachments/scan.pdf > scan.pdf
+    #[command(verbatim_doc_comment)]
+    Cat(CatArgs),
+    /// Find paths in every snapshot: when each was first and last seen, and when it went.
+    ///
+    /// PATTERN is a glob when it has * ? [ or { (`*.md` matches a name at any depth,
+    /// `notes/**/plan*` the whole path), else a substring of the path (any case). A path
+    /// that is gone is shown with the restore command that brings it back.
+    ///
+    /// Examples:
+    ///   opus-mirror find 'meeting notes'
+    ///   opus-mirror find 'projects/**/*.md' --since 2026-06-01 --json
+    #[command(verbatim_doc_comment)]
+    Find(FindArgs),
     /// Check that every branch, tag and change of each git source is safely on its remote.
     ///
     /// Lists what the remote really has (no fetch) and reports per branch: in sync, ahead
@@ -179,9 +213,16 @@ pub enum Command {
     ///
     /// Example: opus-mirror status --max-age 26h --json
     Status(StatusArgs),
-    /// The run history (snapshot, bundle, check, drill... with outcomes), newest last.
+    /// The run history (newest last); with PATH, every version of one file (newest first).
     ///
-    /// Example: opus-mirror log --limit 20
+    /// Without PATH: the runs (snapshot, bundle, check, drill... with outcomes).
+    /// With PATH: each snapshot where the file was added, modified, deleted or changed its
+    /// permission bits, with time and size (see `cat SNAPSHOT:PATH` to read one).
+    ///
+    /// Examples:
+    ///   opus-mirror log --limit 20
+    ///   opus-mirror log notes/plan.md --source opus
+    #[command(verbatim_doc_comment)]
     Log(LogArgs),
     /// The misfiring-script guard: show or acknowledge a tripped guard.
     ///
@@ -391,9 +432,46 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// Show only the last N entries.
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    pub limit: usize,
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// A file (or folder) of the source: list its versions across the snapshots instead.
+    #[arg(value_name = "PATH")]
+    pub path: Option<OsString>,
+    /// Show only the last N runs (default 50), or the newest N versions of PATH (default all).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// A snapshot id (or unique prefix, or `latest`), or the path when only one is given.
+    #[arg(value_name = "SNAPSHOT")]
+    pub first: Option<OsString>,
+    /// The file or folder to list (default: everything).
+    #[arg(value_name = "PATH")]
+    pub second: Option<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// SNAPSHOT:PATH, or PATH for the newest snapshot.
+    #[arg(value_name = "SNAPSHOT:PATH")]
+    pub spec: OsString,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// A glob (`*.md`, `notes/**/plan*`) or a substring of the path.
+    pub pattern: String,
+    /// Only snapshots taken at or after this time (2026-11-24, "2026-11-24 18:00", 3d).
+    #[arg(long, value_name = "DATETIME")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -513,6 +591,13 @@ pub struct RestoreArgs {
     /// Restore only this file or directory, relative to the source root (repeatable).
     #[arg(long = "path", value_name = "P")]
     pub paths: Vec<PathBuf>,
+    /// Restore only paths matching this glob (repeatable): `*.md` matches a name at any
+    /// depth, `notes/**` a path from the root; a folder selects everything below it.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out paths matching this glob (repeatable; wins over --include).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// Restore into this directory (must be empty or missing unless --force).
     #[arg(long, value_name = "DIR", required_unless_present = "in_place", conflicts_with = "in_place")]
     pub to: Option<PathBuf>,
@@ -527,8 +612,8 @@ pub struct RestoreArgs {
     /// With --in-place: also replace files changed after the snapshot.
     #[arg(long, requires = "in_place")]
     pub overwrite: bool,
-    /// With --in-place: say what would be restored, change nothing.
-    #[arg(long, requires = "in_place")]
+    /// Say what would be restored; write nothing (with --to, not even the directory).
+    #[arg(long)]
     pub dry_run: bool,
 }
 

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use git2::{Odb, Oid};
 use serde::Serialize;
 
+use crate::browse::PathFilter;
 use crate::exit::UserError;
 use crate::git::objects::{self, Kind, MODE_EXEC, MODE_LINK};
 use crate::git::BackupRepo;
@@ -95,6 +96,28 @@ pub fn select(odb: &Odb, tree: Oid, paths: &[Vec<u8>], snapshot: &str) -> Result
     Ok(items.into_iter().filter(|i| paths.iter().any(|p| under(i, p))).collect())
 }
 
+/// Keeps the items `filter` selects (`--include` / `--exclude`); selecting nothing is an
+/// error naming the patterns, as a `--path` that selects nothing is.
+pub fn filter_items(items: Vec<Item>, filter: &PathFilter, snapshot: &str) -> Result<Vec<Item>> {
+    if filter.is_empty() {
+        return Ok(items);
+    }
+    let kept: Vec<Item> = items.into_iter().filter(|i| filter.matches_bytes(&i.path)).collect();
+    if kept.is_empty() {
+        return Err(UserError::usage(format!(
+            "--include/--exclude select nothing in snapshot {snapshot}\n  fix: `opus-mirror ls {snapshot}` or `opus-mirror find PATTERN` shows the paths it holds"
+        ))
+        .into());
+    }
+    Ok(kept)
+}
+
+/// Streams blob `oid` of `repo` into `out`, verifying its id (large blobs are read from our
+/// packs in 1 MiB chunks, never whole); returns the size. What `cat` and restore share.
+pub fn copy_blob(repo: &BackupRepo, oid: Oid, out: &mut dyn Write) -> Result<u64> {
+    Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() }.copy(oid, out)
+}
+
 /// Blobs at least this big are streamed out of the pack instead of read into memory.
 const STREAM_BYTES: usize = 32 * 1024 * 1024;
 
@@ -168,17 +191,8 @@ fn write_item(
         .with_context(|| format!("while restoring {}", display_path(&item.path)))
 }
 
-/// Restores `items` into `dest`, which must be empty or missing unless `force`.
-/// With `modes` (what the snapshot recorded), files and directories get their recorded
-/// permission bits exactly; without, git's 644/755 masked by the umask.
-pub fn to_dir(
-    repo: &BackupRepo,
-    items: &[Item],
-    dest: &Path,
-    force: bool,
-    snapshot: &str,
-    modes: Option<&Modes>,
-) -> Result<Report> {
+/// Refuses a destination that is not a directory, or not empty without `force`.
+fn check_destination(dest: &Path, force: bool) -> Result<()> {
     if let Ok(mut rd) = fs::read_dir(dest) {
         if rd.next().is_some() && !force {
             return Err(UserError::usage(format!(
@@ -194,6 +208,52 @@ pub fn to_dir(
         ))
         .into());
     }
+    Ok(())
+}
+
+/// What [`to_dir`] would write, writing nothing (not even `dest`): `restore --to --dry-run`.
+pub fn plan_to_dir(
+    repo: &BackupRepo,
+    items: &[Item],
+    dest: &Path,
+    force: bool,
+    snapshot: &str,
+    modes: Option<&Modes>,
+) -> Result<Report> {
+    check_destination(dest, force)?;
+    let odb = repo.repo.odb()?;
+    let mut report = Report {
+        snapshot: snapshot.into(),
+        destination: dest.display().to_string(),
+        dry_run: true,
+        exact_modes: modes.is_some(),
+        ..Default::default()
+    };
+    for item in items {
+        if !item.is_empty_dir() {
+            let (n, _) = odb.read_header(item.oid).with_context(|| {
+                format!("object {} is missing from the backup repo (run `opus-mirror check`)", item.oid)
+            })?;
+            report.bytes += n as u64;
+        }
+        report.restored += 1;
+        report.paths.push(display_path(&item.path));
+    }
+    Ok(report)
+}
+
+/// Restores `items` into `dest`, which must be empty or missing unless `force`.
+/// With `modes` (what the snapshot recorded), files and directories get their recorded
+/// permission bits exactly; without, git's 644/755 masked by the umask.
+pub fn to_dir(
+    repo: &BackupRepo,
+    items: &[Item],
+    dest: &Path,
+    force: bool,
+    snapshot: &str,
+    modes: Option<&Modes>,
+) -> Result<Report> {
+    check_destination(dest, force)?;
     let mut root = Root::open(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
     if modes.is_some() {

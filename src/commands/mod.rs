@@ -1,5 +1,6 @@
 //! One module per subcommand: arguments → library call → output. No backup logic here.
 
+pub mod browse;
 pub mod bundle;
 pub mod check;
 pub mod config_check;

@@ -28,6 +28,9 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
         )
         .into());
     };
+    // Validate the patterns before any work: a bad glob names its flag (exit 2).
+    let filter = crate::browse::PathFilter::new(&args.include, &args.exclude)
+        .map_err(|e| UserError::usage(e.to_string()))?;
     let pick = match (&args.snapshot, &args.at) {
         (Some(id), _) => Pick::Id(id.clone()),
         (None, Some(at)) => {
@@ -41,6 +44,7 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     let odb = repo.repo.odb()?;
     let paths = restore::normalise_paths(&args.paths);
     let items = restore::select(&odb, git2::Oid::from_str(&info.tree)?, &paths, &info.short)?;
+    let items = restore::filter_items(items, &filter, &info.short)?;
     let modes = history::modes(&repo, &info)?;
 
     // `--to` the source itself is a restore in place, with all its care (a safety snapshot
@@ -73,9 +77,13 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
         .map_err(|e| crate::diskfull::explain(e, &source.path, "restoring in place"))?
     } else {
         let dest = args.to.as_ref().expect("clap requires --to without --in-place");
-        let _record = crate::heal::record_restore(&cfg.state_dir, dest);
-        restore::to_dir(&repo, &items, dest, args.force, &info.short, modes.as_ref())
-            .map_err(|e| crate::diskfull::explain(e, dest, "restoring"))?
+        if args.dry_run {
+            restore::plan_to_dir(&repo, &items, dest, args.force, &info.short, modes.as_ref())?
+        } else {
+            let _record = crate::heal::record_restore(&cfg.state_dir, dest);
+            restore::to_dir(&repo, &items, dest, args.force, &info.short, modes.as_ref())
+                .map_err(|e| crate::diskfull::explain(e, dest, "restoring"))?
+        }
     };
 
     let mut exit = Exit::Ok;

@@ -95,7 +95,7 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
 pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let h = state::history(&cfg.state_dir)?;
-    let tail: Vec<_> = h.iter().skip(h.len().saturating_sub(args.limit)).collect();
+    let tail: Vec<_> = h.iter().skip(h.len().saturating_sub(args.limit.unwrap_or(50))).collect();
     if ctx.mode.json {
         crate::output::print_json(ctx.out, &tail)?;
     } else {

@@ -96,7 +96,7 @@ pub fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> R
 /// Reads a tree as restore and drill must: a tree read back is untrusted, so every entry is
 /// validated like git's fsck (`..`, `/`, `.git`, duplicates, order, modes) and a bad one is
 /// an error naming the tree, where it sits (`at`, relative to the snapshot) and the entry.
-fn read_checked(odb: &Odb, oid: Oid, at: &[u8]) -> Result<Vec<TreeEntry>> {
+pub fn read_checked(odb: &Odb, oid: Oid, at: &[u8]) -> Result<Vec<TreeEntry>> {
     read_stored(odb, oid, |data| {
         fsck::check_tree(data).map_err(|finding| {
             let path = format!("/{}", fsck::lossy(at));

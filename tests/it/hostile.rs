@@ -80,7 +80,7 @@ impl World {
     }
 }
 
-/// Runs the three commands on the planted snapshot and checks each refuses naming `entry`.
+/// Runs restore, browsing and check on the planted snapshot and checks each refuses naming `entry`.
 fn assert_refused(w: &World, entry: &str) {
     let r = w.env.run(&["restore", "--to", &w.out()]);
     assert_ne!(r.code, 0, "restore --to accepted a hostile tree\n{}", r.stderr);
@@ -91,6 +91,12 @@ fn assert_refused(w: &World, entry: &str) {
     assert!(r.stderr.contains(entry), "restore --in-place does not name `{entry}`:\n{}", r.stderr);
     w.assert_untouched();
     assert!(!w.vault.join(".git").exists(), "restore --in-place wrote a .git into the live source");
+    // Browsing reads every tree of the snapshot through the same validation.
+    for args in [&["ls"][..], &["find", "pwned"]] {
+        let r = w.env.run(args);
+        assert_ne!(r.code, 0, "{args:?} accepted a hostile tree\n{}", r.stdout);
+        assert!(r.stderr.contains(entry), "{args:?} does not name `{entry}`:\n{}", r.stderr);
+    }
     let r = w.env.run(&["check"]);
     assert_ne!(r.code, 0, "check called a hostile tree healthy\n{}{}", r.stdout, r.stderr);
     let all = format!("{}{}", r.stdout, r.stderr);

@@ -1,6 +1,7 @@
 //! opus-mirror's integration tests: one binary, driving the real `opus-mirror` against real
 //! directories and repositories, cross-checked with the real `git` CLI.
 
+mod browse;
 mod bundle;
 mod clock;
 mod config_errors;
