@@ -29,8 +29,8 @@ vault_config "$work/c.toml" "$work/state" "$work/vault" "$work/drive" "$work/mir
 export OPUS_MIRROR_CONFIG=$work/c.toml
 "$bin" init --quiet
 "$bin" snapshot --quiet
+"$bin" mirror --quiet   # before the bundle: it imports the vault's own branches, which the bundle then carries
 "$bin" bundle --quiet
-"$bin" mirror --quiet
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache
 restic init -q -r "$work/restic" >/dev/null
 restic backup -q -r "$work/restic" "$work/vault"   # the whole dir, .git included
