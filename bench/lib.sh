@@ -13,11 +13,13 @@ measure() {
   secs[$label]=$s; mem[$label]=$((k / 1024))
 }
 
-# vault_config FILE STATE VAULT [DRIVE]: a config with one source `vault` (and a dir target
-# `drive` when DRIVE is given) — the setup most bench scripts share.
+# vault_config FILE STATE VAULT [DRIVE [MIRROR]]: a config with one source `vault` (and a dir
+# target `drive` when DRIVE is given, a private mirror when MIRROR is) — the setup most bench
+# scripts share.
 vault_config() {
   {
     printf 'state_dir = "%s"\n[[source]]\nname = "vault"\npath = "%s"\n' "$2" "$3"
+    if [[ -n ${5:-} ]]; then printf 'mirror = "%s"\n' "$5"; fi
     if [[ -n ${4:-} ]]; then printf '[[target]]\nname = "drive"\nkind = "dir"\npath = "%s"\n' "$4"; fi
   } > "$1"
 }
