@@ -17,6 +17,21 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
     let _lock = ctx.lock(&cfg)?;
     let mut exit = Exit::Ok;
     let mut outcomes = Vec::new();
+    // A bundle carries the code too: bring the repository's branches and tags into the
+    // backup repo first (as `run`'s mirror step does), or a bundle made right after
+    // `snapshot` would give back files without their repository.
+    for s in &sources {
+        if git2::Repository::open(&s.path).is_err() {
+            continue;
+        }
+        let imported =
+            crate::git::BackupRepo::open(&crate::git::BackupRepo::location(&cfg.state_dir, &s.name))
+                .and_then(|b| crate::mirror::import(&b, s, ctx.now));
+        if let Err(e) = imported {
+            eprintln!("warning: {}: the code's refs were not brought in before bundling: {e:#}", s.name);
+            exit = exit.combine(Exit::Warnings);
+        }
+    }
     for t in &targets {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
             let progress =

@@ -344,3 +344,33 @@ fn an_encrypted_target_is_drilled_with_its_configured_key_or_reported() {
     assert!(r[0]["problems"].as_array().unwrap().is_empty(), "{r}");
     assert_eq!(r[0]["stock_git_ok"], true, "{r}");
 }
+
+/// `snapshot` then `bundle`, without `mirror` or `run` in between: the bundle still carries
+/// the code's branches and tags (bundle imports them first), so a recover from it gives back a
+/// repository, not only files.
+#[test]
+fn a_bundle_made_without_a_mirror_step_still_carries_the_code() {
+    let env = Env::new();
+    let code = CodeRepo::new(&env.path("code"));
+    fs::write(code.work.join("note.md"), "n\n").unwrap();
+    code.git(&["add", "note.md"]).ok();
+    code.git(&["commit", "-q", "-m", "note"]).ok();
+    code.git(&["tag", "v1"]).ok();
+    let drive = env.path("drive");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
+        env.state.display().to_string(),
+        code.work.display().to_string(),
+        drive.display().to_string()
+    ));
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    let file = bundles(&drive).into_iter().next().unwrap();
+    let heads = git(env.dir.path(), &["bundle", "list-heads", file.to_str().unwrap()]).ok().stdout;
+    assert!(heads.contains("refs/heads/main") && heads.contains("refs/tags/v1"), "{heads}");
+    let fresh = Env::new();
+    let to = fresh.path("opus");
+    fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
+    assert_eq!(git(&to, &["log", "-1", "--format=%s"]).ok().stdout.trim(), "note");
+}
