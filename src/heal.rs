@@ -83,7 +83,7 @@ fn walk_skipping_objects(root: &Path) -> impl Iterator<Item = walkdir::DirEntry>
 }
 
 /// Temp packs of libgit2 (`pack_git2_*`), git (`tmp_pack_*`, `tmp_idx_*`) and ours.
-const TEMP_PACKS: [&str; 4] = ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_opus_pack_"];
+const TEMP_PACKS: [&str; 5] = ["pack_git2_", "tmp_pack_", "tmp_idx_", "tmp_rev_", "tmp_opus_pack_"];
 
 /// Git lock files anywhere in a git dir (refs, packed-refs, HEAD, config, shallow...).
 fn locks_in(git_dir: &Path) -> impl Iterator<Item = walkdir::DirEntry> {
@@ -117,6 +117,19 @@ fn state_dir(state_dir: &Path, out: &mut Vec<Healed>) {
             {
                 // A pack is only visible through its index: nothing refers to its objects.
                 remove(e.path(), "pack without an index", out);
+            } else if name.starts_with("pack-")
+                && name.ends_with(".rev")
+                && !e.path().with_extension("pack").exists()
+            {
+                remove(e.path(), "reverse index without its pack", out);
+            } else if name.starts_with("pack-")
+                && name.ends_with(".keep")
+                && fs::read(e.path())
+                    .is_ok_and(|b| b.starts_with(b"fetch-pack ") || b.starts_with(b"receive-pack "))
+            {
+                // git's fetch holds its new pack with a .keep until the refs are written; a
+                // killed fetch leaves it, and a kept pack would never be merged again.
+                remove(e.path(), "a killed fetch's .keep", out);
             }
         }
     }

@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use git2::{Cred, CredentialType, Oid, RemoteCallbacks, Repository};
@@ -287,13 +287,33 @@ pub fn ls_remote(net: &Network, repo: &Repository, url: &str) -> Result<Vec<Remo
         .collect())
 }
 
+/// Whether a fetch from `url` goes through the system git although the transport is libgit2:
+/// from a repository on this machine (the source itself, a local mirror), git's own fetch
+/// (index-pack on every core) is several times faster than libgit2's single-threaded one
+/// (a 196 MB `.git`: 7 s against 51 s).
+fn local_fetch_by_git(url: &str) -> bool {
+    static GIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let local = url.starts_with("file://") || (!url.contains("://") && Path::new(url).exists());
+    local
+        && *GIT.get_or_init(|| {
+            Command::new("git")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
 /// Fetches `refspecs` from `url` into `repo`. Tags are only fetched when asked for.
 pub fn fetch(net: &Network, repo: &Repository, url: &str, refspecs: &[String]) -> Result<(), RemoteError> {
     if refspecs.is_empty() {
         return Ok(());
     }
-    if use_git_cli(net, url) {
-        let mut args = vec!["fetch", "--progress", "--no-tags", "--no-write-fetch-head", url];
+    if use_git_cli(net, url) || local_fetch_by_git(url) {
+        // Always one pack, never loose objects: our packs are the backup repo's only store.
+        let mut args = vec!["-c", "fetch.unpackLimit=1", "-c", "transfer.unpackLimit=1"];
+        args.extend(["fetch", "--progress", "--no-tags", "--no-write-fetch-head", url]);
         args.extend(refspecs.iter().map(String::as_str));
         git_cli(net, repo.path(), &args, url)?;
         return Ok(());

@@ -144,6 +144,9 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
         }
         fs::remove_file(p.with_extension("idx"))?;
         fs::remove_file(p)?;
+        // git's own fetch (imports from a local repository) writes a reverse index beside
+        // its pack: it goes with the pack.
+        let _ = fs::remove_file(p.with_extension("rev"));
     }
     crate::atomic::sync_dir(&repo.pack_dir())?;
     repo.repo.odb()?.refresh()?;

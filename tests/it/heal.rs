@@ -75,10 +75,29 @@ fn leftovers_of_killed_runs_are_removed_by_the_next_command_and_check_reports_th
     // What a killed libgit2 fetch, a killed git, our pack writer and a kill between pack and
     // index leave; a scratch dir of a killed check; a restore temp of a killed restore.
     let orphan_pack = format!("pack-{}.pack", "ab".repeat(20));
-    for name in ["pack_git2_Xy12", "tmp_pack_Ab12", "tmp_idx_Ab12", "tmp_opus_pack_q1", orphan_pack.as_str()]
-    {
+    let orphan_rev = format!("pack-{}.rev", "cd".repeat(20));
+    for name in [
+        "pack_git2_Xy12",
+        "tmp_pack_Ab12",
+        "tmp_idx_Ab12",
+        "tmp_rev_Ab12",
+        "tmp_opus_pack_q1",
+        orphan_pack.as_str(),
+        orphan_rev.as_str(),
+    ] {
         fs::write(pack_dir.join(name), b"PACK partial").unwrap();
     }
+    // A killed git fetch (imports from a local repository) leaves its pack's .keep: the pack
+    // is whole, but a kept pack would never be merged again. Someone else's .keep stays.
+    let kept = fs::read_dir(&pack_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack") && p.with_extension("idx").exists())
+        .unwrap();
+    fs::write(kept.with_extension("keep"), "fetch-pack 4242 on host\n").unwrap();
+    let theirs = pack_dir.join(format!("pack-{}.keep", "ef".repeat(20)));
+    fs::write(&theirs, "kept on purpose\n").unwrap();
     let scratch = env.state.join("tmp").join(format!("check-{DEAD_PID}-abc"));
     fs::create_dir_all(&scratch).unwrap();
     fs::write(scratch.join("copy.bundle"), vec![0u8; 4096]).unwrap();
@@ -103,8 +122,11 @@ fn leftovers_of_killed_runs_are_removed_by_the_next_command_and_check_reports_th
         pack_dir.join("pack_git2_Xy12"),
         pack_dir.join("tmp_pack_Ab12"),
         pack_dir.join("tmp_idx_Ab12"),
+        pack_dir.join("tmp_rev_Ab12"),
         pack_dir.join("tmp_opus_pack_q1"),
         pack_dir.join(&orphan_pack),
+        pack_dir.join(&orphan_rev),
+        kept.with_extension("keep"),
         scratch.clone(),
         restore_temp.clone(),
         state_temp.clone(),
@@ -114,6 +136,7 @@ fn leftovers_of_killed_runs_are_removed_by_the_next_command_and_check_reports_th
         assert!(said.contains(&name), "check does not report {name}:\n{said}");
     }
     assert!(live.exists(), "a live process's scratch dir was removed");
+    assert!(theirs.exists(), "a .keep that is not a killed fetch's was removed");
     assert!(!env.state.join("restores").join(format!("{DEAD_PID}.json")).exists());
     assert_fsck(&repo);
     // The next command has nothing left to heal.
