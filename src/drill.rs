@@ -123,21 +123,11 @@ fn compare_modes(items: &[tree::Item], root: &Path, modes: &crate::snapshot::mod
             }
         }
     };
-    let mut dirs = std::collections::BTreeSet::new();
-    for i in items {
-        if i.mode == MODE_TREE {
-            dirs.insert(i.path.clone());
-        } else if i.mode != MODE_LINK {
-            check(&i.path, modes.of_file(&i.path, i.mode == MODE_EXEC));
-        }
-        for (k, b) in i.path.iter().enumerate() {
-            if *b == b'/' {
-                dirs.insert(i.path[..k].to_vec());
-            }
-        }
+    for i in items.iter().filter(|i| i.mode != MODE_TREE && i.mode != MODE_LINK) {
+        check(&i.path, modes.of_file(&i.path, i.mode == MODE_EXEC));
     }
-    for d in dirs {
-        check(&d, modes.of_dir(&d));
+    for d in tree::dirs_of(items) {
+        check(d, modes.of_dir(d));
     }
     problems
 }

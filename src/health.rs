@@ -105,7 +105,8 @@ fn chart(cfg: &Config, source: &Source) -> String {
     let Ok(repo) = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name)) else {
         return String::new();
     };
-    let mut list: Vec<_> = crate::snapshot::history::list(&repo, &source.snapshot_branch)
+    // Safety snapshots are rare (one per restore in place): 60 read cover 30 of the user's.
+    let mut list: Vec<_> = crate::snapshot::history::list_newest(&repo, &source.snapshot_branch, 60)
         .unwrap_or_default()
         .into_iter()
         .filter(|i| !i.safety)

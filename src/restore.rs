@@ -48,6 +48,18 @@ pub struct Report {
     pub exact_modes: bool,
 }
 
+impl Report {
+    fn new(snapshot: &str, destination: &Path, dry_run: bool, modes: Option<&Modes>) -> Report {
+        Report {
+            snapshot: snapshot.into(),
+            destination: destination.display().to_string(),
+            dry_run,
+            exact_modes: modes.is_some(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Normalises `--path` arguments: no leading `./` or `/`, no trailing `/`.
 pub fn normalise_paths(paths: &[PathBuf]) -> Vec<Vec<u8>> {
     paths
@@ -222,13 +234,7 @@ pub fn plan_to_dir(
 ) -> Result<Report> {
     check_destination(dest, force)?;
     let odb = repo.repo.odb()?;
-    let mut report = Report {
-        snapshot: snapshot.into(),
-        destination: dest.display().to_string(),
-        dry_run: true,
-        exact_modes: modes.is_some(),
-        ..Default::default()
-    };
+    let mut report = Report::new(snapshot, dest, true, modes);
     for item in items {
         if !item.is_empty_dir() {
             let (n, _) = odb.read_header(item.oid).with_context(|| {
@@ -259,12 +265,7 @@ pub fn to_dir(
     if modes.is_some() {
         root.exact_modes();
     }
-    let mut report = Report {
-        snapshot: snapshot.into(),
-        destination: dest.display().to_string(),
-        exact_modes: modes.is_some(),
-        ..Default::default()
-    };
+    let mut report = Report::new(snapshot, dest, false, modes);
     for item in items {
         let shown = display_path(&item.path);
         if force {
@@ -301,20 +302,7 @@ pub fn to_dir(
 /// Gives every directory of `items` (below the root) its recorded bits, deepest first, after
 /// everything is written (a read-only directory would refuse the files going into it).
 pub fn apply_dir_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for item in items {
-        if item.is_empty_dir() {
-            dirs.insert(item.path.as_slice());
-        }
-        for (i, b) in item.path.iter().enumerate() {
-            if *b == b'/' {
-                dirs.insert(&item.path[..i]);
-            }
-        }
-    }
-    let mut dirs: Vec<&[u8]> = dirs.into_iter().collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|b| **b == b'/').count()));
-    for d in dirs {
+    for d in tree::dirs_of(items) {
         root.set_mode(d, modes.of_dir(d)).with_context(|| format!("while restoring {}", display_path(d)))?;
     }
     Ok(())
@@ -377,13 +365,7 @@ pub fn in_place(
 ) -> Result<Report> {
     let InPlace { overwrite, dry_run } = opts;
     let blobs = Blobs { odb: repo.repo.odb()?, pack_dir: repo.pack_dir() };
-    let mut report = Report {
-        snapshot: snapshot.into(),
-        destination: root.display().to_string(),
-        dry_run,
-        exact_modes: modes.is_some(),
-        ..Default::default()
-    };
+    let mut report = Report::new(snapshot, root, dry_run, modes);
     let mut live = Root::open(root).with_context(|| format!("cannot open {}", root.display()))?;
     if modes.is_some() {
         live.exact_modes();

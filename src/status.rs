@@ -68,7 +68,7 @@ pub fn of(
     let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name)).ok();
     let snap = repo
         .as_ref()
-        .and_then(|r| crate::snapshot::history::list(r, &s.snapshot_branch).ok())
+        .and_then(|r| crate::snapshot::history::list_newest(r, &s.snapshot_branch, 1).ok())
         .and_then(|l| l.into_iter().next());
     let preserved =
         repo.as_ref().and_then(|r| crate::mirror::list_preserved(&r.repo).ok()).map(|l| l.len()).unwrap_or(0);

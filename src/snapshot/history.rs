@@ -82,9 +82,15 @@ pub fn file_count(repo: &BackupRepo, commit: Oid) -> Result<u64> {
 
 /// Every snapshot on `branch`, newest first.
 pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
+    list_newest(repo, branch, usize::MAX)
+}
+
+/// The newest `limit` snapshots on `branch`, newest first: what reads only the recent end
+/// of a long history (`status`, the health note) costs that much, not the whole chain.
+pub fn list_newest(repo: &BackupRepo, branch: &str, limit: usize) -> Result<Vec<Info>> {
     let mut out = Vec::new();
     let mut next = repo.tip(branch)?;
-    while let Some(id) = next {
+    while let Some(id) = next.filter(|_| out.len() < limit) {
         let c = repo
             .repo
             .find_commit(id)

@@ -293,7 +293,10 @@ fn take_unexplained(
     let changes: Vec<Change> = diff::diff(&odb, &built.trees, prev_tree, Some(built.tree))?;
     let summary = Summary::of(&changes);
     let mut message = commit_message(source, &time, &built, &summary);
-    message.push_str(&staged_trailers(&source.path));
+    if let Ok(user) = git2::Repository::open(&source.path) {
+        message.push_str(&head_trailer(&user));
+        message.push_str(&staged_trailers(&user));
+    }
     if safety {
         message.push_str(&format!("{}: {}\n", history::PURPOSE, history::SAFETY));
     }
@@ -382,14 +385,14 @@ fn commit_message(source: &Source, time: &str, b: &Built, s: &Summary) -> String
         d = s.deleted,
         skipped = b.skipped.len(),
         modes = b.modes.render(),
-    ) + &head_trailer(&source.path)
+    )
 }
 
 /// For a git source, what was staged (the index against HEAD): `Staged: PATH` for a path
-/// added or changed in the index, `Staged-Delete: PATH` for one removed from it — so a recover gives `git status` back as it was, not only the files. Taken only
-/// with a new snapshot (a change of the index alone is not a change of the files).
-fn staged_trailers(path: &std::path::Path) -> String {
-    let Ok(repo) = git2::Repository::open(path) else { return String::new() };
+/// added or changed in the index, `Staged-Delete: PATH` for one removed from it — so a
+/// recover gives `git status` back as it was, not only the files. Taken only with a new
+/// snapshot (a change of the index alone is not a change of the files).
+fn staged_trailers(repo: &git2::Repository) -> String {
     let Ok(index) = repo.index() else { return String::new() };
     let head = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
     let Ok(diff) = repo.diff_tree_to_index(head.as_ref(), Some(&index), None) else { return String::new() };
@@ -408,8 +411,7 @@ fn staged_trailers(path: &std::path::Path) -> String {
 
 /// For a git source, `Head: COMMIT REF` — what the working tree was on, so a recover `--at`
 /// this snapshot can put the branch back where it was, not only the files.
-fn head_trailer(path: &std::path::Path) -> String {
-    let Ok(repo) = git2::Repository::open(path) else { return String::new() };
+fn head_trailer(repo: &git2::Repository) -> String {
     let Ok(head) = repo.head() else { return String::new() };
     match (head.target(), head.name()) {
         (Some(oid), Ok(name)) if name.starts_with("refs/heads/") && !name.contains(char::is_whitespace) => {

@@ -135,6 +135,25 @@ impl Item {
     }
 }
 
+/// Every directory `items` live in or are (empty ones), below the root, deepest first: the
+/// order in which their permission bits can be set without locking out the ones below.
+pub fn dirs_of(items: &[Item]) -> Vec<&[u8]> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for item in items {
+        if item.is_empty_dir() {
+            dirs.insert(item.path.as_slice());
+        }
+        for (i, b) in item.path.iter().enumerate() {
+            if *b == b'/' {
+                dirs.insert(&item.path[..i]);
+            }
+        }
+    }
+    let mut dirs: Vec<&[u8]> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|b| **b == b'/').count()));
+    dirs
+}
+
 /// Lists every item of a snapshot tree, depth first in tree order. Every tree is validated on
 /// the way ([`read_checked`]): this is how restore and drill read what a backup holds.
 pub fn list(odb: &Odb, tree: Oid) -> Result<Vec<Item>> {

@@ -357,12 +357,7 @@ fn a_bundle_made_without_a_mirror_step_still_carries_the_code() {
     code.git(&["commit", "-q", "-m", "note"]).ok();
     code.git(&["tag", "v1"]).ok();
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
-        env.state.display().to_string(),
-        code.work.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive("opus", &code.work, "", &drive, "");
     env.run(&["init"]).ok();
     env.run(&["snapshot"]).ok();
     env.run(&["bundle"]).ok();

@@ -516,21 +516,6 @@ fn tail(s: &str, n: usize) -> String {
 
 /// A failure without what varies between points (ids, temp names, numbers): its class.
 fn class_of(problem: &str) -> String {
-    let mut out = String::new();
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        let digits = word.chars().any(|c| c.is_ascii_digit());
-        let mixed =
-            word.chars().any(|c| c.is_ascii_uppercase()) && word.chars().any(|c| c.is_ascii_lowercase());
-        if word.len() >= 6 && (digits || mixed) {
-            out.push('*');
-        } else if digits {
-            out.push('N');
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
     // Temp names: whatever follows these prefixes is random.
     let mut problem = problem.to_string();
     for prefix in [".opus-mirror-tmp-", "opus-mirror-drill-", "TMPDIR: .tmp", "TMPDIR: rclone", "pack_git2_"]
@@ -544,16 +529,18 @@ fn class_of(problem: &str) -> String {
             from = start + 1;
         }
     }
-    for c in problem.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c);
+    crate::helpers::map_words(&problem, |word| {
+        let digits = word.chars().any(|c| c.is_ascii_digit());
+        let mixed =
+            word.chars().any(|c| c.is_ascii_uppercase()) && word.chars().any(|c| c.is_ascii_lowercase());
+        if word.len() >= 6 && (digits || mixed) {
+            "*".into()
+        } else if digits {
+            "N".into()
         } else {
-            flush(&mut word, &mut out);
-            out.push(c);
+            word.to_string()
         }
-    }
-    flush(&mut word, &mut out);
-    out
+    })
 }
 
 /// Failures grouped by class: how many, which operations, and the first point that showed it.

@@ -196,12 +196,7 @@ fn with_bundle() -> (Env, PathBuf, PathBuf) {
     let vault = env.path("vault");
     vaultgen::create(&vault, &vaultgen::Spec { notes: 12, attachments: 1, ..Default::default() });
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
-        env.state.display().to_string(),
-        vault.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive("life", &vault, "", &drive, "");
     env.run(&["init"]).ok();
     env.run(&["snapshot"]).ok();
     env.run(&["bundle"]).ok();

@@ -41,12 +41,7 @@ fn restore_drill_and_recover_bring_back_every_permission_bit() {
     let vault = env.path("vault");
     vault_with_modes(&vault);
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
-        env.state.display().to_string(),
-        vault.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive("life", &vault, "", &drive, "");
     env.run(&["init"]).ok();
     env.run(&["snapshot"]).ok();
     let skip = treecmp::default_skip;
@@ -101,12 +96,7 @@ fn an_ordinary_user_under_umask_022_gets_every_bit_back() {
     let vault = env.path("vault");
     vault_with_modes(&vault);
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
-        env.state.display().to_string(),
-        vault.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive("life", &vault, "", &drive, "");
     // The user owns the whole world and runs its own copy of the binary.
     let bin = env.path("opus-mirror");
     fs::copy(crate::helpers::bin(), &bin).unwrap();

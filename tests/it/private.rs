@@ -48,12 +48,7 @@ fn another_user_reads_nothing_we_wrote() {
     fs::write(vault.join("diary.md"), "PRIVATE DIARY\n").unwrap();
     fs::set_permissions(vault.join("diary.md"), fs::Permissions::from_mode(0o600)).unwrap();
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
-        env.state.display().to_string(),
-        vault.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive("life", &vault, "", &drive, "");
     // The user's own umask is the common 022.
     let sh = |args: &str| {
         let mut c = Command::new("sh");

@@ -514,12 +514,7 @@ fn a_vault_without_empty_folders_drills_and_recovers() {
     code.git(&["add", "-A"]).ok();
     code.git(&["commit", "-q", "-m", "notes"]).ok();
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"opus\"\npath = {:?}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n",
-        env.state.display().to_string(),
-        code.work.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive("opus", &code.work, "", &drive, "");
     env.run(&["init"]).ok();
     env.run(&["snapshot"]).ok();
     env.run(&["bundle"]).ok();

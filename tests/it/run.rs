@@ -522,12 +522,13 @@ fn the_health_note_is_kept_in_the_vault_and_a_no_change_run_leaves_it_alone() {
     let vault = env.path("vault");
     vaultgen::create(&vault, &vaultgen::Spec { notes: 8, attachments: 1, ..Default::default() });
     let drive = env.path("drive");
-    env.write_config_text(&format!(
-        "state_dir = {:?}\n[[source]]\nname = \"life\"\npath = {:?}\nhealth_note = \"00_system/backup-health.md\"\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nevery = \"1d\"\n",
-        env.state.display().to_string(),
-        vault.display().to_string(),
-        drive.display().to_string()
-    ));
+    env.write_config_with_drive(
+        "life",
+        &vault,
+        "health_note = \"00_system/backup-health.md\"",
+        &drive,
+        "every = \"1d\"",
+    );
     env.run(&["init"]).ok();
     env.now = Some("2026-11-20T03:30:00Z".into());
     env.run(&["run"]).ok();
@@ -567,24 +568,11 @@ fn the_health_note_is_kept_in_the_vault_and_a_no_change_run_leaves_it_alone() {
 
 /// Replaces hex ids of 12+ characters with `[ID]`.
 fn regex_lite_hex(line: &str) -> String {
-    let mut out = String::new();
-    let mut word = String::new();
-    let flush = |w: &mut String, out: &mut String| {
+    crate::helpers::map_words(line, |w| {
         if w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit()) {
-            out.push_str("[ID]");
+            "[ID]".into()
         } else {
-            out.push_str(w);
+            w.to_string()
         }
-        w.clear();
-    };
-    for c in line.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
+    })
 }

@@ -96,6 +96,24 @@ impl Env {
         std::fs::write(&self.config, text).expect("write config");
     }
 
+    /// Writes a config with one source and a dir target `drive`; `source_extra` and
+    /// `target_extra` are more lines for each (`health_note = ...`, `every = "1d"`).
+    pub fn write_config_with_drive(
+        &self,
+        name: &str,
+        source: &Path,
+        source_extra: &str,
+        drive: &Path,
+        target_extra: &str,
+    ) {
+        self.write_config_text(&format!(
+            "state_dir = {:?}\n[[source]]\nname = {name:?}\npath = {:?}\n{source_extra}\n\n[[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\n{target_extra}\n",
+            self.state.display().to_string(),
+            source.display().to_string(),
+            drive.display().to_string()
+        ));
+    }
+
     /// A command for the binary with everything outside the temp dir shut out.
     pub fn command(&self, args: &[&str]) -> Command {
         self.wrapped(&[], args)
@@ -211,4 +229,22 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &dest).expect("copy");
         }
     }
+}
+
+/// `text` with each run of ASCII letters and digits replaced by `f(run)`, everything between
+/// kept: for taking what varies (ids, temp names, numbers) out of messages before comparing.
+pub fn map_words(text: &str, mut f: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            out.push_str(&f(&word));
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&f(&word));
+    out
 }
