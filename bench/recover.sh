@@ -42,7 +42,7 @@ echo "vault: $(find "$work/vault" -path '*/.git' -prune -o -type f -print | wc -
   "full bundle $(mib "$bundle"), drive $(mib "$work/drive"), mirror $(mib "$work/mirror.git")," \
   "restic repo $(mib "$work/restic"); $(nproc) cores; $(date -u +%F)"
 # The runbook's own procedure 2, with section 0's helper.
-awk '/^## 0\./{s=1} /^## 1\./{s=0} /^## 2\./{s=2} /^## 3\./{s=0} s && /^```sh$/{b=1; next} /^```$/{b=0} b' \
+awk '/^## 0\./{s=1} /^## 1\./{s=0} /^## 2\./{s=2} /^## 2b\./{s=0} /^## 3\./{s=0} s && /^```sh$/{b=1; next} /^```$/{b=0} b' \
   "$root/docs/disaster-recovery.md" > "$work/runbook.sh"
 fresh="env HOME=$work/fresh XDG_CONFIG_HOME=$work/fresh/.config XDG_DATA_HOME=$work/fresh/.local/share OPUS_MIRROR_CONFIG="
 names=("opus-mirror recover --from DRIVE" "opus-mirror recover --from MIRROR"

@@ -109,7 +109,12 @@ fn compare(
 }
 
 /// Compares the permission bits of a restored directory with what the snapshot recorded.
-fn compare_modes(items: &[tree::Item], root: &Path, modes: &crate::snapshot::modes::Modes) -> Vec<String> {
+fn compare_modes(
+    items: &[tree::Item],
+    root: &Path,
+    modes: &crate::snapshot::modes::Modes,
+    how: &str,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let mut check = |rel: &[u8], want: u32| {
         let p = root.join(std::ffi::OsStr::from_bytes(rel));
@@ -117,7 +122,7 @@ fn compare_modes(items: &[tree::Item], root: &Path, modes: &crate::snapshot::mod
             let got = m.permissions().mode() & 0o1777;
             if got != want {
                 problems.push(format!(
-                    "our restore: {} has permissions {got:04o}, the snapshot says {want:04o}",
+                    "{how}: {} has permissions {got:04o}, the snapshot says {want:04o}",
                     crate::output::display_path(rel)
                 ));
             }
@@ -202,7 +207,7 @@ pub fn drill(
     });
     problems.extend(compare(&items, &scan(&out_dir, false)?, "our restore", true));
     if let Some(m) = &truth_modes {
-        problems.extend(compare_modes(&items, &out_dir, m));
+        problems.extend(compare_modes(&items, &out_dir, m, "our restore"));
     }
     // A directory the snapshot recorded as read-only would keep the scratch dir from going.
     make_removable(&out_dir);
@@ -226,7 +231,17 @@ pub fn drill(
         );
         match ok {
             Ok(()) => {
-                let p = compare(&items, &scan(&stock, true)?, "stock git", false);
+                // The runbook brings back empty folders, permission bits and the committed
+                // secret-looking files no snapshot holds (`Left-Out:`, from the branch).
+                let mut got = scan(&stock, true)?;
+                for p in crate::snapshot::history::left_out(truth.message_raw_bytes()) {
+                    got.remove(&p);
+                }
+                let mut p = compare(&items, &got, "stock git", true);
+                if let Some(m) = &truth_modes {
+                    p.extend(compare_modes(&items, &stock, m, "stock git"));
+                }
+                make_removable(&stock);
                 let good = p.is_empty();
                 problems.extend(p);
                 Some(good)

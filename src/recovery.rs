@@ -120,8 +120,10 @@ mod tests {
     fn the_drill_gets_the_runbooks_own_git_only_procedure() {
         let helpers = runbook_blocks("0.");
         assert!(helpers.iter().any(|b| b.contains("restore_empty_dirs()")), "{helpers:?}");
+        assert!(helpers.iter().any(|b| b.contains("restore_extras()")), "{helpers:?}");
         let bundle = runbook_blocks("2.").join("");
         assert!(bundle.contains("read-tree -u --reset") && bundle.contains("$BUNDLE_DIR"), "{bundle}");
+        assert!(bundle.contains("restore_extras") && !bundle.contains("\"$BUNDLE\""), "{bundle}");
         assert!(runbook_blocks("9.").is_empty());
     }
 }

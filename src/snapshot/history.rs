@@ -34,6 +34,8 @@ pub struct Info {
 /// and paths removed from it.
 pub const STAGED: &str = "Staged";
 pub const STAGED_DELETE: &str = "Staged-Delete";
+/// The trailer naming a tracked secret-looking file the snapshot left out.
+pub const LEFT_OUT: &str = "Left-Out";
 
 /// What a snapshot recorded as staged: (added or changed, removed). Paths come from a backup:
 /// the caller hands them to git as literal pathspecs, which git confines to the work tree.
@@ -45,6 +47,17 @@ pub fn staged_of(repo: &BackupRepo, info: &Info) -> (Vec<Vec<u8>>, Vec<Vec<u8>>)
         msg.lines().filter_map(|l| l.strip_prefix(&prefix)).filter_map(super::modes::unquote).collect()
     };
     (pick(STAGED), pick(STAGED_DELETE))
+}
+
+/// The tracked secret-looking files a snapshot left out (its `Left-Out:` lines): a restore by
+/// stock git checks them out from the branch, so they are there beside the snapshot's files.
+pub fn left_out(msg: &[u8]) -> Vec<Vec<u8>> {
+    let prefix = format!("{LEFT_OUT}: ");
+    String::from_utf8_lossy(msg)
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(super::modes::unquote)
+        .collect()
 }
 
 /// The trailer with the commit and branch a git source's HEAD was on.

@@ -296,6 +296,7 @@ fn take_unexplained(
     if let Ok(user) = git2::Repository::open(&source.path) {
         message.push_str(&head_trailer(&user));
         message.push_str(&staged_trailers(&user));
+        message.push_str(&left_out_trailers(&user, &built.secrets));
     }
     if safety {
         message.push_str(&format!("{}: {}\n", history::PURPOSE, history::SAFETY));
@@ -407,6 +408,22 @@ fn staged_trailers(repo: &git2::Repository) -> String {
         }
     }
     out
+}
+
+/// For a git source, `Left-Out: PATH` for each secret-looking file the snapshot left out that
+/// git tracks: without it a restore by stock git could not tell a committed `.env` that was
+/// never in the snapshot from one deleted before the disaster (the runbook's `restore_extras`
+/// checks it out from the branch). Names only, never contents.
+fn left_out_trailers(repo: &git2::Repository, secrets: &[Vec<u8>]) -> String {
+    let Ok(index) = repo.index() else { return String::new() };
+    secrets
+        .iter()
+        .filter(|p| {
+            use std::os::unix::ffi::OsStrExt;
+            index.get_path(std::path::Path::new(std::ffi::OsStr::from_bytes(p)), 0).is_some()
+        })
+        .map(|p| format!("{}: {}\n", history::LEFT_OUT, modes::quote(p)))
+        .collect()
 }
 
 /// For a git source, `Head: COMMIT REF` — what the working tree was on, so a recover `--at`

@@ -530,3 +530,98 @@ fn a_vault_without_empty_folders_drills_and_recovers() {
     fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
     assert_eq!(fs::read_to_string(to.join("notes/a.md")).unwrap(), "a\n");
 }
+
+/// The git-only procedures — nothing but git and the runbook's own text — give back what
+/// `recover` does: the tree with deleted files absent, the permission bits (a 0600 note, a
+/// 0700 folder), and `git status --porcelain` with what was staged, added and removed. From
+/// the mirror and one full bundle in four commands, and from a chain of bundles.
+#[test]
+fn the_git_only_procedures_bring_back_staging_and_permission_bits() {
+    let preamble: Vec<String> =
+        sections().into_iter().find(|(h, _)| h.starts_with("0.")).map(|(_, b)| b).expect("section 0");
+    for (to_mirror, section) in [(true, "1."), (false, "2."), (false, "2b.")] {
+        let (mut env, code, doomed, backup) = backed_up_git_vault(to_mirror);
+        let blocks = sections()
+            .into_iter()
+            .find(|(h, _)| h.starts_with(section))
+            .unwrap_or_else(|| panic!("no section {section}"))
+            .1;
+        if section == "1." || section == "2b." {
+            let commands: Vec<String> =
+                blocks.concat().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+            assert!(commands.len() <= 4, "section {section} is more than four commands: {commands:#?}");
+        }
+        let mut bundle = String::new();
+        if section == "2b." {
+            // One bundle that stands alone: a full one holding the newest snapshot.
+            let text = fs::read_to_string(&env.config).unwrap().replace("\"incremental\"", "\"full\"");
+            env.write_config_text(&text);
+            env.now = Some("2026-11-21T05:00:00Z".into());
+            env.run(&["bundle", "--force"]).ok();
+            let mut full: Vec<String> = fs::read_dir(&backup)
+                .unwrap()
+                .map(|e| e.unwrap().path().display().to_string())
+                .filter(|n| n.ends_with(".bundle") && !n.ends_with("-incr.bundle"))
+                .collect();
+            full.sort();
+            bundle = full.pop().expect("a full bundle");
+        }
+        let restore = env.path("restored");
+        let vars: Vec<(&str, String)> = vec![
+            ("SOURCE", "opus".into()),
+            ("SNAPSHOT_BRANCH", "snapshot".into()),
+            ("BRANCH", "main".into()),
+            ("MIRROR", backup.display().to_string()),
+            ("BUNDLE_DIR", backup.display().to_string()),
+            ("BUNDLE", bundle),
+            ("UPSTREAM", code.origin.display().to_string()),
+            ("RESTORE", restore.display().to_string()),
+        ];
+        run_section(&env, &vars, &preamble, &blocks, section);
+        assert_recovered_exactly(&code, &restore, &doomed);
+        assert_eq!(
+            git(&restore, &["remote", "get-url", "origin"]).ok().stdout.trim(),
+            code.origin.display().to_string(),
+            "{section}: origin"
+        );
+        assert_eq!(temp_dirs(&env), Vec::<PathBuf>::new(), "{section}: temp files left behind");
+    }
+}
+
+/// `restore_extras` reads a commit message from the backup, which an attacker who holds the
+/// drive or the bucket controls: its `Mode:`, `Staged:` and `Left-Out:` lines never reach
+/// outside the restored tree (`..`, quoted `..`, a symlink), and never set setuid.
+#[test]
+fn the_runbooks_restore_extras_stays_inside_the_tree_whatever_the_message_says() {
+    let env = Env::new();
+    let outside = env.path("outside.txt");
+    fs::write(&outside, "mine\n").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o600)).unwrap();
+    let repo = env.path("r");
+    git(env.dir.path(), &["init", "-q", "-b", "main", repo.to_str().unwrap()]).ok();
+    fs::write(repo.join("a.sh"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(repo.join("a.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(repo.join("note.md"), "n\n").unwrap();
+    // A real exception under a name git quotes (a tab, a `%`, a backslash): unquoted right.
+    fs::write(repo.join("100%s\t\\x.md"), "q\n").unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("link")).unwrap();
+    git(&repo, &["add", "-A"]).ok();
+    let msg = "hostile\n\nModes: 0644 0755 0755\nMode: 4755 a.sh\nMode: 0777 link\n\
+               Mode: 0777 ../outside.txt\nMode: 0777 \"\\056\\056/outside.txt\"\n\
+               Mode: 0666 note.md/../../outside.txt\nStaged: ../outside.txt\nStaged: link\n\
+               Staged-Delete: ../outside.txt\nLeft-Out: ../outside.txt\n\
+               Mode: 0600 \"100%s\\t\\\\x.md\"\n";
+    git(&repo, &["-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-m", msg]).ok();
+    let preamble: Vec<String> =
+        sections().into_iter().find(|(h, _)| h.starts_with("0.")).map(|(_, b)| b).expect("section 0");
+    let vars = vec![("R", repo.display().to_string())];
+    run_section(&env, &vars, &preamble, &["restore_extras \"$R\" HEAD\n".to_string()], "restore_extras");
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&outside), 0o600, "a hostile Mode: line reached a file outside the tree");
+    assert_eq!(mode(&repo.join("a.sh")), 0o755, "setuid from a backup");
+    assert_eq!(mode(&repo.join("note.md")), 0o644);
+    assert_eq!(mode(&repo.join("100%s\t\\x.md")), 0o600, "a quoted path's own Mode: line");
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "mine\n");
+    let status = git(&repo, &["status", "--porcelain"]).ok().stdout;
+    assert_eq!(status, "", "nothing outside the tree, nor the symlink's target, was staged");
+}
