@@ -85,7 +85,7 @@ pub fn run(ctx: &mut Context, args: &VerifyArgs) -> Result<Exit> {
         let mut r = match verify::verify(&s.name, &s.path, &cfg.network, args.offline) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {}: {e:#}", s.name);
+                ctx.item_error(&s.name, Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
                 continue;
             }
@@ -106,7 +106,7 @@ pub fn run(ctx: &mut Context, args: &VerifyArgs) -> Result<Exit> {
         reports.push(r);
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &reports)?;
+        ctx.json(&reports)?;
     }
     Ok(exit)
 }
