@@ -182,7 +182,12 @@ pub fn command_line_error(err: clap::Error) -> std::process::ExitCode {
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
-    let command = std::env::args().skip(1).find(|a| names.contains(a)).unwrap_or_default();
+    // args_os: a path argument need not be UTF-8 (`std::env::args` would panic on it).
+    let command = std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .find(|a| names.contains(a))
+        .unwrap_or_default();
     let text = err.render().to_string();
     let message = text.trim_start_matches("error: ").split("\n\n").next().unwrap_or("").trim().to_string();
     let mut collected = Collected { data: Some(serde_json::Value::Null), ..Collected::default() };

@@ -205,12 +205,7 @@ fn every_command_prints_one_envelope_on_success() {
     // Two sources: one value holding both (diff printed two concatenated objects).
     let diff = run_json(&w.env, &["diff".into()]);
     let data = envelope(&diff, "diff").data;
-    let sources: Vec<&str> = data
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["source"].as_str().unwrap())
-        .collect();
+    let sources: Vec<&str> = data.as_array().unwrap().iter().map(|d| d["source"].as_str().unwrap()).collect();
     assert_eq!(sources, ["notes", "code"]);
     let bundles = envelope(&run_json(&w.env, &["bundles".into()]), "bundles").data;
     let mut pairs: Vec<String> =
