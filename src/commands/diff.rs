@@ -34,6 +34,12 @@ pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
                 let odb = repo.repo.odb()?;
                 if !built.skipped.is_empty() {
                     exit = exit.combine(Exit::Warnings);
+                    let text = format!(
+                        "{}: {} item(s) of the live directory could not be read",
+                        s.name,
+                        built.skipped.len()
+                    );
+                    ctx.note_warning(&text, Some(&s.name), None);
                 }
                 ("live".to_string(), diff::diff(&odb, &built.trees, Some(from_tree), Some(built.tree))?)
             }

@@ -99,6 +99,17 @@ pub fn run(ctx: &mut Context, args: &VerifyArgs) -> Result<Exit> {
             exit = exit.combine(Exit::Unreachable);
         } else if !r.safe {
             exit = exit.combine(Exit::AtRisk);
+            ctx.note_warning(
+                &format!("{}: AT RISK: not everything is on its remote", r.source),
+                Some(&r.source),
+                None,
+            );
+        }
+        for rem in &r.remotes {
+            if let Some(e) = &rem.error {
+                let text = format!("{}: remote {} ({}) cannot be reached: {e}", r.source, rem.name, rem.url);
+                ctx.note_error(&text, Some(&r.source), None);
+            }
         }
         if !ctx.mode.json {
             print(ctx, &r)?;

@@ -62,6 +62,12 @@ fn envelope(r: &Run, command: &str) -> Envelope {
     assert_eq!(e.ok, e.exit == 0, "{command}: ok");
     assert!(!e.outcome.is_empty());
     assert_eq!(e.command, command);
+    // A failure always says why in errors; any other non-zero outcome at least in warnings.
+    if [1, 2, 5, 6, 7].contains(&e.exit) {
+        assert!(!e.errors.is_empty(), "{command}: exit {} without errors:\n{}", e.exit, r.stdout);
+    } else if e.exit != 0 {
+        assert!(!e.warnings.is_empty(), "{command}: exit {} without warnings:\n{}", e.exit, r.stdout);
+    }
     for p in e.errors.iter().chain(&e.warnings) {
         assert!(!p.message.is_empty() && !p.message.contains("\n  fix:"), "{command}: {p:?}");
     }
@@ -260,6 +266,11 @@ fn failed_items_are_in_errors_with_their_source_and_target() {
         let e = envelope(&r, command);
         assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
         assert!(!e.errors.is_empty(), "{args:?}: the failure is not in errors:\n{}", r.stdout);
+    }
+    // Then every command in this world (after the checks above: `init` marks the drive again):
+    // one envelope each, and each failure says why.
+    for (args, command, _, _) in commands(&w) {
+        envelope(&run_json(&w.env, &args), command);
     }
 }
 
