@@ -1,6 +1,7 @@
 //! The application context (config location, environment, output, the current time) and
 //! dispatch to one module per subcommand. Exit codes are decided by the commands and
-//! combined here; `main` only prints the error chain.
+//! combined here; under `--json` the one envelope of the command is printed here, whatever
+//! its outcome ([`crate::envelope`]); `main` only prints the error chain.
 
 use std::io::Write;
 use std::time::Duration;

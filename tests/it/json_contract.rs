@@ -15,7 +15,10 @@ use serde_json::Value;
 use crate::helpers::coderepo::CodeRepo;
 use crate::helpers::{Env, Run};
 
-/// The envelope, as documented.
+mod data;
+use data::{shape, Shape};
+
+/// The envelope, as documented (the shapes of `data` are in [`data`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope {
@@ -42,15 +45,6 @@ struct Problem {
     target: Option<String>,
 }
 
-/// The documented shape of `data`.
-#[derive(Clone, Copy, Debug)]
-enum Shape {
-    /// An array (one entry per source, per source × target, per event...).
-    List,
-    /// An object with at least these keys.
-    Object(&'static [&'static str]),
-}
-
 /// Parses stdout as exactly one envelope (concatenated values fail) and checks what holds
 /// for every command: the exit code, `ok`, the command's name.
 fn envelope(r: &Run, command: &str) -> Envelope {
@@ -75,13 +69,8 @@ fn envelope(r: &Run, command: &str) -> Envelope {
 }
 
 fn check_shape(command: &str, data: &Value, shape: Shape) {
-    match shape {
-        Shape::List => assert!(data.is_array(), "{command}: data is not a list: {data}"),
-        Shape::Object(keys) => {
-            for k in keys {
-                assert!(data.get(k).is_some(), "{command}: data has no `{k}`: {data}");
-            }
-        }
+    if let Err(e) = shape(data) {
+        panic!("{command}: data is not as documented ({e}):\n{data:#}");
     }
 }
 
@@ -125,48 +114,38 @@ fn world() -> World {
 /// (`None`: depends on the machine, e.g. whether a crontab exists).
 fn commands(w: &World) -> Vec<(Vec<String>, &'static str, Shape, Option<i32>)> {
     let p = |p: &PathBuf| p.display().to_string();
-    let messages = Shape::Object(&["messages"]);
+    let messages: Shape = shape::<data::Messages>;
     let rows: Vec<(&[&str], &str, Shape, Option<i32>)> = vec![
         (&["init"], "init", messages, Some(0)),
-        (&["config", "check"], "config check", Shape::Object(&["sources", "targets", "state_dir"]), Some(0)),
-        (&["snapshot"], "snapshot", Shape::List, Some(0)),
-        (&["snapshots"], "snapshots", Shape::List, Some(0)),
-        (&["diff"], "diff", Shape::List, Some(0)),
-        (&["verify", "--offline"], "verify", Shape::List, Some(0)),
-        (&["mirror"], "mirror", Shape::List, Some(0)),
-        (&["preserved"], "preserved", Shape::List, Some(0)),
-        (&["bundle"], "bundle", Shape::List, Some(0)),
-        (&["bundles"], "bundles", Shape::List, Some(0)),
-        (&["check"], "check", Shape::Object(&["areas", "healed"]), Some(0)),
-        (&["drill"], "drill", Shape::List, Some(0)),
-        (&["prune", "--dry-run"], "prune", Shape::List, Some(0)),
-        (&["status"], "status", Shape::Object(&["stale", "sources"]), Some(0)),
-        (&["status", "--target", "drive"], "status", Shape::Object(&["stale", "sources"]), Some(0)),
-        (&["log"], "log", Shape::List, Some(0)),
-        (
-            &["log", "--source", "notes", "a.md"],
-            "log",
-            Shape::Object(&["source", "path", "versions"]),
-            Some(0),
-        ),
-        (&["ls", "--source", "notes"], "ls", Shape::Object(&["snapshot", "entries"]), Some(0)),
-        (
-            &["cat", "--source", "notes", "latest:a.md"],
-            "cat",
-            Shape::Object(&["snapshot", "size", "id"]),
-            Some(0),
-        ),
-        (&["find", "b.md"], "find", Shape::List, Some(0)),
-        (&["guard", "status"], "guard status", Shape::Object(&["tripped"]), Some(0)),
-        (&["guard", "ack"], "guard ack", Shape::Object(&["acknowledged", "not_tripped"]), Some(0)),
-        (&["notify", "test"], "notify test", Shape::Object(&["sent"]), Some(0)),
-        (&["run"], "run", Shape::Object(&["steps", "exit"]), Some(0)),
+        (&["config", "check"], "config check", shape::<data::ConfigCheck>, Some(0)),
+        (&["snapshot"], "snapshot", shape::<Vec<data::SnapshotOutcome>>, Some(0)),
+        (&["snapshots"], "snapshots", shape::<Vec<data::SourceHistory>>, Some(0)),
+        (&["diff"], "diff", shape::<Vec<data::Diff>>, Some(0)),
+        (&["verify", "--offline"], "verify", shape::<Vec<data::Verify>>, Some(0)),
+        (&["mirror"], "mirror", shape::<Vec<data::Mirror>>, Some(0)),
+        (&["preserved"], "preserved", shape::<Vec<data::Preserved>>, Some(0)),
+        (&["bundle"], "bundle", shape::<Vec<data::Bundle>>, Some(0)),
+        (&["bundles"], "bundles", shape::<Vec<data::Listed>>, Some(0)),
+        (&["check"], "check", shape::<data::Check>, Some(0)),
+        (&["drill"], "drill", shape::<Vec<data::Drill>>, Some(0)),
+        (&["prune", "--dry-run"], "prune", shape::<Vec<data::Prune>>, Some(0)),
+        (&["status"], "status", shape::<data::Status>, Some(0)),
+        (&["status", "--target", "drive"], "status", shape::<data::Status>, Some(0)),
+        (&["log"], "log", shape::<Vec<data::Event>>, Some(0)),
+        (&["log", "--source", "notes", "a.md"], "log", shape::<data::PathLog>, Some(0)),
+        (&["ls", "--source", "notes"], "ls", shape::<data::Ls>, Some(0)),
+        (&["cat", "--source", "notes", "latest:a.md"], "cat", shape::<data::Cat>, Some(0)),
+        (&["find", "b.md"], "find", shape::<Vec<data::Found>>, Some(0)),
+        (&["guard", "status"], "guard status", shape::<data::GuardStatus>, Some(0)),
+        (&["guard", "ack"], "guard ack", shape::<data::GuardAck>, Some(0)),
+        (&["notify", "test"], "notify test", shape::<data::NotifyTest>, Some(0)),
+        (&["run"], "run", shape::<data::Run>, Some(0)),
         (&["hook", "install"], "hook install", messages, Some(0)),
         (&["hook", "uninstall"], "hook uninstall", messages, Some(0)),
         (&["schedule", "status", "--cron"], "schedule status", messages, None),
-        (&["recovery-doc"], "recovery-doc", Shape::Object(&["text"]), Some(0)),
-        (&["completions", "bash"], "completions", Shape::Object(&["text"]), Some(0)),
-        (&["man"], "man", Shape::Object(&["text"]), Some(0)),
+        (&["recovery-doc"], "recovery-doc", shape::<data::Text>, Some(0)),
+        (&["completions", "bash"], "completions", shape::<data::Text>, Some(0)),
+        (&["man"], "man", shape::<data::Text>, Some(0)),
     ];
     let mut all: Vec<_> =
         rows.into_iter().map(|(a, c, s, x)| (a.iter().map(|a| a.to_string()).collect(), c, s, x)).collect();
@@ -178,13 +157,13 @@ fn commands(w: &World) -> Vec<(Vec<String>, &'static str, Shape, Option<i32>)> {
     all.push((
         to(&["restore", "--source", "notes", "--to"], &w.restored),
         "restore",
-        Shape::Object(&["restored"]),
+        shape::<data::Restore>,
         Some(0),
     ));
     all.push((
         to(&["unbundle", "--source", "notes", "--target", "drive", "--to"], &w.unbundled),
         "unbundle",
-        Shape::Object(&["applied", "repo"]),
+        shape::<data::Unbundle>,
         Some(0),
     ));
     all
@@ -268,9 +247,12 @@ fn failed_items_are_in_errors_with_their_source_and_target() {
         assert!(!e.errors.is_empty(), "{args:?}: the failure is not in errors:\n{}", r.stdout);
     }
     // Then every command in this world (after the checks above: `init` marks the drive again):
-    // one envelope each, and each failure says why.
-    for (args, command, _, _) in commands(&w) {
-        envelope(&run_json(&w.env, &args), command);
+    // one envelope each, what worked as documented, and each failure says why.
+    for (args, command, shape, _) in commands(&w) {
+        let e = envelope(&run_json(&w.env, &args), command);
+        if !e.data.is_null() {
+            check_shape(command, &e.data, shape);
+        }
     }
 }
 
@@ -343,11 +325,11 @@ fn recover_and_demo_print_one_envelope() {
     ]);
     let e = envelope(&r, "recover");
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    check_shape("recover", &e.data, Shape::Object(&["messages"]));
+    check_shape("recover", &e.data, shape::<data::Messages>);
     assert_eq!(fs::read_to_string(to.join("a.md")).unwrap(), "a\n");
 
     let r = fresh.run(&["demo", "--keep", fresh.path("demo").to_str().unwrap(), "--json"]);
     let e = envelope(&r, "demo");
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    check_shape("demo", &e.data, Shape::Object(&["messages"]));
+    check_shape("demo", &e.data, shape::<data::Messages>);
 }
