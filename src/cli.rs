@@ -29,7 +29,8 @@ pub struct Global {
     /// Config file to use instead of $OPUS_MIRROR_CONFIG or the XDG default.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Print results as JSON on stdout (for scripts); no progress, no colours.
+    /// Print one JSON envelope on stdout (for scripts): the result, warnings and errors, also
+    /// when the command fails (docs/json.md). No progress, no colours.
     #[arg(long, global = true)]
     pub json: bool,
     /// Print nothing but errors and warnings (for hooks).

@@ -66,13 +66,6 @@ pub trait HasExit {
 
 /// Finds the exit code an error chain asks for: the first error in the chain that knows its
 /// code wins; anything else is a plain failure.
-/// Whether the error is only stdout's reader having gone away (a pipe into `head`).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod diskfull;
 pub mod drill;
+pub mod envelope;
 pub mod exit;
 pub mod git;
 pub mod guard;

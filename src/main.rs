@@ -3,16 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use opus_mirror::{app, cli::Cli, exit};
+use opus_mirror::{app, cli::Cli, exit, output::QuietPipe};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return app::command_line_error(err),
+    };
     app::init_logging(&cli.global);
-    let mut out = std::io::stdout().lock();
+    // `opus-mirror log | head -1`: the reader may leave early; see `QuietPipe`. A broken
+    // pipe that reaches here is another one (a child that died) and fails as any error.
+    let mut out = QuietPipe::new(std::io::stdout().lock());
     match app::run(cli, &mut out) {
         Ok(e) => ExitCode::from(e.code()),
-        // `opus-mirror log | head -1`: the reader left early; nothing went wrong here.
-        Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(exit::exit_for(&err).code())

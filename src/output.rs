@@ -108,6 +108,54 @@ impl Drop for Progress {
     }
 }
 
+/// Stdout that its reader may leave early (`opus-mirror log | head -1`). Once the pipe is
+/// closed, every further write is dropped and counted as done: the command finishes its work
+/// (a backup is never cut short because a pager quit) and ends with its own exit code, and no
+/// "Broken pipe" is printed. Other write errors (a full disk behind `>`) still fail.
+pub struct QuietPipe<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> QuietPipe<W> {
+    pub fn new(inner: W) -> QuietPipe<W> {
+        QuietPipe { inner, closed: false }
+    }
+
+    /// Whether the reader has gone.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    fn quiet<T>(&mut self, r: std::io::Result<T>, done: T) -> std::io::Result<T> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(done)
+            }
+            r => r,
+        }
+    }
+}
+
+impl<W: Write> Write for QuietPipe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.quiet(r, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.quiet(r, ())
+    }
+}
+
 /// Prints a value as pretty JSON followed by a newline.
 pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
@@ -185,6 +233,29 @@ mod tests {
         assert_eq!(short_id("abc"), "abc");
         assert_eq!(short_id(""), "");
         assert_eq!(short_id("ééééééééééééé"), "éééééééééééé");
+    }
+
+    /// A writer whose reader is gone.
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_swallows_output_quietly() {
+        let mut out = QuietPipe::new(Closed);
+        writeln!(out, "first").expect("a closed pipe is not an error");
+        print_json(&mut out, &serde_json::json!({"a": 1})).expect("nor for JSON");
+        out.flush().expect("nor a flush");
+        assert!(out.closed());
+        let mut full = QuietPipe::new(std::io::BufWriter::new(Vec::new()));
+        writeln!(full, "kept").expect("an open pipe writes");
+        assert!(!full.closed());
     }
 
     #[test]

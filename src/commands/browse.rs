@@ -96,7 +96,7 @@ pub fn ls(ctx: &mut Context, args: &LsArgs) -> Result<Exit> {
             "source": source.name, "snapshot": info.id, "short": info.short, "time": info.time,
             "path": display_path(&path), "modes_recorded": modes.is_some(), "entries": entries,
         });
-        crate::output::print_json(ctx.out, &value)?;
+        ctx.json(&value)?;
         return Ok(Exit::Ok);
     }
     ctx.say(format!("{} snapshot {} ({}), {} entries", source.name, info.short, info.time, entries.len()))?;
@@ -177,7 +177,7 @@ pub fn cat(ctx: &mut Context, args: &CatArgs) -> Result<Exit> {
             "source": source.name, "snapshot": info.id, "short": info.short, "time": info.time,
             "path": shown, "kind": ls::kind(found.mode), "size": size, "id": found.oid.to_string(),
         });
-        crate::output::print_json(ctx.out, &value)?;
+        ctx.json(&value)?;
         return Ok(Exit::Ok);
     }
     crate::restore::copy_blob(&repo, found.oid, ctx.out)?;
@@ -218,10 +218,7 @@ pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
         versions.truncate(n);
     }
     if ctx.mode.json {
-        crate::output::print_json(
-            ctx.out,
-            &json!({"source": source.name, "path": shown, "versions": versions}),
-        )?;
+        ctx.json(&json!({"source": source.name, "path": shown, "versions": versions}))?;
         return Ok(Exit::Ok);
     }
     ctx.say(format!("{} {shown}: {} change(s), newest first", source.name, versions.len()))?;
@@ -340,7 +337,7 @@ pub fn find(ctx: &mut Context, args: &FindArgs) -> Result<Exit> {
         });
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &all)?;
+        ctx.json(&all)?;
         return Ok(Exit::Ok);
     }
     for f in &all {

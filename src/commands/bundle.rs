@@ -28,7 +28,8 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
             crate::git::BackupRepo::open(&crate::git::BackupRepo::location(&cfg.state_dir, &s.name))
                 .and_then(|b| crate::mirror::import(&b, s, ctx.now));
         if let Err(e) = imported {
-            eprintln!("warning: {}: the code's refs were not brought in before bundling: {e:#}", s.name);
+            let text = format!("{}: the code's refs were not brought in before bundling: {e:#}", s.name);
+            ctx.warn(&text, Some(&s.name), None);
             exit = exit.combine(Exit::Warnings);
         }
     }
@@ -57,14 +58,14 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
                     outcomes.push(o);
                 }
                 Err(e) => {
-                    eprintln!("error: {} → {}: {e:#}", s.name, t.name);
+                    ctx.item_error(&format!("{} → {}", s.name, t.name), Some(&s.name), Some(&t.name), &e);
                     exit = exit.combine(exit_for(&e));
                 }
             }
         }
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &outcomes)?;
+        ctx.json(&outcomes)?;
     }
     Ok(exit)
 }
@@ -111,7 +112,7 @@ pub fn list(ctx: &mut Context, args: &TargetArgs) -> Result<Exit> {
     let mut all = Vec::new();
     for t in cfg.select_targets(args.target.as_deref())? {
         if let Err(e) = target::check(t, &cfg.state_dir) {
-            eprintln!("error: {e:#}");
+            ctx.item_error("", None, Some(&t.name), &e);
             exit = exit.combine(exit_for(&e));
             continue;
         }
@@ -136,7 +137,7 @@ pub fn list(ctx: &mut Context, args: &TargetArgs) -> Result<Exit> {
         }
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &all)?;
+        ctx.json(&all)?;
     }
     Ok(exit)
 }
@@ -165,10 +166,7 @@ pub fn unbundle(ctx: &mut Context, args: &UnbundleArgs) -> Result<Exit> {
         args.identity.as_deref().or(t.identity_file.as_deref()),
     )?;
     if ctx.mode.json {
-        crate::output::print_json(
-            ctx.out,
-            &json!({"source": source.name, "target": t.name, "applied": applied, "repo": args.to}),
-        )?;
+        ctx.json(&json!({"source": source.name, "target": t.name, "applied": applied, "repo": args.to}))?;
     } else {
         for a in &applied {
             ctx.say(format!("applied {a}"))?;

@@ -36,7 +36,7 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
         {
             Ok(r) => mine.push(r),
             Err(e) => {
-                eprintln!("error: {}: {e:#}", s.name);
+                ctx.item_error(&s.name, Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
             }
         }
@@ -51,7 +51,7 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             ) {
                 Ok(r) => mine.push(r),
                 Err(e) => {
-                    eprintln!("error: {} on {}: {e:#}", s.name, t.name);
+                    ctx.item_error(&format!("{} on {}", s.name, t.name), Some(&s.name), Some(&t.name), &e);
                     exit = exit.combine(exit_for(&e));
                 }
             }
@@ -60,8 +60,13 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             Ok(Some(r)) => mine.push(r),
             Ok(None) => {}
             Err(e) => {
-                eprintln!("error: mirror of {}: {e:#}", s.name);
+                ctx.item_error(&format!("mirror of {}", s.name), Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
+            }
+        }
+        for r in &mine {
+            for p in &r.problems {
+                ctx.note_error(&format!("{}: {p}", r.area), Some(&s.name), None);
             }
         }
         let bad: Vec<&String> = mine.iter().flat_map(|r| &r.problems).collect();
@@ -90,10 +95,7 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
         reports.extend(mine);
     }
     if ctx.mode.json {
-        crate::output::print_json(
-            ctx.out,
-            &json!({"ok": exit == Exit::Ok, "areas": reports, "healed": healed}),
-        )?;
+        ctx.json(&json!({"ok": exit == Exit::Ok, "areas": reports, "healed": healed}))?;
     } else {
         for h in &healed {
             ctx.say(format!("healed {h}"))?;

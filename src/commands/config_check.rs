@@ -32,7 +32,7 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
         {
             obj.extend(rest);
         }
-        crate::output::print_json(ctx.out, &all)?;
+        ctx.json(&all)?;
     } else {
         write!(ctx.out, "{}", config::render_effective(&cfg))?;
         for s in &cfg.sources {

@@ -15,6 +15,7 @@ use crate::snapshot::history::{self, Pick};
 pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let mut exit = Exit::Ok;
+    let mut all = Vec::new();
     for s in cfg.select_sources(args.source.source.as_deref())? {
         let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))?;
         let pick = |id: &Option<String>| id.clone().map(Pick::Id).unwrap_or(Pick::Latest);
@@ -33,16 +34,19 @@ pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
                 let odb = repo.repo.odb()?;
                 if !built.skipped.is_empty() {
                     exit = exit.combine(Exit::Warnings);
+                    let text = format!(
+                        "{}: {} item(s) of the live directory could not be read",
+                        s.name,
+                        built.skipped.len()
+                    );
+                    ctx.note_warning(&text, Some(&s.name), None);
                 }
                 ("live".to_string(), diff::diff(&odb, &built.trees, Some(from_tree), Some(built.tree))?)
             }
         };
         let summary = Summary::of(&changes);
         if ctx.mode.json {
-            crate::output::print_json(
-                ctx.out,
-                &json!({"source": s.name, "from": from.id, "to": to_label, "summary": summary, "changes": changes}),
-            )?;
+            all.push(json!({"source": s.name, "from": from.id, "to": to_label, "summary": summary, "changes": changes}));
             continue;
         }
         ctx.say(format!("{}: {} → {}", s.name, from.short, to_label))?;
@@ -59,6 +63,9 @@ pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
             "{} added, {} modified, {} deleted",
             summary.added, summary.modified, summary.deleted
         ))?;
+    }
+    if ctx.mode.json {
+        ctx.json(&all)?;
     }
     Ok(exit)
 }

@@ -46,6 +46,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
                         eprintln!("error: drill of {} from {} FAILED:", s.name, t.name);
                         for p in &r.problems {
                             eprintln!("  {p}");
+                            ctx.note_error(&format!("drill FAILED: {p}"), Some(&s.name), Some(&t.name));
                         }
                         let a = notify::alert(
                             notify::Level::Failure,
@@ -60,7 +61,8 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
                     reports.push(r);
                 }
                 Err(e) => {
-                    eprintln!("error: drill of {} from {}: {e:#}", s.name, t.name);
+                    let label = format!("drill of {} from {}", s.name, t.name);
+                    ctx.item_error(&label, Some(&s.name), Some(&t.name), &e);
                     exit = exit.combine(exit_for(&e));
                 }
             }
@@ -68,7 +70,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     }
     job.finish(exit, &format!("opus-mirror drill: {}", crate::state::outcome_word(exit)));
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &reports)?;
+        ctx.json(&reports)?;
     }
     Ok(exit)
 }

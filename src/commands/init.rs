@@ -78,11 +78,12 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
     for t in &cfg.targets {
         if let crate::config::TargetKind::Dir { path, require_mount } = &t.kind {
             if *require_mount && !crate::target::dir::on_own_mount(path) {
-                eprintln!(
-                    "warning: target `{}`: {} is not on a mounted drive; not marking it (mount the drive and run init again)",
+                let text = format!(
+                    "target `{}`: {} is not on a mounted drive; not marking it (mount the drive and run init again)",
                     t.name,
                     path.display()
                 );
+                ctx.warn(&text, None, Some(&t.name));
                 continue;
             }
             let uuid = crate::target::dir::mark(&t.name, path, &cfg.state_dir, ctx.now)?;

@@ -43,13 +43,13 @@ pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
                 reports.push(r);
             }
             Err(e) => {
-                eprintln!("error: {}: {e:#}", s.name);
+                ctx.item_error(&s.name, Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
             }
         }
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &reports)?;
+        ctx.json(&reports)?;
     }
     Ok(exit)
 }

@@ -39,7 +39,7 @@ pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
         all.push(json!({"source": s.name, "preserved": list}));
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &all)?;
+        ctx.json(&all)?;
     }
     Ok(Exit::Ok)
 }

@@ -17,21 +17,22 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
     let mut report = Vec::new();
     for t in targets {
         if let Err(e) = target::check(t, &cfg.state_dir) {
-            eprintln!("error: {e:#}");
+            ctx.item_error("", None, Some(&t.name), &e);
             exit = exit.combine(exit_for(&e));
             continue;
         }
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
             let pruning = match crate::prune::plan(&cfg, s, t, ctx.now, &[])? {
                 crate::prune::Plan::Suspended(a) => {
-                    eprintln!(
-                        "warning: {} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
+                    let text = format!(
+                        "{} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
                         s.name,
                         t.name,
                         a.time,
                         a.reasons.join("; "),
                         s.name
                     );
+                    ctx.warn(&text, Some(&s.name), Some(&t.name));
                     exit = exit.combine(Exit::Warnings);
                     report.push(json!({"source": s.name, "target": t.name, "suspended": true}));
                     continue;
@@ -39,7 +40,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
                 crate::prune::Plan::Decisions(p) => p,
             };
             for w in &pruning.warnings {
-                eprintln!("warning: {} on {}: {w}", s.name, t.name);
+                ctx.warn(&format!("{} on {}: {w}", s.name, t.name), Some(&s.name), Some(&t.name));
                 exit = exit.combine(Exit::Warnings);
             }
             let (plan, warnings) = (pruning.decisions, pruning.warnings);
@@ -63,7 +64,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
         }
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &report)?;
+        ctx.json(&report)?;
     }
     Ok(exit)
 }

@@ -88,7 +88,7 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
 
     let mut exit = Exit::Ok;
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &report)?;
+        ctx.json(&report)?;
     } else {
         let verb = if report.dry_run { "would restore" } else { "restored" };
         if report.dry_run {
@@ -117,12 +117,20 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
         for p in &report.kept_newer {
             eprintln!("  {p}");
         }
+        let text = format!(
+            "kept {} file(s) changed after snapshot {} was taken: {}",
+            report.kept_newer.len(),
+            info.short,
+            report.kept_newer.join(", ")
+        );
+        ctx.note_warning(&text, Some(&source.name), None);
     }
     if !report.conflicts.is_empty() {
         exit = Exit::Warnings;
         eprintln!("warning: {} item(s) not restored:", report.conflicts.len());
         for c in &report.conflicts {
             eprintln!("  {c}");
+            ctx.note_warning(&format!("not restored: {c}"), Some(&source.name), None);
         }
     }
     Ok(exit)

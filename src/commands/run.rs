@@ -31,7 +31,15 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
     let shown_live = progress.is_live() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     drop(progress);
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &report)?;
+        // Each step that did not go well is in `data.steps` with its outcome, and here too.
+        for s in report.steps.iter().filter(|s| s.exit != Exit::Ok) {
+            let text = format!("{} {}: {}", s.step, s.outcome, s.detail);
+            match s.exit {
+                Exit::Warnings => ctx.note_warning(&text, Some(&s.source), s.target.as_deref()),
+                _ => ctx.note_error(&text, Some(&s.source), s.target.as_deref()),
+            }
+        }
+        ctx.json(&report)?;
     } else if ctx.mode.quiet {
         if report.exit != Exit::Ok {
             let bad: Vec<String> = report
@@ -67,7 +75,7 @@ pub fn recovery_doc(ctx: &mut Context, args: &RecoveryDocArgs) -> Result<Exit> {
             crate::atomic::write_file(p, text.as_bytes())?;
             ctx.say(format!("wrote {}", p.display()))?;
         }
-        None => write!(ctx.out, "{text}")?,
+        None => crate::app::print_text(ctx, text.as_bytes())?,
     }
     Ok(Exit::Ok)
 }

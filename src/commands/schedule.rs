@@ -171,9 +171,9 @@ pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
                     Ok(Exit::Ok)
                 }
                 Err(e) => {
-                    eprintln!(
-                        "warning: the timer is installed but not enabled ({e})\n  fix: in your desktop session run `systemctl --user daemon-reload && systemctl --user enable --now {UNIT}.timer`; on a server also `loginctl enable-linger $USER`"
-                    );
+                    ctx.warn(&format!(
+                        "the timer is installed but not enabled ({e})\n  fix: in your desktop session run `systemctl --user daemon-reload && systemctl --user enable --now {UNIT}.timer`; on a server also `loginctl enable-linger $USER`"
+                    ), None, None);
                     Ok(Exit::Warnings)
                 }
             }
@@ -221,7 +221,7 @@ pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
                     ctx.say(format!(
                         "systemd timer: installed but NOT enabled ({why}): no daily run will happen"
                     ))?;
-                    eprintln!("warning: enable it: systemctl --user enable --now {UNIT}.timer");
+                    ctx.warn(&format!("enable it: systemctl --user enable --now {UNIT}.timer"), None, None);
                     Ok(Exit::Warnings)
                 }
             }

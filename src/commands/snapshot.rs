@@ -124,17 +124,25 @@ pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
         match result {
             Ok((o, e)) => {
                 ctx.say(describe(&o))?;
+                if !o.skipped.is_empty() {
+                    let text = format!("{}: {} item(s) could not be captured", o.source, o.skipped.len());
+                    ctx.note_warning(&text, Some(&s.name), None);
+                }
+                if let Some(alarm) = &o.guard {
+                    let text = format!("{}: GUARD: {}", s.name, alarm.reasons.join("; "));
+                    ctx.note_warning(&text, Some(&s.name), None);
+                }
                 exit = exit.combine(e);
                 outcomes.push(o);
             }
             Err(e) => {
-                eprintln!("error: {}: {e:#}", s.name);
+                ctx.item_error(&s.name, Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
             }
         }
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &outcomes)?;
+        ctx.json(&outcomes)?;
     }
     Ok(exit)
 }

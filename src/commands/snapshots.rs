@@ -27,7 +27,7 @@ pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
         });
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &all)?;
+        ctx.json(&all)?;
         return Ok(Exit::Ok);
     }
     for h in &all {

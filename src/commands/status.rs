@@ -27,9 +27,7 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
         .collect();
     let stale = all.iter().any(|s| s.stale);
     if ctx.mode.json {
-        crate::output::print_json(
-            ctx.out,
-            &serde_json::json!({"max_age_hours": max_age.num_minutes() as f64 / 60.0, "stale": stale, "sources": all}),
+        ctx.json(&serde_json::json!({"max_age_hours": max_age.num_minutes() as f64 / 60.0, "stale": stale, "sources": all}),
         )?;
     } else {
         for s in &all {
@@ -83,10 +81,11 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
         }
     }
     if stale {
-        eprintln!(
-            "warning: the newest good backup is older than {} (or there is none): run `opus-mirror run` and check the timer",
+        let text = format!(
+            "the newest good backup is older than {} (or there is none): run `opus-mirror run` and check the timer",
             crate::output::human_duration(max_age)
         );
+        ctx.warn(&text, None, None);
         return Ok(Exit::Stale);
     }
     Ok(Exit::Ok)
@@ -97,7 +96,7 @@ pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
     let h = state::history(&cfg.state_dir)?;
     let tail: Vec<_> = h.iter().skip(h.len().saturating_sub(args.limit.unwrap_or(50))).collect();
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &tail)?;
+        ctx.json(&tail)?;
     } else {
         for e in tail {
             let what = [e.source.as_deref(), e.target.as_deref()]
@@ -167,14 +166,15 @@ fn from_target(
         rows.push(serde_json::json!({"source": s.name, "target": t.name, "newest": newest.as_ref().map(|(_, f)| f), "age_hours": age_h, "clock_behind": behind, "stale": is_stale}));
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &serde_json::json!({"stale": stale, "sources": rows}))?;
+        ctx.json(&serde_json::json!({"stale": stale, "sources": rows}))?;
     }
     if stale {
-        eprintln!(
-            "warning: the newest verified bundle on `{}` is older than {} (or there is none)",
+        let text = format!(
+            "the newest verified bundle on `{}` is older than {} (or there is none)",
             t.name,
             crate::output::human_duration(max_age)
         );
+        ctx.warn(&text, None, Some(&t.name));
         return Ok(Exit::Stale);
     }
     Ok(Exit::Ok)

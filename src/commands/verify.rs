@@ -85,7 +85,7 @@ pub fn run(ctx: &mut Context, args: &VerifyArgs) -> Result<Exit> {
         let mut r = match verify::verify(&s.name, &s.path, &cfg.network, args.offline) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {}: {e:#}", s.name);
+                ctx.item_error(&s.name, Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
                 continue;
             }
@@ -99,6 +99,17 @@ pub fn run(ctx: &mut Context, args: &VerifyArgs) -> Result<Exit> {
             exit = exit.combine(Exit::Unreachable);
         } else if !r.safe {
             exit = exit.combine(Exit::AtRisk);
+            ctx.note_warning(
+                &format!("{}: AT RISK: not everything is on its remote", r.source),
+                Some(&r.source),
+                None,
+            );
+        }
+        for rem in &r.remotes {
+            if let Some(e) = &rem.error {
+                let text = format!("{}: remote {} ({}) cannot be reached: {e}", r.source, rem.name, rem.url);
+                ctx.note_error(&text, Some(&r.source), None);
+            }
         }
         if !ctx.mode.json {
             print(ctx, &r)?;
@@ -106,7 +117,7 @@ pub fn run(ctx: &mut Context, args: &VerifyArgs) -> Result<Exit> {
         reports.push(r);
     }
     if ctx.mode.json {
-        crate::output::print_json(ctx.out, &reports)?;
+        ctx.json(&reports)?;
     }
     Ok(exit)
 }

@@ -149,7 +149,7 @@ fn config_check_masks_secrets_and_names_origins() {
     let mut c = env.command(&["config", "check", "--json"]);
     c.env("OPUS_MIRROR_STATE_DIR", env.path("from-env"));
     let o = c.output().unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["data"].clone();
     assert_eq!(j["state_dir"], env.path("from-env").display().to_string());
     assert_eq!(j["origins"]["state_dir"], "environment OPUS_MIRROR_STATE_DIR");
 }

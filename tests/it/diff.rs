@@ -35,7 +35,7 @@ fn diff_lists_added_modified_and_deleted() {
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
     let j = env.run(&["diff", "--json", &ids[1][..8], &ids[0][..8]]).ok().json();
-    assert_eq!(j["summary"], serde_json::json!({"added": 2, "modified": 1, "deleted": 1}));
+    assert_eq!(j[0]["summary"], serde_json::json!({"added": 2, "modified": 1, "deleted": 1}));
     // Nothing changed since: an empty live diff.
     let r = env.run(&["diff"]).ok();
     assert!(r.stdout.ends_with("0 added, 0 modified, 0 deleted\n"), "{}", r.stdout);

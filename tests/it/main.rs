@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod hostile_rclone;
 mod init;
+mod json_contract;
 mod mirror;
 mod modes;
 mod no_panic;

@@ -122,7 +122,7 @@ fn an_ordinary_user_under_umask_022_gets_every_bit_back() {
     sh("init");
     sh("snapshot");
     sh("bundle");
-    let drill: serde_json::Value = serde_json::from_str(&sh("drill --json")).unwrap();
+    let drill = serde_json::from_str::<serde_json::Value>(&sh("drill --json")).unwrap()["data"].clone();
     assert_eq!(drill[0]["problems"], serde_json::json!([]), "{drill}");
     let restored = env.path("restored");
     sh(&format!("restore --to {}", restored.display()));

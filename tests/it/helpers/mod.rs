@@ -56,7 +56,15 @@ impl Run {
         self.code(0)
     }
 
+    /// The command's `--json` payload: `data` of the envelope (docs/json.md).
     pub fn json(&self) -> serde_json::Value {
+        let envelope = self.envelope();
+        assert_eq!(envelope["schema"], 1, "not a --json envelope:\n{}", self.stdout);
+        envelope["data"].clone()
+    }
+
+    /// The whole `--json` envelope.
+    pub fn envelope(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
