@@ -1,8 +1,9 @@
 //! `drill`: the periodic test restore. The newest bundle chain is fetched from a target into
-//! a temp dir, restored with our own reader, and (where `git` is installed) with a stock
-//! `git fetch` + `checkout`; every file is compared (content, mode, link, empty dirs) with
-//! the snapshot the bundle claims to hold, as it is in the backup repo. The time it took is
-//! the time-to-recover.
+//! a temp dir and restored twice: by `recover`'s own layout (`layout::lay_out`, the code a user
+//! runs on the worst day) and, where `git` is installed, by the runbook's git-only procedure
+//! (its text, run as it is). Each result is compared (content, mode, link, empty dirs,
+//! permission bits, and for a git source what is staged) with the snapshot the bundle claims
+//! to hold, as it is in the backup repo. The time to the first result is the time-to-recover.
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
@@ -31,7 +32,7 @@ pub struct Report {
     pub snapshot: String,
     pub files: u64,
     pub bytes: u64,
-    /// Fetch + restore with our reader, in milliseconds: the time-to-recover.
+    /// Fetch + `recover`'s layout, in milliseconds: the time-to-recover.
     pub ttr_ms: u64,
     /// None: git is not installed.
     pub stock_git_ok: Option<bool>,
@@ -137,6 +138,67 @@ fn compare_modes(
     problems
 }
 
+/// What differs between what `recover` wrote into `dir` and the snapshot `commit` (its
+/// `items`): files, empty folders, permission bits, and for a git source what is staged.
+fn recovered_problems(
+    commit: &git2::Commit<'_>,
+    items: &[tree::Item],
+    dir: &Path,
+    git_source: bool,
+) -> Result<Vec<String>> {
+    let msg = commit.message_raw_bytes();
+    let mut got = scan(dir, git_source)?;
+    for p in crate::snapshot::history::left_out(msg) {
+        got.remove(&p);
+    }
+    let mut problems = compare(items, &got, "recover", true);
+    if let Some(m) = crate::snapshot::modes::Modes::parse(msg) {
+        problems.extend(compare_modes(items, dir, &m, "recover"));
+    }
+    if git_source {
+        problems.extend(staged_problems(msg, dir));
+    }
+    Ok(problems)
+}
+
+/// Whether the index of a recovered repository stages what the snapshot recorded as staged.
+fn staged_problems(msg: &[u8], dir: &Path) -> Vec<String> {
+    let text = String::from_utf8_lossy(msg);
+    let recorded = |key: &str| -> std::collections::BTreeSet<Vec<u8>> {
+        let prefix = format!("{key}: ");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(crate::snapshot::modes::unquote)
+            .filter(|p| {
+                // A staged secret-looking file the snapshot never held cannot be staged again.
+                let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
+                !crate::snapshot::filter::is_secret(name) && !crate::snapshot::filter::is_secret_path(p)
+            })
+            .collect()
+    };
+    let mut want = recorded(crate::snapshot::history::STAGED);
+    want.extend(recorded(crate::snapshot::history::STAGED_DELETE));
+    let o = match Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["diff", "--cached", "--name-only", "--no-renames", "-z"])
+        .output()
+    {
+        Ok(o) if o.status.success() => o,
+        _ => return vec!["recover: cannot read the recovered index (git diff --cached)".into()],
+    };
+    let got: std::collections::BTreeSet<Vec<u8>> =
+        o.stdout.split(|&b| b == 0).filter(|p| !p.is_empty()).map(<[u8]>::to_vec).collect();
+    let mut problems = Vec::new();
+    for p in want.difference(&got) {
+        problems.push(format!("recover: {} was staged and is not", crate::output::display_path(p)));
+    }
+    for p in got.difference(&want) {
+        problems.push(format!("recover: {} is staged and was not", crate::output::display_path(p)));
+    }
+    problems
+}
+
 /// Gives the owner full access to every directory below `root`, so it can be removed.
 fn make_removable(root: &Path) {
     for e in walkdir::WalkDir::new(root).min_depth(1).into_iter().flatten() {
@@ -173,53 +235,53 @@ pub fn drill(
         problems.push(format!("{branch_ref} in the bundle is {got_tip:?}, its manifest claims {claimed}"));
     }
     let claimed_oid = Oid::from_str(&claimed)?;
-    let out_dir = scratch.path().join("files");
-    let rcommit = restored.repo.find_commit(restored.repo.refname_to_id(&branch_ref)?)?;
-    let rmodes = crate::snapshot::modes::Modes::parse(rcommit.message_raw_bytes());
-    let ritems = crate::restore::select(
-        &restored.repo.odb()?,
-        rcommit.tree_id(),
-        &[],
-        crate::output::short_id(&claimed),
-    )?;
-    crate::restore::to_dir(
-        &restored,
-        &ritems,
+    // Our half is `recover` itself (its layout of the repository and working tree), from the
+    // rebuilt chain into the scratch dir: the drill proves the code a user runs that day.
+    let code_branch = tip
+        .head
+        .as_deref()
+        .and_then(|h| h.strip_prefix("refs/heads/"))
+        .filter(|b| *b != source.snapshot_branch)
+        .map(str::to_string);
+    let out_dir = scratch.path().join("recovered");
+    let laid = crate::layout::lay_out(
+        &repo_dir,
         &out_dir,
-        false,
-        crate::output::short_id(&claimed),
-        rmodes.as_ref(),
-    )?;
+        code_branch.as_deref(),
+        &source.snapshot_branch,
+        &source.name,
+        None,
+    )
+    .context("recover from the bundles failed")?;
     let ttr_ms = started.elapsed().as_millis() as u64;
 
-    // The truth: the claimed snapshot as the backup repo has it.
+    // The truth: the snapshots as the backup repo has them.
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
-    let truth = backup
-        .repo
-        .find_commit(claimed_oid)
-        .with_context(|| format!("the backup repo has no snapshot {claimed}"))?;
-    let (truth_tree, truth_modes) =
-        (truth.tree_id(), crate::snapshot::modes::Modes::parse(truth.message_raw_bytes()));
-    let items = tree::list(&backup.repo.odb()?, truth_tree)?;
+    let odb = backup.repo.odb()?;
+    let truth_of = |id: Oid| -> Result<(git2::Commit<'_>, Vec<tree::Item>)> {
+        let c =
+            backup.repo.find_commit(id).with_context(|| format!("the backup repo has no snapshot {id}"))?;
+        let items = tree::list(&odb, c.tree_id())?;
+        Ok((c, items))
+    };
+    let (truth, items) = truth_of(claimed_oid)?;
+    let truth_modes = crate::snapshot::modes::Modes::parse(truth.message_raw_bytes());
     let (files_n, bytes) = items.iter().filter(|i| i.mode != MODE_TREE).fold((0u64, 0u64), |(n, b), i| {
-        let size = backup.repo.odb().and_then(|o| o.read_header(i.oid)).map(|h| h.0 as u64).unwrap_or(0);
+        let size = odb.read_header(i.oid).map(|h| h.0 as u64).unwrap_or(0);
         (n + 1, b + size)
     });
-    problems.extend(compare(&items, &scan(&out_dir, false)?, "our restore", true));
-    if let Some(m) = &truth_modes {
-        problems.extend(compare_modes(&items, &out_dir, m, "our restore"));
-    }
-    // A directory the snapshot recorded as read-only would keep the scratch dir from going.
+    // recover lays out the newest of the user's own snapshots: the tip, unless the tip is a
+    // safety snapshot of a restore in place.
+    let (laid_commit, laid_items) = match Oid::from_str(&laid.snapshot)? {
+        id if id == claimed_oid => (truth.clone(), items.clone()),
+        id => truth_of(id)?,
+    };
+    problems.extend(recovered_problems(&laid_commit, &laid_items, &out_dir, code_branch.is_some())?);
     make_removable(&out_dir);
 
     let stock_git_ok = if Command::new("git").arg("--version").output().is_ok() {
         let stock = scratch.path().join("stock");
-        let code_branch = tip
-            .head
-            .as_deref()
-            .and_then(|h| h.strip_prefix("refs/heads/"))
-            .unwrap_or(&source.snapshot_branch)
-            .to_string();
+        let code_branch = code_branch.clone().unwrap_or_else(|| source.snapshot_branch.clone());
         let ok = runbook_restore(
             &chain,
             &files,
@@ -349,4 +411,40 @@ pub fn drill_and_record(
 /// The state file of the last drill of a (source, target).
 pub fn state_name(source: &str, target: &str) -> String {
     format!("drill-{source}-{target}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let o = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git");
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// The drill's recover half checks the index too: a path the snapshot recorded as staged
+    /// that the recovered repository does not stage (or the reverse) is a problem, named.
+    #[test]
+    fn a_recovered_index_that_lost_or_gained_staging_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        git(d.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(d.path().join("a.md"), "a\n").unwrap();
+        std::fs::write(d.path().join(".env"), "X=1\n").unwrap();
+        git(d.path(), &["add", "a.md", ".env"]);
+        git(d.path(), &["-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-m", "c"]);
+        std::fs::write(d.path().join("b.md"), "b\n").unwrap();
+        git(d.path(), &["add", "b.md"]);
+        git(d.path(), &["rm", "-q", "--cached", "a.md"]);
+        let msg = b"s\n\nStaged: b.md\nStaged-Delete: a.md\nStaged: .env\n";
+        assert_eq!(
+            staged_problems(msg, d.path()),
+            Vec::<String>::new(),
+            "as recorded (a secret is never restaged)"
+        );
+        git(d.path(), &["reset", "-q", "--", "b.md"]);
+        assert_eq!(staged_problems(msg, d.path()), vec!["recover: b.md was staged and is not".to_string()]);
+        let extra = b"s\n\nStaged: b.md\n";
+        git(d.path(), &["add", "b.md"]);
+        assert_eq!(staged_problems(extra, d.path()), vec!["recover: a.md is staged and was not".to_string()]);
+    }
 }

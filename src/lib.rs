@@ -22,6 +22,7 @@ pub mod guard;
 pub mod hashio;
 pub mod heal;
 pub mod health;
+pub mod layout;
 pub mod lock;
 pub mod mirror;
 pub mod netchild;
