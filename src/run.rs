@@ -367,8 +367,21 @@ fn source_steps(
                 format!("would snapshot +{} ~{} -{}", sum.added, sum.modified, sum.deleted),
                 t,
             ),
+            // No backup repo yet: the first snapshot is what a real run would take. Any other
+            // error is the one `snapshot` would stop with: reported as such, never as "ok".
             Err(e) => {
-                st.push("snapshot", None, Exit::Ok, format!("would take the first snapshot ({e:#})"), t)
+                let fresh = !crate::git::BackupRepo::location(&cfg.state_dir, &s.name).exists();
+                if fresh && std::fs::read_dir(&s.path).is_ok() {
+                    st.push("snapshot", None, Exit::Ok, "would take the first snapshot", t)
+                } else {
+                    st.push(
+                        "snapshot",
+                        None,
+                        exit_for(&e).combine(Exit::Failed),
+                        format!("would fail: {e:#}"),
+                        t,
+                    )
+                }
             }
         };
     } else {

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use crate::helpers::coderepo::CodeRepo;
 use crate::helpers::servers::S3Server;
-use crate::helpers::{git, vaultgen, Env};
+use crate::helpers::{fingerprint, git, vaultgen, Env};
 
 fn bundles_in(dir: &Path) -> usize {
     fs::read_dir(dir)
@@ -91,14 +91,14 @@ fn dry_run_changes_nothing() {
     env.run(&["init"]).ok();
     env.run(&["run"]).ok();
     vaultgen::mutate(&vault, 1);
-    let before = crate::helpers::fingerprint(&env.state);
+    let before = fingerprint(&env.state);
     let r = env.run(&["run", "--dry-run"]).ok();
     assert!(
         r.stdout.contains("would snapshot +") && r.stdout.contains("dry run: nothing was changed"),
         "{}",
         r.stdout
     );
-    assert_eq!(before, crate::helpers::fingerprint(&env.state), "a dry run wrote into the state dir");
+    assert_eq!(before, fingerprint(&env.state), "a dry run wrote into the state dir");
 }
 
 #[test]
@@ -575,4 +575,69 @@ fn regex_lite_hex(line: &str) -> String {
             w.to_string()
         }
     })
+}
+
+/// `run --dry-run` writes nothing anywhere (state dir, drive, mirror), and where the snapshot
+/// would fail it says so, with the real error and a failing exit, as `snapshot` does — also
+/// before the first snapshot, when there is no backup repo yet.
+#[test]
+fn a_dry_run_mutates_nothing_and_reports_the_real_error() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    crate::helpers::vaultgen::create(
+        &vault,
+        &crate::helpers::vaultgen::Spec { notes: 20, attachments: 1, ..Default::default() },
+    );
+    let (drive, mirror) = (env.path("drive"), env.path("mirror.git"));
+    crate::helpers::git(env.dir.path(), &["init", "-q", "--bare", mirror.to_str().unwrap()]).ok();
+    let extra = format!("mirror = {:?}", mirror.display().to_string());
+    env.write_config_with_drive("v", &vault, &extra, &drive, "");
+    env.run(&["init"]).ok();
+    let state_at_start = fingerprint(&env.state);
+    // Before anything was ever taken: the first snapshot is what a dry run promises...
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    let first = env.run(&["run", "--dry-run"]).ok();
+    assert!(first.stdout.contains("would snapshot +"), "{}", first.stdout);
+    assert!(state_at_start == fingerprint(&env.state), "a dry run wrote into the state dir");
+    // ... unless the source cannot be read at all.
+    let away = env.path("away");
+    std::fs::rename(&vault, &away).unwrap();
+    let r = env.run(&["run", "--dry-run"]);
+    assert_ne!(r.code, 0, "a dry run of an unreadable source succeeded:\n{}", r.stdout);
+    assert!(!r.stdout.contains("would snapshot") && !r.stdout.contains("first snapshot"), "{}", r.stdout);
+    std::fs::rename(&away, &vault).unwrap();
+
+    let done = env.run(&["run"]);
+    assert!(done.code == 0 || done.code == 3, "{}\n{}", done.stdout, done.stderr);
+    std::fs::write(vault.join("new note.md"), "new\n").unwrap();
+    env.now = Some("2026-11-28T03:30:00Z".into());
+    let everything =
+        || (fingerprint(&env.state), fingerprint(&drive), fingerprint(&mirror), fingerprint(&vault));
+    let before = everything();
+    let dry = env.run(&["run", "--dry-run"]).ok();
+    assert!(dry.stdout.contains("would snapshot +1"), "{}", dry.stdout);
+    assert!(
+        before == everything(),
+        "run --dry-run changed the state dir, the drive, the mirror or the vault"
+    );
+
+    // The source is gone (a disk not mounted): both refuse it, naming it.
+    std::fs::rename(&vault, &away).unwrap();
+    let snap = env.run(&["snapshot"]);
+    let r = env.run(&["run", "--dry-run"]);
+    assert!(snap.code != 0 && r.code == snap.code, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(&vault.display().to_string()), "{}", r.stderr);
+    std::fs::rename(&away, &vault).unwrap();
+
+    // The backup repo is damaged (its snapshot branch names a commit it lacks): `snapshot`
+    // fails, and the dry run says so, instead of promising a first snapshot.
+    let repo = env.state.join("repos/v.git");
+    std::fs::write(repo.join("refs/heads/snapshot"), "0123456789abcdef0123456789abcdef01234567\n").unwrap();
+    let snap = env.run(&["snapshot"]);
+    assert_ne!(snap.code, 0, "{}", snap.stdout);
+    let before = (fingerprint(&env.state), fingerprint(&drive), fingerprint(&mirror));
+    let r = env.run(&["run", "--dry-run"]);
+    assert!(r.code != 0, "dry run:\n{}\n{}\nsnapshot:\n{}", r.stdout, r.stderr, snap.stderr);
+    assert!(!r.stdout.contains("first snapshot") && r.stdout.contains("0123456789ab"), "{}", r.stdout);
+    assert!(before == (fingerprint(&env.state), fingerprint(&drive), fingerprint(&mirror)));
 }
