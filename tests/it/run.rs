@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use crate::helpers::coderepo::CodeRepo;
 use crate::helpers::servers::S3Server;
@@ -640,4 +640,62 @@ fn a_dry_run_mutates_nothing_and_reports_the_real_error() {
     assert!(r.code != 0, "dry run:\n{}\n{}\nsnapshot:\n{}", r.stdout, r.stderr, snap.stderr);
     assert!(!r.stdout.contains("first snapshot") && r.stdout.contains("0123456789ab"), "{}", r.stdout);
     assert!(before == (fingerprint(&env.state), fingerprint(&drive), fingerprint(&mirror)));
+}
+
+/// On a terminal, `run` shows each step as it happens (a line per finished step above a
+/// spinner naming the step under way) and does not print the steps a second time at the end;
+/// through a pipe (a hook, a timer) there is no spinner and no escape code. Driven under a
+/// real pty with util-linux `script`.
+#[test]
+fn run_on_a_terminal_shows_each_step_as_it_happens() {
+    if Command::new("script").arg("--version").output().is_err() {
+        crate::helpers::servers::missing(
+            "script (util-linux)",
+            "run_on_a_terminal_shows_each_step_as_it_happens",
+        );
+        return;
+    }
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 20, attachments: 1, ..Default::default() });
+    env.write_config_with_drive("v", &vault, "", &env.path("drive"), "");
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    let line = format!("{} run", opus_mirror::shell::quote(crate::helpers::bin()));
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]);
+    env.isolate(&mut c);
+    let o = c
+        .env("TERM", "xterm")
+        .env("OPUS_MIRROR_NOW", "2026-11-20T03:30:00Z")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "run under a pty failed:\n{tty}");
+    // The terminal's text: escape sequences (`ESC [ ... letter`) out, \r and \n both end a line.
+    let mut plain = String::new();
+    let mut chars = tty.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            chars.next_if_eq(&'[');
+            while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
+        } else {
+            plain.push(if ch == '\r' { '\n' } else { ch });
+        }
+    }
+    for step in ["snapshot", "bundle", "check"] {
+        let lines =
+            plain.lines().filter(|l| l.starts_with("ok ") && l.contains(&format!(" {step} "))).count();
+        assert_eq!(lines, 1, "the {step} step should show once on the terminal:\n{plain}");
+        assert!(plain.contains(&format!("v: {step}")), "no spinner named the {step} step:\n{plain}");
+    }
+    assert!(tty.contains('\u{1b}'), "no live progress (escape codes) on a terminal:\n{tty}");
+    // Through a pipe: the same steps, plain text.
+    std::fs::write(vault.join("new.md"), "new\n").unwrap();
+    env.now = Some("2026-11-20T04:30:00Z".into());
+    let piped = env.run(&["run"]);
+    assert!(piped.code == 0 || piped.code == 3, "{} {}\n{}", piped.code, piped.stdout, piped.stderr);
+    assert!(!piped.stdout.contains('\u{1b}') && !piped.stderr.contains('\u{1b}'), "escape codes in a pipe");
+    assert!(piped.stdout.contains(" snapshot "), "{}", piped.stdout);
 }
