@@ -16,6 +16,78 @@ use crate::config::{Target, TargetKind};
 use crate::git::remote::RemoteError;
 use crate::netchild::{self, Stopped};
 
+/// What this process has seen of each remote directory: its files (name, size) and the
+/// manifests it read or wrote. One `run` asks a target for its bundles in settle, bundle,
+/// prune, check and drill; without this each asked the bucket again (an `lsjson` plus a `cat`
+/// per manifest). Our own uploads and deletes update the copy instead of listing again; a
+/// process is one command under the run lock, so nobody else writes there meanwhile.
+#[derive(Default)]
+struct Seen {
+    files: Option<Vec<(String, u64)>>,
+    manifests: std::collections::HashMap<String, Vec<u8>>,
+}
+
+static SEEN: std::sync::Mutex<std::collections::BTreeMap<String, Seen>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The key of a target's remote directory (the remote and the rclone config that reaches it).
+fn seen_key(t: &Target) -> String {
+    let (remote, config) = parts(t);
+    format!("{remote}\0{}", config.map(|c| c.display().to_string()).unwrap_or_default())
+}
+
+fn with_seen<R>(t: &Target, f: impl FnOnce(&mut Seen) -> R) -> R {
+    let mut all = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    f(all.entry(seen_key(t)).or_default())
+}
+
+/// The files of the remote directory: one `lsjson` per process.
+fn files(t: &Target) -> Result<Vec<(String, u64)>> {
+    if let Some(f) = with_seen(t, |s| s.files.clone()) {
+        return Ok(f);
+    }
+    let (remote, _) = parts(t);
+    let out = rclone(t, &["lsjson", "--files-only", remote])?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let f: Vec<(String, u64)> = entries.into_iter().map(|e| (e.name, e.size.max(0) as u64)).collect();
+    with_seen(t, |s| s.files = Some(f.clone()));
+    Ok(f)
+}
+
+/// The bytes of a small remote file (a manifest): one `cat` per process.
+fn cat(t: &Target, file: &str) -> Option<Vec<u8>> {
+    if let Some(b) = with_seen(t, |s| s.manifests.get(file).cloned()) {
+        return Some(b);
+    }
+    let b = rclone(t, &["cat", &remote_path(t, file)]).ok()?;
+    with_seen(t, |s| s.manifests.insert(file.to_string(), b.clone()));
+    Some(b)
+}
+
+/// Records a file this process wrote (`content` for a manifest) or deleted (None size).
+fn wrote(t: &Target, file: &str, size: Option<u64>, content: Option<Vec<u8>>) {
+    with_seen(t, |s| {
+        if let Some(files) = &mut s.files {
+            files.retain(|(n, _)| n != file);
+            if let Some(size) = size {
+                files.push((file.to_string(), size));
+            }
+        }
+        match content {
+            Some(c) => s.manifests.insert(file.to_string(), c),
+            None => s.manifests.remove(file),
+        };
+    });
+}
+
+/// Deletes one remote file, and forgets it.
+fn delete_file(t: &Target, file: &str) -> Result<()> {
+    rclone(t, &["deletefile", &remote_path(t, file)])?;
+    wrote(t, file, None, None);
+    Ok(())
+}
+
 fn parts(t: &Target) -> (&str, Option<&Path>) {
     match &t.kind {
         TargetKind::Rclone { remote, config } => (remote.as_str(), config.as_deref()),
@@ -108,7 +180,14 @@ fn timed_out(stderr: &str) -> bool {
 
 /// rclone must be installed.
 pub fn check(t: &Target) -> Result<()> {
-    rclone(t, &["version"]).map(|_| ())
+    // Whether rclone runs does not change within one command: asked once.
+    static RUNS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if RUNS.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    rclone(t, &["version"])?;
+    RUNS.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -126,22 +205,17 @@ fn remote_path(t: &Target, name: &str) -> String {
 }
 
 pub fn list(t: &Target, source: &str) -> Result<Vec<Listed>> {
-    let (remote, _) = parts(t);
-    let out = rclone(t, &["lsjson", "--files-only", remote])?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
-    let names: std::collections::HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let entries = files(t)?;
+    let names: std::collections::HashSet<&str> = entries.iter().map(|e| e.0.as_str()).collect();
     let mut v = Vec::new();
-    for e in entries.iter().filter(|e| super::is_bundle_of(&e.name, source)) {
-        let json = format!("{}.json", e.name);
+    for (name, size) in entries.iter().filter(|e| super::is_bundle_of(&e.0, source)) {
+        let json = format!("{name}.json");
         let manifest = if names.contains(json.as_str()) {
-            rclone(t, &["cat", &remote_path(t, &json)])
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            cat(t, &json).and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
         } else {
             None
         };
-        v.push(Listed { name: e.name.clone(), size: e.size.max(0) as u64, manifest });
+        v.push(Listed { name: name.clone(), size: *size, manifest });
     }
     Ok(v)
 }
@@ -155,6 +229,7 @@ pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Resul
     upload_file(t, &pending, &Manifest { verified: false, ..manifest.clone() }, staging)?;
     let dest = remote_path(t, name);
     rclone(t, &["copyto", &local.display().to_string(), &dest])?;
+    wrote(t, name, Some(std::fs::metadata(local)?.len()), None);
     let (md5, sha1) = local_hashes(local)?;
     let out = rclone(t, &["lsjson", "--hash", &dest])?;
     let entries: Vec<Entry> =
@@ -178,7 +253,7 @@ pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Resul
         }
     }
     upload_manifest(t, name, manifest, staging)?;
-    rclone(t, &["deletefile", &remote_path(t, &pending)]).map(|_| ())
+    delete_file(t, &pending)
 }
 
 /// md5 and sha1 of a local file, as hex.
@@ -216,27 +291,23 @@ pub fn fetch(t: &Target, name: &str, dest: &Path) -> Result<()> {
 
 /// Deletes a bundle, then its manifest (the order of [`super::dir::delete`]).
 pub fn delete(t: &Target, name: &str) -> Result<()> {
-    rclone(t, &["deletefile", &remote_path(t, name)])?;
+    delete_file(t, name)?;
     // A bundle listed without a manifest has none to delete.
-    let _ = rclone(t, &["deletefile", &remote_path(t, &format!("{name}.json"))]);
+    let _ = delete_file(t, &format!("{name}.json"));
     Ok(())
 }
 
 /// See [`super::settle`]. A pending bundle is intact when the remote reports the size and
 /// md5 the manifest recorded before the upload. Costs one listing when nothing is pending.
 pub fn settle(t: &Target, source: &str, staging: &Path) -> Result<Vec<String>> {
-    let (remote, _) = parts(t);
-    let out = rclone(t, &["lsjson", "--files-only", remote])?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
-    let names: std::collections::HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let entries = files(t)?;
+    let names: std::collections::HashSet<&str> = entries.iter().map(|e| e.0.as_str()).collect();
     let mut done = Vec::new();
     for file in &names {
         if let Some(name) = file.strip_suffix(super::PENDING).filter(|n| super::is_bundle_of(n, source)) {
             let verified = format!("{name}.json");
             if !names.contains(verified.as_str()) {
-                let m = rclone(t, &["cat", &remote_path(t, file)])
-                    .ok()
+                let m = cat(t, file)
                     .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
                     .filter(|m| super::manifest_matches(m, name, source));
                 let ok = match (&m, names.contains(name)) {
@@ -248,17 +319,17 @@ pub fn settle(t: &Target, source: &str, staging: &Path) -> Result<Vec<String>> {
                     done.push(format!("{name}: pending bundle of an interrupted run is complete on the remote; marked verified"));
                 } else {
                     if names.contains(name) {
-                        rclone(t, &["deletefile", &remote_path(t, name)])?;
+                        delete_file(t, name)?;
                     }
                     done.push(format!(
                         "{name}: pending bundle of an interrupted run is missing or incomplete; removed"
                     ));
                 }
             }
-            rclone(t, &["deletefile", &remote_path(t, file)])?;
+            delete_file(t, file)?;
         } else if let Some(name) = file.strip_suffix(".json").filter(|n| super::is_bundle_of(n, source)) {
             if !names.contains(name) {
-                rclone(t, &["deletefile", &remote_path(t, file)])?;
+                delete_file(t, file)?;
                 done.push(format!(
                     "{name}: removed the manifest of a bundle an interrupted prune had removed"
                 ));
@@ -291,6 +362,9 @@ fn upload_manifest(t: &Target, name: &str, m: &Manifest, staging: &Path) -> Resu
 fn upload_file(t: &Target, file: &str, m: &Manifest, staging: &Path) -> Result<()> {
     std::fs::create_dir_all(staging)?;
     let tmp = crate::atomic::temp_in(staging)?;
-    std::fs::write(tmp.path(), serde_json::to_vec_pretty(m)?)?;
-    rclone(t, &["copyto", &tmp.path().display().to_string(), &remote_path(t, file)]).map(|_| ())
+    let bytes = serde_json::to_vec_pretty(m)?;
+    std::fs::write(tmp.path(), &bytes)?;
+    rclone(t, &["copyto", &tmp.path().display().to_string(), &remote_path(t, file)])?;
+    wrote(t, file, Some(bytes.len() as u64), Some(bytes));
+    Ok(())
 }

@@ -699,3 +699,73 @@ fn run_on_a_terminal_shows_each_step_as_it_happens() {
     assert!(!piped.stdout.contains('\u{1b}') && !piped.stderr.contains('\u{1b}'), "escape codes in a pipe");
     assert!(piped.stdout.contains(" snapshot "), "{}", piped.stdout);
 }
+
+/// A `run` asks each rclone target for its listing once (`lsjson --files-only`), and checks
+/// rclone once (`version`), however many steps (settle, bundle, prune, check, drill) need
+/// them: our own uploads and deletes update what was listed. Counted by a wrapper on PATH.
+/// Before: up to 5 listings per target and a `rclone version` per step in one run.
+#[test]
+fn a_run_lists_each_rclone_target_once() {
+    if Command::new("rclone").arg("version").output().is_err() {
+        crate::helpers::servers::missing("rclone", "a_run_lists_each_rclone_target_once");
+        return;
+    }
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    let (bin, log) = (env.path("bin"), env.path("rclone.log"));
+    fs::create_dir_all(&bin).unwrap();
+    let real =
+        String::from_utf8(Command::new("sh").args(["-c", "command -v rclone"]).output().unwrap().stdout)
+            .unwrap();
+    fs::write(
+        bin.join("rclone"),
+        format!("#!/bin/sh\necho \"$*\" >> {:?}\nexec {:?} \"$@\"\n", log.display().to_string(), real.trim()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(bin.join("rclone"), fs::Permissions::from_mode(0o755)).unwrap();
+    let mut text = format!(
+        "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n",
+        env.state.display().to_string(),
+        vault.display().to_string()
+    );
+    for t in ["one", "two"] {
+        let dir = env.path(t);
+        fs::create_dir_all(&dir).unwrap();
+        text.push_str(&format!(
+            "\n[[target]]\nname = {t:?}\nkind = \"rclone\"\nremote = \"cloud:{}\"\nkeep = {{ last = 1 }}\n",
+            dir.display()
+        ));
+    }
+    env.write_config_text(&text);
+    env.vars = vec![
+        ("RCLONE_CONFIG".into(), "/dev/null".into()),
+        ("RCLONE_CONFIG_CLOUD_TYPE".into(), "local".into()),
+        ("PATH".into(), format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())),
+    ];
+    env.run(&["init"]).ok();
+    for (day, now) in [(0, "2026-11-20T03:30:00Z"), (1, "2026-11-21T03:30:00Z")] {
+        if day > 0 {
+            vaultgen::mutate(&vault, day);
+        }
+        let _ = fs::remove_file(&log);
+        env.now = Some(now.into());
+        let r = env.run(&["run"]);
+        assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("verified"), "{}", r.stdout);
+        let calls = fs::read_to_string(&log).unwrap();
+        for t in ["one", "two"] {
+            let dir = env.path(t).display().to_string();
+            let listings = calls
+                .lines()
+                .filter(|l| {
+                    l.contains("lsjson --files-only") && l.trim_end().ends_with(&format!("cloud:{dir}"))
+                })
+                .count();
+            assert_eq!(listings, 1, "day {day}: target {t} listed {listings} times:\n{calls}");
+        }
+        let version = calls.lines().filter(|l| l.trim_end().ends_with("version")).count();
+        assert_eq!(version, 1, "day {day}: rclone version {version} times:\n{calls}");
+    }
+}
