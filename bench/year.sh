@@ -101,13 +101,16 @@ timed() {
   fi
   wall=$((t1 - t0)) written=$(( $(tail -1 "$work/io") * 512 ))
 }
-# measure3 LABEL CMD...: lib.sh's measure (wall s, peak RSS MiB), exit 3 counted as success.
+# measure3 LABEL CMD...: lib.sh's measure (wall s, peak RSS MiB), exit 3 counted as success;
+# a failure is shown and recorded in the table (the year's CSVs are worth keeping anyway).
 measure3() {
   local label=$1 rc=0 s k; shift
   /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/err" 2>&1 || rc=$?
-  if (( rc != 0 && rc != 3 )); then echo "$label exited $rc:" >&2; tail -20 "$work/err" >&2; exit 1; fi
   read -r s k < <(tail -1 "$work/t")
   secs[$label]=$s; mem[$label]=$((k / 1024))
+  if (( rc != 0 && rc != 3 )); then
+    echo "$label exited $rc:" >&2; tail -20 "$work/err" >&2; secs[$label]="FAILED (exit $rc) after $s"
+  fi
 }
 
 # Session 0: the vault as generated, the first backup of every tool.
