@@ -171,8 +171,8 @@ impl Drop for PushGuard {
     }
 }
 
-/// What a killed push of ours left in a local mirror: lock files and temp packs made since it
-/// began. Those are provably ours (the record names the push, its process is gone); older
+/// What a killed push of ours left in a local mirror: lock files, temp packs, receive-pack's
+/// quarantine dirs and `.keep` files made since it began. Those are provably ours (the record names the push, its process is gone); older
 /// ones are not, and are only reported (see [`stale_mirror_locks`]).
 fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     let path = push_record_path(backup);
@@ -190,7 +190,11 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
             let temp_pack = TEMP_PACKS.iter().any(|p| name.starts_with(p));
             let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
             let lock = e.file_type().is_file() && name.ends_with(".lock");
-            if (lock || temp_pack || quarantine) && recent(e.path()) {
+            // receive-pack holds a received pack with a .keep until the refs are written.
+            let keep = name.starts_with("pack-")
+                && name.ends_with(".keep")
+                && fs::read(e.path()).is_ok_and(|b| b.starts_with(b"receive-pack "));
+            if (lock || temp_pack || quarantine || keep) && recent(e.path()) {
                 remove(e.path(), "leftover of our interrupted push to the mirror", out);
             }
         }

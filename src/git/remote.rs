@@ -287,11 +287,13 @@ pub fn ls_remote(net: &Network, repo: &Repository, url: &str) -> Result<Vec<Remo
         .collect())
 }
 
-/// Whether a fetch from `url` goes through the system git although the transport is libgit2:
-/// from a repository on this machine (the source itself, a local mirror), git's own fetch
-/// (index-pack on every core) is several times faster than libgit2's single-threaded one
-/// (a 196 MB `.git`: 7 s against 51 s).
-fn local_fetch_by_git(url: &str) -> bool {
+/// Whether a fetch from or a push to `url` goes through the system git although the
+/// transport is libgit2: with a repository on this machine (the source itself, a local
+/// mirror) git's own transfer (pack-objects and index-pack on every core) is several times
+/// faster than libgit2's single-threaded one (fetching a 196 MB `.git`: 7 s against 51 s;
+/// the first push of the large vault's backup repo: 83.5 s against 11.6 s). No credentials
+/// or host keys are involved, so nothing of `[network]` is lost.
+fn local_by_git(url: &str) -> bool {
     static GIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let local = url.starts_with("file://") || (!url.contains("://") && Path::new(url).exists());
     local
@@ -310,7 +312,7 @@ pub fn fetch(net: &Network, repo: &Repository, url: &str, refspecs: &[String]) -
     if refspecs.is_empty() {
         return Ok(());
     }
-    if use_git_cli(net, url) || local_fetch_by_git(url) {
+    if use_git_cli(net, url) || local_by_git(url) {
         // Always one pack, never loose objects: our packs are the backup repo's only store.
         let mut args = vec!["-c", "fetch.unpackLimit=1", "-c", "transfer.unpackLimit=1"];
         args.extend(["fetch", "--progress", "--no-tags", "--no-write-fetch-head", url]);
@@ -338,8 +340,10 @@ pub fn push(
     if refspecs.is_empty() {
         return Ok(Vec::new());
     }
-    if use_git_cli(net, url) {
-        let mut args = vec!["push", "--progress", "--porcelain", url];
+    // git resolves a relative path against its working directory, not the backup repo.
+    let resolved = resolve_url(repo, url);
+    if use_git_cli(net, url) || local_by_git(&resolved) {
+        let mut args = vec!["push", "--progress", "--porcelain", resolved.as_str()];
         args.extend(refspecs.iter().map(String::as_str));
         let out = git_cli_lenient(net, repo.path(), &args, url)?;
         return Ok(parse_porcelain(&out));
