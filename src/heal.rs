@@ -157,12 +157,27 @@ pub fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
     let rec = PushRecord { pid: std::process::id(), mirror: mirror.to_path_buf(), started };
     let bytes = serde_json::to_vec(&rec).ok()?;
     crate::atomic::write_file(&path, &bytes).ok()?;
-    Some(PushGuard { path })
+    Some(PushGuard { path, rec })
 }
 
 /// Removes the push record when the push returns (not when the process is killed).
 pub struct PushGuard {
     path: PathBuf,
+    rec: PushRecord,
+}
+
+impl PushGuard {
+    /// The push failed while we live on (git's side of it was killed or died): what it left
+    /// in the mirror is removed now and said on stderr, since the record that would tell a
+    /// later run it is ours goes when the guard does.
+    pub fn failed(self) -> Vec<Healed> {
+        let mut out = Vec::new();
+        sweep_push(&self.rec, &mut out);
+        for h in &out {
+            tracing::warn!("{h}");
+        }
+        out
+    }
 }
 
 impl Drop for PushGuard {
@@ -182,6 +197,13 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     if alive(rec.pid) {
         return;
     }
+    sweep_push(&rec, out);
+    let _ = fs::remove_file(&path);
+}
+
+/// Removes from the mirror of `rec` the lock files, temp packs, quarantine dirs and
+/// receive-pack `.keep` files made since that push began.
+fn sweep_push(rec: &PushRecord, out: &mut Vec<Healed>) {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
     let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
     if rec.mirror.join("HEAD").exists() {
@@ -199,7 +221,6 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
             }
         }
     }
-    let _ = fs::remove_file(&path);
 }
 
 /// `.opus-mirror-tmp-*` files of atomic writes directly in `dir`, unless a live process

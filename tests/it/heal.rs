@@ -442,6 +442,29 @@ fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
     assert_fsck(&mirror);
 }
 
+/// When only the mirror's side of a push dies (receive-pack killed, found by the crash sweep
+/// at an `unlink`), `mirror` fails but lives on: what the dead receive-pack left in the
+/// mirror is removed right away, as no later run would know it for ours.
+#[test]
+fn a_push_whose_receive_pack_dies_leaves_nothing_in_the_mirror() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, code, mirror) = mirrored();
+    code.commit("b.md", "b", "second");
+    let hook = mirror.join("hooks/pre-receive");
+    // A hook runs with the pushed objects still in quarantine: kill receive-pack there.
+    fs::write(&hook, "#!/bin/sh\nkill -9 $PPID\nsleep 1\n").unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    let r = env.run(&["mirror"]);
+    assert_ne!(r.code, 0, "the push cannot have succeeded:\n{}", r.stderr);
+    let left = |n: &str| n.starts_with("tmp_objdir-incoming-") || n.ends_with(".lock");
+    assert_eq!(files_named(&mirror, &left), Vec::<PathBuf>::new(), "{}", r.stderr);
+    fs::remove_file(&hook).unwrap();
+    env.run(&["mirror"]).ok();
+    let main = git(&mirror, &["rev-parse", "refs/heads/main"]).ok().stdout;
+    assert_eq!(main.trim(), code.head());
+    assert_fsck(&mirror);
+}
+
 #[test]
 fn a_state_dir_and_a_drive_inside_the_source_are_never_captured() {
     let env = Env::new();
