@@ -167,12 +167,16 @@ pub struct PushGuard {
 }
 
 impl PushGuard {
-    /// The push failed while we live on (git's side of it was killed or died): what it left
-    /// in the mirror is removed now and said on stderr, since the record that would tell a
-    /// later run it is ours goes when the guard does.
-    pub fn failed(self) -> Vec<Healed> {
+    /// The push has returned, so every process of it is gone (git push waits for its
+    /// receive-pack), but one of them may have been killed on its own, before or after the
+    /// refs were written (the crash sweep kills receive-pack at an `unlink` of its quarantine
+    /// cleanup and the push still succeeds). What it left in the mirror is removed now and said
+    /// on stderr, since the record that would tell a later run it is ours goes with the guard.
+    /// After a push that succeeded, lock files are left alone: none of ours can remain then,
+    /// and one made meanwhile belongs to someone else's ref update.
+    pub fn finished(self, ok: bool) -> Vec<Healed> {
         let mut out = Vec::new();
-        sweep_push(&self.rec, &mut out);
+        sweep_push(&self.rec, !ok, &mut out);
         for h in &out {
             tracing::warn!("{h}");
         }
@@ -197,13 +201,13 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     if alive(rec.pid) {
         return;
     }
-    sweep_push(&rec, out);
+    sweep_push(&rec, true, out);
     let _ = fs::remove_file(&path);
 }
 
-/// Removes from the mirror of `rec` the lock files, temp packs, quarantine dirs and
-/// receive-pack `.keep` files made since that push began.
-fn sweep_push(rec: &PushRecord, out: &mut Vec<Healed>) {
+/// Removes from the mirror of `rec` the temp packs, quarantine dirs, receive-pack `.keep`
+/// files and (with `locks`) lock files made since that push began.
+fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
     let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
     if rec.mirror.join("HEAD").exists() {
@@ -211,7 +215,7 @@ fn sweep_push(rec: &PushRecord, out: &mut Vec<Healed>) {
             let name = e.file_name().to_string_lossy();
             let temp_pack = TEMP_PACKS.iter().any(|p| name.starts_with(p));
             let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
-            let lock = e.file_type().is_file() && name.ends_with(".lock");
+            let lock = locks && e.file_type().is_file() && name.ends_with(".lock");
             // receive-pack holds a received pack with a .keep until the refs are written.
             let keep = name.starts_with("pack-")
                 && name.ends_with(".keep")

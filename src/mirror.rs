@@ -236,16 +236,11 @@ pub fn push(
     // lets the next run tell them from someone else's (see `heal`).
     let record = remote::local_git_dir(&remote::resolve_url(repo, url))
         .and_then(|dir| crate::heal::record_push(&backup.path, &dir));
-    let statuses = match remote::push(net, repo, url, &specs) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(r) = record {
-                r.failed();
-            }
-            return Err(e.into());
-        }
-    };
-    drop(record);
+    let pushed = remote::push(net, repo, url, &specs);
+    if let Some(r) = record {
+        r.finished(pushed.is_ok());
+    }
+    let statuses = pushed?;
     let refused: Vec<String> =
         statuses.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{} ({e})", s.refname))).collect();
     if !refused.is_empty() {
