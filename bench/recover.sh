@@ -11,7 +11,9 @@
 #   bench/recover.sh BINARY [NOTES ATTACHMENTS]     # 20000 1000 by default; 100000 5000 = large
 #
 # At 100 000 notes or more each command runs 3 times with no warm-up, else 5 times after one.
-# RUNS and WARMUP in the environment override both.
+# RUNS and WARMUP in the environment override both. VAULT_FROM=DIR copies a vault that
+# `make-vault DIR --notes N --attachments M --git` made (the same sizes) instead of generating
+# it again (12 min for the large one here).
 set -euo pipefail
 bin=${1:?usage: bench/recover.sh BINARY [NOTES ATTACHMENTS]}
 notes=${2:-20000} attachments=${3:-1000}
@@ -20,7 +22,11 @@ for t in git restic hyperfine python3 /usr/bin/time; do command -v "$t" >/dev/nu
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/om-bench-recover.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-"$root/../shared/bench/make-vault" "$work/vault" --notes "$notes" --attachments "$attachments" --git >/dev/null
+if [[ -n ${VAULT_FROM:-} ]]; then
+  cp -a "$VAULT_FROM" "$work/vault"
+else
+  "$root/../shared/bench/make-vault" "$work/vault" --notes "$notes" --attachments "$attachments" --git >/dev/null
+fi
 "$root/../shared/bench/make-vault" "$work/vault" --mutate 1 >/dev/null   # uncommitted edits, adds, deletes
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"

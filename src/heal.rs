@@ -157,12 +157,31 @@ pub fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
     let rec = PushRecord { pid: std::process::id(), mirror: mirror.to_path_buf(), started };
     let bytes = serde_json::to_vec(&rec).ok()?;
     crate::atomic::write_file(&path, &bytes).ok()?;
-    Some(PushGuard { path })
+    Some(PushGuard { path, rec })
 }
 
 /// Removes the push record when the push returns (not when the process is killed).
 pub struct PushGuard {
     path: PathBuf,
+    rec: PushRecord,
+}
+
+impl PushGuard {
+    /// The push has returned, so every process of it is gone (git push waits for its
+    /// receive-pack), but one of them may have been killed on its own, before or after the
+    /// refs were written (the crash sweep kills receive-pack at an `unlink` of its quarantine
+    /// cleanup and the push still succeeds). What it left in the mirror is removed now and said
+    /// on stderr, since the record that would tell a later run it is ours goes with the guard.
+    /// After a push that succeeded, lock files are left alone: none of ours can remain then,
+    /// and one made meanwhile belongs to someone else's ref update.
+    pub fn finished(self, ok: bool) -> Vec<Healed> {
+        let mut out = Vec::new();
+        sweep_push(&self.rec, !ok, &mut out);
+        for h in &out {
+            tracing::warn!("{h}");
+        }
+        out
+    }
 }
 
 impl Drop for PushGuard {
@@ -171,8 +190,8 @@ impl Drop for PushGuard {
     }
 }
 
-/// What a killed push of ours left in a local mirror: lock files and temp packs made since it
-/// began. Those are provably ours (the record names the push, its process is gone); older
+/// What a killed push of ours left in a local mirror: lock files, temp packs, receive-pack's
+/// quarantine dirs and `.keep` files made since it began. Those are provably ours (the record names the push, its process is gone); older
 /// ones are not, and are only reported (see [`stale_mirror_locks`]).
 fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     let path = push_record_path(backup);
@@ -182,6 +201,13 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     if alive(rec.pid) {
         return;
     }
+    sweep_push(&rec, true, out);
+    let _ = fs::remove_file(&path);
+}
+
+/// Removes from the mirror of `rec` the temp packs, quarantine dirs, receive-pack `.keep`
+/// files and (with `locks`) lock files made since that push began.
+fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
     let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
     if rec.mirror.join("HEAD").exists() {
@@ -189,13 +215,16 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
             let name = e.file_name().to_string_lossy();
             let temp_pack = TEMP_PACKS.iter().any(|p| name.starts_with(p));
             let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
-            let lock = e.file_type().is_file() && name.ends_with(".lock");
-            if (lock || temp_pack || quarantine) && recent(e.path()) {
+            let lock = locks && e.file_type().is_file() && name.ends_with(".lock");
+            // receive-pack holds a received pack with a .keep until the refs are written.
+            let keep = name.starts_with("pack-")
+                && name.ends_with(".keep")
+                && fs::read(e.path()).is_ok_and(|b| b.starts_with(b"receive-pack "));
+            if (lock || temp_pack || quarantine || keep) && recent(e.path()) {
                 remove(e.path(), "leftover of our interrupted push to the mirror", out);
             }
         }
     }
-    let _ = fs::remove_file(&path);
 }
 
 /// `.opus-mirror-tmp-*` files of atomic writes directly in `dir`, unless a live process

@@ -234,9 +234,13 @@ pub fn push(
     }
     // A kill during a push to a mirror on this machine leaves its lock files there: the record
     // lets the next run tell them from someone else's (see `heal`).
-    let _push = remote::local_git_dir(&remote::resolve_url(repo, url))
+    let record = remote::local_git_dir(&remote::resolve_url(repo, url))
         .and_then(|dir| crate::heal::record_push(&backup.path, &dir));
-    let statuses = remote::push(net, repo, url, &specs)?;
+    let pushed = remote::push(net, repo, url, &specs);
+    if let Some(r) = record {
+        r.finished(pushed.is_ok());
+    }
+    let statuses = pushed?;
     let refused: Vec<String> =
         statuses.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{} ({e})", s.refname))).collect();
     if !refused.is_empty() {

@@ -357,6 +357,12 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     .unwrap();
     let ours = mirror.join("refs/heads/main.lock");
     fs::write(&ours, "").unwrap();
+    // And what git's receive-pack leaves when killed: its quarantine, a temp pack, a .keep.
+    let quarantine = mirror.join("objects/tmp_objdir-incoming-Ab12Cd");
+    fs::create_dir_all(quarantine.join("pack")).unwrap();
+    fs::write(quarantine.join("pack/tmp_pack_Xy12Z"), "PACK").unwrap();
+    let keep = mirror.join(format!("objects/pack/pack-{}.keep", "1".repeat(40)));
+    fs::write(&keep, format!("receive-pack {DEAD_PID} on host\n")).unwrap();
     // Someone else's lock from before that push is not ours to remove.
     let theirs = mirror.join("refs/heads/theirs.lock");
     fs::write(&theirs, "").unwrap();
@@ -366,12 +372,96 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
 
     let r = env.run(&["mirror"]);
     assert!(!ours.exists(), "our own push's lock was left:\n{}", r.stderr);
+    assert!(!quarantine.exists(), "receive-pack's quarantine was left:\n{}", r.stderr);
+    assert!(!keep.exists(), "receive-pack's .keep was left:\n{}", r.stderr);
     assert!(r.stderr.contains("main.lock"), "the removal is not reported:\n{}", r.stderr);
     assert!(theirs.exists(), "another process's lock was removed");
     assert!(!record.exists());
     assert_eq!(r.code, 7, "the older lock is still reported\n{}", r.stderr);
     fs::remove_file(&theirs).unwrap();
     env.run(&["mirror"]).ok();
+    assert_fsck(&mirror);
+}
+
+/// Incompressible bytes (xorshift), so a push of them takes measurable time.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A push to a mirror on this machine goes through the system git, whose receive-pack keeps
+/// what it receives in a quarantine dir (`objects/tmp_objdir-incoming-*`, a `tmp_pack_*` or
+/// loose objects inside) until the refs are written. Killing the whole run mid-push (as systemd does when
+/// it stops the unit) leaves that in the mirror; the next `mirror` removes it on its own,
+/// pushes, and the mirror is clean for stock git.
+#[test]
+fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
+    use std::os::unix::process::CommandExt;
+    let (env, code, mirror) = mirrored();
+    fs::write(code.work.join("big.bin"), noise(64 << 20)).unwrap();
+    code.git(&["add", "big.bin"]).ok();
+    code.git(&["commit", "-q", "-m", "a large attachment"]).ok();
+
+    let mut c = env.command(&["mirror"]);
+    c.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = c.spawn().expect("run opus-mirror");
+    let quarantined = || {
+        fs::read_dir(mirror.join("objects"))
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("tmp_objdir-incoming-"))
+    };
+    let start = std::time::Instant::now();
+    while !quarantined() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push ended before receive-pack's quarantine appeared in the mirror: not pushed by git?"
+        );
+        assert!(start.elapsed().as_secs() < 120, "the push never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The whole process group, as a stopped systemd unit or a power cut: no one cleans up.
+    let group = format!("-{}", child.id());
+    std::process::Command::new("kill").args(["-KILL", "--", &group]).status().unwrap();
+    child.wait().unwrap();
+    let left = |n: &str| n.starts_with("tmp_objdir-incoming-") || n.starts_with("tmp_pack_");
+    assert!(!files_named(&mirror, &left).is_empty(), "the kill left nothing: the test proves nothing");
+
+    let r = env.run(&["mirror"]).ok();
+    assert!(r.stderr.contains("leftover of our interrupted push"), "not reported:\n{}", r.stderr);
+    assert_eq!(files_named(&mirror, &left), Vec::<PathBuf>::new(), "leftovers stay in the mirror");
+    let main = git(&mirror, &["rev-parse", "refs/heads/main"]).ok().stdout;
+    assert_eq!(main.trim(), code.head());
+    assert_fsck(&mirror);
+}
+
+/// When only the mirror's side of a push dies (receive-pack killed, found by the crash sweep
+/// at an `unlink`), `mirror` fails but lives on: what the dead receive-pack left in the
+/// mirror is removed right away, as no later run would know it for ours.
+#[test]
+fn a_push_whose_receive_pack_dies_leaves_nothing_in_the_mirror() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, code, mirror) = mirrored();
+    code.commit("b.md", "b", "second");
+    let hook = mirror.join("hooks/pre-receive");
+    // A hook runs with the pushed objects still in quarantine: kill receive-pack there.
+    fs::write(&hook, "#!/bin/sh\nkill -9 $PPID\nsleep 1\n").unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    let r = env.run(&["mirror"]);
+    assert_ne!(r.code, 0, "the push cannot have succeeded:\n{}", r.stderr);
+    let left = |n: &str| n.starts_with("tmp_objdir-incoming-") || n.ends_with(".lock");
+    assert_eq!(files_named(&mirror, &left), Vec::<PathBuf>::new(), "{}", r.stderr);
+    fs::remove_file(&hook).unwrap();
+    env.run(&["mirror"]).ok();
+    let main = git(&mirror, &["rev-parse", "refs/heads/main"]).ok().stdout;
+    assert_eq!(main.trim(), code.head());
     assert_fsck(&mirror);
 }
 
