@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use git2::Oid;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::create;
@@ -45,8 +46,11 @@ impl Report {
 }
 
 /// What is at each path of a restored directory: (mode, blob id); empty dirs as MODE_TREE.
+/// Files are streamed through SHA-1 in bounded buffers (never read whole: a 286 MB file once
+/// cost 309 MB resident here), on every core.
 fn scan(root: &Path, skip_git: bool) -> Result<BTreeMap<Vec<u8>, (u32, Oid)>> {
     let mut out = BTreeMap::new();
+    let mut files = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .min_depth(1)
         .into_iter()
@@ -64,13 +68,19 @@ fn scan(root: &Path, skip_git: bool) -> Result<BTreeMap<Vec<u8>, (u32, Oid)>> {
             }
         } else {
             let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
-            let data = std::fs::read(e.path())?;
-            out.insert(
-                rel,
-                (if exec { MODE_EXEC } else { objects::MODE_FILE }, objects::hash(Kind::Blob, &data)),
-            );
+            files.push((rel, if exec { MODE_EXEC } else { objects::MODE_FILE }, e.into_path()));
         }
     }
+    let hashed = files
+        .into_par_iter()
+        .map(|(rel, mode, path)| {
+            let id = std::fs::File::open(&path)
+                .and_then(|mut f| crate::hashio::file_blob_id(&mut f))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((rel, (mode, id)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.extend(hashed);
     Ok(out)
 }
 
