@@ -197,58 +197,73 @@ pub fn drill(
     )?;
     let ttr_ms = started.elapsed().as_millis() as u64;
 
-    // The truth: the claimed snapshot as the backup repo has it.
-    let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
-    let truth = backup
-        .repo
-        .find_commit(claimed_oid)
-        .with_context(|| format!("the backup repo has no snapshot {claimed}"))?;
-    let (truth_tree, truth_modes) =
-        (truth.tree_id(), crate::snapshot::modes::Modes::parse(truth.message_raw_bytes()));
-    let items = tree::list(&backup.repo.odb()?, truth_tree)?;
-    let (files_n, bytes) = items.iter().filter(|i| i.mode != MODE_TREE).fold((0u64, 0u64), |(n, b), i| {
-        let size = backup.repo.odb().and_then(|o| o.read_header(i.oid)).map(|h| h.0 as u64).unwrap_or(0);
-        (n + 1, b + size)
-    });
-    problems.extend(compare(&items, &scan(&out_dir, false)?, "our restore", true));
-    if let Some(m) = &truth_modes {
-        problems.extend(compare_modes(&items, &out_dir, m));
-    }
-    // A directory the snapshot recorded as read-only would keep the scratch dir from going.
-    make_removable(&out_dir);
-
-    let stock_git_ok = if Command::new("git").arg("--version").output().is_ok() {
-        let stock = scratch.path().join("stock");
-        let code_branch = tip
-            .head
-            .as_deref()
-            .and_then(|h| h.strip_prefix("refs/heads/"))
-            .unwrap_or(&source.snapshot_branch)
-            .to_string();
-        let ok = runbook_restore(
-            &chain,
-            &files,
-            scratch.path(),
-            &stock,
-            &source.name,
-            &source.snapshot_branch,
-            &code_branch,
-        );
-        match ok {
-            Ok(()) => {
+    // The runbook's stock-git restore runs beside our comparison (git's index-pack and
+    // checkout on one side, hashing what we restored on the other): both cores, and a drill
+    // costs about one restore more than a restore, not two in a row.
+    let git_here = Command::new("git").arg("--version").output().is_ok();
+    let stock = scratch.path().join("stock");
+    let code_branch = tip
+        .head
+        .as_deref()
+        .and_then(|h| h.strip_prefix("refs/heads/"))
+        .unwrap_or(&source.snapshot_branch)
+        .to_string();
+    let (files_n, bytes, stock_git_ok) = std::thread::scope(|s| -> Result<_> {
+        let stock_run = git_here.then(|| {
+            s.spawn(|| {
+                runbook_restore(
+                    &chain,
+                    &files,
+                    scratch.path(),
+                    &stock,
+                    &source.name,
+                    &source.snapshot_branch,
+                    &code_branch,
+                )
+            })
+        });
+        // The truth: the claimed snapshot as the backup repo has it.
+        let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
+        let truth = backup
+            .repo
+            .find_commit(claimed_oid)
+            .with_context(|| format!("the backup repo has no snapshot {claimed}"))?;
+        let (truth_tree, truth_modes) =
+            (truth.tree_id(), crate::snapshot::modes::Modes::parse(truth.message_raw_bytes()));
+        let odb = backup.repo.odb()?;
+        let items = tree::list(&odb, truth_tree)?;
+        let (files_n, bytes) =
+            items.iter().filter(|i| i.mode != MODE_TREE).fold((0u64, 0u64), |(n, b), i| {
+                (n + 1, b + odb.read_header(i.oid).map(|h| h.0 as u64).unwrap_or(0))
+            });
+        let ours = scan(&out_dir, false);
+        // A directory the snapshot recorded as read-only would keep the scratch dir from going.
+        let finish_ours = |problems: &mut Vec<String>| -> Result<()> {
+            problems.extend(compare(&items, &ours?, "our restore", true));
+            if let Some(m) = &truth_modes {
+                problems.extend(compare_modes(&items, &out_dir, m));
+            }
+            Ok(())
+        };
+        let ours_done = finish_ours(&mut problems);
+        make_removable(&out_dir);
+        let stock_result = stock_run.map(|h| h.join().expect("the runbook thread does not panic"));
+        ours_done?;
+        let stock_git_ok = match stock_result {
+            None => None,
+            Some(Ok(())) => {
                 let p = compare(&items, &scan(&stock, true)?, "stock git", false);
                 let good = p.is_empty();
                 problems.extend(p);
                 Some(good)
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 problems.push(format!("stock git: {e}"));
                 Some(false)
             }
-        }
-    } else {
-        None
-    };
+        };
+        Ok((files_n, bytes, stock_git_ok))
+    })?;
     Ok(Report {
         source: source.name.clone(),
         target: t.name.clone(),
