@@ -111,3 +111,27 @@ pub fn check_trees(repo: &Repository, tips: &[(String, Oid)], seen: &mut HashSet
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::objects::{self, Signature, TreeEntry, MODE_FILE};
+
+    /// The indexer no longer checks connectivity (it held every object in memory to do so):
+    /// a tree naming a blob the bundle did not carry must still be refused here.
+    #[test]
+    fn a_tree_naming_a_missing_blob_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repository::init_bare(dir.path()).expect("repo");
+        let odb = repo.odb().expect("odb");
+        let absent = objects::hash(objects::Kind::Blob, b"never written\n");
+        let tree = objects::tree_bytes(&[TreeEntry { name: b"a.md".to_vec(), mode: MODE_FILE, oid: absent }]);
+        let tree = odb.write(ObjectType::Tree, &tree).expect("tree");
+        let sig = Signature { name: "t".into(), email: "t@localhost".into(), time: 0 };
+        let commit =
+            odb.write(ObjectType::Commit, &objects::commit_bytes(tree, None, &sig, "s\n")).expect("commit");
+        let e = check_trees(&repo, &[("refs/heads/snapshot".into(), commit)], &mut HashSet::new())
+            .expect_err("a missing blob is refused");
+        assert!(e.to_string().contains(&format!("blob {absent}")) && e.to_string().contains("a.md"), "{e}");
+    }
+}
