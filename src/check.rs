@@ -12,16 +12,18 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use anyhow::Result;
-use git2::{ObjectType, Oid};
+use git2::Oid;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use crate::bundle::manifest::Manifest;
 use crate::config::{Config, Source, Target, TargetKind};
-use crate::git::objects::{self, Kind, MODE_TREE};
+use crate::git::objects::{self, Kind};
 use crate::git::BackupRepo;
 use crate::hashio::DigestWriter;
 use crate::target;
+
+mod walk;
 
 /// What a check found for one area.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,7 +45,8 @@ pub fn pushed_state(source: &str) -> String {
     format!("mirror-{source}.json")
 }
 
-/// Walks every object reachable from every ref and re-hashes it; checks pack trailers.
+/// Reads every object reachable from every ref once and re-hashes it ([`walk`]); checks
+/// pack trailers.
 pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
     let mut r =
         Report { area: format!("backup repo of `{source}` ({})", repo.path.display()), ..Default::default() };
@@ -53,87 +56,10 @@ pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
         }
     }
     let odb = repo.repo.odb()?;
-    let refs = crate::bundle::create::bundle_refs(&repo.repo)?;
-    let mut seen: HashSet<Oid> = HashSet::new();
-    let mut stack: Vec<(Oid, Option<ObjectType>, String)> =
-        refs.iter().map(|(n, o)| (*o, None, n.clone())).collect();
-    while let Some((oid, kind, via)) = stack.pop() {
-        if !seen.insert(oid) {
-            continue;
-        }
-        let kind = match kind.map(Ok).unwrap_or_else(|| odb.read_header(oid).map(|h| h.1)) {
-            Ok(k) => k,
-            Err(e) => {
-                r.problems.push(format!("object {oid} (reached from {via}) is missing: {}", e.message()));
-                continue;
-            }
-        };
-        r.checked += 1;
-        if kind == ObjectType::Blob {
-            match odb.read_header(oid) {
-                Ok((size, _)) if size >= 32 << 20 => {
-                    if let Err(e) = big_blob_ok(&repo.pack_dir(), oid) {
-                        r.problems.push(format!("blob {oid} (in {via}): {e}"));
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    r.problems.push(format!("blob {oid} (in {via}) is missing: {}", e.message()));
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        let obj = match odb.read(oid) {
-            Ok(o) => o,
-            Err(e) => {
-                r.problems.push(format!(
-                    "{} {oid} (in {via}) cannot be read: {}",
-                    Kind::of(kind).name(),
-                    e.message()
-                ));
-                continue;
-            }
-        };
-        if objects::hash(Kind::of(kind), obj.data()) != oid {
-            r.problems.push(format!(
-                "{} {oid} (in {via}) is corrupt: its content does not hash to its id",
-                Kind::of(kind).name()
-            ));
-            continue;
-        }
-        match kind {
-            ObjectType::Tree => {
-                // One parse: validated entries, or (after reporting why) whatever still parses,
-                // so the objects below a bad entry are checked too.
-                let entries = crate::git::fsck::check_tree(obj.data()).or_else(|f| {
-                    r.problems.push(format!("tree {oid} (in {via}): {f}"));
-                    objects::parse_tree(obj.data()).ok_or(())
-                });
-                for e in entries.unwrap_or_default() {
-                    let child_via = format!("{via}:{}", crate::output::display_path(&e.name));
-                    match e.mode {
-                        objects::MODE_GITLINK => {}
-                        MODE_TREE => stack.push((e.oid, Some(ObjectType::Tree), child_via)),
-                        _ => stack.push((e.oid, Some(ObjectType::Blob), child_via)),
-                    }
-                }
-            }
-            ObjectType::Commit | ObjectType::Tag => {
-                let oid_text = oid.to_string();
-                let short = crate::output::short_id(&oid_text);
-                for (o, k) in crate::bundle::write::links(kind, obj.data()) {
-                    let how = match k {
-                        Some(ObjectType::Tree) => format!("{via} (tree of {short})"),
-                        Some(ObjectType::Commit) => format!("{via} (parent of {short})"),
-                        _ => via.clone(),
-                    };
-                    stack.push((o, k, how));
-                }
-            }
-            _ => {}
-        }
-    }
+    let refs: Vec<(String, Oid)> = crate::bundle::create::bundle_refs(&repo.repo)?.into_iter().collect();
+    let (checked, problems) = walk::objects(&odb, &repo.pack_dir(), &refs);
+    r.checked += checked;
+    r.problems.extend(problems);
     Ok(r)
 }
 
@@ -154,6 +80,7 @@ fn pack_trailer_ok(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Streams a large blob out of our pack through SHA-1 (never whole in memory).
 fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
     let Some((n, mut r)) = crate::snapshot::packread::open_blob(pack_dir, oid).map_err(|e| e.to_string())?
     else {

@@ -1,7 +1,12 @@
-//! One writer that hashes what passes through it: the pack trailer (SHA-1), a bundle's
-//! sha256, and hashing a stream into nowhere (`io::sink()`) all use it.
+//! Hashing as bytes stream past, never holding a whole file: one writer that hashes what
+//! passes through it (the pack trailer's SHA-1, a bundle's sha256, a stream hashed into
+//! `io::sink()`), and the git blob id of a file on disk, which drill and in-place restore
+//! compare restored and live files by.
 
+use std::fs::File;
 use std::io::{self, Write};
+
+use git2::Oid;
 
 use sha1::Digest;
 
@@ -30,9 +35,32 @@ impl<W: Write, D: Digest> Write for DigestWriter<W, D> {
     }
 }
 
+/// The git blob id of an open file, read in bounded buffers (64 KiB): the size comes from
+/// its metadata, so the `blob SIZE\0` header is hashed first. A file that grows or shrinks
+/// while it is read is an error, not a wrong id.
+pub fn file_blob_id(f: &mut File) -> io::Result<Oid> {
+    let len = f.metadata()?.len();
+    crate::git::objects::hash_reader(f, len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_streamed_hashes_to_what_git_hash_object_says() {
+        let dir = tempfile::tempdir().unwrap();
+        // Empty, one byte, around the 64 KiB buffer, and several buffers with a tail.
+        for size in [0usize, 1, 65_535, 65_536, 65_537, 1_000_003] {
+            let p = dir.path().join(format!("f{size}"));
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+            std::fs::write(&p, &data).unwrap();
+            let ours = file_blob_id(&mut File::open(&p).unwrap()).unwrap();
+            let git = std::process::Command::new("git").arg("hash-object").arg(&p).output().unwrap();
+            assert!(git.status.success());
+            assert_eq!(ours.to_string(), String::from_utf8_lossy(&git.stdout).trim(), "size {size}");
+        }
+    }
 
     #[test]
     fn hashes_and_counts_what_it_passes_on() {

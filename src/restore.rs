@@ -328,8 +328,7 @@ fn live_oid(root: &mut Root, rel: &[u8], kind: FileType, mode: u32) -> Option<Oi
             .map(|t| objects::hash(Kind::Blob, &t))
     } else if kind == FileType::RegularFile {
         let mut f = root.open_file(rel).ok().flatten()?;
-        let len = f.metadata().ok()?.len();
-        objects::hash_reader(&mut f, len).ok()
+        crate::hashio::file_blob_id(&mut f).ok()
     } else {
         None
     }

@@ -43,7 +43,10 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
     }
     let pack_dir = repo.path().join("objects").join("pack");
     std::fs::create_dir_all(&pack_dir)?;
-    let mut idx = git2::Indexer::new(Some(&odb), &pack_dir, 0o444, true)?;
+    // No libgit2 connectivity check here: it keeps a copy of every object it indexes in memory
+    // (a 2 GB file cost 2.1 GB resident in a drill). `check_trees`, which every caller runs
+    // next, reads every commit and tree from the refs and finds every blob they name.
+    let mut idx = git2::Indexer::new(Some(&odb), &pack_dir, 0o444, false)?;
     io::copy(&mut r, &mut idx)
         .with_context(|| format!("the pack inside {} is damaged or truncated", path.display()))?;
     idx.commit().with_context(|| format!("the pack inside {} is damaged or incomplete", path.display()))?;
@@ -62,7 +65,8 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
 /// ([`crate::git::fsck::check_tree`]): a repository built from a planted bundle must not hold
 /// a snapshot with `..`, `/`, `.git` or duplicate names, for our restore or for a stock
 /// `git clone` of it. `seen` carries the objects already checked (earlier bundles of a chain),
-/// so a chain costs one walk of its history. The error is a [`crate::git::fsck::TreeError`]
+/// so a chain costs one walk of its history. Every blob a tree names must be here too (the
+/// indexer is not asked to check that: see [`unbundle`]). The error is a [`crate::git::fsck::TreeError`]
 /// whose path is git's `COMMIT:dir/` spelling (`git show` takes it as it is).
 pub fn check_trees(repo: &Repository, tips: &[(String, Oid)], seen: &mut HashSet<Oid>) -> Result<()> {
     let odb = repo.odb()?;
@@ -78,7 +82,15 @@ pub fn check_trees(repo: &Repository, tips: &[(String, Oid)], seen: &mut HashSet
                 let entries = crate::git::fsck::check_tree(obj.data()).map_err(|finding| {
                     crate::git::fsck::TreeError { tree: oid, path: path.clone(), finding }
                 })?;
-                // Blobs hold no names; a submodule's commit is not in the bundle.
+                // Blobs hold no names, but must be here; a submodule's commit is not in the bundle.
+                for e in
+                    entries.iter().filter(|e| !e.is_tree() && e.mode != crate::git::objects::MODE_GITLINK)
+                {
+                    if !odb.exists(e.oid) {
+                        let shown = crate::output::display_path(&e.name);
+                        anyhow::bail!("blob {} (at {path}{shown}) is missing", e.oid);
+                    }
+                }
                 for e in entries.into_iter().filter(|e| e.mode == crate::git::objects::MODE_TREE) {
                     let child = format!("{path}{}/", crate::output::display_path(&e.name));
                     stack.push((e.oid, Some(ObjectType::Tree), child));
@@ -98,4 +110,28 @@ pub fn check_trees(repo: &Repository, tips: &[(String, Oid)], seen: &mut HashSet
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::objects::{self, Signature, TreeEntry, MODE_FILE};
+
+    /// The indexer no longer checks connectivity (it held every object in memory to do so):
+    /// a tree naming a blob the bundle did not carry must still be refused here.
+    #[test]
+    fn a_tree_naming_a_missing_blob_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repository::init_bare(dir.path()).expect("repo");
+        let odb = repo.odb().expect("odb");
+        let absent = objects::hash(objects::Kind::Blob, b"never written\n");
+        let tree = objects::tree_bytes(&[TreeEntry { name: b"a.md".to_vec(), mode: MODE_FILE, oid: absent }]);
+        let tree = odb.write(ObjectType::Tree, &tree).expect("tree");
+        let sig = Signature { name: "t".into(), email: "t@localhost".into(), time: 0 };
+        let commit =
+            odb.write(ObjectType::Commit, &objects::commit_bytes(tree, None, &sig, "s\n")).expect("commit");
+        let e = check_trees(&repo, &[("refs/heads/snapshot".into(), commit)], &mut HashSet::new())
+            .expect_err("a missing blob is refused");
+        assert!(e.to_string().contains(&format!("blob {absent}")) && e.to_string().contains("a.md"), "{e}");
+    }
 }

@@ -437,3 +437,51 @@ fn every_healthcheck_start_is_finished() {
     env.run(&["check"]).code(1);
     assert_eq!(pings(), fail, "a failed check");
 }
+
+/// Regression (issue 11): each object's path used to carry the whole "parent of" chain of its
+/// commit (memory grew with history depth squared); the path is now built from parent links
+/// only for the message, as a git revision that `git show` accepts.
+#[test]
+fn corruption_deep_in_a_long_history_is_named_by_a_readable_path() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    fs::create_dir_all(vault.join("notes")).unwrap();
+    env.write_config(&[("vault", &vault)]);
+    env.run(&["init"]).ok();
+    // 40 snapshots; one version of notes/a.md lives only in the third, 37 below the newest.
+    for i in 0..40 {
+        fs::write(vault.join("notes/a.md"), if i == 2 { "only in snapshot 2\n" } else { "a\n" }).unwrap();
+        fs::write(vault.join("b.md"), format!("edit {i}\n")).unwrap();
+        env.run(&["snapshot"]).ok();
+    }
+    env.run(&["check"]).ok();
+    let repo = env.backup_repo("vault");
+    let deep = "refs/heads/snapshot~37:notes/a.md";
+    let oid = git(&repo, &["rev-parse", deep]).ok().stdout.trim().to_string();
+    // Every object loose (the packs moved aside and unpacked), then that blob's file replaced
+    // by a valid loose object holding other bytes: it reads, but does not hash to its id.
+    let aside = env.path("packs-aside");
+    fs::rename(repo.join("objects/pack"), &aside).unwrap();
+    fs::create_dir(repo.join("objects/pack")).unwrap();
+    for p in files(&aside, ".pack") {
+        let out = std::process::Command::new("git")
+            .args(["--git-dir", repo.to_str().unwrap(), "unpack-objects", "-q"])
+            .stdin(fs::File::open(&p).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    fs::write(env.path("other"), "ONLY in snapshot 2\n").unwrap();
+    let other = git(&repo, &["hash-object", "-w", env.path("other").to_str().unwrap()]).ok().stdout;
+    let loose = |id: &str| repo.join("objects").join(&id[..2]).join(&id[2..]);
+    let target = loose(&oid);
+    fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::copy(loose(other.trim()), &target).unwrap();
+    let r = env.run(&["check"]).code(1);
+    assert!(
+        r.stderr.contains(&format!("blob {oid} (in {deep}) is corrupt: its content does not hash to its id")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("parent of"), "{}", r.stderr);
+}
