@@ -1331,7 +1331,8 @@ pub fn effective_rest(cfg: &Config) -> serde_json::Value {
     })
 }
 
-/// Renders the effective configuration as TOML-like text with where each value came from.
+/// Renders the effective configuration as TOML-like text, with where `state_dir` came from
+/// (the only key the `.env` and environment layers set).
 pub fn render_effective(cfg: &Config) -> String {
     let mut s = String::new();
     s.push_str(&format!("# effective configuration from {}\n", cfg.file.display()));
