@@ -173,21 +173,10 @@ fn recovered_problems(
 
 /// Whether the index of a recovered repository stages what the snapshot recorded as staged.
 fn staged_problems(msg: &[u8], dir: &Path) -> Vec<String> {
-    let text = String::from_utf8_lossy(msg);
-    let recorded = |key: &str| -> std::collections::BTreeSet<Vec<u8>> {
-        let prefix = format!("{key}: ");
-        text.lines()
-            .filter_map(|l| l.strip_prefix(&prefix))
-            .filter_map(crate::snapshot::modes::unquote)
-            .filter(|p| {
-                // A staged secret-looking file the snapshot never held cannot be staged again.
-                let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
-                !crate::snapshot::filter::is_secret(name) && !crate::snapshot::filter::is_secret_path(p)
-            })
-            .collect()
-    };
-    let mut want = recorded(crate::snapshot::history::STAGED);
-    want.extend(recorded(crate::snapshot::history::STAGED_DELETE));
+    let (add, remove) = crate::snapshot::history::staged_in(msg);
+    // A staged secret-looking file the snapshot never held cannot be staged again.
+    let want: std::collections::BTreeSet<Vec<u8>> =
+        add.into_iter().chain(remove).filter(|p| !crate::snapshot::filter::looks_secret(p)).collect();
     let o = match Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -247,12 +236,7 @@ pub fn drill(
     let claimed_oid = Oid::from_str(&claimed)?;
     // Our half is `recover` itself (its layout of the repository and working tree), from the
     // rebuilt chain into the scratch dir: the drill proves the code a user runs that day.
-    let code_branch = tip
-        .head
-        .as_deref()
-        .and_then(|h| h.strip_prefix("refs/heads/"))
-        .filter(|b| *b != source.snapshot_branch)
-        .map(str::to_string);
+    let code_branch = tip.code_branch(&source.snapshot_branch);
     let out_dir = scratch.path().join("recovered");
     let laid = crate::layout::lay_out(
         &repo_dir,

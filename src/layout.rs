@@ -155,10 +155,7 @@ fn restore_tracked_secrets(to: &Path) -> Result<()> {
         .stdout
         .split(|&b| b == 0)
         .filter(|p| !p.is_empty())
-        .filter(|p| {
-            let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
-            crate::snapshot::filter::is_secret(name) || crate::snapshot::filter::is_secret_path(p)
-        })
+        .filter(|p| crate::snapshot::filter::looks_secret(p))
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .collect();
     if secret.is_empty() {

@@ -44,6 +44,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The code branch this bundle's `HEAD` names, unless it is the snapshot branch (a plain
+    /// vault's bundle): what `recover` and the drill check out.
+    pub fn code_branch(&self, snapshot_branch: &str) -> Option<String> {
+        self.head
+            .as_deref()
+            .and_then(|h| h.strip_prefix("refs/heads/"))
+            .filter(|b| *b != snapshot_branch)
+            .map(str::to_string)
+    }
+
     pub fn created_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         chrono::DateTime::parse_from_rfc3339(&self.created).ok().map(|t| t.with_timezone(&chrono::Utc))
     }

@@ -180,12 +180,7 @@ fn rebuild(
     // a wrong clock may have written.
     let chain = crate::bundle::create::newest_chain(&cfg, &source, t)?;
     let tip = chain.last().expect("a chain has at least one bundle");
-    let code_branch = tip
-        .head
-        .as_deref()
-        .and_then(|h| h.strip_prefix("refs/heads/"))
-        .filter(|b| *b != snapshot_branch)
-        .map(str::to_string);
+    let code_branch = tip.code_branch(&snapshot_branch);
     for note in
         crate::layout::lay_out(&repo, to, code_branch.as_deref(), &snapshot_branch, &source, at)?.notes
     {

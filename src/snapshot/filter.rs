@@ -85,7 +85,7 @@ impl Filter {
         if !is_dir && is_own_temp(name) {
             return Some(Excluded::Pattern);
         }
-        if !is_dir && !self.include_secrets && (is_secret(name) || is_secret_path(rel)) && !self.kept(rel) {
+        if !is_dir && !self.include_secrets && looks_secret(rel) && !self.kept(rel) {
             return Some(Excluded::Secret);
         }
         if !self.user.is_empty() && self.user.matched(Path::new(OsStr::from_bytes(rel)), is_dir).is_ignore() {
@@ -167,6 +167,13 @@ fn resolve_lexically(p: &Path) -> std::path::PathBuf {
 /// a killed run may leave one behind, and it is never the user's data.
 pub fn is_own_temp(name: &[u8]) -> bool {
     name.starts_with(b".opus-mirror-tmp-") || name.starts_with(b".opus-mirror-restore-")
+}
+
+/// Whether the file at `rel` (relative to the source root) looks secret, by its name or by
+/// where it lives (`.aws/credentials`): what snapshots leave out unless told otherwise.
+pub fn looks_secret(rel: &[u8]) -> bool {
+    let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
+    is_secret(name) || is_secret_path(rel)
 }
 
 /// Secret-looking file names (in any case: `.ENV` is `.env` on a case-insensitive disk), left

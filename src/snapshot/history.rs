@@ -41,23 +41,29 @@ pub const LEFT_OUT: &str = "Left-Out";
 /// the caller hands them to git as literal pathspecs, which git confines to the work tree.
 pub fn staged_of(repo: &BackupRepo, info: &Info) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let Ok(c) = repo.repo.find_commit(oid(info)) else { return Default::default() };
-    let msg = String::from_utf8_lossy(c.message_raw_bytes()).into_owned();
-    let pick = |key: &str| -> Vec<Vec<u8>> {
-        let prefix = format!("{key}: ");
-        msg.lines().filter_map(|l| l.strip_prefix(&prefix)).filter_map(super::modes::unquote).collect()
-    };
-    (pick(STAGED), pick(STAGED_DELETE))
+    staged_in(c.message_raw_bytes())
 }
 
-/// The tracked secret-looking files a snapshot left out (its `Left-Out:` lines): a restore by
-/// stock git checks them out from the branch, so they are there beside the snapshot's files.
-pub fn left_out(msg: &[u8]) -> Vec<Vec<u8>> {
-    let prefix = format!("{LEFT_OUT}: ");
+/// What a snapshot message records as staged: (added or changed, removed).
+pub fn staged_in(msg: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    (trailer_paths(msg, STAGED), trailer_paths(msg, STAGED_DELETE))
+}
+
+/// The paths of every `KEY: PATH` line of a snapshot message (git-quoted where needed);
+/// lines that do not unquote are ignored: the message comes from a backup.
+pub fn trailer_paths(msg: &[u8], key: &str) -> Vec<Vec<u8>> {
+    let prefix = format!("{key}: ");
     String::from_utf8_lossy(msg)
         .lines()
         .filter_map(|l| l.strip_prefix(&prefix))
         .filter_map(super::modes::unquote)
         .collect()
+}
+
+/// The tracked secret-looking files a snapshot left out (its `Left-Out:` lines): a restore by
+/// stock git checks them out from the branch, so they are there beside the snapshot's files.
+pub fn left_out(msg: &[u8]) -> Vec<Vec<u8>> {
+    trailer_paths(msg, LEFT_OUT)
 }
 
 /// The trailer with the commit and branch a git source's HEAD was on.

@@ -47,9 +47,7 @@ fn files(t: &Target) -> Result<Vec<(String, u64)>> {
         return Ok(f);
     }
     let (remote, _) = parts(t);
-    let out = rclone(t, &["lsjson", "--files-only", remote])?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let entries = lsjson(t, &["--files-only", remote])?;
     let f: Vec<(String, u64)> = entries.into_iter().map(|e| (e.name, e.size.max(0) as u64)).collect();
     with_seen(t, |s| s.files = Some(f.clone()));
     Ok(f)
@@ -200,6 +198,12 @@ struct Entry {
     hashes: std::collections::BTreeMap<String, String>,
 }
 
+/// Runs `rclone lsjson ARGS` and reads its entries.
+fn lsjson(t: &Target, args: &[&str]) -> Result<Vec<Entry>> {
+    let out = rclone(t, &[&["lsjson"], args].concat())?;
+    serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")
+}
+
 fn remote_path(t: &Target, name: &str) -> String {
     format!("{}/{name}", parts(t).0)
 }
@@ -231,9 +235,7 @@ pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Resul
     rclone(t, &["copyto", &local.display().to_string(), &dest])?;
     wrote(t, name, Some(std::fs::metadata(local)?.len()), None);
     let (md5, sha1) = local_hashes(local)?;
-    let out = rclone(t, &["lsjson", "--hash", &dest])?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let entries = lsjson(t, &["--hash", &dest])?;
     let Some(e) = entries.iter().find(|e| e.name == name) else {
         bail!("target `{}`: {dest} is not there after the upload", t.name);
     };
@@ -279,9 +281,7 @@ pub type Listing = std::collections::BTreeMap<String, (u64, std::collections::BT
 /// Size and hashes of every file in the remote directory, by name (one listing call).
 pub fn hashes(t: &Target) -> Result<Listing> {
     let (remote, _) = parts(t);
-    let out = rclone(t, &["lsjson", "--hash", "--files-only", remote])?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let entries = lsjson(t, &["--hash", "--files-only", remote])?;
     Ok(entries.into_iter().map(|e| (e.name, (e.size.max(0) as u64, e.hashes))).collect())
 }
 
@@ -341,9 +341,7 @@ pub fn settle(t: &Target, source: &str, staging: &Path) -> Result<Vec<String>> {
 
 /// Whether the remote's copy of `name` has the size and md5 (or sha1) in its manifest.
 fn stored_matches(t: &Target, name: &str, m: &Manifest) -> Result<bool> {
-    let out = rclone(t, &["lsjson", "--hash", &remote_path(t, name)])?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out).context("rclone lsjson printed something that is not JSON")?;
+    let entries = lsjson(t, &["--hash", &remote_path(t, name)])?;
     Ok(entries.iter().find(|e| e.name == name).is_some_and(|e| {
         e.size.max(0) as u64 == m.size
             && m.md5

@@ -34,6 +34,15 @@ fn sections() -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The `sh` blocks of the section whose heading starts with `prefix` ("0.", "2b.").
+fn section(prefix: &str) -> Vec<String> {
+    sections()
+        .into_iter()
+        .find(|(h, _)| h.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no section {prefix}"))
+        .1
+}
+
 fn run_section(env: &Env, vars: &[(&str, String)], preamble: &[String], blocks: &[String], name: &str) {
     let script = format!("set -euo pipefail\n{}\n{}", preamble.join("\n"), blocks.join("\n"));
     let bin_dir = Path::new(crate::helpers::bin()).parent().unwrap().to_path_buf();
@@ -169,18 +178,10 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
         ("OPUS_MIRROR_CONFIG", env.config.display().to_string()),
         ("OPUS_MIRROR_NOW", "2026-11-22T03:30:00Z".into()),
     ];
-    let secs = sections();
     // Section 0 defines the helpers the procedures use.
-    let preamble: Vec<String> =
-        secs.iter().find(|(h, _)| h.starts_with("0.")).map(|(_, b)| b.clone()).expect("section 0");
+    let preamble = section("0.");
     let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
-    let find = |prefix: &str| {
-        secs.iter()
-            .find(|(h, _)| h.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no section {prefix}"))
-            .1
-            .clone()
-    };
+    let find = section;
 
     let upstream = git(&code.work, &["remote", "get-url", "origin"]).ok().stdout.trim().to_string();
     // Someone holding only the drive finds the runbook, with this machine's values, beside the bundles.
@@ -537,22 +538,17 @@ fn a_vault_without_empty_folders_drills_and_recovers() {
 /// the mirror and one full bundle in four commands, and from a chain of bundles.
 #[test]
 fn the_git_only_procedures_bring_back_staging_and_permission_bits() {
-    let preamble: Vec<String> =
-        sections().into_iter().find(|(h, _)| h.starts_with("0.")).map(|(_, b)| b).expect("section 0");
-    for (to_mirror, section) in [(true, "1."), (false, "2."), (false, "2b.")] {
+    let preamble = section("0.");
+    for (to_mirror, name) in [(true, "1."), (false, "2."), (false, "2b.")] {
         let (mut env, code, doomed, backup) = backed_up_git_vault(to_mirror);
-        let blocks = sections()
-            .into_iter()
-            .find(|(h, _)| h.starts_with(section))
-            .unwrap_or_else(|| panic!("no section {section}"))
-            .1;
-        if section == "1." || section == "2b." {
+        let blocks = section(name);
+        if name == "1." || name == "2b." {
             let commands: Vec<String> =
                 blocks.concat().lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
-            assert!(commands.len() <= 4, "section {section} is more than four commands: {commands:#?}");
+            assert!(commands.len() <= 4, "section {name} is more than four commands: {commands:#?}");
         }
         let mut bundle = String::new();
-        if section == "2b." {
+        if name == "2b." {
             // One bundle that stands alone: a full one holding the newest snapshot.
             let text = fs::read_to_string(&env.config).unwrap().replace("\"incremental\"", "\"full\"");
             env.write_config_text(&text);
@@ -577,14 +573,14 @@ fn the_git_only_procedures_bring_back_staging_and_permission_bits() {
             ("UPSTREAM", code.origin.display().to_string()),
             ("RESTORE", restore.display().to_string()),
         ];
-        run_section(&env, &vars, &preamble, &blocks, section);
+        run_section(&env, &vars, &preamble, &blocks, name);
         assert_recovered_exactly(&code, &restore, &doomed);
         assert_eq!(
             git(&restore, &["remote", "get-url", "origin"]).ok().stdout.trim(),
             code.origin.display().to_string(),
-            "{section}: origin"
+            "{name}: origin"
         );
-        assert_eq!(temp_dirs(&env), Vec::<PathBuf>::new(), "{section}: temp files left behind");
+        assert_eq!(temp_dirs(&env), Vec::<PathBuf>::new(), "{name}: temp files left behind");
     }
 }
 
@@ -612,8 +608,7 @@ fn the_runbooks_restore_extras_stays_inside_the_tree_whatever_the_message_says()
                Staged-Delete: ../outside.txt\nLeft-Out: ../outside.txt\n\
                Mode: 0600 \"100%s\\t\\\\x.md\"\n";
     git(&repo, &["-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-m", msg]).ok();
-    let preamble: Vec<String> =
-        sections().into_iter().find(|(h, _)| h.starts_with("0.")).map(|(_, b)| b).expect("section 0");
+    let preamble = section("0.");
     let vars = vec![("R", repo.display().to_string())];
     run_section(&env, &vars, &preamble, &["restore_extras \"$R\" HEAD\n".to_string()], "restore_extras");
     let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
