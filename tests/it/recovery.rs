@@ -472,6 +472,20 @@ fn recover_brings_everything_back_from_an_rclone_target() {
     assert_setup_came_back(&fresh, &code, &to, "remote = \"s3:backups/opus\"");
     let snaps = fresh.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps[0]["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
+    // An older snapshot comes back too, and the next run chains onto the bucket's bundles.
+    let older = fresh.path("older");
+    fresh.run(&["restore", "--at", "2026-11-20T12:00:00Z", "--to", older.to_str().unwrap()]).ok();
+    assert!(older.join(&doomed).exists(), "restore --at an older snapshot");
+    fs::write(to.join("vault/after-recovery.md"), "new life\n").unwrap();
+    fresh.now = Some("2026-11-23T03:30:00Z".into());
+    let r = fresh.run(&["run", "--json"]).json();
+    let bundle = r["steps"].as_array().unwrap().iter().find(|s| s["step"] == "bundle").unwrap().clone();
+    assert!(
+        bundle["detail"].as_str().unwrap().contains("-incr.bundle"),
+        "not chained onto the bucket's bundles: {bundle}"
+    );
+    let kept = fresh.run(&["preserved", "--json"]).ok().json();
+    assert_eq!(kept[0]["preserved"].as_array().map(|a| a.len()).unwrap_or(0), 0, "{kept}");
 }
 
 /// `--at` brings back the repository as it was then: the files of that day's snapshot and the
