@@ -50,7 +50,7 @@ pub fn pushed_state(source: &str) -> String {
 pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
     let mut r =
         Report { area: format!("backup repo of `{source}` ({})", repo.path.display()), ..Default::default() };
-    for p in crate::snapshot::maintain::list_packs(&repo.pack_dir())? {
+    for p in crate::git::pack::list_packs(&repo.pack_dir())? {
         if let Err(e) = pack_trailer_ok(&p) {
             r.problems.push(format!("pack {}: {e}", p.display()));
         }
@@ -82,8 +82,7 @@ fn pack_trailer_ok(p: &Path) -> Result<(), String> {
 
 /// Streams a large blob out of our pack through SHA-1 (never whole in memory).
 fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
-    let Some((n, mut r)) = crate::snapshot::packread::open_blob(pack_dir, oid).map_err(|e| e.to_string())?
-    else {
+    let Some((n, mut r)) = crate::git::pack::open_blob(pack_dir, oid).map_err(|e| e.to_string())? else {
         return Ok(()); // stored as a delta or loose: libgit2 verified it when the header was read
     };
     let mut h = DigestWriter { inner: io::sink(), digest: objects::hasher(Kind::Blob, n), len: 0 };
@@ -231,7 +230,7 @@ pub fn bundles(
                 p
             }
         };
-        match crate::bundle::create::sha256_file(&file).map_err(|e| e.to_string()) {
+        match crate::hashio::sha256_file(&file).map_err(|e| e.to_string()) {
             Ok(s) if s == m.sha256 => {}
             Ok(s) => {
                 r.problems

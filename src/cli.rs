@@ -495,10 +495,28 @@ pub struct RunArgs {
     pub source: SourceArg,
     /// What started the run (recorded in the history and shown in alerts).
     #[arg(long, value_enum, default_value = "manual")]
-    pub trigger: crate::run::Trigger,
+    pub trigger: TriggerArg,
     /// Say what each step would do; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// What started a run, as the command line spells it (`run::Trigger` is the engine's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TriggerArg {
+    Hook,
+    Timer,
+    Manual,
+}
+
+impl From<TriggerArg> for crate::run::Trigger {
+    fn from(t: TriggerArg) -> Self {
+        match t {
+            TriggerArg::Hook => crate::run::Trigger::Hook,
+            TriggerArg::Timer => crate::run::Trigger::Timer,
+            TriggerArg::Manual => crate::run::Trigger::Manual,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,8 @@ use crate::exit::{Exit, HasExit};
 pub const CONFIG_FILE_NAME: &str = "config.toml";
 /// The default name of the orphan branch that holds a source's snapshots.
 pub const DEFAULT_SNAPSHOT_BRANCH: &str = "snapshot";
+/// Where old tips are kept, in the backup repo and on the mirror.
+pub const PRESERVED: &str = "refs/opus-mirror/preserved/";
 
 /// Environment variables (and `.env` keys) that override the file. Kept in one table so that
 /// `.env.example`, `config check` and the parser cannot drift apart.
@@ -80,7 +82,7 @@ pub struct Config {
     pub sources: Vec<Source>,
     pub targets: Vec<Target>,
     pub network: Network,
-    pub notify: crate::notify::NotifyConfig,
+    pub notify: NotifyConfig,
     pub guard: Guard,
     /// `status` calls the newest good backup stale past this age.
     pub max_age: chrono::Duration,
@@ -88,7 +90,7 @@ pub struct Config {
     /// snapshot and the mirror hold them meanwhile); `verify` itself is always strict.
     pub verify_grace: chrono::Duration,
     /// `[hooks]`: commands before and after a run, and on its failure.
-    pub hooks: crate::runhooks::Hooks,
+    pub hooks: Hooks,
     /// `run` performs a full `check` when the last one is older than this.
     pub check_every: chrono::Duration,
     /// Off-site bundles not fully read for this long are read by the next subset check.
@@ -150,7 +152,7 @@ impl MirrorRefs {
     /// snapshot branch needs both "preserved" and "snapshot": it holds the vault too.
     pub fn takes(&self, name: &str, snapshot_branch: &str) -> bool {
         let snap_tail = format!("/heads/{snapshot_branch}");
-        if let Some(rest) = name.strip_prefix(crate::mirror::PRESERVED) {
+        if let Some(rest) = name.strip_prefix(PRESERVED) {
             return self.preserved && (self.snapshot || !rest.ends_with(&snap_tail));
         }
         if name == format!("refs/heads/{snapshot_branch}") {
@@ -751,7 +753,7 @@ fn parse(
         }
         let keep_secrets = rs.keep_secrets.as_ref().map(|k| k.get_ref().clone()).unwrap_or_default();
         for (j, pat) in keep_secrets.iter().enumerate() {
-            if let Err(e) = crate::snapshot::filter::keep_matcher(&spath, std::slice::from_ref(pat)) {
+            if let Err(e) = keep_matcher(&spath, std::slice::from_ref(pat)) {
                 return Err(ConfigError {
                     file: Some(path.to_path_buf()),
                     line: rs.keep_secrets.as_ref().map(|k| at(k.span())),
@@ -886,12 +888,12 @@ fn parse(
         .filter(|(k, _)| !k.starts_with("OPUS_MIRROR_"))
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
-    let channel = |c: &Option<RawChannel>| crate::notify::Channel {
+    let channel = |c: &Option<RawChannel>| Channel {
         command: c.as_ref().and_then(|c| c.command.clone()).filter(|v| !v.is_empty()),
         webhook: c.as_ref().and_then(|c| c.webhook.clone()),
     };
     let notify = match &raw.notify {
-        Some(n) => crate::notify::NotifyConfig {
+        Some(n) => NotifyConfig {
             on_failure: channel(&n.on_failure),
             on_warning: channel(&n.on_warning),
             on_success: channel(&n.on_success),
@@ -913,7 +915,7 @@ fn parse(
                 },
             },
         },
-        None => crate::notify::NotifyConfig::default(),
+        None => NotifyConfig::default(),
     };
     let dur = |v: Option<&Spanned<String>>, key: &str| duration(path, text, v, key);
     let max_age = dur(raw.status.as_ref().and_then(|s| s.max_age.as_ref()), "status.max_age")?
@@ -921,7 +923,7 @@ fn parse(
     let verify_grace = dur(raw.verify.as_ref().and_then(|v| v.grace.as_ref()), "verify.grace")?
         .unwrap_or(chrono::Duration::hours(24));
     let hooks = match &raw.hooks {
-        Some(h) => crate::runhooks::Hooks {
+        Some(h) => Hooks {
             before_run: h.before_run.clone(),
             after_run: h.after_run.clone(),
             on_error: h.on_error.clone(),
@@ -929,7 +931,7 @@ fn parse(
                 .and_then(|d| d.to_std().ok())
                 .unwrap_or(std::time::Duration::from_secs(300)),
         },
-        None => crate::runhooks::Hooks::default(),
+        None => Hooks::default(),
     };
     let guard = raw.guard.unwrap_or_default();
     let run = raw.run.as_ref();
@@ -1304,9 +1306,9 @@ pub fn effective_rest(cfg: &Config) -> serde_json::Value {
                    "encrypted": !t.age_recipients.is_empty(), "identity_file": t.identity_file})
         })
         .collect();
-    let channel = |c: &crate::notify::Channel| {
+    let channel = |c: &Channel| {
         json!({"command": c.command.as_ref().and_then(|a| a.first()),
-               "webhook": c.webhook.as_deref().map(crate::notify::mask_endpoint)})
+               "webhook": c.webhook.as_deref().map(mask_endpoint)})
     };
     let n = &cfg.notify;
     let argv =
@@ -1316,7 +1318,7 @@ pub fn effective_rest(cfg: &Config) -> serde_json::Value {
         "network": {"transport": cfg.network.transport, "ssh_key": cfg.network.ssh_key,
                     "token_env": cfg.network.token_env, "timeout": secs(cfg.network.timeouts.idle),
                     "deadline": secs(cfg.network.timeouts.deadline)},
-        "notify": {"healthcheck": n.healthcheck.as_deref().map(crate::notify::mask_endpoint),
+        "notify": {"healthcheck": n.healthcheck.as_deref().map(mask_endpoint),
                    "healthcheck_warnings": if n.healthcheck_warnings_fail { "fail" } else { "success" },
                    "on_failure": channel(&n.on_failure), "on_warning": channel(&n.on_warning),
                    "on_success": channel(&n.on_success)},
@@ -1538,6 +1540,72 @@ pub fn name_for(path: &Path, taken: &[String]) -> String {
         n += 1;
     }
     name
+}
+
+/// Where one level of alert goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Channel {
+    pub command: Option<Vec<String>>,
+    pub webhook: Option<String>,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub on_failure: Channel,
+    pub on_warning: Channel,
+    pub on_success: Channel,
+    pub healthcheck: Option<String>,
+    /// Whether a job that ends with warnings pings the healthcheck's `/fail` (default: it
+    /// pings success — the backups happened).
+    pub healthcheck_warnings_fail: bool,
+}
+
+/// Shows where a URL goes without the token it may carry in its path or query.
+pub fn mask_endpoint(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "****".into() };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    format!("{scheme}://{host}/****")
+}
+
+/// `[hooks]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    pub before_run: Option<Vec<String>>,
+    pub after_run: Option<Vec<String>>,
+    pub on_error: Option<Vec<String>>,
+    /// The longest a hook may run before it is stopped (a failure).
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            before_run: None,
+            after_run: None,
+            on_error: None,
+            timeout: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// The matcher of `keep_secrets` patterns (gitignore syntax, relative to the source `root`);
+/// the error names the first pattern that is not valid. Also how the config validates them,
+/// as strictly as `exclude`: the gitignore matcher takes `a[` as a literal, which is never
+/// what a user meant.
+pub fn keep_matcher(root: &Path, patterns: &[String]) -> Result<ignore::gitignore::Gitignore, String> {
+    let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+    for pat in patterns {
+        let bad = |e: &dyn std::fmt::Display| format!("`{pat}` is not a valid pattern: {e}");
+        if pat.trim().is_empty() {
+            return Err(bad(&"it is empty"));
+        }
+        globset::Glob::new(pat.trim_start_matches('!').trim_start_matches('/').trim_end_matches('/'))
+            .map_err(|e| bad(&e.kind()))?;
+        b.add_line(None, pat).map_err(|e| bad(&e))?;
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

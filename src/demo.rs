@@ -7,14 +7,14 @@ use std::process::Command as Proc;
 
 use anyhow::{bail, Result};
 
-use crate::app::Context;
 use crate::cli::DemoArgs;
-use crate::commands::snapshot::describe;
 use crate::config;
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::git::BackupRepo;
 use crate::restore;
 use crate::snapshot::{self, diff, history};
+use crate::steps::describe;
 
 /// One entry of the embedded demo vault: a directory, a file (bytes, executable) or a
 /// symlink (target).

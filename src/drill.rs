@@ -406,7 +406,7 @@ pub fn drill_and_record(
             "drill",
             Some(&source.name),
             Some(&t.name),
-            crate::exit::exit_for(e).combine(Exit::Failed),
+            crate::classify::exit_for(e).combine(Exit::Failed),
             format!("{e:#}"),
         ),
     };

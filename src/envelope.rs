@@ -86,7 +86,7 @@ impl Collected {
             Ok(e) => *e,
             Err(err) => {
                 self.errors.push(Problem::of(err));
-                crate::exit::exit_for(err)
+                crate::classify::exit_for(err)
             }
         };
         let data = match (self.data, result) {

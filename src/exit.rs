@@ -64,29 +64,6 @@ pub trait HasExit {
     fn exit(&self) -> Exit;
 }
 
-/// Finds the exit code an error chain asks for: the first error in the chain that knows its
-/// code wins; anything else is a plain failure.
-pub fn exit_for(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::lock::LockError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<UserError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::git::remote::RemoteError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::target::Unavailable>() {
-            return e.exit();
-        }
-    }
-    Exit::Failed
-}
-
 /// A mistake in what the user asked for (an unknown snapshot id, a non-empty restore target):
 /// the message says what to do, and the exit code is `Usage` unless stated otherwise.
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,21 @@ pub fn file_blob_id(f: &mut File) -> io::Result<Oid> {
     crate::git::objects::hash_reader(f, len)
 }
 
+/// The sha256 of a file, as hex.
+pub fn sha256_file(p: &std::path::Path) -> io::Result<String> {
+    let mut f = File::open(p)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

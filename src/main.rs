@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use opus_mirror::{app, cli::Cli, exit, output::QuietPipe};
+use opus_mirror::{app, classify, cli::Cli, output::QuietPipe};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(e) => ExitCode::from(e.code()),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(exit::exit_for(&err).code())
+            ExitCode::from(classify::exit_for(&err).code())
         }
     }
 }

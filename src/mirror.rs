@@ -16,8 +16,7 @@ use crate::exit::UserError;
 use crate::git::remote::{self, RemoteError};
 use crate::git::BackupRepo;
 
-/// Where old tips are kept.
-pub const PRESERVED: &str = "refs/opus-mirror/preserved/";
+pub use crate::config::PRESERVED;
 /// Scratch space for refs being imported from the user's repository.
 const INCOMING: &str = "refs/opus-mirror/incoming/";
 /// The namespaces mirrored from the user's repository.

@@ -11,24 +11,7 @@ use serde::Serialize;
 
 use crate::exit::Exit;
 
-/// Where one level of alert goes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Channel {
-    pub command: Option<Vec<String>>,
-    pub webhook: Option<String>,
-}
-
-/// `[notify]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NotifyConfig {
-    pub on_failure: Channel,
-    pub on_warning: Channel,
-    pub on_success: Channel,
-    pub healthcheck: Option<String>,
-    /// Whether a job that ends with warnings pings the healthcheck's `/fail` (default: it
-    /// pings success — the backups happened).
-    pub healthcheck_warnings_fail: bool,
-}
+pub use crate::config::{mask_endpoint, Channel, NotifyConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,14 +41,6 @@ pub struct Alert {
     pub host: String,
     pub time: String,
     pub exit: u8,
-}
-
-/// Shows where a URL goes without the token it may carry in its path or query.
-pub fn mask_endpoint(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return "****".into() };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
-    format!("{scheme}://{host}/****")
 }
 
 fn agent() -> ureq::Agent {
@@ -202,7 +177,7 @@ pub fn alert(
         title: title.into(),
         text: text.into(),
         source: source.map(str::to_string),
-        host: crate::snapshot::host(),
+        host: crate::git::objects::host(),
         time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         exit: exit.code(),
     }

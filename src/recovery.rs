@@ -105,7 +105,7 @@ pub fn render(cfg: &Config) -> String {
     format!(
         "<!-- Rendered by `opus-mirror recovery-doc` on {host}. Regenerate it after changing the config. -->\n\n\
          ## Values for this machine\n\nRun this first in the shell where you follow the steps below:\n\n```sh\n{vars}\n```\n{others}\n\n{body}",
-        host = crate::snapshot::host(),
+        host = crate::git::objects::host(),
         vars = vars.join("\n"),
         others = if others.is_empty() { String::new() } else { format!("\nOther sources:\n\n```text\n{}\n```\n", others.join("\n")) },
         body = RUNBOOK

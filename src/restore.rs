@@ -146,7 +146,7 @@ impl Blobs<'_> {
         let missing = || format!("object {oid} is missing from the backup repo (run `opus-mirror check`)");
         let (size, _) = self.odb.read_header(oid).with_context(missing)?;
         if size >= STREAM_BYTES {
-            if let Some((n, mut r)) = crate::snapshot::packread::open_blob(&self.pack_dir, oid)? {
+            if let Some((n, mut r)) = crate::git::pack::open_blob(&self.pack_dir, oid)? {
                 let mut h = objects::hasher(Kind::Blob, n);
                 let mut buf = vec![0u8; 1 << 20];
                 loop {

@@ -10,15 +10,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::bundle::create;
+use crate::classify::exit_for;
 use crate::config::{Config, Source, TargetKind};
-use crate::exit::{exit_for, Exit};
+use crate::exit::Exit;
 use crate::git::BackupRepo;
 use crate::notify;
 use crate::runhooks;
 use crate::state::{self, Event};
 
 /// What started the run (recorded, and shown in alerts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
     Hook,
@@ -386,8 +387,8 @@ fn source_steps(
         };
     } else {
         st.doing("snapshot", None);
-        match crate::commands::snapshot::snapshot_one(cfg, s, now, st.progress) {
-            Ok((o, e)) => st.push("snapshot", None, e, crate::commands::snapshot::describe(&o), t),
+        match crate::steps::snapshot_one(cfg, s, now, st.progress) {
+            Ok((o, e)) => st.push("snapshot", None, e, crate::steps::describe(&o), t),
             Err(e) => st.push("snapshot", None, exit_for(&e).combine(Exit::Failed), format!("{e:#}"), t),
         };
     }
@@ -465,7 +466,7 @@ fn source_steps(
             continue;
         }
         let r = create::create(cfg, s, tg, now, false);
-        crate::commands::bundle::record(cfg, s, tg, now, &r);
+        crate::steps::record_bundle(cfg, s, tg, now, &r);
         match r {
             Ok(o) => {
                 let detail = match (&o.file, &o.reason) {

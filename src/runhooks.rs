@@ -8,21 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `[hooks]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hooks {
-    pub before_run: Option<Vec<String>>,
-    pub after_run: Option<Vec<String>>,
-    pub on_error: Option<Vec<String>>,
-    /// The longest a hook may run before it is stopped (a failure).
-    pub timeout: Duration,
-}
-
-impl Default for Hooks {
-    fn default() -> Self {
-        Hooks { before_run: None, after_run: None, on_error: None, timeout: Duration::from_secs(300) }
-    }
-}
+pub use crate::config::Hooks;
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

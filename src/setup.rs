@@ -18,8 +18,8 @@ use git2::Oid;
 
 use crate::config::{self, Config, Source};
 use crate::git::objects::{self, Kind, Signature, TreeEntry, MODE_FILE};
+use crate::git::pack::PackWriter;
 use crate::git::BackupRepo;
-use crate::snapshot::pack::PackWriter;
 
 /// The ref that holds the setup record.
 pub const REF: &str = "refs/opus-mirror/setup";
@@ -163,7 +163,7 @@ pub fn stage(
     pack.add(Kind::Tree, &tree)?;
     let sig = Signature {
         name: "opus-mirror".into(),
-        email: format!("opus-mirror@{}", crate::snapshot::host()),
+        email: format!("opus-mirror@{}", crate::git::objects::host()),
         time: now,
     };
     let commit =

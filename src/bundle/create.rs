@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,7 +22,7 @@ use super::write;
 use crate::config::{Config, Source, Target, TargetKind};
 use crate::exit::UserError;
 use crate::git::BackupRepo;
-use crate::hashio::DigestWriter;
+use crate::hashio::{sha256_file, DigestWriter};
 use crate::target::{self, rclone, Listed};
 
 /// What happened for one (source, target).
@@ -64,21 +64,6 @@ fn head_ref(source: &Source, refs: &BTreeMap<String, Oid>) -> Option<String> {
         .and_then(|r| r.head().ok().and_then(|h| h.name().ok().map(str::to_string)));
     let snap = BackupRepo::branch_ref(&source.snapshot_branch);
     user.filter(|u| refs.contains_key(u)).or_else(|| refs.contains_key(&snap).then_some(snap))
-}
-
-/// The sha256 of a file, as hex.
-pub fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = File::open(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// The verified bundles, oldest content first (`ranks` from `ranking`, parallel to `l`): the

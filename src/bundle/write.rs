@@ -13,9 +13,9 @@ use git2::{ObjectType, Odb, Oid};
 use sha1::{Digest, Sha1};
 
 use crate::git::objects::{self, Kind, MODE_TREE};
+use crate::git::pack;
+use crate::git::pack::{read_index, seek_to};
 use crate::hashio::DigestWriter;
-use crate::snapshot::pack;
-use crate::snapshot::packread::{read_index, seek_to};
 
 /// Reads the ids an object points at: a commit's tree and parents, a tag's target.
 pub fn links(kind: ObjectType, data: &[u8]) -> Vec<(Oid, Option<ObjectType>)> {
@@ -97,7 +97,7 @@ pub fn write_pack(
     pack_dir: &std::path::Path,
     objs: &[(Oid, ObjectType)],
 ) -> Result<()> {
-    let packs = crate::snapshot::maintain::list_packs(pack_dir)?;
+    let packs = crate::git::pack::list_packs(pack_dir)?;
     let mut locs: HashMap<Oid, Loc> = HashMap::new();
     for (i, p) in packs.iter().enumerate() {
         let mut entries = read_index(&p.with_extension("idx"))?;

@@ -9,12 +9,12 @@ use git2::Oid;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::Context;
 use crate::browse::find::{self, Pattern};
 use crate::browse::trees::{normalise, Trees};
 use crate::browse::{ls, path_log};
 use crate::cli::{CatArgs, FindArgs, LogArgs, LsArgs};
 use crate::config::{Config, Source};
+use crate::context::Context;
 use crate::exit::{Exit, UserError};
 use crate::git::objects::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
 use crate::git::BackupRepo;

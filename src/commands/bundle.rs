@@ -3,10 +3,11 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::app::Context;
 use crate::bundle::create;
+use crate::classify::exit_for;
 use crate::cli::{BundleArgs, TargetArgs, UnbundleArgs};
-use crate::exit::{exit_for, Exit, UserError};
+use crate::context::Context;
+use crate::exit::{Exit, UserError};
 use crate::output::human_bytes;
 use crate::target;
 
@@ -39,7 +40,7 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
                 crate::output::Progress::start(&ctx.mode, format!("bundle of {} → {}", s.name, t.name));
             let result = create::create(&cfg, s, t, ctx.now, args.force);
             drop(progress);
-            record(&cfg, s, t, ctx.now, &result);
+            crate::steps::record_bundle(&cfg, s, t, ctx.now, &result);
             match result {
                 Ok(o) => {
                     match (&o.file, &o.reason) {
@@ -68,41 +69,6 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
         ctx.json(&outcomes)?;
     }
     Ok(exit)
-}
-
-/// Records a bundle attempt in the run history (what `status` reads).
-pub fn record(
-    cfg: &crate::config::Config,
-    s: &crate::config::Source,
-    t: &crate::config::Target,
-    now: chrono::DateTime<chrono::Utc>,
-    r: &Result<create::Outcome>,
-) {
-    let ev = match r {
-        Ok(o) => {
-            let mut ev = crate::state::Event::new(
-                now,
-                "bundle",
-                Some(&s.name),
-                Some(&t.name),
-                Exit::Ok,
-                o.file.clone().or(o.reason.clone()).unwrap_or_default(),
-            );
-            ev.data = json!({"file": o.file, "size": o.size, "kind": o.kind, "status": o.status});
-            ev
-        }
-        Err(e) => crate::state::Event::new(
-            now,
-            "bundle",
-            Some(&s.name),
-            Some(&t.name),
-            exit_for(e),
-            format!("{e:#}"),
-        ),
-    };
-    if let Err(e) = crate::state::record(&cfg.state_dir, &ev) {
-        eprintln!("warning: cannot record the run history: {e:#}");
-    }
 }
 
 pub fn list(ctx: &mut Context, args: &TargetArgs) -> Result<Exit> {

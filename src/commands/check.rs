@@ -3,10 +3,11 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::app::Context;
 use crate::check::{self, ReadData, Report};
+use crate::classify::exit_for;
 use crate::cli::CheckArgs;
-use crate::exit::{exit_for, Exit};
+use crate::context::Context;
+use crate::exit::Exit;
 use crate::git::BackupRepo;
 use crate::notify;
 use crate::state::{self, Event};

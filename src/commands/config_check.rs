@@ -3,8 +3,8 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::app::Context;
 use crate::config;
+use crate::context::Context;
 use crate::exit::Exit;
 
 pub fn run(ctx: &mut Context) -> Result<Exit> {

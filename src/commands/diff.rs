@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::app::Context;
 use crate::cli::DiffArgs;
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::git::BackupRepo;
 use crate::snapshot::diff::{self, ChangeKind, Summary};

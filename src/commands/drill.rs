@@ -2,9 +2,10 @@
 
 use anyhow::Result;
 
-use crate::app::Context;
+use crate::classify::exit_for;
 use crate::cli::DrillArgs;
-use crate::exit::{exit_for, Exit};
+use crate::context::Context;
+use crate::exit::Exit;
 use crate::notify;
 use crate::output::human_bytes;
 

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use crate::app::Context;
 use crate::cli::GuardCommand;
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::notify;
 use crate::state;

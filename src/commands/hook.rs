@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use crate::app::{env_var, Context};
 use crate::cli::{HookArgs, HookCommand};
 use crate::config::{self, Source};
+use crate::context::{env_var, Context};
 use crate::exit::Exit;
 use crate::shell::quote;
 

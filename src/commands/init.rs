@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
-use crate::app::{env_var, Context};
 use crate::cli::InitArgs;
 use crate::config::{self, ConfigError};
+use crate::context::{env_var, Context};
 use crate::exit::Exit;
 use crate::git::BackupRepo;
 

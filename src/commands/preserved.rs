@@ -3,8 +3,8 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::app::Context;
 use crate::cli::SourceArg;
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::git::BackupRepo;
 use crate::mirror;

@@ -3,9 +3,10 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::app::Context;
+use crate::classify::exit_for;
 use crate::cli::PruneArgs;
-use crate::exit::{exit_for, Exit};
+use crate::context::Context;
+use crate::exit::Exit;
 use crate::target;
 
 pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::app::Context;
 use crate::bundle::manifest::Manifest;
 use crate::cli::RecoverArgs;
 use crate::config;
+use crate::context::Context;
 use crate::exit::{Exit, UserError};
 use crate::git::BackupRepo;
 
@@ -26,7 +26,7 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         ))
         .into());
     }
-    let path = config::locate(ctx.global.config.as_deref(), &crate::app::env_var)?;
+    let path = config::locate(ctx.global.config.as_deref(), &crate::context::env_var)?;
     if path.exists() {
         return Err(UserError::usage(format!(
             "a config already exists at {}\n  fix: recover on a fresh machine, or pass --config NEW_PATH for the recovered setup",
@@ -215,11 +215,11 @@ fn restore_setup(
         ctx.say("the backup carries no setup record (made before opus-mirror kept one): the config has the source and where it came from only")?;
         return Ok(None);
     };
-    let path = config::locate(ctx.global.config.as_deref(), &crate::app::env_var)?;
+    let path = config::locate(ctx.global.config.as_deref(), &crate::context::env_var)?;
     let minimal = std::fs::read(&path)?;
     let text = crate::setup::recovered_config(&setup, source, to, from)?;
     crate::atomic::write_file(&path, text.as_bytes())?;
-    match config::load(&path, &crate::app::env_var) {
+    match config::load(&path, &crate::context::env_var) {
         Ok(cfg) if cfg.sources.iter().any(|s| s.name == source) => {
             ctx.say(format!("the setup came back with the backup: {}", path.display()))?;
             for line in text.lines().filter(|l| l.starts_with("# left out:")) {

@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use crate::app::Context;
 use crate::cli::RestoreArgs;
+use crate::context::Context;
 use crate::exit::{Exit, UserError};
 use crate::git::BackupRepo;
 use crate::output::human_bytes;

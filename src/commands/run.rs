@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::app::Context;
 use crate::cli::{RecoveryDocArgs, RunArgs};
+use crate::context::Context;
 use crate::exit::Exit;
 use crate::lock::RunLock;
 
@@ -13,7 +13,7 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let sources = cfg.select_sources(args.source.source.as_deref())?;
     // A hook must never wait long behind another run: it is a best-effort extra.
-    let wait = if args.trigger == crate::run::Trigger::Hook {
+    let wait = if args.trigger == crate::cli::TriggerArg::Hook {
         Duration::ZERO
     } else {
         Duration::from_secs(ctx.global.lock_wait)
@@ -22,10 +22,10 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
     let (_lock, _held) = if args.dry_run {
         (Some(RunLock::acquire(&cfg.state_dir, wait)?), None)
     } else {
-        (None, Some(crate::app::lock_and_heal(&cfg, wait)?))
+        (None, Some(crate::context::lock_and_heal(&cfg, wait)?))
     };
     let progress = crate::output::Progress::start(&ctx.mode, "opus-mirror run");
-    let report = crate::run::run(&cfg, &sources, args.trigger, args.dry_run, ctx.now, &progress)?;
+    let report = crate::run::run(&cfg, &sources, args.trigger.into(), args.dry_run, ctx.now, &progress)?;
     // On a terminal the steps were shown as they happened (stderr); the table on stdout is
     // for when stdout goes elsewhere.
     let shown_live = progress.is_live() && std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -75,7 +75,7 @@ pub fn recovery_doc(ctx: &mut Context, args: &RecoveryDocArgs) -> Result<Exit> {
             crate::atomic::write_file(p, text.as_bytes())?;
             ctx.say(format!("wrote {}", p.display()))?;
         }
-        None => crate::app::print_text(ctx, text.as_bytes())?,
+        None => crate::context::print_text(ctx, text.as_bytes())?,
     }
     Ok(Exit::Ok)
 }

@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Result};
 
-use crate::app::{env_var, Context};
 use crate::cli::{ScheduleArgs, ScheduleCommand};
 use crate::config;
+use crate::context::{env_var, Context};
 use crate::exit::{Exit, UserError};
 use crate::shell::{cron_word, systemd_word};
 

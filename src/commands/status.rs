@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use crate::app::Context;
 use crate::cli::{LogArgs, StatusArgs};
+use crate::context::Context;
 use crate::exit::{Exit, UserError};
 use crate::output::human_bytes;
 use crate::state;

@@ -2,9 +2,10 @@
 
 use anyhow::Result;
 
-use crate::app::Context;
+use crate::classify::exit_for;
 use crate::cli::VerifyArgs;
-use crate::exit::{exit_for, Exit};
+use crate::context::Context;
+use crate::exit::Exit;
 use crate::git::remote;
 use crate::verify::{self, BranchState, Report};
 

@@ -4,6 +4,7 @@
 pub mod backup_repo;
 pub mod fsck;
 pub mod objects;
+pub mod pack;
 pub mod remote;
 
 pub use backup_repo::BackupRepo;

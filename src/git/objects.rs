@@ -200,6 +200,11 @@ pub fn commit_bytes(tree: Oid, parent: Option<Oid>, sig: &Signature, message: &s
     s.into_bytes()
 }
 
+/// The machine's name, for commit messages.
+pub fn host() -> String {
+    gethostname::gethostname().to_string_lossy().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

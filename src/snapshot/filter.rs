@@ -95,23 +95,7 @@ impl Filter {
     }
 }
 
-/// The matcher of `keep_secrets` patterns (gitignore syntax, relative to the source `root`);
-/// the error names the first pattern that is not valid. Also how the config validates them,
-/// as strictly as `exclude`: the gitignore matcher takes `a[` as a literal, which is never
-/// what a user meant.
-pub fn keep_matcher(root: &Path, patterns: &[String]) -> Result<Gitignore, String> {
-    let mut b = GitignoreBuilder::new(root);
-    for pat in patterns {
-        let bad = |e: &dyn std::fmt::Display| format!("`{pat}` is not a valid pattern: {e}");
-        if pat.trim().is_empty() {
-            return Err(bad(&"it is empty"));
-        }
-        globset::Glob::new(pat.trim_start_matches('!').trim_start_matches('/').trim_end_matches('/'))
-            .map_err(|e| bad(&e.kind()))?;
-        b.add_line(None, pat).map_err(|e| bad(&e))?;
-    }
-    b.build().map_err(|e| e.to_string())
-}
+pub use crate::config::keep_matcher;
 
 /// One of our own directories found inside a source.
 #[derive(Debug, Clone)]

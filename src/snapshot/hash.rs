@@ -14,9 +14,9 @@ use std::path::Path;
 use git2::{Odb, Oid};
 use rayon::prelude::*;
 
-use super::pack::{self, PackWriter};
 use super::walk::{FileRec, Skipped, Stat};
 use crate::git::objects::{self, Kind};
+use crate::git::pack::{self, PackWriter};
 use crate::safe_fs::{self, OpenFail};
 
 /// Files at least this big are streamed instead of read into memory.

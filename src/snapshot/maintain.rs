@@ -10,12 +10,12 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::pack::PackWriter;
-use super::packread::read_index;
+use crate::git::pack::PackWriter;
+use crate::git::pack::{list_packs, read_index};
 use crate::git::BackupRepo;
 
 /// More packs than this and the smallest are merged.
@@ -66,25 +66,6 @@ pub fn geometric_split(weights: &[u64]) -> usize {
     split
 }
 
-/// The `.pack` files that have an index, oldest name order.
-pub fn list_packs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Ok(out);
-    };
-    for e in rd {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "pack")
-            && p.with_extension("idx").exists()
-            && !p.with_extension("keep").exists()
-        {
-            out.push(p);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Merges `packs` into one. Whole-object entries are copied byte for byte; delta entries
 /// (packs libgit2 fetched from the user's repository) are read whole through the object
 /// database and stored afresh, so every pack can be merged.
@@ -109,14 +90,19 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
             if !seen.insert(e.oid) {
                 continue;
             }
-            crate::snapshot::packread::seek_to(&mut r, e.offset)?;
+            crate::git::pack::seek_to(&mut r, e.offset)?;
             let kind = (r.fill_buf()?.first().copied().unwrap_or(0) >> 4) & 7;
             if !(1..=4).contains(&kind) {
                 let obj = odb
                     .read(e.oid)
                     .with_context(|| format!("object {} of {} cannot be read", e.oid, p.display()))?;
                 let k = crate::git::objects::Kind::of(obj.kind());
-                out.add_compressed(e.oid, k, obj.data().len() as u64, &super::pack::compress(obj.data()))?;
+                out.add_compressed(
+                    e.oid,
+                    k,
+                    obj.data().len() as u64,
+                    &crate::git::pack::compress(obj.data()),
+                )?;
                 continue;
             }
             if !out.add_raw(e.oid, e.crc, end - e.offset, &mut r)? {
@@ -211,7 +197,7 @@ mod tests {
             oid,
             crate::git::objects::Kind::Blob,
             data.len() as u64,
-            &crate::snapshot::pack::compress(data),
+            &crate::git::pack::compress(data),
         )
         .expect("add");
         let name = w.finish().expect("finish").expect("name");

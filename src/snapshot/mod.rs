@@ -12,8 +12,6 @@ pub mod hash;
 pub mod history;
 pub mod maintain;
 pub mod modes;
-pub mod pack;
-pub mod packread;
 pub mod statcache;
 pub mod tree;
 pub mod walk;
@@ -28,10 +26,11 @@ use git2::Oid;
 use serde::Serialize;
 
 use crate::config::{Config, Source};
+pub use crate::git::objects::host;
 use crate::git::objects::{self, Kind, Signature, TreeEntry};
+use crate::git::pack::PackWriter;
 use crate::git::BackupRepo;
 use diff::{Change, Summary};
-use pack::PackWriter;
 use statcache::StatCache;
 use tree::{Counts, TreeBuilder};
 use walk::Skipped;
@@ -356,11 +355,6 @@ fn wall_clock_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(i64::MAX)
-}
-
-/// The machine's name, for commit messages.
-pub fn host() -> String {
-    gethostname::gethostname().to_string_lossy().to_string()
 }
 
 /// The commit message: a title, then `Key: value` trailers that `snapshots` reads back.

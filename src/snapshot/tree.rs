@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use anyhow::{anyhow, Context, Result};
 use git2::{Odb, Oid};
 
-use super::pack::PackWriter;
 use super::walk::Node;
 use crate::git::fsck;
 use crate::git::objects::{self, Kind, TreeEntry, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
+use crate::git::pack::PackWriter;
 
 /// Counts of what a tree holds.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]

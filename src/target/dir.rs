@@ -179,7 +179,7 @@ pub fn settle(path: &Path, source: &str) -> Result<Vec<String>> {
 /// Whether `bundle` is the file its manifest describes (size, then sha256).
 fn intact(bundle: &Path, m: &Manifest) -> bool {
     fs::symlink_metadata(bundle).is_ok_and(|md| md.is_file() && md.len() == m.size)
-        && crate::bundle::create::sha256_file(bundle).is_ok_and(|s| s == m.sha256)
+        && crate::hashio::sha256_file(bundle).is_ok_and(|s| s == m.sha256)
 }
 
 /// A removal that finds nothing to remove has nothing left to do.

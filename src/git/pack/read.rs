@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use git2::Oid;
@@ -61,7 +61,7 @@ pub fn parse_index(b: &[u8], idx: &Path) -> Result<Vec<Entry>> {
 /// delta). Returns its size and a reader of its inflated content; the caller verifies the
 /// content against `oid` as it reads.
 pub fn open_blob(pack_dir: &Path, oid: Oid) -> Result<Option<(u64, Box<dyn Read>)>> {
-    for pack in super::maintain::list_packs(pack_dir)? {
+    for pack in list_packs(pack_dir)? {
         let entries = read_index(&pack.with_extension("idx"))?;
         let Ok(i) = entries.binary_search_by(|e| e.oid.as_bytes().cmp(oid.as_bytes())) else { continue };
         let mut f = BufReader::new(File::open(&pack)?);
@@ -93,6 +93,25 @@ pub fn seek_to(r: &mut BufReader<File>, offset: u64) -> std::io::Result<()> {
         r.seek_relative(offset as i64 - cur as i64)?;
     }
     Ok(())
+}
+
+/// The `.pack` files that have an index, oldest name order.
+pub fn list_packs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    for e in rd {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "pack")
+            && p.with_extension("idx").exists()
+            && !p.with_extension("keep").exists()
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,8 @@
+//! Git's pack format, written and read by our own code: a pack and its index written in one
+//! pass (`write`), entries read back by offset or id (`read`).
+
+pub mod read;
+pub mod write;
+
+pub use read::*;
+pub use write::*;
