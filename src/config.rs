@@ -75,7 +75,9 @@ pub struct Config {
     pub file: PathBuf,
     /// Where backup repos, caches, state and the lock live.
     pub state_dir: PathBuf,
-    /// Where each effective setting came from, for `config check`.
+    /// Where each effective setting came from, for `config check`: every key path it shows
+    /// (`state_dir`, `source[1].exclude`, `target[2].keep.daily`, `notify.on_failure.webhook`)
+    /// → `FILE line N`, `.env`'s `FILE line N`, `environment VAR` or `default`.
     pub origins: BTreeMap<String, String>,
     pub sources: Vec<Source>,
     /// `[mirror] url`: the mirror of every source that names none (already copied into them).
