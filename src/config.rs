@@ -77,9 +77,13 @@ pub struct Config {
     pub file: PathBuf,
     /// Where backup repos, caches, state and the lock live.
     pub state_dir: PathBuf,
-    /// Where each effective setting came from, for `config check`.
+    /// Where each effective setting came from, for `config check`: every key path it shows
+    /// (`state_dir`, `source[1].exclude`, `target[2].keep.daily`, `notify.on_failure.webhook`)
+    /// → `FILE line N`, `.env`'s `FILE line N`, `environment VAR` or `default`.
     pub origins: BTreeMap<String, String>,
     pub sources: Vec<Source>,
+    /// `[mirror] url`: the mirror of every source that names none (already copied into them).
+    pub mirror_url: Option<String>,
     pub targets: Vec<Target>,
     pub network: Network,
     pub notify: NotifyConfig,
@@ -941,11 +945,43 @@ fn parse(
         .unwrap_or(chrono::Duration::days(7));
     let read_data_within = dur(run.and_then(|r| r.read_data_within.as_ref()), "run.read_data_within")?
         .unwrap_or(chrono::Duration::days(30));
+
+    // Every other key: the file's line when it sets the key, else the default. A source
+    // without a mirror of its own inherits `[mirror] url`, and says so.
+    let lines = key_lines(text);
+    let inherited = global_mirror.map(|u| format!("{file_disp} line {} ([mirror] url)", at(u.span())));
+    let mut keys: Vec<(String, Option<String>)> = Vec::new();
+    for (i, rs) in raw.sources.iter().enumerate() {
+        for k in SOURCE_KEYS {
+            let fallback = (*k == "mirror" && rs.mirror.is_none()).then(|| inherited.clone()).flatten();
+            keys.push((format!("source[{}].{k}", i + 1), fallback));
+        }
+    }
+    for (i, t) in targets.iter().enumerate() {
+        let place: &[&str] = match t.kind {
+            TargetKind::Dir { .. } => &["path", "require_mount"],
+            TargetKind::Rclone { .. } => &["remote", "rclone_config"],
+        };
+        for k in TARGET_KEYS.iter().chain(place) {
+            keys.push((format!("target[{}].{k}", i + 1), None));
+        }
+    }
+    for (section, names) in SECTION_KEYS {
+        keys.extend(names.iter().map(|k| (format!("{section}.{k}"), None)));
+    }
+    for (k, fallback) in keys {
+        let origin = match lines.get(&k) {
+            Some(n) => format!("{file_disp} line {n}"),
+            None => fallback.unwrap_or_else(|| "default".into()),
+        };
+        origins.entry(k).or_insert(origin);
+    }
     Ok(Config {
         file: path.to_path_buf(),
         state_dir,
         origins,
         sources,
+        mirror_url: global_mirror.map(|u| u.get_ref().clone()),
         targets,
         network,
         notify,
@@ -1111,6 +1147,127 @@ fn parse_targets(
         });
     }
     Ok(out)
+}
+
+// ---- where each setting came from ------------------------------------------------------
+
+/// The keys of each `[[source]]` that `config check` shows.
+const SOURCE_KEYS: &[&str] = &[
+    "name",
+    "path",
+    "exclude",
+    "include_secrets",
+    "keep_secrets",
+    "snapshot_branch",
+    "mirror",
+    "mirror_refs",
+    "recovery_doc",
+    "health_note",
+];
+
+/// The keys of each `[[target]]` that `config check` shows, besides those of its kind (`path`
+/// and `require_mount`, or `remote` and `rclone_config`).
+const TARGET_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "every",
+    "mode",
+    "full_every",
+    "keep.last",
+    "keep.hourly",
+    "keep.daily",
+    "keep.weekly",
+    "keep.monthly",
+    "keep.yearly",
+    "keep.within",
+    "sources",
+    "encrypt.age_recipients",
+    "encrypt.identity_file",
+];
+
+/// The keys of the single tables, as `config check` shows them.
+const SECTION_KEYS: &[(&str, &[&str])] = &[
+    ("mirror", &["url"]),
+    ("network", &["transport", "ssh_key", "token_env", "timeout", "deadline"]),
+    (
+        "notify",
+        &[
+            "healthcheck",
+            "healthcheck_warnings",
+            "on_failure.command",
+            "on_failure.webhook",
+            "on_warning.command",
+            "on_warning.webhook",
+            "on_success.command",
+            "on_success.webhook",
+        ],
+    ),
+    ("guard", &["max_deleted_percent", "max_changed_percent", "max_truncated_files", "min_files"]),
+    ("status", &["max_age"]),
+    ("verify", &["grace"]),
+    ("run", &["check_every", "drill_every", "read_data_within"]),
+    ("hooks", &["before_run", "after_run", "on_error", "timeout"]),
+];
+
+/// The line of every key the file sets, by key path: `state_dir`, `source[1].exclude`,
+/// `target[2].keep.daily`, `notify.on_failure.webhook` — however the file spells the table
+/// (`[notify.on_failure]`, an inline table, or dotted keys). Read from toml_edit's spans (the
+/// parser under toml), rather than wrapping every raw field in `Spanned`.
+fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+        walk_table(text, doc.as_table(), "", &mut out);
+    }
+    out
+}
+
+fn walk_table(text: &str, table: &toml_edit::Table, prefix: &str, out: &mut BTreeMap<String, usize>) {
+    for (name, _) in table.iter() {
+        if let Some((key, item)) = table.get_key_value(name) {
+            walk_item(text, key, item, &join_key(prefix, name), out);
+        }
+    }
+}
+
+fn walk_item(
+    text: &str,
+    key: &toml_edit::Key,
+    item: &toml_edit::Item,
+    path: &str,
+    out: &mut BTreeMap<String, usize>,
+) {
+    use toml_edit::{Item, Value};
+    if let Some(span) = key.span().or_else(|| item.span()) {
+        out.insert(path.to_string(), line_of(text, span.start));
+    }
+    match item {
+        Item::Table(t) => walk_table(text, t, path, out),
+        Item::Value(Value::InlineTable(t)) => {
+            for (name, _) in t.iter() {
+                if let Some((k, v)) = t.get_key_value(name) {
+                    walk_item(text, k, v, &join_key(path, name), out);
+                }
+            }
+        }
+        Item::ArrayOfTables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                let at = format!("{path}[{}]", i + 1);
+                if let Some(span) = t.span() {
+                    out.insert(at.clone(), line_of(text, span.start));
+                }
+                walk_table(text, t, &at, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn join_key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 /// Parses an optional duration setting; an error names the file, line and key.
@@ -1333,67 +1490,150 @@ pub fn effective_rest(cfg: &Config) -> serde_json::Value {
     })
 }
 
-/// Renders the effective configuration as TOML-like text, with where `state_dir` came from
-/// (the only key the `.env` and environment layers set).
+/// Renders the effective configuration as TOML-like text, every setting followed by where it
+/// came from (`# config.toml line 12`, `# .env line 2`, `# environment VAR`, `# default`),
+/// like `kopia policy show`. Secrets are masked; an unset optional key is a `# KEY (not set)`.
 pub fn render_effective(cfg: &Config) -> String {
-    let mut s = String::new();
-    s.push_str(&format!("# effective configuration from {}\n", cfg.file.display()));
-    s.push_str(&format!(
-        "state_dir = {:?}  # {}\n",
-        cfg.state_dir.display().to_string(),
-        cfg.origins.get("state_dir").map(String::as_str).unwrap_or("default")
-    ));
-    for src in &cfg.sources {
-        s.push_str("\n[[source]]\n");
-        s.push_str(&format!("name = {:?}\n", src.name));
-        s.push_str(&format!("path = {:?}\n", src.path.display().to_string()));
-        s.push_str(&format!("exclude = {:?}\n", src.exclude));
-        s.push_str(&format!("include_secrets = {}\n", src.include_secrets));
-        s.push_str(&format!("keep_secrets = {:?}\n", src.keep_secrets));
-        s.push_str(&format!("snapshot_branch = {:?}\n", src.snapshot_branch));
-        if let Some(m) = &src.mirror {
-            s.push_str(&format!("mirror = {:?}\n", mask_url(m)));
-            let r = src.mirror_refs;
-            let kinds: Vec<&str> = [(r.code, "code"), (r.snapshot, "snapshot"), (r.preserved, "preserved")]
-                .into_iter()
-                .filter_map(|(on, k)| on.then_some(k))
-                .collect();
-            s.push_str(&format!("mirror_refs = {kinds:?}\n"));
-        }
+    use serde_json::{json, Value};
+    let mut out = Effective { cfg, text: String::new(), block: Vec::new() };
+    out.text.push_str(&format!("# effective configuration from {}\n", cfg.file.display()));
+    out.text.push_str("# after each setting: the line that set it, the environment, or the default\n");
+    out.line("state_dir", "state_dir", json!(cfg.state_dir.display().to_string()));
+    for (i, src) in cfg.sources.iter().enumerate() {
+        out.section("[[source]]");
+        let r = src.mirror_refs;
+        let kinds: Vec<&str> = [(r.code, "code"), (r.snapshot, "snapshot"), (r.preserved, "preserved")]
+            .into_iter()
+            .filter_map(|(on, k)| on.then_some(k))
+            .collect();
+        let path = |p: &Option<PathBuf>| json!(p.as_ref().map(|p| p.display().to_string()));
+        let keys = [
+            ("name", json!(src.name)),
+            ("path", json!(src.path.display().to_string())),
+            ("exclude", json!(src.exclude)),
+            ("include_secrets", json!(src.include_secrets)),
+            ("keep_secrets", json!(src.keep_secrets)),
+            ("snapshot_branch", json!(src.snapshot_branch)),
+            ("mirror", json!(src.mirror.as_deref().map(mask_url))),
+            ("mirror_refs", if src.mirror.is_some() { json!(kinds) } else { Value::Null }),
+            ("recovery_doc", path(&src.recovery_doc)),
+            ("health_note", path(&src.health_note)),
+        ];
+        out.table(&format!("source[{}]", i + 1), keys);
     }
+    out.section("[mirror]");
+    out.table("mirror", [("url", json!(cfg.mirror_url.as_deref().map(mask_url)))]);
     let rest = effective_rest(cfg);
-    for t in rest["targets"].as_array().into_iter().flatten() {
-        s.push_str("\n[[target]]\n");
-        push_table(&mut s, t);
+    for (i, t) in cfg.targets.iter().enumerate() {
+        out.section("[[target]]");
+        let shown = &rest["targets"][i];
+        let mut keys = vec![("name", json!(t.name)), ("kind", shown["kind"].clone())];
+        keys.extend(shown["where"].as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v.clone())));
+        for k in ["every", "mode", "full_every", "keep", "sources"] {
+            keys.push((k, shown[k].clone()));
+        }
+        let recipients = (!t.age_recipients.is_empty()).then_some(&t.age_recipients);
+        keys.push((
+            "encrypt",
+            json!({"age_recipients": recipients, "identity_file": shown["identity_file"]}),
+        ));
+        out.table(&format!("target[{}]", i + 1), keys);
     }
     for section in ["network", "notify", "guard", "status", "verify", "run", "hooks"] {
-        s.push_str(&format!("\n[{section}]\n"));
-        push_table(&mut s, &rest[section]);
+        out.section(&format!("[{section}]"));
+        let keys = rest[section].as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v.clone()));
+        out.table(section, keys.collect::<Vec<_>>());
     }
+    out.flush();
     if !cfg.extra_env.is_empty() {
-        s.push_str("\n# other variables from .env (passed to child processes, values masked)\n");
+        out.text.push_str("\n# other variables from .env (passed to child processes, values masked)\n");
         for (k, v) in &cfg.extra_env {
-            s.push_str(&format!("# {k} = {}\n", mask(v)));
+            out.text.push_str(&format!("# {k} = {}\n", mask(v)));
         }
     }
-    s
+    out.text
 }
 
-/// `key = value` lines of a JSON object (nested objects inline, nulls as comments).
-fn push_table(s: &mut String, v: &serde_json::Value) {
-    for (k, v) in v.as_object().into_iter().flatten() {
-        match v {
-            serde_json::Value::Null => s.push_str(&format!("# {k} (not set)\n")),
-            serde_json::Value::Object(inner) if inner.values().all(|x| x.is_null()) => {
-                s.push_str(&format!("# {k} (not set)\n"))
+/// The text of `config check`, one table at a time so that the origins of a table line up.
+struct Effective<'a> {
+    cfg: &'a Config,
+    text: String,
+    /// The current table's lines: the setting, and its origin (None for a `(not set)` line).
+    block: Vec<(String, Option<String>)>,
+}
+
+impl Effective<'_> {
+    fn section(&mut self, header: &str) {
+        self.flush();
+        self.text.push_str(&format!("\n{header}\n"));
+    }
+
+    /// `key = value` lines of one table; a nested table (`keep`, `encrypt`, `on_failure`) becomes
+    /// dotted keys, one per setting, so each has its own origin.
+    fn table<'k>(&mut self, prefix: &str, keys: impl IntoIterator<Item = (&'k str, serde_json::Value)>) {
+        for (k, v) in keys {
+            match v {
+                serde_json::Value::Object(inner) if inner.values().any(|x| !x.is_null()) => {
+                    for (ik, iv) in inner.into_iter().filter(|(_, x)| !x.is_null()) {
+                        self.line(&format!("{prefix}.{k}.{ik}"), &format!("{k}.{ik}"), iv);
+                    }
+                }
+                other => self.line(&format!("{prefix}.{k}"), k, other),
             }
-            serde_json::Value::Object(inner) if inner.values().all(|x| !x.is_object()) => {
-                let parts: Vec<String> =
-                    inner.iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| format!("{k} = {x}")).collect();
-                s.push_str(&format!("{k} = {{ {} }}\n", parts.join(", ")));
-            }
-            other => s.push_str(&format!("{k} = {other}\n")),
         }
+    }
+
+    fn line(&mut self, path: &str, key: &str, value: serde_json::Value) {
+        if value.is_null() || value.as_object().is_some() {
+            self.block.push((format!("# {key} (not set)"), None));
+            return;
+        }
+        let origin = self.cfg.origins.get(path).map_or("default", String::as_str);
+        self.block.push((format!("{key} = {}", toml_like(&value)), Some(self.short(origin))));
+    }
+
+    /// An origin as the text shows it: the config file and the `.env` beside it by name (the
+    /// first line names the file); `--json` keeps the full paths.
+    fn short(&self, origin: &str) -> String {
+        let file = self.cfg.file.display().to_string();
+        let dotenv = self.cfg.file.with_file_name(".env").display().to_string();
+        let name = self.cfg.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(rest) = origin.strip_prefix(&file) {
+            format!("{name}{rest}")
+        } else if let Some(rest) = origin.strip_prefix(&dotenv) {
+            format!(".env{rest}")
+        } else {
+            origin.to_string()
+        }
+    }
+
+    /// Writes the table, its origins in one column (a line too long for it keeps its own).
+    fn flush(&mut self) {
+        const WIDEST: usize = 44;
+        let width = self
+            .block
+            .iter()
+            .filter(|(_, o)| o.is_some())
+            .map(|(l, _)| l.chars().count())
+            .filter(|n| *n <= WIDEST)
+            .max()
+            .unwrap_or(0);
+        for (line, origin) in self.block.drain(..) {
+            match origin {
+                Some(o) => self.text.push_str(&format!("{line:<width$}  # {o}\n")),
+                None => self.text.push_str(&format!("{line}\n")),
+            }
+        }
+    }
+}
+
+/// A JSON value written as TOML would be: `["a", "b"]`, `"text"`, `20.0`.
+fn toml_like(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Array(items) => {
+            format!("[{}]", items.iter().map(toml_like).collect::<Vec<_>>().join(", "))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -1650,6 +1890,83 @@ mod tests {
         let empty = starter_config(None, &[]);
         let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
         assert!(parse(Path::new("/c.toml"), &empty, &Dotenv::default(), &home).unwrap().sources.is_empty());
+    }
+
+    #[test]
+    fn every_setting_names_the_line_that_set_it_or_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::create_dir_all(dir.path().join("b")).unwrap();
+        let file = dir.path().join("c.toml");
+        let text = "state_dir = \"st\"\n\
+                    [mirror]\n\
+                    url = \"/srv/shared.git\"\n\
+                    [[source]]\n\
+                    name = \"a\"\n\
+                    path = \"a\"\n\
+                    exclude = [\n  \"*.tmp\",\n]\n\
+                    [[source]]\n\
+                    name = \"b\"\n\
+                    path = \"b\"\n\
+                    mirror = \"/srv/b.git\"\n\
+                    [[target]]\n\
+                    name = \"t\"\n\
+                    kind = \"dir\"\n\
+                    path = \"d\"\n\
+                    keep.weekly = 4\n\
+                    [notify.on_failure]\n\
+                    webhook = \"https://ntfy.sh/x\"\n\
+                    [guard]\n\
+                    min_files = 5\n";
+        let f = file.display();
+        let line = |n: usize| format!("{f} line {n}");
+        let cfg = parse(&file, text, &Dotenv::default(), &no_env).unwrap();
+        let o = |k: &str| cfg.origins.get(k).unwrap_or_else(|| panic!("no origin for {k}")).clone();
+        assert_eq!(o("state_dir"), line(1));
+        assert_eq!(o("mirror.url"), line(3));
+        assert_eq!(o("source[1].name"), line(5));
+        assert_eq!(o("source[1].exclude"), line(7), "a multi-line value: the line of its key");
+        assert_eq!(o("source[1].mirror"), format!("{} ([mirror] url)", line(3)));
+        assert_eq!(o("source[1].snapshot_branch"), "default");
+        assert_eq!(o("source[2].mirror"), line(13));
+        assert_eq!(o("target[1].path"), line(17));
+        assert_eq!(o("target[1].require_mount"), "default");
+        assert_eq!(o("target[1].keep.weekly"), line(18), "a dotted key");
+        assert_eq!(o("target[1].keep.daily"), "default");
+        assert_eq!(o("notify.on_failure.webhook"), line(20), "a key under [notify.on_failure]");
+        assert_eq!(o("notify.on_failure.command"), "default");
+        assert_eq!(o("guard.min_files"), line(22));
+        assert_eq!(o("guard.max_deleted_percent"), "default");
+        assert_eq!(o("run.drill_every"), "default");
+        assert!(!cfg.origins.contains_key("target[1].remote"), "a dir target has no remote");
+        // The text shows each with its origin (the config file by name), aligned per table.
+        let shown = render_effective(&cfg);
+        let unaligned: String =
+            shown.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n").collect();
+        for want in [
+            "min_files = 5 # c.toml line 22\n",
+            "max_deleted_percent = 20.0 # default\n",
+            "keep.weekly = 4 # c.toml line 18\n",
+            "mirror = \"/srv/shared.git\" # c.toml line 3 ([mirror] url)\n",
+            "on_failure.webhook = \"https://ntfy.sh/****\" # c.toml line 20\n",
+            "# on_success (not set)\n",
+        ] {
+            assert!(unaligned.contains(want), "{want}not in:\n{shown}");
+        }
+
+        // .env beats the file, the environment beats .env.
+        let mut dotenv = Dotenv { file: dir.path().join(".env"), entries: BTreeMap::new() };
+        dotenv.entries.insert("OPUS_MIRROR_STATE_DIR".into(), DotenvEntry { value: "/e".into(), line: 3 });
+        let cfg = parse(&file, text, &dotenv, &no_env).unwrap();
+        assert_eq!(cfg.origins["state_dir"], format!("{} line 3", dir.path().join(".env").display()));
+        assert!(render_effective(&cfg).contains("state_dir = \"/e\"  # .env line 3\n"));
+        let env = |k: &str| (k == "OPUS_MIRROR_STATE_DIR").then(|| "/x".to_string());
+        let cfg = parse(&file, text, &dotenv, &env).unwrap();
+        assert_eq!(cfg.origins["state_dir"], "environment OPUS_MIRROR_STATE_DIR");
+        let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
+        let cfg =
+            parse(&file, &text.replace("state_dir = \"st\"\n", "\n"), &Dotenv::default(), &home).unwrap();
+        assert_eq!(cfg.origins["state_dir"], "default ($XDG_DATA_HOME/opus-mirror)");
     }
 
     #[test]

@@ -75,6 +75,26 @@ fn the_starter_config_shows_every_section_and_each_example_loads() {
     assert_eq!(r.code, 0, "the uncommented examples do not load:\n{}\n---\n{example}", r.stderr);
     let j = r.json();
     assert_eq!(j["targets"].as_array().map(|t| t.len()), Some(2), "{j}");
+    // `config check` shows every section of it, each setting with the line that set it (the
+    // column the origins line up in depends on the temp dir's length: not pinned).
+    let shown = env.redact(&env.run(&["config", "check"]).ok().stdout);
+    insta::with_settings!({filters => vec![(r" {2,}# ", "  # ")]}, {
+        insta::assert_snapshot!("config_check_of_every_example", shown);
+    });
+    let origins: Vec<String> =
+        j["origins"].as_object().unwrap().values().map(|o| o.as_str().unwrap().to_string()).collect();
+    for (i, line) in example.lines().enumerate() {
+        let key = line.split(" = ").next().unwrap_or_default();
+        if line.starts_with('#') || !line.contains(" = ") || key.contains(' ') {
+            continue;
+        }
+        let at = format!("config.toml line {}", i + 1);
+        assert!(
+            origins.iter().any(|o| o.ends_with(&at)),
+            "`{line}` ({at}) is the origin of no setting: {:#}",
+            j["origins"]
+        );
+    }
 }
 
 /// Uncomments the lines that are TOML examples (`# [table]`, `# key = value`), not prose.
