@@ -12,8 +12,8 @@ use crate::cli::{Cli, Command, ConfigCommand, Global};
 use crate::commands;
 use crate::context::{print_text, Context};
 use crate::envelope::{Collected, Problem};
-use crate::exit::{Exit, UserError};
 use crate::output::OutputMode;
+use opus_mirror_core::exit::{Exit, UserError};
 
 /// Sets up logging on stderr: warnings by default, more with -v or `OPUS_MIRROR_LOG`.
 pub fn init_logging(g: &Global) {
@@ -22,7 +22,8 @@ pub fn init_logging(g: &Global) {
         1 => "info",
         _ => "debug",
     };
-    let filter = std::env::var("OPUS_MIRROR_LOG").unwrap_or_else(|_| format!("opus_mirror={level}"));
+    let filter = std::env::var("OPUS_MIRROR_LOG")
+        .unwrap_or_else(|_| format!("opus_mirror={level},opus_mirror_core={level}"));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -46,7 +47,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit> {
     let mut ctx =
         Context { global: &cli.global, out, mode, now: Utc::now(), collected: Collected::default() };
     let result = match &cli.global.now {
-        Some(s) => crate::timeparse::parse_time(s)
+        Some(s) => opus_mirror_core::timeparse::parse_time(s)
             .map_err(|e| UserError::usage(format!("--now / OPUS_MIRROR_NOW: {e}")).into())
             .and_then(|now| {
                 ctx.now = now;

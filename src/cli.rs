@@ -509,12 +509,12 @@ pub enum TriggerArg {
     Manual,
 }
 
-impl From<TriggerArg> for crate::run::Trigger {
+impl From<TriggerArg> for opus_mirror_core::run::Trigger {
     fn from(t: TriggerArg) -> Self {
         match t {
-            TriggerArg::Hook => crate::run::Trigger::Hook,
-            TriggerArg::Timer => crate::run::Trigger::Timer,
-            TriggerArg::Manual => crate::run::Trigger::Manual,
+            TriggerArg::Hook => opus_mirror_core::run::Trigger::Hook,
+            TriggerArg::Timer => opus_mirror_core::run::Trigger::Timer,
+            TriggerArg::Manual => opus_mirror_core::run::Trigger::Manual,
         }
     }
 }

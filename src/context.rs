@@ -9,10 +9,10 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::cli::Global;
-use crate::config::{self, Config};
 use crate::envelope::{Collected, Problem};
-use crate::lock::RunLock;
 use crate::output::OutputMode;
+use opus_mirror_core::config::{self, Config};
+use opus_mirror_core::lock::RunLock;
 
 /// What every command gets.
 pub struct Context<'a> {
@@ -95,20 +95,20 @@ impl Context<'_> {
 
 /// The run lock, held until dropped, and what was healed right after taking it.
 pub struct Held {
-    pub healed: Vec<crate::heal::Healed>,
+    pub healed: Vec<opus_mirror_core::heal::Healed>,
     /// `TMPDIR` of every child (git, rclone, age): dropped before the lock.
     _children_tmp: Option<tempfile::TempDir>,
     _lock: RunLock,
 }
 
 /// Takes the run lock (waiting up to `wait`), then removes the leftovers of killed runs: with
-/// the lock held they are certainly orphans (see [`crate::heal`]).
+/// the lock held they are certainly orphans (see [`opus_mirror_core::heal`]).
 pub fn lock_and_heal(cfg: &Config, wait: Duration) -> Result<Held> {
     let lock = RunLock::acquire(&cfg.state_dir, wait)?;
-    let healed = crate::heal::heal(cfg, &lock);
+    let healed = opus_mirror_core::heal::heal(cfg, &lock);
     // Children write their temp files (rclone's partial downloads, git's) into a scratch dir
     // of ours, private and swept after a kill, never into a shared /tmp.
-    let children_tmp = crate::heal::scratch_dir(&cfg.state_dir, "children").ok();
+    let children_tmp = opus_mirror_core::heal::scratch_dir(&cfg.state_dir, "children").ok();
     if let Some(d) = &children_tmp {
         std::env::set_var("TMPDIR", d.path());
     }

@@ -8,13 +8,13 @@ use std::process::Command as Proc;
 use anyhow::{bail, Result};
 
 use crate::cli::DemoArgs;
-use crate::config;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::git::BackupRepo;
-use crate::restore;
-use crate::snapshot::{self, diff, history};
-use crate::steps::describe;
+use opus_mirror_core::config;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::restore;
+use opus_mirror_core::snapshot::{self, diff, history};
+use opus_mirror_core::steps::describe;
 
 /// One entry of the embedded demo vault: a directory, a file (bytes, executable) or a
 /// symlink (target).
@@ -159,13 +159,13 @@ pub fn run(ctx: &mut Context, args: &DemoArgs) -> Result<Exit> {
     ));
     fs::write(&cfg_path, text)?;
     let cfg = config::load(&cfg_path, &|k| if k == "HOME" { std::env::var(k).ok() } else { None })?;
-    crate::target::dir::mark("drive", &drive, &cfg.state_dir, ctx.now)?;
+    opus_mirror_core::target::dir::mark("drive", &drive, &cfg.state_dir, ctx.now)?;
     ctx.say(format!("\n# the main job, as the post-session hook and the daily timer run it\n$ opus-mirror run   # mirror {} and drive {}", mirror.display(), drive.display()))?;
     let sources: Vec<&config::Source> = cfg.sources.iter().collect();
-    let report = crate::run::run(
+    let report = opus_mirror_core::run::run(
         &cfg,
         &sources,
-        crate::run::Trigger::Manual,
+        opus_mirror_core::run::Trigger::Manual,
         false,
         ctx.now,
         &crate::output::NoProgress,

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::exit::Exit;
+use opus_mirror_core::exit::Exit;
 
 /// The version of the envelope's shape.
 pub const SCHEMA: u32 = 1;
@@ -47,7 +47,7 @@ impl Problem {
     /// From the text a human line shows (`problem\n  fix: what to do`); URLs have their
     /// credentials masked as everywhere else.
     pub fn from_text(text: &str) -> Problem {
-        let text = crate::config::mask_urls_in(text);
+        let text = opus_mirror_core::config::mask_urls_in(text);
         let (message, fix) = match text.split_once("\n  fix: ") {
             Some((m, f)) => (m.to_string(), Some(f.trim_end().to_string())),
             None => (text.trim_end().to_string(), None),
@@ -86,7 +86,7 @@ impl Collected {
             Ok(e) => *e,
             Err(err) => {
                 self.errors.push(Problem::of(err));
-                crate::classify::exit_for(err)
+                opus_mirror_core::classify::exit_for(err)
             }
         };
         let data = match (self.data, result) {
@@ -127,8 +127,10 @@ mod tests {
 
     #[test]
     fn an_error_makes_a_failed_envelope_without_data() {
-        let e = Collected::default()
-            .into_envelope("status".into(), &Err(crate::exit::UserError::usage("bad\n  fix: good").into()));
+        let e = Collected::default().into_envelope(
+            "status".into(),
+            &Err(opus_mirror_core::exit::UserError::usage("bad\n  fix: good").into()),
+        );
         assert!(!e.ok);
         assert_eq!((e.exit, e.data.clone()), (2, serde_json::Value::Null));
         assert_eq!(e.errors[0].fix.as_deref(), Some("good"));

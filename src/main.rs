@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use opus_mirror::{app, classify, cli::Cli, output::QuietPipe};
+use opus_mirror::{app, cli::Cli, output::QuietPipe};
+use opus_mirror_core::classify;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -3,6 +3,9 @@
 
 use std::io::{IsTerminal, Write};
 
+pub use opus_mirror_core::human::{display_path, human_age, human_bytes, human_duration, short_id};
+pub use opus_mirror_core::progress::{NoProgress, Report};
+
 /// Output settings shared by every command.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OutputMode {
@@ -15,25 +18,6 @@ impl OutputMode {
     pub fn progress(&self) -> bool {
         !self.json && !self.quiet && std::io::stderr().is_terminal()
     }
-}
-
-/// Where the snapshot engine reports how far it got (bytes read of those it must read).
-/// The library knows nothing of terminals: the command passes a bar, or [`NoProgress`].
-pub trait Report: Sync {
-    fn total(&self, bytes: u64);
-    fn advance(&self, bytes: u64);
-    /// What is being done now (`life: bundle → drive`).
-    fn doing(&self, _what: &str) {}
-    /// One finished step, as a line for the user (printed above the bar as it happens).
-    fn step(&self, _line: &str) {}
-}
-
-/// Progress that goes nowhere (hooks, --quiet, --json, tests).
-pub struct NoProgress;
-
-impl Report for NoProgress {
-    fn total(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
 }
 
 impl Report for Progress {
@@ -163,77 +147,9 @@ pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow
     Ok(())
 }
 
-/// Formats a byte count the way people read it.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// An age in its largest whole unit: 40s, 12min, 5h, 3d.
-pub fn human_age(secs: i64) -> String {
-    match secs.max(0) {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3600 => format!("{}h", s / 3600),
-        s if s >= 60 => format!("{}min", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
-/// A duration the way people write it: 26h, 7d, 2w.
-pub fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds();
-    if s % 604_800 == 0 && s > 0 {
-        format!("{}w", s / 604_800)
-    } else if s % 86_400 == 0 && s > 0 {
-        format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 && s > 0 {
-        format!("{}h", s / 3600)
-    } else if s % 60 == 0 && s > 0 {
-        format!("{}min", s / 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
-/// A path from a git tree (raw bytes) as text for people: lossless for UTF-8, escaped otherwise.
-pub fn display_path(p: &[u8]) -> String {
-    match std::str::from_utf8(p) {
-        Ok(s) => s.to_string(),
-        Err(_) => p.escape_ascii().to_string(),
-    }
-}
-
-/// How an id (commit, snapshot, tree) is shown to people: its first 12 characters. Ids read
-/// back from manifests and state files are untrusted text, so a short or non-ASCII one is
-/// shown as it is, never sliced inside a character (which would panic).
-pub fn short_id(id: &str) -> &str {
-    match id.char_indices().nth(12) {
-        Some((end, _)) => &id[..end],
-        None => id,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_ids_never_split_a_character() {
-        assert_eq!(short_id("0123456789abcdef"), "0123456789ab");
-        assert_eq!(short_id("abc"), "abc");
-        assert_eq!(short_id(""), "");
-        assert_eq!(short_id("ééééééééééééé"), "éééééééééééé");
-    }
 
     /// A writer whose reader is gone.
     struct Closed;
@@ -256,18 +172,5 @@ mod tests {
         let mut full = QuietPipe::new(std::io::BufWriter::new(Vec::new()));
         writeln!(full, "kept").expect("an open pipe writes");
         assert!(!full.closed());
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(2048), "2.0 KiB");
-        assert_eq!(human_bytes(210 * 1024 * 1024), "210.0 MiB");
-    }
-
-    #[test]
-    fn non_utf8_paths_are_escaped() {
-        assert_eq!(display_path(b"caf\xc3\xa9.md"), "café.md");
-        assert_eq!(display_path(b"bad\xff.md"), "bad\\xff.md");
     }
 }

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 /// Every crate of the workspace whose modules are checked: (name, its `src` folder).
 fn crates() -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    vec![("opus-mirror".into(), root.join("src"))]
+    vec![
+        ("opus-mirror".into(), root.join("src")),
+        ("opus-mirror-core".into(), root.join("crates/opus-mirror-core/src")),
+    ]
 }
 
 /// The module path of a source file: `src/a/b.rs` and `src/a/b/mod.rs` are `a::b`; `lib.rs`
@@ -282,4 +285,48 @@ fn the_checker_sees_a_cycle_and_resolves_grouped_and_super_paths() {
     assert_eq!(cycles(&g), vec![vec!["a".to_string(), "b".into(), "c".into()]]);
     assert!(within("snapshot::maintain", "snapshot") && !within("snapshot", "snapshot::maintain"));
     assert!(!within("snapshot::maintain", "snapshot::packread"));
+}
+
+/// The engine crate's dependency tree, as `cargo tree` prints it (normal dependencies only).
+fn core_dependencies() -> String {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "-p", "opus-mirror-core", "-e", "normal", "--prefix", "none"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The engine has no command line and no terminal in it: the compiler keeps it so, as long as
+/// its dependency tree holds neither clap nor indicatif.
+#[test]
+fn the_engine_depends_on_no_command_line_or_terminal_crate() {
+    let tree = core_dependencies();
+    assert!(tree.lines().any(|l| l.starts_with("git2 ")), "not the engine's tree:\n{tree}");
+    for banned in ["clap", "clap_complete", "clap_mangen", "indicatif", "tracing-subscriber"] {
+        let found: Vec<&str> = tree.lines().filter(|l| l.split(' ').next() == Some(banned)).collect();
+        assert!(found.is_empty(), "opus-mirror-core depends on {banned}: {found:?}");
+    }
+}
+
+/// The engine's source names no module of the binary crate and never prints: what it has to
+/// say is returned, reported through `progress::Report`, or logged with `tracing` (the binary
+/// decides where logs go). Unit tests (after `#[cfg(test)]`) may print.
+#[test]
+fn the_engine_never_reaches_into_the_binary_crate_nor_prints() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/opus-mirror-core/src");
+    let mut found = Vec::new();
+    for f in walk(&src).into_iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = code_of(text.split("#[cfg(test)]").next().unwrap_or(""));
+        for bad in
+            ["opus_mirror::", "clap::", "indicatif::", "println!", "print!", "io::stdout", "io::stderr"]
+        {
+            if code.contains(bad) {
+                found.push(format!("{} uses {bad}", f.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:?}");
 }

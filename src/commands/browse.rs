@@ -1,5 +1,5 @@
 //! `ls`, `cat`, `log PATH` and `find`: reading the snapshot history back, one source at a time
-//! (`find` goes through every source selected). The engine is [`crate::browse`].
+//! (`find` goes through every source selected). The engine is [`opus_mirror_core::browse`].
 
 use std::os::unix::ffi::OsStrExt;
 
@@ -9,17 +9,17 @@ use git2::Oid;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::browse::find::{self, Pattern};
-use crate::browse::trees::{normalise, Trees};
-use crate::browse::{ls, path_log};
 use crate::cli::{CatArgs, FindArgs, LogArgs, LsArgs};
-use crate::config::{Config, Source};
 use crate::context::Context;
-use crate::exit::{Exit, UserError};
-use crate::git::objects::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
-use crate::git::BackupRepo;
 use crate::output::display_path;
-use crate::snapshot::history::{self, Info, Pick};
+use opus_mirror_core::browse::find::{self, Pattern};
+use opus_mirror_core::browse::trees::{normalise, Trees};
+use opus_mirror_core::browse::{ls, path_log};
+use opus_mirror_core::config::{Config, Source};
+use opus_mirror_core::exit::{Exit, UserError};
+use opus_mirror_core::git::objects::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::snapshot::history::{self, Info, Pick};
 
 /// The one source a command reads: named, or the only one configured.
 fn one_source<'c>(cfg: &'c Config, name: Option<&str>, example: &str) -> Result<&'c Source> {
@@ -180,7 +180,7 @@ pub fn cat(ctx: &mut Context, args: &CatArgs) -> Result<Exit> {
         ctx.json(&value)?;
         return Ok(Exit::Ok);
     }
-    crate::restore::copy_blob(&repo, found.oid, ctx.out)?;
+    opus_mirror_core::restore::copy_blob(&repo, found.oid, ctx.out)?;
     ctx.out.flush()?;
     Ok(Exit::Ok)
 }
@@ -277,10 +277,10 @@ fn since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
             return Ok(t.with_timezone(&Utc));
         }
     }
-    if let Ok(t) = crate::timeparse::parse_time(s) {
+    if let Ok(t) = opus_mirror_core::timeparse::parse_time(s) {
         return Ok(t);
     }
-    let span = crate::timeparse::parse_duration(s).map_err(|_| {
+    let span = opus_mirror_core::timeparse::parse_duration(s).map_err(|_| {
         UserError::usage(format!("--since: `{s}` is neither a time nor a span\n  fix: write 2026-11-24, \"2026-11-24 18:00\" or 3d"))
     })?;
     Ok(now - span)

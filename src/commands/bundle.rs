@@ -3,13 +3,13 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::bundle::create;
-use crate::classify::exit_for;
 use crate::cli::{BundleArgs, TargetArgs, UnbundleArgs};
 use crate::context::Context;
-use crate::exit::{Exit, UserError};
 use crate::output::human_bytes;
-use crate::target;
+use opus_mirror_core::bundle::create;
+use opus_mirror_core::classify::exit_for;
+use opus_mirror_core::exit::{Exit, UserError};
+use opus_mirror_core::target;
 
 pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -25,9 +25,11 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
         if git2::Repository::open(&s.path).is_err() {
             continue;
         }
-        let imported =
-            crate::git::BackupRepo::open(&crate::git::BackupRepo::location(&cfg.state_dir, &s.name))
-                .and_then(|b| crate::mirror::import(&b, s, ctx.now));
+        let imported = opus_mirror_core::git::BackupRepo::open(&opus_mirror_core::git::BackupRepo::location(
+            &cfg.state_dir,
+            &s.name,
+        ))
+        .and_then(|b| opus_mirror_core::mirror::import(&b, s, ctx.now));
         if let Err(e) = imported {
             let text = format!("{}: the code's refs were not brought in before bundling: {e:#}", s.name);
             ctx.warn(&text, Some(&s.name), None);
@@ -40,7 +42,7 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
                 crate::output::Progress::start(&ctx.mode, format!("bundle of {} → {}", s.name, t.name));
             let result = create::create(&cfg, s, t, ctx.now, args.force);
             drop(progress);
-            crate::steps::record_bundle(&cfg, s, t, ctx.now, &result);
+            opus_mirror_core::steps::record_bundle(&cfg, s, t, ctx.now, &result);
             match result {
                 Ok(o) => {
                     match (&o.file, &o.reason) {

@@ -3,14 +3,14 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::check::{self, ReadData, Report};
-use crate::classify::exit_for;
 use crate::cli::CheckArgs;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::git::BackupRepo;
-use crate::notify;
-use crate::state::{self, Event};
+use opus_mirror_core::check::{self, ReadData, Report};
+use opus_mirror_core::classify::exit_for;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::notify;
+use opus_mirror_core::state::{self, Event};
 
 pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -119,6 +119,6 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             }
         }
     }
-    job.finish(exit, &format!("opus-mirror check: {}", crate::state::outcome_word(exit)));
+    job.finish(exit, &format!("opus-mirror check: {}", opus_mirror_core::state::outcome_word(exit)));
     Ok(exit)
 }

@@ -3,9 +3,9 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::config;
 use crate::context::Context;
-use crate::exit::Exit;
+use opus_mirror_core::config;
+use opus_mirror_core::exit::Exit;
 
 pub fn run(ctx: &mut Context) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -14,7 +14,7 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
             .sources
             .iter()
             .map(|s| {
-                let own: Vec<String> = crate::snapshot::filter::own_dirs(&cfg, s)
+                let own: Vec<String> = opus_mirror_core::snapshot::filter::own_dirs(&cfg, s)
                     .iter()
                     .map(|o| crate::output::display_path(&o.rel))
                     .collect();
@@ -36,7 +36,7 @@ pub fn run(ctx: &mut Context) -> Result<Exit> {
     } else {
         write!(ctx.out, "{}", config::render_effective(&cfg))?;
         for s in &cfg.sources {
-            for o in crate::snapshot::filter::own_dirs(&cfg, s) {
+            for o in opus_mirror_core::snapshot::filter::own_dirs(&cfg, s) {
                 ctx.say(format!(
                     "\nnote: {} is inside source `{}` ({}): its snapshots leave it out",
                     o.what,

@@ -7,10 +7,10 @@ use serde_json::json;
 
 use crate::cli::DiffArgs;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::git::BackupRepo;
-use crate::snapshot::diff::{self, ChangeKind, Summary};
-use crate::snapshot::history::{self, Pick};
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::snapshot::diff::{self, ChangeKind, Summary};
+use opus_mirror_core::snapshot::history::{self, Pick};
 
 pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -30,7 +30,7 @@ pub fn run(ctx: &mut Context, args: &DiffArgs) -> Result<Exit> {
                 (to.short.clone(), c)
             }
             None => {
-                let (repo, built) = crate::snapshot::build_live(&cfg, s)?;
+                let (repo, built) = opus_mirror_core::snapshot::build_live(&cfg, s)?;
                 let odb = repo.repo.odb()?;
                 if !built.skipped.is_empty() {
                     exit = exit.combine(Exit::Warnings);

@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 
-use crate::classify::exit_for;
 use crate::cli::DrillArgs;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::notify;
 use crate::output::human_bytes;
+use opus_mirror_core::classify::exit_for;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::notify;
 
 pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -19,7 +19,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
     let mut reports = Vec::new();
     for t in &targets {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            match crate::drill::drill_and_record(
+            match opus_mirror_core::drill::drill_and_record(
                 &cfg,
                 s,
                 t,
@@ -69,7 +69,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
             }
         }
     }
-    job.finish(exit, &format!("opus-mirror drill: {}", crate::state::outcome_word(exit)));
+    job.finish(exit, &format!("opus-mirror drill: {}", opus_mirror_core::state::outcome_word(exit)));
     if ctx.mode.json {
         ctx.json(&reports)?;
     }

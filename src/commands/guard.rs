@@ -4,9 +4,9 @@ use anyhow::Result;
 
 use crate::cli::GuardCommand;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::notify;
-use crate::state;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::notify;
+use opus_mirror_core::state;
 
 pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -15,9 +15,10 @@ pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
             let mut any = false;
             let mut tripped = Vec::new();
             for s in &cfg.sources {
-                if let Some(a) =
-                    state::load::<crate::guard::Alarm>(&cfg.state_dir, &crate::guard::state_name(&s.name))
-                {
+                if let Some(a) = state::load::<opus_mirror_core::guard::Alarm>(
+                    &cfg.state_dir,
+                    &opus_mirror_core::guard::state_name(&s.name),
+                ) {
                     any = true;
                     ctx.note_warning(
                         &format!("{}: the guard tripped: {}", s.name, a.reasons.join("; ")),
@@ -46,7 +47,7 @@ pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
             let _lock = ctx.lock(&cfg)?;
             let (mut acknowledged, mut not_tripped) = (Vec::new(), Vec::new());
             for s in cfg.select_sources(which.source.as_deref())? {
-                if state::remove(&cfg.state_dir, &crate::guard::state_name(&s.name))? {
+                if state::remove(&cfg.state_dir, &opus_mirror_core::guard::state_name(&s.name))? {
                     acknowledged.push(s.name.clone());
                     let _ = state::record(
                         &cfg.state_dir,

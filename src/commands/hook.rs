@@ -12,10 +12,10 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{HookArgs, HookCommand};
-use crate::config::{self, Source};
 use crate::context::{env_var, Context};
-use crate::exit::Exit;
-use crate::shell::quote;
+use opus_mirror_core::config::{self, Source};
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::shell::quote;
 
 /// Marks what opus-mirror wrote.
 pub const MARK: &str = "# opus-mirror hook";
@@ -92,7 +92,7 @@ fn check_hook_name(hook: &str) -> Result<()> {
     if GIT_HOOKS.contains(&hook) {
         return Ok(());
     }
-    Err(crate::exit::UserError::usage(format!(
+    Err(opus_mirror_core::exit::UserError::usage(format!(
         "--git {hook:?} is not a git hook name\n  fix: use one of git's hooks, e.g. post-commit or post-merge (see `git help hooks`)"
     ))
     .into())
@@ -120,7 +120,7 @@ fn install_git(s: &Source, hook: &str, cmd: &str) -> Result<String> {
         fs::rename(&path, &chained)?;
         note = format!(" (your hook is kept as {} and still runs first)", chained.display());
     }
-    crate::atomic::write_file(&path, git_hook_script(hook, cmd).as_bytes())?;
+    opus_mirror_core::atomic::write_file(&path, git_hook_script(hook, cmd).as_bytes())?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
     Ok(format!("{}: git {hook} hook installed at {}{note}", s.name, path.display()))
 }
@@ -169,7 +169,7 @@ fn keep_uncommitted(s: &Source, rel: &str) -> Result<()> {
     }
     text.push_str(&format!("/{rel}\n"));
     fs::create_dir_all(exclude.parent().expect("info/ has a parent"))?;
-    crate::atomic::write_file(&exclude, text.as_bytes())
+    opus_mirror_core::atomic::write_file(&exclude, text.as_bytes())
         .with_context(|| format!("cannot write {}", exclude.display()))
 }
 
@@ -203,23 +203,23 @@ fn install_claude(cfg: &config::Config, s: &Source, cmd: &str, file: &str) -> Re
     arr.push(json!({"hooks": [{"type": "command", "command": full}]}));
     let mut bytes = serde_json::to_vec_pretty(&v)?;
     bytes.push(b'\n');
-    crate::atomic::write_file(&path, &bytes)?;
+    opus_mirror_core::atomic::write_file(&path, &bytes)?;
     let saved = json!({"original": original.map(|b| String::from_utf8_lossy(&b).into_owned()), "written": String::from_utf8_lossy(&bytes)});
-    crate::state::save(&cfg.state_dir, &claude_state(s, file), &saved)?;
+    opus_mirror_core::state::save(&cfg.state_dir, &claude_state(s, file), &saved)?;
     Ok(format!("{}: Claude Code session-end hook added to {}", s.name, path.display()))
 }
 
 fn uninstall_claude(cfg: &config::Config, s: &Source, file: &str) -> Result<String> {
     let path = s.path.join(".claude").join(file);
     let Ok(current) = fs::read(&path) else { return Ok(format!("{}: no {}", s.name, path.display())) };
-    let saved: Option<Value> = crate::state::load(&cfg.state_dir, &claude_state(s, file));
+    let saved: Option<Value> = opus_mirror_core::state::load(&cfg.state_dir, &claude_state(s, file));
     if let Some(saved) = &saved {
         if saved["written"].as_str().map(str::as_bytes) == Some(current.as_slice()) {
             match saved["original"].as_str() {
-                Some(o) => crate::atomic::write_file(&path, o.as_bytes())?,
+                Some(o) => opus_mirror_core::atomic::write_file(&path, o.as_bytes())?,
                 None => fs::remove_file(&path)?,
             }
-            crate::state::remove(&cfg.state_dir, &claude_state(s, file))?;
+            opus_mirror_core::state::remove(&cfg.state_dir, &claude_state(s, file))?;
             return Ok(format!("{}: {} restored as it was", s.name, path.display()));
         }
     }
@@ -234,9 +234,9 @@ fn uninstall_claude(cfg: &config::Config, s: &Source, file: &str) -> Result<Stri
     if removed {
         let mut bytes = serde_json::to_vec_pretty(&v)?;
         bytes.push(b'\n');
-        crate::atomic::write_file(&path, &bytes)?;
+        opus_mirror_core::atomic::write_file(&path, &bytes)?;
     }
-    crate::state::remove(&cfg.state_dir, &claude_state(s, file))?;
+    opus_mirror_core::state::remove(&cfg.state_dir, &claude_state(s, file))?;
     Ok(format!(
         "{}: {} ({})",
         s.name,

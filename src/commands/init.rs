@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use crate::cli::InitArgs;
-use crate::config::{self, ConfigError};
 use crate::context::{env_var, Context};
-use crate::exit::Exit;
-use crate::git::BackupRepo;
+use opus_mirror_core::config::{self, ConfigError};
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::BackupRepo;
 
 pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
     let path = config::locate(ctx.global.config.as_deref(), &env_var)?;
@@ -49,7 +49,7 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
         }
         if !add.is_empty() {
             let old = std::fs::read_to_string(&path)?;
-            crate::atomic::write_file(
+            opus_mirror_core::atomic::write_file(
                 &path,
                 format!("{}{add}", old.trim_end_matches('\n').to_owned() + "\n").as_bytes(),
             )
@@ -64,7 +64,7 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
             named.push((config::name_for(&p, &taken), p));
         }
         let text = config::starter_config(args.state_dir.as_deref(), &named);
-        crate::atomic::write_file(&path, text.as_bytes())
+        opus_mirror_core::atomic::write_file(&path, text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         ctx.say(format!("wrote {}", path.display()))?;
     }
@@ -76,8 +76,8 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
         ctx.say(format!("backup repo for `{}`: {}", s.name, loc.display()))?;
     }
     for t in &cfg.targets {
-        if let crate::config::TargetKind::Dir { path, require_mount } = &t.kind {
-            if *require_mount && !crate::target::dir::on_own_mount(path) {
+        if let opus_mirror_core::config::TargetKind::Dir { path, require_mount } = &t.kind {
+            if *require_mount && !opus_mirror_core::target::dir::on_own_mount(path) {
                 let text = format!(
                     "target `{}`: {} is not on a mounted drive; not marking it (mount the drive and run init again)",
                     t.name,
@@ -86,7 +86,7 @@ pub fn run(ctx: &mut Context, args: &InitArgs) -> Result<Exit> {
                 ctx.warn(&text, None, Some(&t.name));
                 continue;
             }
-            let uuid = crate::target::dir::mark(&t.name, path, &cfg.state_dir, ctx.now)?;
+            let uuid = opus_mirror_core::target::dir::mark(&t.name, path, &cfg.state_dir, ctx.now)?;
             ctx.say(format!("target `{}`: marked {} (uuid {uuid})", t.name, path.display()))?;
         }
     }

@@ -5,9 +5,9 @@ use serde_json::json;
 
 use crate::cli::SourceArg;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::git::BackupRepo;
-use crate::mirror;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::mirror;
 
 pub fn run(ctx: &mut Context, args: &SourceArg) -> Result<Exit> {
     let cfg = ctx.config()?;

@@ -3,11 +3,11 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::classify::exit_for;
 use crate::cli::PruneArgs;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::target;
+use opus_mirror_core::classify::exit_for;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::target;
 
 pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -23,8 +23,8 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
             continue;
         }
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
-            let pruning = match crate::prune::plan(&cfg, s, t, ctx.now, &[])? {
-                crate::prune::Plan::Suspended(a) => {
+            let pruning = match opus_mirror_core::prune::plan(&cfg, s, t, ctx.now, &[])? {
+                opus_mirror_core::prune::Plan::Suspended(a) => {
                     let text = format!(
                         "{} on {}: prune suspended: the guard tripped {} ({}); after checking, run `opus-mirror guard ack --source {}`",
                         s.name,
@@ -38,7 +38,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
                     report.push(json!({"source": s.name, "target": t.name, "suspended": true}));
                     continue;
                 }
-                crate::prune::Plan::Decisions(p) => p,
+                opus_mirror_core::prune::Plan::Decisions(p) => p,
             };
             for w in &pruning.warnings {
                 ctx.warn(&format!("{} on {}: {w}", s.name, t.name), Some(&s.name), Some(&t.name));
@@ -57,7 +57,7 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Exit> {
                 ctx.say(format!("  {verb} {}  ({})", d.name, d.reasons.join(", ")))?;
             }
             if !args.dry_run {
-                crate::prune::apply(t, &plan)?;
+                opus_mirror_core::prune::apply(t, &plan)?;
             }
             report.push(
                 json!({"source": s.name, "target": t.name, "dry_run": args.dry_run, "decisions": plan, "warnings": warnings}),

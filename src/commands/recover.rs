@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::bundle::manifest::Manifest;
 use crate::cli::RecoverArgs;
-use crate::config;
 use crate::context::Context;
-use crate::exit::{Exit, UserError};
-use crate::git::BackupRepo;
+use opus_mirror_core::bundle::manifest::Manifest;
+use opus_mirror_core::config;
+use opus_mirror_core::exit::{Exit, UserError};
+use opus_mirror_core::git::BackupRepo;
 
 pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
     let started = Instant::now();
@@ -35,7 +35,9 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         .into());
     }
     let at = match &args.at {
-        Some(t) => Some(crate::timeparse::parse_time(t).map_err(|e| UserError::usage(format!("--at: {e}")))?),
+        Some(t) => Some(
+            opus_mirror_core::timeparse::parse_time(t).map_err(|e| UserError::usage(format!("--at: {e}")))?,
+        ),
         None => None,
     };
     if is_mirror(&args.from) {
@@ -79,7 +81,7 @@ pub fn run(ctx: &mut Context, args: &RecoverArgs) -> Result<Exit> {
         }
     };
     std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
-    crate::atomic::write_file(&path, text.as_bytes())
+    opus_mirror_core::atomic::write_file(&path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     ctx.say(format!("wrote {}", path.display()))?;
     let mut made = None;
@@ -110,7 +112,7 @@ fn undo(config_path: &Path, to: &Path, made: Option<&Path>) {
 
 /// Recover never writes into an existing backup repo (its snapshots would be replaced by
 /// the drive's or the mirror's): that one is the user's to keep.
-fn fresh_repo(cfg: &crate::config::Config, source: &str) -> Result<PathBuf> {
+fn fresh_repo(cfg: &opus_mirror_core::config::Config, source: &str) -> Result<PathBuf> {
     let loc = BackupRepo::location(&cfg.state_dir, source);
     if loc.exists() {
         return Err(UserError::usage(format!(
@@ -153,7 +155,7 @@ fn rebuild(
     let cfg = ctx.config()?;
     let _lock = ctx.lock(&cfg)?;
     let t = cfg.targets.first().expect("the config written above has its target");
-    let one = crate::target::list(t, &source)?
+    let one = opus_mirror_core::target::list(t, &source)?
         .into_iter()
         .filter_map(|l| l.manifest)
         .find(|m| m.verified)
@@ -165,24 +167,25 @@ fn rebuild(
     let snapshot_branch = snapshot_branch_of(&one);
     let repo = fresh_repo(&cfg, &source)?;
     *made = Some(repo.clone());
-    let applied = crate::bundle::create::restore_chain(&cfg, &source, t, &repo, identity)
+    let applied = opus_mirror_core::bundle::create::restore_chain(&cfg, &source, t, &repo, identity)
         .with_context(|| format!("cannot rebuild the backup repo of `{source}` from {from}"))?;
     ctx.say(format!("backup repo {}: {} bundle(s) applied", repo.display(), applied.len()))?;
-    let snaps = crate::snapshot::history::list(&BackupRepo::open(&repo)?, &snapshot_branch)?;
+    let snaps = opus_mirror_core::snapshot::history::list(&BackupRepo::open(&repo)?, &snapshot_branch)?;
     ctx.say(format!("{} snapshot(s) of `{source}` are back", snaps.len()))?;
     let drive = match from {
-        From::Drive(p) => crate::setup::Recovered::Drive(p),
-        From::Rclone(r) => crate::setup::Recovered::Rclone(r),
+        From::Drive(p) => opus_mirror_core::setup::Recovered::Drive(p),
+        From::Rclone(r) => opus_mirror_core::setup::Recovered::Rclone(r),
     };
     let setup = restore_setup(ctx, &repo, &source, to, drive)?;
 
     // The newest bundle by content (the chain `restore_chain` applied), never by a date that
     // a wrong clock may have written.
-    let chain = crate::bundle::create::newest_chain(&cfg, &source, t)?;
+    let chain = opus_mirror_core::bundle::create::newest_chain(&cfg, &source, t)?;
     let tip = chain.last().expect("a chain has at least one bundle");
     let code_branch = tip.code_branch(&snapshot_branch);
     for note in
-        crate::layout::lay_out(&repo, to, code_branch.as_deref(), &snapshot_branch, &source, at)?.notes
+        opus_mirror_core::layout::lay_out(&repo, to, code_branch.as_deref(), &snapshot_branch, &source, at)?
+            .notes
     {
         ctx.say(note)?;
     }
@@ -209,16 +212,16 @@ fn restore_setup(
     repo: &Path,
     source: &str,
     to: &Path,
-    from: crate::setup::Recovered<'_>,
-) -> Result<Option<crate::setup::Setup>> {
-    let Some(setup) = crate::setup::load(&BackupRepo::open(repo)?) else {
+    from: opus_mirror_core::setup::Recovered<'_>,
+) -> Result<Option<opus_mirror_core::setup::Setup>> {
+    let Some(setup) = opus_mirror_core::setup::load(&BackupRepo::open(repo)?) else {
         ctx.say("the backup carries no setup record (made before opus-mirror kept one): the config has the source and where it came from only")?;
         return Ok(None);
     };
     let path = config::locate(ctx.global.config.as_deref(), &crate::context::env_var)?;
     let minimal = std::fs::read(&path)?;
-    let text = crate::setup::recovered_config(&setup, source, to, from)?;
-    crate::atomic::write_file(&path, text.as_bytes())?;
+    let text = opus_mirror_core::setup::recovered_config(&setup, source, to, from)?;
+    opus_mirror_core::atomic::write_file(&path, text.as_bytes())?;
     match config::load(&path, &crate::context::env_var) {
         Ok(cfg) if cfg.sources.iter().any(|s| s.name == source) => {
             ctx.say(format!("the setup came back with the backup: {}", path.display()))?;
@@ -228,7 +231,7 @@ fn restore_setup(
             Ok(Some(setup))
         }
         Ok(_) | Err(_) => {
-            crate::atomic::write_file(&path, &minimal)?;
+            opus_mirror_core::atomic::write_file(&path, &minimal)?;
             ctx.say("the backup's setup record is not a valid config here: kept the minimal one (check it with `opus-mirror config check`)")?;
             Ok(None)
         }
@@ -236,7 +239,11 @@ fn restore_setup(
 }
 
 /// The remotes the source had (origin at the real upstream again), beside `backup`.
-fn restore_remotes(ctx: &mut Context, to: &Path, setup: Option<&crate::setup::Setup>) -> Result<()> {
+fn restore_remotes(
+    ctx: &mut Context,
+    to: &Path,
+    setup: Option<&opus_mirror_core::setup::Setup>,
+) -> Result<()> {
     let Some(setup) = setup else { return Ok(()) };
     let repo = git2::Repository::open(to)?;
     for (name, url) in &setup.remotes {
@@ -292,14 +299,14 @@ fn from_mirror(
             .trim_end_matches(".git")
             .to_string(),
     };
-    let branch = crate::config::DEFAULT_SNAPSHOT_BRANCH;
+    let branch = opus_mirror_core::config::DEFAULT_SNAPSHOT_BRANCH;
     let text = format!(
         "# Written by `opus-mirror recover` from the mirror {shown}.\n\n[[source]]\nname = {source:?}\npath = {to:?}\nmirror = {url:?}\nsnapshot_branch = {branch:?}\n",
-        shown = crate::config::mask_url(&url),
+        shown = opus_mirror_core::config::mask_url(&url),
         to = to.display().to_string(),
     );
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    crate::atomic::write_file(config_path, text.as_bytes())
+    opus_mirror_core::atomic::write_file(config_path, text.as_bytes())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     ctx.say(format!("wrote {}", config_path.display()))?;
     let mut made: Option<PathBuf> = None;
@@ -310,8 +317,13 @@ fn from_mirror(
         let loc = fresh_repo(&cfg, &s.name)?;
         made = Some(loc.clone());
         let backup = BackupRepo::create(&loc, branch, to)?;
-        crate::git::remote::fetch(&cfg.network, &backup.repo, &url, &["+refs/*:refs/*".to_string()])?;
-        let refs = crate::git::remote::ls_remote(&cfg.network, &backup.repo, &url)?;
+        opus_mirror_core::git::remote::fetch(
+            &cfg.network,
+            &backup.repo,
+            &url,
+            &["+refs/*:refs/*".to_string()],
+        )?;
+        let refs = opus_mirror_core::git::remote::ls_remote(&cfg.network, &backup.repo, &url)?;
         let head = refs.iter().find(|r| r.name == "HEAD").map(|r| r.oid);
         // The code branch: the one the mirror's HEAD names, else main, master, or the only one
         // (a bare mirror's HEAD often names a branch that was never pushed).
@@ -327,14 +339,16 @@ fn from_mirror(
             .or_else(|| heads.iter().find(|(b, _)| *b == "master"))
             .or_else(|| if heads.len() == 1 { heads.first() } else { None })
             .map(|(b, _)| b.to_string());
-        let snaps = crate::snapshot::history::list(&BackupRepo::open(&loc)?, branch)?;
+        let snaps = opus_mirror_core::snapshot::history::list(&BackupRepo::open(&loc)?, branch)?;
         ctx.say(format!(
             "backup repo {}: {} snapshot(s) of `{source}` are back",
             loc.display(),
             snaps.len()
         ))?;
-        let setup = restore_setup(ctx, &loc, &source, to, crate::setup::Recovered::Mirror(&url))?;
-        for note in crate::layout::lay_out(&loc, to, code_branch.as_deref(), branch, &source, at)?.notes {
+        let setup = restore_setup(ctx, &loc, &source, to, opus_mirror_core::setup::Recovered::Mirror(&url))?;
+        for note in
+            opus_mirror_core::layout::lay_out(&loc, to, code_branch.as_deref(), branch, &source, at)?.notes
+        {
             ctx.say(note)?;
         }
         if code_branch.is_some() {
@@ -416,6 +430,6 @@ fn snapshot_branch_of(m: &Manifest) -> String {
         .iter()
         .find(|(name, oid)| name.starts_with("refs/heads/") && Some(*oid) == m.snapshot.as_ref())
         .and_then(|(name, _)| name.strip_prefix("refs/heads/"))
-        .unwrap_or(crate::config::DEFAULT_SNAPSHOT_BRANCH)
+        .unwrap_or(opus_mirror_core::config::DEFAULT_SNAPSHOT_BRANCH)
         .to_string()
 }

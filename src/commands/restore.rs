@@ -5,11 +5,11 @@ use anyhow::Result;
 
 use crate::cli::RestoreArgs;
 use crate::context::Context;
-use crate::exit::{Exit, UserError};
-use crate::git::BackupRepo;
 use crate::output::human_bytes;
-use crate::restore;
-use crate::snapshot::history::{self, Pick};
+use opus_mirror_core::exit::{Exit, UserError};
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::restore;
+use opus_mirror_core::snapshot::history::{self, Pick};
 
 /// Whether two paths name the same directory (after resolving links).
 fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -29,13 +29,14 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
         .into());
     };
     // Validate the patterns before any work: a bad glob names its flag (exit 2).
-    let filter = crate::browse::PathFilter::new(&args.include, &args.exclude)
+    let filter = opus_mirror_core::browse::PathFilter::new(&args.include, &args.exclude)
         .map_err(|e| UserError::usage(e.to_string()))?;
     let pick = match (&args.snapshot, &args.at) {
         (Some(id), _) => Pick::Id(id.clone()),
-        (None, Some(at)) => {
-            Pick::At(crate::timeparse::parse_time(at).map_err(|e| UserError::usage(format!("--at: {e}")))?)
-        }
+        (None, Some(at)) => Pick::At(
+            opus_mirror_core::timeparse::parse_time(at)
+                .map_err(|e| UserError::usage(format!("--at: {e}")))?,
+        ),
         (None, None) => Pick::Latest,
     };
     let _lock = ctx.lock(&cfg)?;
@@ -58,13 +59,13 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
     let report = if args.in_place || to_source {
         if !args.dry_run {
             // Whatever is live now goes into history first, so the restore cannot lose it.
-            let safety = crate::snapshot::take_safety(&cfg, source, ctx.now)?;
+            let safety = opus_mirror_core::snapshot::take_safety(&cfg, source, ctx.now)?;
             if let Some(id) = &safety.created {
                 ctx.say(format!("safety snapshot of the live directory: {}", crate::output::short_id(id)))?;
             }
         }
         // A killed restore leaves a temp file; the record tells the next run where to look.
-        let _record = crate::heal::record_restore(&cfg.state_dir, &source.path);
+        let _record = opus_mirror_core::heal::record_restore(&cfg.state_dir, &source.path);
         restore::in_place(
             &repo,
             &items,
@@ -74,15 +75,15 @@ pub fn run(ctx: &mut Context, args: &RestoreArgs) -> Result<Exit> {
             restore::InPlace { overwrite: args.overwrite, dry_run: args.dry_run },
             modes.as_ref(),
         )
-        .map_err(|e| crate::diskfull::explain(e, &source.path, "restoring in place"))?
+        .map_err(|e| opus_mirror_core::diskfull::explain(e, &source.path, "restoring in place"))?
     } else {
         let dest = args.to.as_ref().expect("clap requires --to without --in-place");
         if args.dry_run {
             restore::plan_to_dir(&repo, &items, dest, args.force, &info.short, modes.as_ref())?
         } else {
-            let _record = crate::heal::record_restore(&cfg.state_dir, dest);
+            let _record = opus_mirror_core::heal::record_restore(&cfg.state_dir, dest);
             restore::to_dir(&repo, &items, dest, args.force, &info.short, modes.as_ref())
-                .map_err(|e| crate::diskfull::explain(e, dest, "restoring"))?
+                .map_err(|e| opus_mirror_core::diskfull::explain(e, dest, "restoring"))?
         }
     };
 

@@ -6,8 +6,8 @@ use anyhow::Result;
 
 use crate::cli::{RecoveryDocArgs, RunArgs};
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::lock::RunLock;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::lock::RunLock;
 
 pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -25,7 +25,8 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
         (None, Some(crate::context::lock_and_heal(&cfg, wait)?))
     };
     let progress = crate::output::Progress::start(&ctx.mode, "opus-mirror run");
-    let report = crate::run::run(&cfg, &sources, args.trigger.into(), args.dry_run, ctx.now, &progress)?;
+    let report =
+        opus_mirror_core::run::run(&cfg, &sources, args.trigger.into(), args.dry_run, ctx.now, &progress)?;
     // On a terminal the steps were shown as they happened (stderr); the table on stdout is
     // for when stdout goes elsewhere.
     let shown_live = progress.is_live() && std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -48,7 +49,11 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
                 .filter(|s| s.exit != Exit::Ok)
                 .map(|s| format!("{} {} {}", s.source, s.step, s.outcome))
                 .collect();
-            eprintln!("opus-mirror run: {} ({})", crate::state::outcome_word(report.exit), bad.join(", "));
+            eprintln!(
+                "opus-mirror run: {} ({})",
+                opus_mirror_core::state::outcome_word(report.exit),
+                bad.join(", ")
+            );
         }
     } else {
         for s in report.steps.iter().filter(|_| !shown_live) {
@@ -59,7 +64,7 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
         }
         ctx.say(format!(
             "{} in {:.2}s{}",
-            crate::state::outcome_word(report.exit),
+            opus_mirror_core::state::outcome_word(report.exit),
             report.elapsed_ms as f64 / 1000.0,
             if report.dry_run { " (dry run: nothing was changed)" } else { "" }
         ))?;
@@ -69,10 +74,10 @@ pub fn run(ctx: &mut Context, args: &RunArgs) -> Result<Exit> {
 
 pub fn recovery_doc(ctx: &mut Context, args: &RecoveryDocArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
-    let text = crate::recovery::render(&cfg);
+    let text = opus_mirror_core::recovery::render(&cfg);
     match &args.write {
         Some(p) => {
-            crate::atomic::write_file(p, text.as_bytes())?;
+            opus_mirror_core::atomic::write_file(p, text.as_bytes())?;
             ctx.say(format!("wrote {}", p.display()))?;
         }
         None => crate::context::print_text(ctx, text.as_bytes())?,

@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Result};
 
 use crate::cli::{ScheduleArgs, ScheduleCommand};
-use crate::config;
 use crate::context::{env_var, Context};
-use crate::exit::{Exit, UserError};
-use crate::shell::{cron_word, systemd_word};
+use opus_mirror_core::config;
+use opus_mirror_core::exit::{Exit, UserError};
+use opus_mirror_core::shell::{cron_word, systemd_word};
 
 const UNIT: &str = "opus-mirror";
 const CRON_MARK: &str = "# opus-mirror daily run";
@@ -143,7 +143,7 @@ pub fn run(ctx: &mut Context, cmd: &ScheduleCommand) -> Result<Exit> {
                 if a.system { env_var("SUDO_USER").filter(|u| !u.is_empty() && u != "root") } else { None };
             let (service, timer) = systemd_units_as(&exe, &config_path, h, m, user.as_deref());
             let write = |name: &str, text: &str| {
-                crate::atomic::write_file(&dir.join(name), text.as_bytes()).map_err(|e| {
+                opus_mirror_core::atomic::write_file(&dir.join(name), text.as_bytes()).map_err(|e| {
                     let fix = if a.system {
                         "run it as root (sudo), or use the user timer (without --system) and `loginctl enable-linger $USER`"
                     } else {

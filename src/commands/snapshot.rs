@@ -4,10 +4,10 @@
 
 use anyhow::Result;
 
-use crate::classify::exit_for;
 use crate::cli::SnapshotArgs;
 use crate::context::Context;
-use crate::exit::Exit;
+use opus_mirror_core::classify::exit_for;
+use opus_mirror_core::exit::Exit;
 
 pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
@@ -19,11 +19,11 @@ pub fn run(ctx: &mut Context, args: &SnapshotArgs) -> Result<Exit> {
         let mut s = s.clone();
         s.include_secrets |= args.include_secrets;
         let progress = crate::output::Progress::start(&ctx.mode, format!("snapshot of {}", s.name));
-        let result = crate::steps::snapshot_one(&cfg, &s, ctx.now, &progress);
+        let result = opus_mirror_core::steps::snapshot_one(&cfg, &s, ctx.now, &progress);
         drop(progress);
         match result {
             Ok((o, e)) => {
-                ctx.say(crate::steps::describe(&o))?;
+                ctx.say(opus_mirror_core::steps::describe(&o))?;
                 if !o.skipped.is_empty() {
                     let text = format!("{}: {} item(s) could not be captured", o.source, o.skipped.len());
                     ctx.note_warning(&text, Some(&s.name), None);

@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use crate::cli::SourceArg;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::git::BackupRepo;
 use crate::output::human_bytes;
-use crate::snapshot::history::{self, Info};
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::BackupRepo;
+use opus_mirror_core::snapshot::history::{self, Info};
 
 #[derive(Serialize)]
 struct SourceHistory {

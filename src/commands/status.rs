@@ -4,16 +4,15 @@ use anyhow::Result;
 
 use crate::cli::{LogArgs, StatusArgs};
 use crate::context::Context;
-use crate::exit::{Exit, UserError};
 use crate::output::human_bytes;
-use crate::state;
+use opus_mirror_core::exit::{Exit, UserError};
+use opus_mirror_core::state;
 
 pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
     let cfg = ctx.config()?;
     let max_age = match &args.max_age {
-        Some(m) => {
-            crate::timeparse::parse_duration(m).map_err(|e| UserError::usage(format!("--max-age: {e}")))?
-        }
+        Some(m) => opus_mirror_core::timeparse::parse_duration(m)
+            .map_err(|e| UserError::usage(format!("--max-age: {e}")))?,
         None => cfg.max_age,
     };
     if let Some(t) = &args.target {
@@ -23,7 +22,7 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
     let all: Vec<_> = cfg
         .select_sources(args.source.source.as_deref())?
         .into_iter()
-        .map(|s| crate::status::of(&cfg, s, &history, ctx.now, max_age))
+        .map(|s| opus_mirror_core::status::of(&cfg, s, &history, ctx.now, max_age))
         .collect();
     let stale = all.iter().any(|s| s.stale);
     if ctx.mode.json {
@@ -121,18 +120,18 @@ pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {
 /// read the target, with a config naming it and the sources.
 fn from_target(
     ctx: &mut Context,
-    cfg: &crate::config::Config,
+    cfg: &opus_mirror_core::config::Config,
     args: &StatusArgs,
     name: &str,
     max_age: chrono::Duration,
 ) -> Result<Exit> {
     let targets = cfg.select_targets(Some(name))?;
     let t = targets[0];
-    crate::target::check(t, &cfg.state_dir)?;
+    opus_mirror_core::target::check(t, &cfg.state_dir)?;
     let mut stale = false;
     let mut rows = Vec::new();
     for s in cfg.select_sources(args.source.source.as_deref())?.into_iter().filter(|s| t.takes(&s.name)) {
-        let verified: Vec<_> = crate::target::list(t, &s.name)?
+        let verified: Vec<_> = opus_mirror_core::target::list(t, &s.name)?
             .into_iter()
             .filter_map(|l| l.manifest)
             .filter(|m| m.verified)
@@ -141,7 +140,7 @@ fn from_target(
         // A bundle dated ahead of the clock proves nothing about now: the age counts from the
         // newest one not in the future (else it is 0 h), and is never negative.
         let (future, past): (Vec<_>, Vec<_>) =
-            verified.into_iter().partition(|(c, _)| crate::ranking::ahead_of(*c, ctx.now));
+            verified.into_iter().partition(|(c, _)| opus_mirror_core::ranking::ahead_of(*c, ctx.now));
         let behind = !future.is_empty();
         let newest = past.into_iter().max().or_else(|| future.into_iter().max());
         let age = newest.as_ref().map(|(c, _)| (ctx.now - *c).max(chrono::Duration::zero()));

@@ -2,15 +2,19 @@
 
 use anyhow::Result;
 
-use crate::classify::exit_for;
 use crate::cli::VerifyArgs;
 use crate::context::Context;
-use crate::exit::Exit;
-use crate::git::remote;
-use crate::verify::{self, BranchState, Report};
+use opus_mirror_core::classify::exit_for;
+use opus_mirror_core::exit::Exit;
+use opus_mirror_core::git::remote;
+use opus_mirror_core::verify::{self, BranchState, Report};
 
 /// Pushes the branches that are only ahead, fast-forward only. Returns what was pushed.
-fn push_ahead(report: &Report, path: &std::path::Path, net: &crate::config::Network) -> Result<Vec<String>> {
+fn push_ahead(
+    report: &Report,
+    path: &std::path::Path,
+    net: &opus_mirror_core::config::Network,
+) -> Result<Vec<String>> {
     let repo = git2::Repository::open(path)?;
     let mut pushed = Vec::new();
     for b in report.branches.iter().filter(|b| b.state == BranchState::Ahead) {

@@ -154,15 +154,16 @@ fn our_reader_reads_bundles_git_wrote() {
     code.commit("c.md", "c", "c");
     code.git(&["bundle", "create", "-q", inc.to_str().unwrap(), "main", &format!("^{first}")]).ok();
     let repo = git2::Repository::init_bare(env.path("r.git")).unwrap();
-    let h = opus_mirror::bundle::read::unbundle(&repo, &full).expect("full bundle from git");
+    let h = opus_mirror_core::bundle::read::unbundle(&repo, &full).expect("full bundle from git");
     assert!(h.refs.iter().any(|(n, _)| n == "refs/tags/v2"));
-    let h2 = opus_mirror::bundle::read::unbundle(&repo, &inc).expect("incremental (thin) bundle from git");
+    let h2 =
+        opus_mirror_core::bundle::read::unbundle(&repo, &inc).expect("incremental (thin) bundle from git");
     assert_eq!(h2.prerequisites.len(), 1);
     assert_eq!(repo.refname_to_id("refs/heads/main").unwrap().to_string(), code.head());
     crate::helpers::assert_fsck(&env.path("r.git"));
     // Missing prerequisite: named.
     let other = git2::Repository::init_bare(env.path("o.git")).unwrap();
-    let err = opus_mirror::bundle::read::unbundle(&other, &inc).unwrap_err().to_string();
+    let err = opus_mirror_core::bundle::read::unbundle(&other, &inc).unwrap_err().to_string();
     assert!(err.contains(&first) && err.contains("apply the bundles of the chain in order"), "{err}");
 }
 

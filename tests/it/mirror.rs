@@ -312,7 +312,10 @@ fn imported_delta_packs_are_merged_too() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
         .count();
-    assert!(packs <= opus_mirror::snapshot::maintain::MAX_PACKS, "{packs} packs: imports are not merged");
+    assert!(
+        packs <= opus_mirror_core::snapshot::maintain::MAX_PACKS,
+        "{packs} packs: imports are not merged"
+    );
     assert_fsck(&repo);
     let count = git(&repo, &["rev-list", "--count", "main"]).ok().stdout;
     assert_eq!(count.trim(), "25");

@@ -28,7 +28,7 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
         }),
     ]
     .prop_filter("not . or .. or .git or a secret", |n| {
-        n != b"." && n != b".." && n != b".git" && !opus_mirror::snapshot::filter::is_secret(n)
+        n != b"." && n != b".." && n != b".git" && !opus_mirror_core::snapshot::filter::is_secret(n)
     })
 }
 
@@ -100,16 +100,16 @@ proptest! {
     /// The permission record is read back from a commit message a hostile backup controls.
     #[test]
     fn mode_records_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
-        if let Some(m) = opus_mirror::snapshot::modes::Modes::parse(&data) {
+        if let Some(m) = opus_mirror_core::snapshot::modes::Modes::parse(&data) {
             prop_assert_eq!(m.of_file(b"x", false) & 0o6000, 0, "setuid/setgid never restored");
         }
     }
 
     #[test]
     fn any_path_survives_the_mode_record(path in proptest::collection::vec(any::<u8>(), 1..40)) {
-        let q = opus_mirror::snapshot::modes::quote(&path);
+        let q = opus_mirror_core::snapshot::modes::quote(&path);
         prop_assert!(!q.contains('\n') && !q.contains('\r'));
-        prop_assert_eq!(opus_mirror::snapshot::modes::unquote(&q), Some(path));
+        prop_assert_eq!(opus_mirror_core::snapshot::modes::unquote(&q), Some(path));
     }
 }
 
@@ -131,16 +131,16 @@ fn manifest_json() -> impl Strategy<Value = serde_json::Value> {
 proptest! {
     #[test]
     fn manifest_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let _ = serde_json::from_slice::<opus_mirror::bundle::manifest::Manifest>(&data);
+        let _ = serde_json::from_slice::<opus_mirror_core::bundle::manifest::Manifest>(&data);
     }
 
     #[test]
     fn manifest_values_are_read_without_panic(v in manifest_json()) {
-        let m: opus_mirror::bundle::manifest::Manifest =
+        let m: opus_mirror_core::bundle::manifest::Manifest =
             serde_json::from_value(v).expect("the keys are the manifest's");
         let _ = opus_mirror::output::short_id(m.snapshot.as_deref().unwrap_or(""));
         if let Some(t) = m.created_at() {
-            let max = chrono::Duration::days(365 * opus_mirror::timeparse::MAX_SPAN_YEARS);
+            let max = chrono::Duration::days(365 * opus_mirror_core::timeparse::MAX_SPAN_YEARS);
             prop_assert!(t.checked_sub_signed(max).is_some() && t.checked_add_signed(max).is_some());
         }
     }

@@ -180,7 +180,7 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     ];
     // Section 0 defines the helpers the procedures use.
     let preamble = section("0.");
-    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
+    let skip = |n: &[u8]| n == b".git" || opus_mirror_core::snapshot::filter::is_secret(n);
     let find = section;
 
     let upstream = git(&code.work, &["remote", "get-url", "origin"]).ok().stdout.trim().to_string();
@@ -239,9 +239,9 @@ fn the_disaster_recovery_runbook_works_end_to_end() {
     assert!(
         doc.contains(&format!(
             "export BUNDLE_DIR={}",
-            opus_mirror::shell::quote(&drive.display().to_string())
+            opus_mirror_core::shell::quote(&drive.display().to_string())
         )) && doc.contains("export SOURCE=opus")
-            && doc.contains(&format!("export UPSTREAM={}", opus_mirror::shell::quote(&upstream))),
+            && doc.contains(&format!("export UPSTREAM={}", opus_mirror_core::shell::quote(&upstream))),
         "{}",
         &doc[..600.min(doc.len())]
     );
@@ -358,7 +358,7 @@ fn assert_setup_came_back(fresh: &Env, code: &CodeRepo, to: &Path, extra: &str) 
 
 /// `to` is the repository as it was: the same tree (deleted files absent), status and log.
 fn assert_recovered_exactly(code: &CodeRepo, to: &Path, doomed: &str) {
-    let skip = |n: &[u8]| n == b".git" || opus_mirror::snapshot::filter::is_secret(n);
+    let skip = |n: &[u8]| n == b".git" || opus_mirror_core::snapshot::filter::is_secret(n);
     treecmp::assert_same(&code.work, to, &skip);
     treecmp::assert_same_modes(&code.work, to, &skip);
     assert!(!to.join(doomed).exists(), "a note deleted before the disaster came back");

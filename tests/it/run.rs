@@ -322,7 +322,7 @@ fn env_example_documents_every_config_key_and_variable() {
             }
         }
     }
-    for (var, _) in opus_mirror::config::ENV_KEYS {
+    for (var, _) in opus_mirror_core::config::ENV_KEYS {
         if !example.contains(var) {
             missing.push(var.to_string());
         }
@@ -661,7 +661,7 @@ fn run_on_a_terminal_shows_each_step_as_it_happens() {
     env.write_config_with_drive("v", &vault, "", &env.path("drive"), "");
     env.run(&["init"]).ok();
     env.now = Some("2026-11-20T03:30:00Z".into());
-    let line = format!("{} run", opus_mirror::shell::quote(crate::helpers::bin()));
+    let line = format!("{} run", opus_mirror_core::shell::quote(crate::helpers::bin()));
     let mut c = Command::new("script");
     c.args(["-qec", &line, "/dev/null"]);
     env.isolate(&mut c);

@@ -265,7 +265,7 @@ fn backup_repo_has_no_loose_objects_and_packs_are_merged() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
         .count();
-    assert!(packs <= opus_mirror::snapshot::maintain::MAX_PACKS, "{packs} packs: merging did not run");
+    assert!(packs <= opus_mirror_core::snapshot::maintain::MAX_PACKS, "{packs} packs: merging did not run");
     let loose = fs::read_dir(repo.join("objects"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().len() == 2)
@@ -407,17 +407,18 @@ fn progress_reports_every_byte_read_and_nothing_when_unchanged() {
     }
     let (env, vault) = vault_env(false);
     backdate(&vault);
-    let cfg =
-        opus_mirror::config::load(&env.config, &|k| (k == "HOME").then(|| env.home.display().to_string()))
-            .unwrap();
+    let cfg = opus_mirror_core::config::load(&env.config, &|k| {
+        (k == "HOME").then(|| env.home.display().to_string())
+    })
+    .unwrap();
     let count = Count(AtomicU64::new(0), AtomicU64::new(0));
     let now = chrono::Utc::now();
-    let o = opus_mirror::snapshot::take_with(&cfg, &cfg.sources[0], now, &count).unwrap();
+    let o = opus_mirror_core::snapshot::take_with(&cfg, &cfg.sources[0], now, &count).unwrap();
     let (total, done) = (count.0.load(Ordering::Relaxed), count.1.load(Ordering::Relaxed));
     assert_eq!(total, o.counts.bytes, "the bar's length is what must be read");
     assert_eq!(done, total, "the bar reaches its end");
     let again = Count(AtomicU64::new(0), AtomicU64::new(0));
-    opus_mirror::snapshot::take_with(&cfg, &cfg.sources[0], now, &again).unwrap();
+    opus_mirror_core::snapshot::take_with(&cfg, &cfg.sources[0], now, &again).unwrap();
     assert_eq!(again.0.load(Ordering::Relaxed), 0, "an unchanged vault reads nothing");
 }
 

@@ -75,7 +75,7 @@ pub fn assert_same(a: &Path, b: &Path, skip: &dyn Fn(&[u8]) -> bool) {
 
 /// The names a snapshot always leaves out by default.
 pub fn default_skip(name: &[u8]) -> bool {
-    name == b".git" || opus_mirror::snapshot::filter::is_secret(name)
+    name == b".git" || opus_mirror_core::snapshot::filter::is_secret(name)
 }
 
 /// The permission bits of every file and directory under `root` (symlinks have none).

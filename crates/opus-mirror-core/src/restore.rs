@@ -20,7 +20,7 @@ use crate::browse::PathFilter;
 use crate::exit::UserError;
 use crate::git::objects::{self, Kind, MODE_EXEC, MODE_LINK};
 use crate::git::BackupRepo;
-use crate::output::display_path;
+use crate::human::display_path;
 use crate::safe_fs::{Root, SafeError};
 use crate::snapshot::modes::Modes;
 use crate::snapshot::tree::{self, Item};

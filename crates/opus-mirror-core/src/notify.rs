@@ -193,10 +193,10 @@ pub struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    /// Pings `/start` (problems printed as warnings).
+    /// Pings `/start` (problems logged as warnings).
     pub fn start(cfg: &'a NotifyConfig) -> Job<'a> {
         for p in cfg.start() {
-            eprintln!("warning: notification: {p}");
+            tracing::warn!("notification: {p}");
         }
         Job { cfg, open: cfg.healthcheck.is_some() }
     }
@@ -205,7 +205,7 @@ impl<'a> Job<'a> {
     pub fn finish(mut self, exit: Exit, text: &str) {
         self.open = false;
         for p in self.cfg.finish(exit, text) {
-            eprintln!("warning: notification: {p}");
+            tracing::warn!("notification: {p}");
         }
     }
 }
@@ -214,16 +214,16 @@ impl Drop for Job<'_> {
     fn drop(&mut self) {
         if self.open {
             for p in self.cfg.finish(Exit::Failed, "opus-mirror ended with an error before reporting") {
-                eprintln!("warning: notification: {p}");
+                tracing::warn!("notification: {p}");
             }
         }
     }
 }
 
-/// Sends and prints any problem as a warning (the run's exit code is not touched).
+/// Sends and logs any problem as a warning (the run's exit code is not touched).
 pub fn deliver(cfg: &NotifyConfig, a: &Alert) {
     for p in cfg.send(a) {
-        eprintln!("warning: notification: {p}");
+        tracing::warn!("notification: {p}");
     }
 }
 

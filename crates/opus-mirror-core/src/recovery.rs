@@ -8,7 +8,7 @@ use crate::config::{mask_url, Config, TargetKind};
 use crate::shell::quote;
 
 /// The runbook as committed.
-pub const RUNBOOK: &str = include_str!("../docs/disaster-recovery.md");
+pub const RUNBOOK: &str = include_str!("../../../docs/disaster-recovery.md");
 
 /// The `sh` blocks of the runbook's sections whose headings start with `prefix` ("0.", "2."):
 /// what the drill runs, so the drill and the documented restore can never disagree.

@@ -84,7 +84,7 @@ pub fn versions(repo: &BackupRepo, trees: &mut Trees, tip: Oid, path: &[u8]) -> 
         fsck::verify_name(name).map_err(|problem| {
             UserError::usage(format!(
                 "`{}` cannot be in a snapshot: {problem}\n  fix: give the path from the source root, e.g. `notes/plan.md`",
-                crate::output::display_path(path)
+                crate::human::display_path(path)
             ))
         })?;
     }
@@ -126,7 +126,7 @@ pub fn versions(repo: &BackupRepo, trees: &mut Trees, tip: Oid, path: &[u8]) -> 
         let at = Utc.timestamp_opt(s.time, 0).single().unwrap_or_default();
         let id = s.commit.to_string();
         out.push(Version {
-            short: crate::output::short_id(&id).to_string(),
+            short: crate::human::short_id(&id).to_string(),
             snapshot: id,
             time: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             change,
@@ -178,7 +178,7 @@ fn locate(
         if !matches!(mode, MODE_FILE | MODE_EXEC | MODE_LINK | MODE_TREE | MODE_GITLINK) {
             anyhow::bail!(
                 "tree {here} in the backup repo has an invalid mode {mode:o} for `{}`; run `opus-mirror check`",
-                crate::output::display_path(name)
+                crate::human::display_path(name)
             );
         }
         if depth + 1 == names.len() {

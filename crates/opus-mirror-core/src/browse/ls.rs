@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::trees::{Found, Trees};
 use crate::git::objects::{empty_tree, MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
-use crate::output::display_path;
+use crate::human::display_path;
 use crate::snapshot::modes::Modes;
 
 /// One file, link or folder of a snapshot.

@@ -7,8 +7,8 @@ use anyhow::Result;
 use crate::classify::exit_for;
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::human::human_bytes;
 use crate::notify;
-use crate::output::human_bytes;
 use crate::snapshot::{self, Outcome};
 use crate::state::{self, Event};
 
@@ -37,7 +37,7 @@ fn describe_change(o: &Outcome) -> String {
         (Some(id), _) => format!(
             "{}: snapshot {} ({size}; +{} ~{} -{}) in {secs:.2}s",
             o.source,
-            crate::output::short_id(id),
+            crate::human::short_id(id),
             o.changes.added,
             o.changes.modified,
             o.changes.deleted
@@ -46,7 +46,7 @@ fn describe_change(o: &Outcome) -> String {
             format!(
                 "{}: unchanged since snapshot {} ({size}) in {secs:.2}s",
                 o.source,
-                crate::output::short_id(prev)
+                crate::human::short_id(prev)
             )
         }
         (None, None) => format!("{}: nothing to snapshot", o.source),
@@ -59,7 +59,7 @@ pub fn snapshot_one(
     cfg: &Config,
     source: &crate::config::Source,
     now: chrono::DateTime<chrono::Utc>,
-    progress: &dyn crate::output::Report,
+    progress: &dyn crate::progress::Report,
 ) -> Result<(Outcome, Exit)> {
     let o = match snapshot::take_with(cfg, source, now, progress) {
         Ok(o) => o,
@@ -75,9 +75,9 @@ pub fn snapshot_one(
     let mut exit = Exit::Ok;
     if !o.skipped.is_empty() {
         exit = Exit::Warnings;
-        eprintln!("warning: {}: {} item(s) could not be captured:", o.source, o.skipped.len());
+        tracing::warn!("{}: {} item(s) could not be captured:", o.source, o.skipped.len());
         for sk in &o.skipped {
-            eprintln!("  {}: {}", sk.path, sk.reason);
+            tracing::warn!("  {}: {}", sk.path, sk.reason);
         }
     }
     if let Some(alarm) = &o.guard {
@@ -86,12 +86,12 @@ pub fn snapshot_one(
         let text = format!(
             "{}\nThe snapshot was recorded; the previous one ({}) is kept. Pruning of `{}` is suspended until `opus-mirror guard ack --source {}`.\nTo bring the previous state back: {}",
             alarm.reasons.join("; "),
-            crate::output::short_id(&alarm.previous),
+            crate::human::short_id(&alarm.previous),
             source.name,
             source.name,
             alarm.restore_command
         );
-        eprintln!("warning: {}: GUARD: {text}", source.name);
+        tracing::warn!("{}: GUARD: {text}", source.name);
         let a = notify::alert(
             notify::Level::Warning,
             format!("opus-mirror guard tripped for {}", source.name),
@@ -139,6 +139,6 @@ pub fn record_bundle(
         ),
     };
     if let Err(e) = crate::state::record(&cfg.state_dir, &ev) {
-        eprintln!("warning: cannot record the run history: {e:#}");
+        tracing::warn!("cannot record the run history: {e:#}");
     }
 }

@@ -85,7 +85,7 @@ impl Paths {
                         Some(false) => {}
                         None => out.push(':'), // a tag or ref naming a tree
                     }
-                    out.push_str(&crate::output::display_path(name));
+                    out.push_str(&crate::human::display_path(name));
                     in_tree = Some(true);
                 }
             }

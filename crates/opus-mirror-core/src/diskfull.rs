@@ -36,7 +36,7 @@ pub fn explain(err: anyhow::Error, place: &Path, what: &str) -> anyhow::Error {
     if !is_disk_full(&err) {
         return err;
     }
-    let free = free_bytes(place).map(crate::output::human_bytes).unwrap_or_else(|| "unknown".into());
+    let free = free_bytes(place).map(crate::human::human_bytes).unwrap_or_else(|| "unknown".into());
     let quoted = crate::shell::quote(&place.display().to_string());
     // One message with the cause inline, so the kept/fix lines come last where they are read.
     anyhow::anyhow!(

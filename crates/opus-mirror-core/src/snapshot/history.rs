@@ -118,7 +118,7 @@ pub fn list_newest(repo: &BackupRepo, branch: &str, limit: usize) -> Result<Vec<
         let at = Utc.timestamp_opt(c.time().seconds(), 0).single().unwrap_or_default();
         out.push(Info {
             id: id.to_string(),
-            short: crate::output::short_id(&id.to_string()).to_string(),
+            short: crate::human::short_id(&id.to_string()).to_string(),
             time: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             at,
             tree: c.tree_id().to_string(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::tree::read_tree;
 use crate::git::objects::{empty_tree, TreeEntry, MODE_EXEC, MODE_LINK, MODE_TREE};
-use crate::output::display_path;
+use crate::human::display_path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

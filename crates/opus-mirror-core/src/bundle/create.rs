@@ -91,7 +91,7 @@ pub fn not_due(t: &Target, listed: &[Listed], ranks: &[u64], now: DateTime<Utc>)
     let (every, newest) = (t.every?, *verified(listed, ranks).last()?);
     dated_before(newest, now)
         .filter(|c| *c > now - every)
-        .map(|_| format!("{} is younger than every = {}", newest.file, crate::output::human_duration(every)))
+        .map(|_| format!("{} is younger than every = {}", newest.file, crate::human::human_duration(every)))
 }
 
 /// Writes a bundle of `source` to `t` if one is due (always with `force`).

@@ -53,7 +53,7 @@ struct Steps<'a> {
     source: &'a str,
     out: Vec<Step>,
     /// Where each finished step is shown as it happens (a terminal), or nowhere.
-    progress: &'a dyn crate::output::Report,
+    progress: &'a dyn crate::progress::Report,
 }
 
 impl Step {
@@ -153,7 +153,7 @@ pub fn run(
     trigger: Trigger,
     dry_run: bool,
     now: DateTime<Utc>,
-    progress: &dyn crate::output::Report,
+    progress: &dyn crate::progress::Report,
 ) -> Result<Report> {
     let started = Instant::now();
     let job = (!dry_run).then(|| notify::Job::start(&cfg.notify));
@@ -472,7 +472,7 @@ fn source_steps(
                 let detail = match (&o.file, &o.reason) {
                     (Some(f), _) => {
                         written.push((tg, f.clone()));
-                        format!("{f} ({}, verified)", crate::output::human_bytes(o.size))
+                        format!("{f} ({}, verified)", crate::human::human_bytes(o.size))
                     }
                     (None, Some(why)) => format!("skipped: {why}"),
                     _ => String::new(),

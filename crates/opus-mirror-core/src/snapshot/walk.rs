@@ -95,7 +95,7 @@ fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 fn skip(out: &mut Scan, rel: &[u8], reason: String) {
-    out.skipped.push(Skipped { path: crate::output::display_path(rel), reason });
+    out.skipped.push(Skipped { path: crate::human::display_path(rel), reason });
 }
 
 fn scan_dir(

@@ -115,7 +115,7 @@ pub fn hash_files(
     odb: &Odb,
     mut pack: Option<&mut PackWriter>,
     skipped: &mut Vec<Skipped>,
-    progress: &dyn crate::output::Report,
+    progress: &dyn crate::progress::Report,
 ) -> anyhow::Result<HashStats> {
     let mut stats = HashStats::default();
     let root = &safe_fs::open_dir(root)?;
@@ -146,10 +146,10 @@ pub fn hash_files(
 fn note_failure(f: &FileRec, fail: ReadFail, skipped: &mut Vec<Skipped>) {
     match fail {
         ReadFail::Vanished => {
-            tracing::debug!(path = %crate::output::display_path(&f.rel), "vanished during the snapshot")
+            tracing::debug!(path = %crate::human::display_path(&f.rel), "vanished during the snapshot")
         }
         ReadFail::Failed(reason) => {
-            skipped.push(Skipped { path: crate::output::display_path(&f.rel), reason })
+            skipped.push(Skipped { path: crate::human::display_path(&f.rel), reason })
         }
     }
 }

@@ -87,18 +87,18 @@ pub fn check_trees(repo: &Repository, tips: &[(String, Oid)], seen: &mut HashSet
                     entries.iter().filter(|e| !e.is_tree() && e.mode != crate::git::objects::MODE_GITLINK)
                 {
                     if !odb.exists(e.oid) {
-                        let shown = crate::output::display_path(&e.name);
+                        let shown = crate::human::display_path(&e.name);
                         anyhow::bail!("blob {} (at {path}{shown}) is missing", e.oid);
                     }
                 }
                 for e in entries.into_iter().filter(|e| e.mode == crate::git::objects::MODE_TREE) {
-                    let child = format!("{path}{}/", crate::output::display_path(&e.name));
+                    let child = format!("{path}{}/", crate::human::display_path(&e.name));
                     stack.push((e.oid, Some(ObjectType::Tree), child));
                 }
             }
             kind @ (ObjectType::Commit | ObjectType::Tag) => {
                 let at = if kind == ObjectType::Commit {
-                    format!("{}:", crate::output::short_id(&oid.to_string()))
+                    format!("{}:", crate::human::short_id(&oid.to_string()))
                 } else {
                     path.clone()
                 };

@@ -76,7 +76,7 @@ fn run(argv: &[String], phase: Phase, vars: &[(&str, String)], timeout: Duration
                 let _ = child.wait();
                 return Err(format!(
                     "{name} took more than {} and was stopped",
-                    crate::output::human_age(timeout.as_secs() as i64)
+                    crate::human::human_age(timeout.as_secs() as i64)
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),

@@ -102,7 +102,7 @@ fn build(
     repo: &BackupRepo,
     cache: &StatCache,
     pack: Option<&mut PackWriter>,
-    progress: &dyn crate::output::Report,
+    progress: &dyn crate::progress::Report,
 ) -> Result<Built> {
     let filter = filter::Filter::new(source)?.with_own(own);
     let mut scan = walk::scan(&source.path, &filter)
@@ -169,19 +169,19 @@ pub fn build_live(cfg: &Config, source: &Source) -> Result<(BackupRepo, Built)> 
     let repo = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let cache = trusted_cache(&repo, &cache_path(&cfg.state_dir, &source.name));
     let own = filter::own_dirs(cfg, source);
-    let built = build(source, &own, &repo, &cache, None, &crate::output::NoProgress)?;
+    let built = build(source, &own, &repo, &cache, None, &crate::progress::NoProgress)?;
     Ok((repo, built))
 }
 
 /// Takes one snapshot of `source`. The caller holds the run lock.
 pub fn take(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome> {
-    take_with(cfg, source, now, &crate::output::NoProgress)
+    take_with(cfg, source, now, &crate::progress::NoProgress)
 }
 
 /// The safety snapshot a restore in place takes of the live directory first: marked
 /// (`Purpose: safety`) so that `latest` and `--at` keep meaning the user's own snapshots.
 pub fn take_safety(cfg: &Config, source: &Source, now: DateTime<Utc>) -> Result<Outcome> {
-    take_unexplained(cfg, source, now, &crate::output::NoProgress, true).map_err(|e| {
+    take_unexplained(cfg, source, now, &crate::progress::NoProgress, true).map_err(|e| {
         let repo = BackupRepo::location(&cfg.state_dir, &source.name);
         crate::diskfull::explain(e, &repo, &format!("writing the safety snapshot of `{}`", source.name))
     })
@@ -192,7 +192,7 @@ pub fn take_with(
     cfg: &Config,
     source: &Source,
     now: DateTime<Utc>,
-    progress: &dyn crate::output::Report,
+    progress: &dyn crate::progress::Report,
 ) -> Result<Outcome> {
     take_unexplained(cfg, source, now, progress, false).map_err(|e| {
         let repo = BackupRepo::location(&cfg.state_dir, &source.name);
@@ -204,7 +204,7 @@ fn take_unexplained(
     cfg: &Config,
     source: &Source,
     now: DateTime<Utc>,
-    progress: &dyn crate::output::Report,
+    progress: &dyn crate::progress::Report,
     safety: bool,
 ) -> Result<Outcome> {
     let started = Instant::now();
@@ -253,10 +253,10 @@ fn take_unexplained(
         read_bytes: built.read_bytes,
         new_objects: built.new_objects,
         excluded: built.excluded,
-        secrets_left_out: built.secrets.iter().map(|p| crate::output::display_path(p)).collect(),
+        secrets_left_out: built.secrets.iter().map(|p| crate::human::display_path(p)).collect(),
         own_excluded: own
             .iter()
-            .map(|o| format!("{} ({})", o.what, crate::output::display_path(&o.rel)))
+            .map(|o| format!("{} ({})", o.what, crate::human::display_path(&o.rel)))
             .collect(),
         skipped: built.skipped.clone(),
         elapsed_ms: 0,
@@ -324,7 +324,7 @@ fn take_unexplained(
         let reasons = crate::guard::evaluate(&cfg.guard, prev_files, deleted, modified, truncated);
         if !reasons.is_empty() {
             let prev_id = prev.to_string();
-            let short = crate::output::short_id(&prev_id);
+            let short = crate::human::short_id(&prev_id);
             outcome.guard = Some(crate::guard::Alarm {
                 source: source.name.clone(),
                 time: time.clone(),

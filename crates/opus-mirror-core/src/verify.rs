@@ -344,10 +344,10 @@ pub fn for_run(
         match age {
             Some(a) if a <= grace.num_seconds() => note.push(format!(
                 "{what}, for {} (within the {} grace)",
-                crate::output::human_age(a),
-                crate::output::human_duration(grace)
+                crate::human::human_age(a),
+                crate::human::human_duration(grace)
             )),
-            Some(a) => warn.push(format!("{what}, for {}", crate::output::human_age(a))),
+            Some(a) => warn.push(format!("{what}, for {}", crate::human::human_age(a))),
             None => warn.push(what),
         }
     };
@@ -419,7 +419,7 @@ fn unpushed_commits(repo: &Repository, local: Oid, hide: &[Oid]) -> Result<Vec<C
         let id = id?;
         let c = repo.find_commit(id)?;
         out.push(Commit {
-            id: crate::output::short_id(&id.to_string()).to_string(),
+            id: crate::human::short_id(&id.to_string()).to_string(),
             subject: c.summary().ok().flatten().unwrap_or("").to_string(),
             time: c.time().seconds(),
         });

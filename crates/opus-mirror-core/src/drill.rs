@@ -101,7 +101,7 @@ fn compare(
         want.insert(&i.path, (i.mode, i.oid));
     }
     for (p, w) in &want {
-        let shown = crate::output::display_path(p);
+        let shown = crate::human::display_path(p);
         match got.get(*p) {
             None => problems.push(format!("{how}: {shown} is missing")),
             Some(g) if g.1 != w.1 => problems.push(format!("{how}: {shown} differs from the snapshot")),
@@ -113,7 +113,7 @@ fn compare(
     }
     for p in got.keys() {
         if !want.contains_key(p.as_slice()) && (with_empty_dirs || got[p].0 != MODE_TREE) {
-            problems.push(format!("{how}: {} is not in the snapshot", crate::output::display_path(p)));
+            problems.push(format!("{how}: {} is not in the snapshot", crate::human::display_path(p)));
         }
     }
     problems
@@ -134,7 +134,7 @@ fn compare_modes(
             if got != want {
                 problems.push(format!(
                     "{how}: {} has permissions {got:04o}, the snapshot says {want:04o}",
-                    crate::output::display_path(rel)
+                    crate::human::display_path(rel)
                 ));
             }
         }
@@ -190,10 +190,10 @@ fn staged_problems(msg: &[u8], dir: &Path) -> Vec<String> {
         o.stdout.split(|&b| b == 0).filter(|p| !p.is_empty()).map(<[u8]>::to_vec).collect();
     let mut problems = Vec::new();
     for p in want.difference(&got) {
-        problems.push(format!("recover: {} was staged and is not", crate::output::display_path(p)));
+        problems.push(format!("recover: {} was staged and is not", crate::human::display_path(p)));
     }
     for p in got.difference(&want) {
-        problems.push(format!("recover: {} is staged and was not", crate::output::display_path(p)));
+        problems.push(format!("recover: {} is staged and was not", crate::human::display_path(p)));
     }
     problems
 }

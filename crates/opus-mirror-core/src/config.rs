@@ -1442,9 +1442,9 @@ pub fn mask_urls_in(text: &str) -> String {
 /// network, notify, guard and the timing keys — what `config check` shows and `--json` prints.
 pub fn effective_rest(cfg: &Config) -> serde_json::Value {
     use serde_json::json;
-    let dur = |d: chrono::Duration| crate::output::human_duration(d);
+    let dur = |d: chrono::Duration| crate::human::human_duration(d);
     let secs =
-        |d: std::time::Duration| crate::output::human_duration(chrono::Duration::seconds(d.as_secs() as i64));
+        |d: std::time::Duration| crate::human::human_duration(chrono::Duration::seconds(d.as_secs() as i64));
     let targets: Vec<_> = cfg
         .targets
         .iter()

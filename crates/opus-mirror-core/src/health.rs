@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::config::{Config, Source};
 use crate::git::BackupRepo;
-use crate::output::{human_bytes, short_id};
+use crate::human::{human_bytes, short_id};
 
 /// The note's text for `source`, from the state dir and the backup repo.
 pub fn render(cfg: &Config, source: &Source) -> String {
