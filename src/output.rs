@@ -26,6 +26,9 @@ pub trait Report: Sync {
     fn doing(&self, _what: &str) {}
     /// One finished step, as a line for the user (printed above the bar as it happens).
     fn step(&self, _line: &str) {}
+    /// How far one transfer (a bundle written to a drive, uploaded) got: `done` bytes of
+    /// `total` when it is known beforehand. A new `label` starts a new transfer.
+    fn bytes(&self, _label: &str, _done: u64, _total: Option<u64>) {}
 }
 
 /// Progress that goes nowhere (hooks, --quiet, --json, tests).
@@ -68,6 +71,29 @@ impl Report for Progress {
         if let Some(pb) = &self.0 {
             pb.println(line);
         }
+    }
+    fn bytes(&self, label: &str, done: u64, total: Option<u64>) {
+        let Some(pb) = &self.0 else { return };
+        if pb.message() != label {
+            // A new transfer: its own figures, rate and eta. The bytes come first so that
+            // an 80-column terminal still shows them.
+            let template = match total {
+                Some(_) => "{msg} {bytes}/{total_bytes} [{bar:20}] {bytes_per_sec} eta {eta}",
+                None => "{spinner} {msg} {bytes} {bytes_per_sec}",
+            };
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            pb.set_message(label.to_string());
+            pb.set_position(0);
+            pb.reset_eta();
+        }
+        if let Some(t) = total {
+            pb.set_length(t);
+        }
+        pb.set_position(done);
     }
 }
 
