@@ -53,6 +53,29 @@ impl Report for Progress {
             pb.println(line);
         }
     }
+    fn bytes(&self, label: &str, done: u64, total: Option<u64>) {
+        let Some(pb) = &self.0 else { return };
+        if pb.message() != label {
+            // A new transfer: its own figures, rate and eta. The bytes come first so that
+            // an 80-column terminal still shows them.
+            let template = match total {
+                Some(_) => "{msg} {bytes}/{total_bytes} [{bar:20}] {bytes_per_sec} eta {eta}",
+                None => "{spinner} {msg} {bytes} {bytes_per_sec}",
+            };
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            pb.set_message(label.to_string());
+            pb.set_position(0);
+            pb.reset_eta();
+        }
+        if let Some(t) = total {
+            pb.set_length(t);
+        }
+        pb.set_position(done);
+    }
 }
 
 /// A spinner on stderr while a long step runs; nothing at all when progress is off.

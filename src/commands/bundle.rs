@@ -40,7 +40,7 @@ pub fn run(ctx: &mut Context, args: &BundleArgs) -> Result<Exit> {
         for s in sources.iter().filter(|s| t.takes(&s.name)) {
             let progress =
                 crate::output::Progress::start(&ctx.mode, format!("bundle of {} → {}", s.name, t.name));
-            let result = create::create(&cfg, s, t, ctx.now, args.force);
+            let result = create::create(&cfg, s, t, ctx.now, args.force, &progress);
             drop(progress);
             opus_mirror_core::steps::record_bundle(&cfg, s, t, ctx.now, &result);
             match result {

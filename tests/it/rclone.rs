@@ -163,3 +163,71 @@ fn every_off_site_bundle_is_fully_read_within_read_data_within() {
     // Right after, only the rotating share again.
     assert_eq!(checked(&env), 1);
 }
+
+/// The part of the terminal's lines after `label` (a transfer's figures), one per redraw.
+fn figures<'a>(text: &'a str, label: &str) -> Vec<&'a str> {
+    text.lines().filter_map(|l| l.split_once(label).map(|(_, rest)| rest.trim())).collect()
+}
+
+/// A bundle of several MB takes a while to write and longer to upload: on a terminal `run`
+/// shows its bytes as they go, written to the drive (counted as they reach the file) and
+/// uploaded to S3 (rclone's own stats, read from its stderr as they come), done of total.
+/// Through a pipe none of it shows. Before, the spinner named the step and nothing else.
+#[test]
+fn a_run_on_a_terminal_shows_the_bytes_of_a_big_bundle_for_the_drive_and_the_upload() {
+    const TEST: &str = "a_run_on_a_terminal_shows_the_bytes_of_a_big_bundle_for_the_drive_and_the_upload";
+    let Some(s3) = S3Server::start(TEST) else { return };
+    let mut env = setup(&s3, true);
+    // Slow enough on loopback for rclone to report the upload under way (every 500 ms).
+    env.vars.push(("RCLONE_BWLIMIT".into(), "4M".into()));
+    let vault = env.path("vault");
+    // 6 MiB that no compression shrinks.
+    let mut rng = vaultgen::Rng::new(13);
+    fs::write(vault.join("attachments/scan.pdf"), rng.bytes(6 << 20)).unwrap();
+    let Some(tty) = crate::run::on_a_pty(&env, "run", TEST) else { return };
+
+    let written = figures(&tty.text, "vault: writing bundle → drive");
+    assert!(
+        written.iter().any(|f| f.contains(" MiB")),
+        "no byte figure while the bundle was written to the drive: {written:?}\n{}",
+        tty.text
+    );
+    // The bar reads `DONE/TOTAL [===>  ]`, the total being the whole bundle (6 MiB and a
+    // little), and shows the upload under way, not only its end.
+    let uploaded: Vec<(&str, &str)> = figures(&tty.text, "vault: uploading bundle → cloud")
+        .into_iter()
+        .filter_map(|f| f.split(" [").next().and_then(|f| f.split_once('/')))
+        .collect();
+    assert!(
+        uploaded.iter().any(|(_, total)| total.starts_with("6.") && total.ends_with(" MiB")),
+        "no byte figure (done/total) while the bundle was uploaded: {uploaded:?}\n{}",
+        tty.text
+    );
+    assert!(
+        uploaded.iter().any(|(done, total)| done != total && *done != "0 B"),
+        "the upload showed no figure while under way: {uploaded:?}\n{}",
+        tty.text
+    );
+    let listed = env.run(&["bundles", "--json"]).ok().json();
+    // The bundle whose upload was shown is on the bucket, whole and verified.
+    let cloud: Vec<_> = listed.as_array().unwrap().iter().filter(|b| b["target"] == "cloud").collect();
+    assert!(
+        cloud.len() == 1
+            && cloud[0]["manifest"]["verified"] == true
+            && cloud[0]["size"].as_u64() > Some(6 << 20),
+        "{listed}"
+    );
+
+    // Through a pipe: another big bundle, and no figures.
+    fs::write(vault.join("attachments/scan 2.pdf"), rng.bytes(3 << 20)).unwrap();
+    let piped = env.run(&["run"]).ok();
+    assert!(piped.stdout.contains("→ cloud") && piped.stdout.contains("verified"), "{}", piped.stdout);
+    for shown in [&piped.stdout, &piped.stderr] {
+        assert!(
+            !shown.contains("uploading bundle")
+                && !shown.contains("writing bundle")
+                && !shown.contains("iB/s"),
+            "progress in a pipe:\n{shown}"
+        );
+    }
+}

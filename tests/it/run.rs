@@ -642,55 +642,76 @@ fn a_dry_run_mutates_nothing_and_reports_the_real_error() {
     assert!(before == (fingerprint(&env.state), fingerprint(&drive), fingerprint(&mirror)));
 }
 
+/// What a command drew on a terminal.
+pub(crate) struct Tty {
+    /// Everything, escape codes included.
+    pub raw: String,
+    /// The text: escape sequences (`ESC [ ... letter`) out, `\r` and `\n` both end a line.
+    pub text: String,
+}
+
+/// Runs `opus-mirror ARGS` (a shell word list) under a real pty (util-linux `script`), with
+/// `env`'s isolation, clock and variables, and insists that it succeeds. None, with a note,
+/// where `script` is missing.
+pub(crate) fn on_a_pty(env: &Env, args: &str, test: &str) -> Option<Tty> {
+    if Command::new("script").arg("--version").output().is_err() {
+        crate::helpers::servers::missing("script (util-linux)", test);
+        return None;
+    }
+    let line = format!("{} {args}", opus_mirror_core::shell::quote(crate::helpers::bin()));
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]);
+    env.isolate(&mut c);
+    if let Some(now) = &env.now {
+        c.env("OPUS_MIRROR_NOW", now);
+    }
+    c.envs(env.vars.iter().map(|(k, v)| (k, v)));
+    let o = c.env("TERM", "xterm").stdin(Stdio::null()).output().unwrap();
+    let raw = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "`{args}` under a pty failed:\n{raw}");
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            chars.next_if_eq(&'[');
+            while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
+        } else {
+            text.push(if ch == '\r' { '\n' } else { ch });
+        }
+    }
+    Some(Tty { raw, text })
+}
+
 /// On a terminal, `run` shows each step as it happens (a line per finished step above a
 /// spinner naming the step under way) and does not print the steps a second time at the end;
 /// through a pipe (a hook, a timer) there is no spinner and no escape code. Driven under a
 /// real pty with util-linux `script`.
 #[test]
 fn run_on_a_terminal_shows_each_step_as_it_happens() {
-    if Command::new("script").arg("--version").output().is_err() {
-        crate::helpers::servers::missing(
-            "script (util-linux)",
-            "run_on_a_terminal_shows_each_step_as_it_happens",
-        );
-        return;
-    }
     let mut env = Env::new();
     let vault = env.path("vault");
     vaultgen::create(&vault, &vaultgen::Spec { notes: 20, attachments: 1, ..Default::default() });
     env.write_config_with_drive("v", &vault, "", &env.path("drive"), "");
     env.run(&["init"]).ok();
     env.now = Some("2026-11-20T03:30:00Z".into());
-    let line = format!("{} run", opus_mirror_core::shell::quote(crate::helpers::bin()));
-    let mut c = Command::new("script");
-    c.args(["-qec", &line, "/dev/null"]);
-    env.isolate(&mut c);
-    let o = c
-        .env("TERM", "xterm")
-        .env("OPUS_MIRROR_NOW", "2026-11-20T03:30:00Z")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let tty = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "run under a pty failed:\n{tty}");
-    // The terminal's text: escape sequences (`ESC [ ... letter`) out, \r and \n both end a line.
-    let mut plain = String::new();
-    let mut chars = tty.chars().peekable();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            chars.next_if_eq(&'[');
-            while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
-        } else {
-            plain.push(if ch == '\r' { '\n' } else { ch });
-        }
-    }
+    let Some(tty) = on_a_pty(&env, "run", "run_on_a_terminal_shows_each_step_as_it_happens") else {
+        return;
+    };
+    let plain = &tty.text;
     for step in ["snapshot", "bundle", "check"] {
         let lines =
             plain.lines().filter(|l| l.starts_with("ok ") && l.contains(&format!(" {step} "))).count();
         assert_eq!(lines, 1, "the {step} step should show once on the terminal:\n{plain}");
         assert!(plain.contains(&format!("v: {step}")), "no spinner named the {step} step:\n{plain}");
     }
-    assert!(tty.contains('\u{1b}'), "no live progress (escape codes) on a terminal:\n{tty}");
+    assert!(tty.raw.contains('\u{1b}'), "no live progress (escape codes) on a terminal:\n{}", tty.raw);
+    // The bundle's bytes as they reach the drive.
+    assert!(
+        plain
+            .lines()
+            .any(|l| l.split_once("v: writing bundle → drive").is_some_and(|(_, f)| f.contains("iB"))),
+        "no byte figure while the bundle was written:\n{plain}"
+    );
     // Through a pipe: the same steps, plain text.
     std::fs::write(vault.join("new.md"), "new\n").unwrap();
     env.now = Some("2026-11-20T04:30:00Z".into());
@@ -698,6 +719,7 @@ fn run_on_a_terminal_shows_each_step_as_it_happens() {
     assert!(piped.code == 0 || piped.code == 3, "{} {}\n{}", piped.code, piped.stdout, piped.stderr);
     assert!(!piped.stdout.contains('\u{1b}') && !piped.stderr.contains('\u{1b}'), "escape codes in a pipe");
     assert!(piped.stdout.contains(" snapshot "), "{}", piped.stdout);
+    assert!(!piped.stderr.contains("writing bundle"), "progress in a pipe:\n{}", piped.stderr);
 }
 
 /// A `run` asks each rclone target for its listing once (`lsjson --files-only`), and checks

@@ -40,7 +40,18 @@ pub enum Stopped {
 
 /// Runs `c` to its end, or kills it at the first limit it passes. Stdin is closed: a
 /// network child must never wait for a prompt.
-pub fn run(mut c: Command, idle: Option<Duration>, deadline: Duration) -> Result<Finished, Stopped> {
+pub fn run(c: Command, idle: Option<Duration>, deadline: Duration) -> Result<Finished, Stopped> {
+    run_watching(c, idle, deadline, &mut |_| {})
+}
+
+/// [`run`], handing each complete line of the child's stderr to `line` as it arrives (a
+/// progress report), on the calling thread. The lines are kept in [`Finished::stderr`] too.
+pub fn run_watching(
+    mut c: Command,
+    idle: Option<Duration>,
+    deadline: Duration,
+    line: &mut dyn FnMut(&[u8]),
+) -> Result<Finished, Stopped> {
     let start = Instant::now();
     let mut child = c
         .stdin(Stdio::null())
@@ -51,6 +62,8 @@ pub fn run(mut c: Command, idle: Option<Duration>, deadline: Duration) -> Result
     let heard = Arc::new(AtomicU64::new(0));
     let out = drain(child.stdout.take().expect("stdout is piped"), start, heard.clone());
     let err = drain(child.stderr.take().expect("stderr is piped"), start, heard.clone());
+    // How much of stderr was handed to `line`.
+    let mut seen = 0;
     loop {
         if let Some(status) = child.try_wait().map_err(Stopped::Spawn)? {
             // A grandchild that outlives the child (an ssh ControlPersist master) may keep
@@ -59,8 +72,10 @@ pub fn run(mut c: Command, idle: Option<Duration>, deadline: Duration) -> Result
             while !(out.1.is_finished() && err.1.is_finished()) && ended.elapsed() < TAIL {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            new_lines(&err.0, seen, line);
             return Ok(Finished { status, stdout: take(&out.0), stderr: take(&err.0) });
         }
+        seen = new_lines(&err.0, seen, line);
         let now = start.elapsed();
         let silent = now.saturating_sub(Duration::from_millis(heard.load(Ordering::Relaxed)));
         let stop = if now > deadline {
@@ -102,6 +117,22 @@ fn drain(mut pipe: impl Read + Send + 'static, start: Instant, heard: Arc<Atomic
     (buf, handle)
 }
 
+/// Hands each complete line of `buf` past `from` to `line` (without its newline); returns
+/// where the next call starts. The lock is not held while `line` runs.
+fn new_lines(buf: &Mutex<Vec<u8>>, from: usize, line: &mut dyn FnMut(&[u8])) -> usize {
+    let fresh = {
+        let b = buf.lock().unwrap_or_else(|e| e.into_inner());
+        match b[from..].iter().rposition(|&c| c == b'\n') {
+            Some(end) => b[from..from + end + 1].to_vec(),
+            None => return from,
+        }
+    };
+    for l in fresh.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        line(l);
+    }
+    from + fresh.len()
+}
+
 fn take(buf: &Mutex<Vec<u8>>) -> Vec<u8> {
     std::mem::take(&mut *buf.lock().unwrap_or_else(|e| e.into_inner()))
 }
@@ -124,6 +155,24 @@ mod tests {
         assert_eq!(f.status.code(), Some(3));
         assert_eq!(f.stdout, b"out\n");
         assert_eq!(f.stderr, b"err\n");
+    }
+
+    #[test]
+    fn stderr_lines_are_handed_over_as_they_arrive() {
+        let t = Instant::now();
+        let mut got: Vec<(String, Duration)> = Vec::new();
+        let f = run_watching(
+            sh("echo one >&2; sleep 1; printf 'two\\nthree' >&2"),
+            None,
+            Duration::from_secs(10),
+            &mut |l| got.push((String::from_utf8_lossy(l).into_owned(), t.elapsed())),
+        )
+        .unwrap();
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        // A last line without a newline stays in stderr but is never handed over half-written.
+        assert_eq!(lines, ["one", "two"]);
+        assert!(got[0].1 < Duration::from_millis(900), "the first line came only at the end: {got:?}");
+        assert_eq!(f.stderr, b"one\ntwo\nthree");
     }
 
     #[test]

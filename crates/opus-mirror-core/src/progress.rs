@@ -10,6 +10,9 @@ pub trait Report: Sync {
     fn doing(&self, _what: &str) {}
     /// One finished step, as a line for the user (printed above the bar as it happens).
     fn step(&self, _line: &str) {}
+    /// How far one transfer (a bundle written to a drive, uploaded) got: `done` bytes of
+    /// `total` when it is known beforehand. A new `label` starts a new transfer.
+    fn bytes(&self, _label: &str, _done: u64, _total: Option<u64>) {}
 }
 
 /// Progress that goes nowhere (hooks, --quiet, --json, tests).

@@ -465,7 +465,7 @@ fn source_steps(
             st.push("bundle", Some(&tg.name), Exit::Ok, due, t);
             continue;
         }
-        let r = create::create(cfg, s, tg, now, false);
+        let r = create::create(cfg, s, tg, now, false, st.progress);
         crate::steps::record_bundle(cfg, s, tg, now, &r);
         match r {
             Ok(o) => {

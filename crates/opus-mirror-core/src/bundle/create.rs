@@ -23,6 +23,7 @@ use crate::config::{Config, Source, Target, TargetKind};
 use crate::exit::UserError;
 use crate::git::BackupRepo;
 use crate::hashio::{sha256_file, DigestWriter};
+use crate::progress::Report;
 use crate::target::{self, rclone, Listed};
 
 /// What happened for one (source, target).
@@ -94,9 +95,17 @@ pub fn not_due(t: &Target, listed: &[Listed], ranks: &[u64], now: DateTime<Utc>)
         .map(|_| format!("{} is younger than every = {}", newest.file, crate::human::human_duration(every)))
 }
 
-/// Writes a bundle of `source` to `t` if one is due (always with `force`).
-pub fn create(cfg: &Config, source: &Source, t: &Target, now: DateTime<Utc>, force: bool) -> Result<Outcome> {
-    create_unexplained(cfg, source, t, now, force).map_err(|e| {
+/// Writes a bundle of `source` to `t` if one is due (always with `force`). `progress` hears
+/// the bytes as the bundle is written and, for an rclone target, uploaded.
+pub fn create(
+    cfg: &Config,
+    source: &Source,
+    t: &Target,
+    now: DateTime<Utc>,
+    force: bool,
+    progress: &dyn Report,
+) -> Result<Outcome> {
+    create_unexplained(cfg, source, t, now, force, progress).map_err(|e| {
         let place = match &t.kind {
             TargetKind::Dir { path, .. } => path.clone(),
             TargetKind::Rclone { .. } => crate::heal::scratch_root(&cfg.state_dir),
@@ -115,6 +124,7 @@ fn create_unexplained(
     t: &Target,
     now: DateTime<Utc>,
     force: bool,
+    progress: &dyn Report,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let mut out = Outcome {
@@ -199,9 +209,14 @@ fn create_unexplained(
     };
     std::fs::create_dir_all(&staging_dir)?;
     let tmp = crate::atomic::temp_in(&staging_dir)?;
+    let writing = match &t.kind {
+        TargetKind::Dir { .. } => format!("{}: writing bundle → {}", source.name, t.name),
+        TargetKind::Rclone { .. } => format!("{}: staging bundle for {}", source.name, t.name),
+    };
+    progress.bytes(&writing, 0, None);
     let (size, sha) = {
-        let mut w: DigestWriter<_, Sha256> =
-            DigestWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
+        let file = Counted { inner: tmp.as_file(), done: 0, label: &writing, progress };
+        let mut w: DigestWriter<_, Sha256> = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
         if encrypted {
             let recipients: Vec<age::x25519::Recipient> = t
                 .age_recipients
@@ -253,6 +268,7 @@ fn create_unexplained(
                 .map_err(|e| e.error)
                 .with_context(|| format!("cannot move the bundle into {}", dest.display()))?;
             crate::atomic::sync_dir(&dir)?;
+            progress.doing(&format!("{}: reading back bundle on {}", source.name, t.name));
             let back = sha256_file(&dest)?;
             if back != sha {
                 bail!(
@@ -269,13 +285,16 @@ fn create_unexplained(
             crate::atomic::sync_dir(&dir)?;
         }
         None => {
+            progress.doing(&format!("{}: reading back bundle staged for {}", source.name, t.name));
             let back = sha256_file(tmp.path())?;
             if back != sha {
                 bail!("the staged bundle {} reads back with a different sha256", tmp.path().display());
             }
             manifest.verified = true;
             manifest.md5 = Some(rclone::local_hashes(tmp.path())?.0);
-            rclone::store(t, tmp.path(), &name, &manifest)?;
+            let uploading = format!("{}: uploading bundle → {}", source.name, t.name);
+            let mut sent = |done, total| progress.bytes(&uploading, done, Some(total));
+            rclone::store(t, tmp.path(), &name, &manifest, &mut sent)?;
         }
     }
     if let TargetKind::Dir { path, .. } = &t.kind {
@@ -288,6 +307,27 @@ fn create_unexplained(
     out.objects = objs.len() as u64;
     out.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(out)
+}
+
+/// Passes writes on to the file, telling `progress` how many bytes reached it (under the
+/// 1 MiB buffer, so once a MiB, not once an object).
+struct Counted<'a, W: Write> {
+    inner: W,
+    done: u64,
+    label: &'a str,
+    progress: &'a dyn Report,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        self.progress.bytes(self.label, self.done, None);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Keeps `RESTORE.md` (the recovery runbook with this machine's values) next to the bundles,

@@ -100,6 +100,17 @@ fn parts(t: &Target) -> (&str, Option<&Path>) {
 /// [`QUIET_CALL_TIMEOUTS`] timeouts in all, a copy at `[network] deadline`. Each is reported
 /// as unreachable (exit 5).
 fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
+    rclone_watching(t, args, None)
+}
+
+/// [`rclone`], and with `stats`, rclone's own transfer stats as they come: (bytes sent,
+/// bytes in all). rclone then logs JSON (`--use-json-log`) with a stats line every
+/// [`STATS_EVERY`] on stderr; what it says besides is read back as plain text.
+fn rclone_watching(
+    t: &Target,
+    args: &[&str],
+    mut stats: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Vec<u8>> {
     let (remote, config) = parts(t);
     let limits = &t.timeouts;
     let mut c = Command::new("rclone");
@@ -110,6 +121,9 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
     // run (the drive bundle, the alerts) goes on.
     let idle = format!("{}s", limits.idle.as_secs().max(1));
     c.args(["--retries", "2", "--low-level-retries", "3", "--contimeout", &idle, "--timeout", &idle]);
+    if stats.is_some() {
+        c.args(["--use-json-log", "--stats", STATS_EVERY, "--stats-log-level", "NOTICE"]);
+    }
     c.args(args);
     // A custom CA bundle meant for other tools breaks rclone's plain-http S3 endpoints.
     c.env_remove("AWS_CA_BUNDLE");
@@ -123,7 +137,12 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
     };
     let copy = args.first() == Some(&"copyto");
     let cap = if copy { limits.deadline } else { (limits.idle * QUIET_CALL_TIMEOUTS).min(limits.deadline) };
-    let o = match netchild::run(c, None, cap) {
+    let mut watch = |line: &[u8]| {
+        if let (Some(report), Some((done, total))) = (stats.as_mut(), stats_line(line)) {
+            report(done, total);
+        }
+    };
+    let o = match netchild::run_watching(c, None, cap, &mut watch) {
         Ok(o) => o,
         Err(Stopped::Spawn(e)) => {
             return Err(Unavailable {
@@ -151,7 +170,7 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
         }
     };
     if !o.status.success() {
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = plain_log(&o.stderr);
         let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
         let last = &last.replace(remote, &masked_remote);
         if timed_out(&err) {
@@ -165,6 +184,35 @@ fn rclone(t: &Target, args: &[&str]) -> Result<Vec<u8>> {
         bail!("target `{}`: `{shown}` failed: {last}", t.name);
     }
     Ok(o.stdout)
+}
+
+/// How often rclone reports how far an upload got.
+const STATS_EVERY: &str = "500ms";
+
+/// The figures of one of rclone's JSON stats lines: (bytes done, bytes in all).
+fn stats_line(line: &[u8]) -> Option<(u64, u64)> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let s = v.get("stats")?;
+    Some((s.get("bytes")?.as_u64()?, s.get("totalBytes")?.as_u64()?))
+}
+
+/// rclone's stderr as the text it prints without `--use-json-log`: each JSON line becomes
+/// its message, stats lines are left out, any other line is kept as it is (rclone prints its
+/// fatal error before its logger is set up as plain text).
+fn plain_log(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut out = String::new();
+    for line in text.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.get("stats").is_some() => continue,
+            Ok(v) if v.get("msg").is_some_and(|m| m.is_string()) => {
+                out.push_str(v["msg"].as_str().expect("checked to be a string"))
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// How many `[network] timeout`s a listing, read or delete may take in all, retries included.
@@ -227,13 +275,25 @@ pub fn list(t: &Target, source: &str) -> Result<Vec<Listed>> {
 /// Uploads `local` as `name` in the one order a kill cannot confuse: the manifest marked
 /// pending, the bundle, a listing that confirms its size and hashes, the manifest marked
 /// verified. A kill at any point leaves a pending manifest that [`settle`] finishes.
-pub fn store(t: &Target, local: &Path, name: &str, manifest: &Manifest) -> Result<()> {
+/// `sent` hears how many of the bundle's bytes rclone has sent so far, and of how many.
+pub fn store(
+    t: &Target,
+    local: &Path,
+    name: &str,
+    manifest: &Manifest,
+    sent: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
     let staging = local.parent().unwrap_or(Path::new("."));
     let pending = format!("{name}{}", super::PENDING);
     upload_file(t, &pending, &Manifest { verified: false, ..manifest.clone() }, staging)?;
     let dest = remote_path(t, name);
-    rclone(t, &["copyto", &local.display().to_string(), &dest])?;
-    wrote(t, name, Some(std::fs::metadata(local)?.len()), None);
+    let size = std::fs::metadata(local)?.len();
+    // rclone's count: a retried upload counts its bytes again, so never past the file.
+    // From zero now, so the first figures (in [`STATS_EVERY`]) give a true rate.
+    sent(0, size);
+    let mut report = |done: u64, _: u64| sent(done.min(size), size);
+    rclone_watching(t, &["copyto", &local.display().to_string(), &dest], Some(&mut report))?;
+    wrote(t, name, Some(size), None);
     let (md5, sha1) = local_hashes(local)?;
     let entries = lsjson(t, &["--hash", &dest])?;
     let Some(e) = entries.iter().find(|e| e.name == name) else {
@@ -365,4 +425,30 @@ fn upload_file(t: &Target, file: &str, m: &Manifest, staging: &Path) -> Result<(
     rclone(t, &["copyto", &tmp.path().display().to_string(), &remote_path(t, file)])?;
     wrote(t, file, Some(bytes.len() as u64), Some(bytes));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as rclone v1.60 prints them with `--use-json-log --stats-log-level NOTICE`.
+    const STATS: &str = r#"{"level":"warning","msg":"\nTransferred:   \t    1.527 MiB / 4.768 MiB, 32%, 0 B/s, ETA -\n","source":"accounting/stats.go:482","stats":{"bytes":1601536,"checks":0,"elapsedTime":0.58,"errors":0,"eta":null,"speed":0,"totalBytes":5000000,"transfers":0},"time":"2026-11-30T22:26:12.127963+00:00"}"#;
+    const ERROR: &str = r#"{"level":"error","msg":"Failed to copy: AccessDenied: Access Denied","source":"cmd/cmd.go:508","time":"2026-11-30T22:26:13.1+00:00"}"#;
+
+    #[test]
+    fn stats_lines_give_bytes_done_and_in_all() {
+        assert_eq!(stats_line(STATS.as_bytes()), Some((1_601_536, 5_000_000)));
+        assert_eq!(stats_line(ERROR.as_bytes()), None);
+        assert_eq!(stats_line(b"2026/11/30 22:26:50 ERROR : plain text"), None);
+        assert_eq!(stats_line(br#"{"stats":{"bytes":-1,"totalBytes":2}}"#), None);
+    }
+
+    #[test]
+    fn the_json_log_reads_back_as_the_plain_one_without_stats() {
+        let log = format!("{STATS}\n2026/11/30 22:26:50 Source doesn't exist\n{ERROR}\n");
+        assert_eq!(
+            plain_log(log.as_bytes()),
+            "2026/11/30 22:26:50 Source doesn't exist\nFailed to copy: AccessDenied: Access Denied\n"
+        );
+    }
 }
