@@ -53,8 +53,12 @@ pub fn source(
         }
     }
     let exit = journal.out.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
-    let detail: Vec<String> =
-        journal.out.iter().filter(|x| x.exit != Exit::Ok).map(|x| format!("{}: {}", x.step, x.detail)).collect();
+    let detail: Vec<String> = journal
+        .out
+        .iter()
+        .filter(|x| x.exit != Exit::Ok)
+        .map(|x| format!("{}: {}", x.step, x.detail))
+        .collect();
     let detail = if detail.is_empty() { "all steps ok".into() } else { detail.join("\n") };
     let mut ev = Event::new(now, "run", Some(&s.name), None, exit, detail);
     ev.data = serde_json::json!({"trigger": trigger});
@@ -93,15 +97,18 @@ fn step(
             journal.doing("bundle", Some(&tg.name));
             bundle(cfg, s, tg, due, now, done)
         }
-        (StepKind::Prune, _) => prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?,
+        (StepKind::Prune, _) => {
+            prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?
+        }
         (StepKind::Check { full }, _) => {
             journal.doing("check", None);
-            if *full { full_check(cfg, s, facts, now, done) } else { light_check(cfg, done) }
+            if *full {
+                full_check(cfg, s, facts, now, done)
+            } else {
+                light_check(cfg, done)
+            }
         }
-        (StepKind::Drill { candidates, encrypted }, due) => {
-            let due = matches!(due, Due::Yes(_));
-            return drill(cfg, s, candidates, encrypted.as_deref(), due, now, journal, done);
-        }
+        (StepKind::Drill { .. }, _) => return drill(cfg, s, p, now, journal, done),
         (StepKind::Health, _) => health(cfg, s)?,
     };
     Some(StepResult { target: p.target.clone(), exit: result.0, detail: result.1 })
@@ -188,7 +195,14 @@ fn mirror(cfg: &Config, s: &Source, now: DateTime<Utc>) -> (Exit, String) {
 
 /// Writes a bundle when `create` finds one due; a target the plan found blocked is reported
 /// (and recorded) with the error it gave, without asking it again.
-fn bundle(cfg: &Config, s: &Source, tg: &Target, due: &Due, now: DateTime<Utc>, done: &mut Done) -> (Exit, String) {
+fn bundle(
+    cfg: &Config,
+    s: &Source,
+    tg: &Target,
+    due: &Due,
+    now: DateTime<Utc>,
+    done: &mut Done,
+) -> (Exit, String) {
     if let Due::Blocked(b) = due {
         record(cfg, &Event::new(now, "bundle", Some(&s.name), Some(&tg.name), b.exit, b.detail.clone()));
         if b.exit == Exit::Unreachable {
@@ -245,7 +259,7 @@ fn prune(
 
 /// Applies a target's keep policy for one source, never removing `protect` (what this run
 /// wrote); returns what happened, a warning when a bundle is dated in the future.
-pub fn prune_target(
+fn prune_target(
     cfg: &Config,
     s: &Source,
     tg: &Target,
@@ -332,30 +346,35 @@ pub fn unkeyed(enc: &str) -> String {
 }
 
 /// A test restore when due, from the first candidate not found unreachable in this run.
-#[allow(clippy::too_many_arguments)]
 fn drill(
     cfg: &Config,
     s: &Source,
-    candidates: &[String],
-    encrypted: Option<&str>,
-    due: bool,
+    p: &Planned,
     now: DateTime<Utc>,
     journal: &Journal,
     done: &Done,
 ) -> Option<StepResult> {
-    if !due {
+    let (StepKind::Drill { candidates, encrypted }, Due::Yes(_)) = (&p.kind, &p.due) else {
         return None;
-    }
+    };
     let Some(name) = candidates.iter().find(|c| !done.unreachable.contains(c)) else {
-        let enc = encrypted?;
-        return Some(StepResult { target: Some(enc.to_string()), exit: Exit::Warnings, detail: unkeyed(enc) });
+        let enc = encrypted.as_deref()?;
+        return Some(StepResult {
+            target: Some(enc.to_string()),
+            exit: Exit::Warnings,
+            detail: unkeyed(enc),
+        });
     };
     let tg = cfg.targets.iter().find(|t| t.name == *name).expect("the plan names configured targets");
     journal.doing("drill", Some(&tg.name));
     let (exit, detail) = match crate::drill::drill_and_record(cfg, s, tg, now, tg.identity_file.as_deref()) {
         Ok(r) if r.ok() => (
             Exit::Ok,
-            format!("{} files restored and identical; time-to-recover {:.1}s", r.files, r.ttr_ms as f64 / 1000.0),
+            format!(
+                "{} files restored and identical; time-to-recover {:.1}s",
+                r.files,
+                r.ttr_ms as f64 / 1000.0
+            ),
         ),
         Ok(r) => (Exit::Failed, r.problems.join("\n")),
         Err(e) => (Exit::Failed, format!("{e:#}")),

@@ -12,8 +12,6 @@ pub mod execute;
 pub mod plan;
 pub mod preview;
 
-pub use execute::prune_target;
-
 use std::time::Instant;
 
 use anyhow::Result;
@@ -48,6 +46,8 @@ pub struct Step {
     pub ms: u64,
 }
 
+/// What `run` returns: every step taken (or, for a dry run, planned) and the run's exit. The
+/// command prints it as a table or under `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub trigger: Trigger,
@@ -92,6 +92,7 @@ impl Journal<'_> {
         self.progress.doing(&format!("{}: {step}{to}", self.source));
     }
 
+    /// Adds a finished step, and shows it as it happens.
     fn push(
         &mut self,
         step: &'static str,
@@ -99,7 +100,7 @@ impl Journal<'_> {
         exit: Exit,
         detail: impl Into<String>,
         started: Instant,
-    ) -> Exit {
+    ) {
         let step = Step {
             source: self.source.to_string(),
             step,
@@ -115,9 +116,9 @@ impl Journal<'_> {
         }
         self.progress.step(&block);
         self.out.push(step);
-        exit
     }
 
+    /// Whether a step of this source failed (then nothing is pruned).
     fn failed(&self) -> bool {
         self.out.iter().any(|s| s.exit == Exit::Failed)
     }
@@ -143,7 +144,13 @@ pub fn run(
             steps.extend(journal.out);
         }
         let exit = steps.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
-        return Ok(Report { trigger, dry_run, exit, steps, elapsed_ms: started.elapsed().as_millis() as u64 });
+        return Ok(Report {
+            trigger,
+            dry_run,
+            exit,
+            steps,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
     }
     let job = notify::Job::start(&cfg.notify);
     let mut steps = Vec::new();
@@ -212,8 +219,8 @@ fn alert(cfg: &Config, report: &Report, now: DateTime<Utc>, job: notify::Job) {
             )
         })
         .collect();
-    let title =
-        format!("opus-mirror run ({:?}): {}", report.trigger, state::outcome_word(report.exit)).to_lowercase();
+    let title = format!("opus-mirror run ({:?}): {}", report.trigger, state::outcome_word(report.exit))
+        .to_lowercase();
     let text = lines.join("\n");
     notify::deliver(&cfg.notify, &notify::alert(level, title.clone(), text.clone(), None, report.exit, now));
     job.finish(report.exit, &format!("{title}\n{text}"));
@@ -247,4 +254,3 @@ fn hook_step(
     });
     Some(exit)
 }
-

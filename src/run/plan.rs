@@ -32,7 +32,8 @@ impl From<anyhow::Error> for Blocked {
     }
 }
 
-/// A target's bundles of one source, with their ranks by content (parallel to `listed`).
+/// A target's bundles of one source, with their ranks by content (parallel to `listed`; empty
+/// for a target without `every`, the only thing the plan ranks them for).
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     pub listed: Vec<Listed>,
@@ -62,7 +63,11 @@ impl Facts {
             for s in sources.iter().filter(|s| tg.takes(&s.name)) {
                 let listing = usable.clone().and_then(|()| {
                     let listed = crate::target::list(tg, &s.name)?;
-                    let ranks = crate::ranking::by_content(cfg, s, &listed, now);
+                    // Only `every` needs the order by content (it walks the snapshot branch).
+                    let ranks = match tg.every {
+                        Some(_) => crate::ranking::by_content(cfg, s, &listed, now),
+                        None => Vec::new(),
+                    };
                     Ok(Listing { listed, ranks })
                 });
                 f.bundles.insert((s.name.clone(), tg.name.clone()), listing);
@@ -94,10 +99,15 @@ pub enum StepKind {
     /// Only after this target's bundle succeeded and nothing in the run failed.
     Prune,
     /// `full`: the backup repo and every target's bundles; else what this run writes.
-    Check { full: bool },
+    Check {
+        full: bool,
+    },
     /// From the first of `candidates` not found unreachable by the bundle step; when none is
     /// left, `encrypted` (a target nobody can decrypt) is named in a warning.
-    Drill { candidates: Vec<String>, encrypted: Option<String> },
+    Drill {
+        candidates: Vec<String>,
+        encrypted: Option<String>,
+    },
     /// The health note, refreshed after the source's steps.
     Health,
 }
@@ -172,9 +182,17 @@ fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>) -> S
         let why = format!("recovery_doc = {}: rewritten when its text changed", rel.display());
         steps.push(step(StepKind::Runbook, None, Due::Yes(why)));
     }
-    steps.push(step(StepKind::Snapshot, None, Due::Yes("every run (nothing is written when unchanged)".into())));
+    steps.push(step(
+        StepKind::Snapshot,
+        None,
+        Due::Yes("every run (nothing is written when unchanged)".into()),
+    ));
     if let Some(u) = &s.mirror {
-        steps.push(step(StepKind::Mirror, None, Due::Yes(format!("mirror = {}", crate::config::mask_url(u)))));
+        steps.push(step(
+            StepKind::Mirror,
+            None,
+            Due::Yes(format!("mirror = {}", crate::config::mask_url(u))),
+        ));
     } else if is_git {
         steps.push(step(StepKind::Mirror, None, Due::Yes("a git source: its refs are imported".into())));
     }
@@ -188,7 +206,7 @@ fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>) -> S
     }
     let (full, why) = every(&facts.history, &s.name, "check", cfg.check_every, now, "run.check_every");
     let kind = StepKind::Check { full };
-    steps.push(step(kind, None, Due::Yes(if full { why } else { format!("{why}: only what this run writes") })));
+    steps.push(step(kind, None, Due::Yes(why)));
     steps.push(drill_plan(cfg, s, &targets, facts, now));
     if let Some(rel) = &s.health_note {
         let why = format!("health_note = {}: rewritten when its text changed", rel.display());
@@ -208,7 +226,7 @@ fn bundle_due(tg: &Target, s: &Source, facts: &Facts, now: DateTime<Utc>) -> Due
             Some(why) => Due::No(why),
             None => Due::Yes(match tg.every {
                 Some(e) => format!("every = {}: no verified bundle that young", human_duration(e)),
-                None => "every run (no `every` set)".into(),
+                None => "no `every` set: due every run".into(),
             }),
         },
     }
@@ -282,4 +300,120 @@ fn clock_jumped_back(history: &[Event], source: &str, now: DateTime<Utc>) -> Opt
         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with one source, a drive bundled daily and kept to two, and a cloud target.
+    fn config(dir: &std::path::Path) -> Config {
+        let text = format!(
+            "state_dir = {:?}\n[run]\ncheck_every = \"7d\"\ndrill_every = \"30d\"\n\n\
+             [[source]]\nname = \"v\"\npath = {:?}\n\n\
+             [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nevery = \"1d\"\nkeep = {{ last = 2 }}\n\n\
+             [[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \"s3:backups\"\n",
+            dir.join("state").display().to_string(),
+            dir.join("vault").display().to_string(),
+            dir.join("drive").display().to_string()
+        );
+        let path = dir.join("config.toml");
+        std::fs::create_dir_all(dir.join("vault")).expect("the vault");
+        std::fs::write(&path, text).expect("write the config");
+        crate::config::load(&path, &|_| None).expect("a valid config")
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("a fixed date").with_timezone(&Utc)
+    }
+
+    fn ok(now: &str, step: &str) -> Event {
+        Event::new(at(now), step, Some("v"), None, Exit::Ok, "")
+    }
+
+    /// A verified full bundle of `v` on a target, written at `created`.
+    fn bundle(created: &str) -> Listed {
+        let name = format!("v-{}.bundle", at(created).format("%Y-%m-%dT%H%M%SZ"));
+        let m = serde_json::json!({
+            "format": 1, "source": "v", "file": name, "created": created, "kind": "full",
+            "size": 1, "sha256": "", "refs": {}, "head": null, "prerequisites": [], "base": null,
+            "snapshot": null, "objects": 1, "tool": "test", "verified": true
+        });
+        Listed { name, size: 1, manifest: Some(serde_json::from_value(m).expect("a manifest")) }
+    }
+
+    /// Facts where the drive holds `listed` and the cloud could not be reached.
+    fn facts(history: Vec<Event>, listed: Vec<Listed>) -> Facts {
+        let down = Blocked { exit: Exit::Unreachable, detail: "target `cloud` got no answer".into() };
+        let ranks = (0..listed.len() as u64).collect();
+        let mut f = Facts { history, ..Facts::default() };
+        f.is_git.insert("v".into(), false);
+        f.usable.insert("drive".into(), Ok(()));
+        f.usable.insert("cloud".into(), Err(down.clone()));
+        f.bundles.insert(("v".into(), "drive".into()), Ok(Listing { listed, ranks }));
+        f.bundles.insert(("v".into(), "cloud".into()), Err(down));
+        f
+    }
+
+    fn steps(cfg: &Config, f: &Facts, now: &str) -> Vec<Planned> {
+        let sources: Vec<&Source> = cfg.sources.iter().collect();
+        let mut p = plan(cfg, &sources, f, at(now));
+        assert_eq!(p.sources.len(), 1);
+        p.sources.remove(0).steps
+    }
+
+    #[test]
+    fn a_first_run_plans_every_step_in_order_and_a_dead_target_is_blocked_with_its_exit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let s = steps(&cfg, &facts(Vec::new(), Vec::new()), "2026-11-20T03:30:00Z");
+        let names: Vec<(&str, Option<&str>)> =
+            s.iter().map(|p| (p.kind.name(), p.target.as_deref())).collect();
+        assert_eq!(
+            names,
+            [
+                ("snapshot", None),
+                ("bundle", Some("drive")),
+                ("bundle", Some("cloud")),
+                ("prune", Some("drive")),
+                ("check", None),
+                ("drill", None)
+            ]
+        );
+        assert!(matches!(&s[1].due, Due::Yes(why) if why == "every = 1d: no verified bundle that young"));
+        assert!(matches!(&s[2].due, Due::Blocked(b) if b.exit == Exit::Unreachable));
+        assert_eq!(s[4].kind, StepKind::Check { full: true });
+        assert_eq!(s[4].due, Due::Yes("run.check_every = 1w: never done".into()));
+        // The unreachable cloud is no drill candidate.
+        assert_eq!(s[5].kind, StepKind::Drill { candidates: vec!["drive".into()], encrypted: None });
+        assert_eq!(s[5].due, Due::Yes("run.drill_every = 30d: never done".into()));
+    }
+
+    #[test]
+    fn what_was_done_recently_is_not_due_with_its_age() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let history = vec![ok("2026-11-18T01:00:00Z", "check"), ok("2026-11-01T03:30:00Z", "drill")];
+        let f = facts(history, vec![bundle("2026-11-19T20:00:00Z")]);
+        let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
+        assert_eq!(
+            s[1].due,
+            Due::No("v-2026-11-19T200000Z.bundle is younger than every = 1d".into()),
+            "{s:#?}"
+        );
+        assert_eq!(s[4].kind, StepKind::Check { full: false });
+        assert_eq!(s[4].due, Due::Yes("run.check_every = 1w: last done 2d ago".into()));
+        assert_eq!(s[5].due, Due::No("run.drill_every = 30d: last done 19d ago".into()));
+    }
+
+    #[test]
+    fn a_clock_that_jumped_back_is_said_first_and_a_future_check_counts_as_never_done() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let f = facts(vec![ok("2026-12-20T03:30:00Z", "check")], Vec::new());
+        let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
+        assert_eq!(s[0].kind, StepKind::Clock);
+        assert!(matches!(&s[0].due, Due::Yes(w) if w.contains("the clock jumped back")));
+        assert_eq!(s[5].due, Due::Yes("run.check_every = 1w: never done".into()));
+    }
 }

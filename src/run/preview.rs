@@ -32,7 +32,9 @@ pub fn source(cfg: &Config, s: &Source, plan: &SourcePlan, now: DateTime<Utc>, j
                 (None, e, d)
             }
             (StepKind::Mirror, _) => (None, Exit::Ok, mirror(s)),
-            (StepKind::Bundle, Due::Blocked(b)) => (p.target.clone(), Exit::Ok, format!("unavailable: {}", b.detail)),
+            (StepKind::Bundle, Due::Blocked(b)) => {
+                (p.target.clone(), Exit::Ok, format!("unavailable: {}", b.detail))
+            }
             (StepKind::Bundle, Due::No(why)) => (p.target.clone(), Exit::Ok, format!("not due: {why}")),
             (StepKind::Bundle, Due::Yes(why)) => {
                 (p.target.clone(), Exit::Ok, format!("would write a bundle if anything changed ({why})"))
@@ -44,7 +46,7 @@ pub fn source(cfg: &Config, s: &Source, plan: &SourcePlan, now: DateTime<Utc>, j
                 (None, Exit::Ok, format!("would run a full check (due: {why})"))
             }
             (StepKind::Check { full: false }, Due::Yes(why)) => {
-                (None, Exit::Ok, format!("would check what this run writes ({why})"))
+                (None, Exit::Ok, format!("would check what this run writes (full check not due: {why})"))
             }
             (StepKind::Drill { candidates, encrypted }, due) => match (candidates.first(), due, encrypted) {
                 (Some(tg), Due::Yes(why), _) => {
