@@ -682,6 +682,44 @@ pub(crate) fn on_a_pty(env: &Env, args: &str, test: &str) -> Option<Tty> {
     Some(Tty { raw, text })
 }
 
+/// `run --dry-run` prints the plan: every step it would take, each with why it is due or not
+/// (the setting and the age it was judged by), and carries out none of them.
+#[test]
+fn a_dry_run_prints_the_plan_with_why_each_step_is_due_or_not() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_with_drive("v", &vault, "", &drive, "every = \"1d\"\nkeep = { last = 2 }");
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    let first = env.run(&["run", "--dry-run"]).ok().stdout;
+    for want in [
+        "would write a bundle if anything changed (every = 1d: no verified bundle that young)",
+        "would apply its keep policy (after its bundle, unless a step of this run failed)",
+        "would run a full check (due: run.check_every = ",
+        "would run a test restore (due: run.drill_every = ",
+        "never done",
+    ] {
+        assert!(first.contains(want), "no `{want}` in:\n{first}");
+    }
+    let done = env.run(&["run"]);
+    assert!(done.code == 0 || done.code == 3, "{}\n{}", done.stdout, done.stderr);
+
+    env.now = Some("2026-11-20T05:30:00Z".into());
+    let before = (fingerprint(&env.state), fingerprint(&drive), fingerprint(&vault));
+    let later = env.run(&["run", "--dry-run"]).ok().stdout;
+    assert!(before == (fingerprint(&env.state), fingerprint(&drive), fingerprint(&vault)), "{later}");
+    for want in [
+        "not due: v-2026-11-20T033000Z.bundle is younger than every = 1d",
+        "would check what this run writes (full check not due: run.check_every = ",
+        "not due: run.drill_every = ",
+        "last done 2h ago",
+    ] {
+        assert!(later.contains(want), "no `{want}` in:\n{later}");
+    }
+}
+
 /// On a terminal, `run` shows each step as it happens (a line per finished step above a
 /// spinner naming the step under way) and does not print the steps a second time at the end;
 /// through a pipe (a hook, a timer) there is no spinner and no escape code. Driven under a

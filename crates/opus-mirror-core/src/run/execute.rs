@@ -1,0 +1,384 @@
+//! Carries out a source's plan, one step at a time, in the plan's order. Each step gives one
+//! result (an exit and a detail) that goes into the run's journal; steps whose outcome others
+//! read (snapshot, mirror, bundle, check, drill, the run itself) are recorded in the history
+//! with the event shapes `status`, alerts and the health note read.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::plan::{Due, Facts, Planned, SourcePlan, StepKind};
+use super::{Journal, Trigger};
+use crate::bundle::create;
+use crate::classify::exit_for;
+use crate::config::{Config, Source, Target, TargetKind};
+use crate::exit::Exit;
+use crate::git::BackupRepo;
+use crate::state::{self, Event};
+
+/// What the steps of one source learned that later steps depend on.
+#[derive(Default)]
+struct Done {
+    /// (target, file) of each bundle written: check reads them back, prune never removes them.
+    written: Vec<(String, String)>,
+    /// Targets whose bundle step succeeded: only those are pruned.
+    bundled_ok: Vec<String>,
+    /// Targets that timed out or could not be reached: check and drill do not wait on them
+    /// again in this run.
+    unreachable: Vec<String>,
+}
+
+/// What one step did: the result that goes into the journal.
+pub struct StepResult {
+    pub target: Option<String>,
+    pub exit: Exit,
+    pub detail: String,
+}
+
+/// Runs every step of `plan` for `s`, then records the source's run in the history.
+pub fn source(
+    cfg: &Config,
+    s: &Source,
+    plan: &SourcePlan,
+    facts: &Facts,
+    trigger: Trigger,
+    now: DateTime<Utc>,
+    journal: &mut Journal,
+) {
+    let mut done = Done::default();
+    for p in &plan.steps {
+        let t = Instant::now();
+        if let Some(r) = step(cfg, s, p, facts, now, journal, &mut done) {
+            journal.push(p.kind.name(), r.target.as_deref(), r.exit, r.detail, t);
+        }
+    }
+    let exit = journal.out.iter().fold(Exit::Ok, |e, s| e.combine(s.exit));
+    let detail: Vec<String> = journal
+        .out
+        .iter()
+        .filter(|x| x.exit != Exit::Ok)
+        .map(|x| format!("{}: {}", x.step, x.detail))
+        .collect();
+    let detail = if detail.is_empty() { "all steps ok".into() } else { detail.join("\n") };
+    let mut ev = Event::new(now, "run", Some(&s.name), None, exit, detail);
+    ev.data = serde_json::json!({"trigger": trigger});
+    record(cfg, &ev);
+}
+
+/// One step; None when it had nothing to do (and says nothing).
+fn step(
+    cfg: &Config,
+    s: &Source,
+    p: &Planned,
+    facts: &Facts,
+    now: DateTime<Utc>,
+    journal: &Journal,
+    done: &mut Done,
+) -> Option<StepResult> {
+    let target = p.target.as_deref().and_then(|n| cfg.targets.iter().find(|t| t.name == n));
+    let result = match (&p.kind, &p.due) {
+        (StepKind::Clock, Due::Yes(w)) => (Exit::Warnings, w.clone()),
+        (StepKind::Clock, _) => return None,
+        (StepKind::Verify, _) => verify(cfg, s, now),
+        (StepKind::Runbook, _) => runbook(cfg, s)?,
+        (StepKind::Snapshot, _) => {
+            journal.doing("snapshot", None);
+            match crate::steps::snapshot_one(cfg, s, now, journal.progress) {
+                Ok((o, e)) => (e, crate::steps::describe(&o)),
+                Err(e) => (exit_for(&e).combine(Exit::Failed), format!("{e:#}")),
+            }
+        }
+        (StepKind::Mirror, _) => {
+            journal.doing("mirror", None);
+            mirror(cfg, s, now)
+        }
+        (StepKind::Bundle, due) => {
+            let tg = target.expect("the plan names configured targets");
+            journal.doing("bundle", Some(&tg.name));
+            bundle(cfg, s, tg, due, now, done, journal.progress)
+        }
+        (StepKind::Prune, _) => {
+            prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?
+        }
+        (StepKind::Check { full }, _) => {
+            journal.doing("check", None);
+            if *full {
+                full_check(cfg, s, facts, now, done)
+            } else {
+                light_check(cfg, done)
+            }
+        }
+        (StepKind::Drill { .. }, _) => return drill(cfg, s, p, now, journal, done),
+        (StepKind::Health, _) => health(cfg, s)?,
+    };
+    Some(StepResult { target: p.target.clone(), exit: result.0, detail: result.1 })
+}
+
+/// Records an event; a history that cannot be written is said, never silently dropped.
+fn record(cfg: &Config, ev: &Event) {
+    if let Err(e) = state::record(&cfg.state_dir, ev) {
+        tracing::warn!("cannot record the run history: {e:#}");
+    }
+}
+
+/// Verify (read-only, so a dry run takes it too): at risk or offline is worth a warning after
+/// a session, never a failure.
+pub fn verify(cfg: &Config, s: &Source, now: DateTime<Utc>) -> (Exit, String) {
+    match crate::verify::verify(&s.name, &s.path, &cfg.network, false) {
+        Ok(r) if r.unreachable => (Exit::Warnings, "a remote could not be reached".into()),
+        Ok(r) => {
+            let (warn, note) = crate::verify::for_run(&r, now, cfg.verify_grace);
+            let noted = if note.is_empty() { String::new() } else { format!("; {}", note.join("; ")) };
+            if !warn.is_empty() {
+                (Exit::Warnings, format!("at risk: {}{noted}", warn.join("; ")))
+            } else if !note.is_empty() {
+                (Exit::Ok, format!("safe for now: {}", note.join("; ")))
+            } else {
+                (Exit::Ok, "everything is pushed".into())
+            }
+        }
+        Err(e) => (Exit::Warnings, format!("{e:#}")),
+    }
+}
+
+/// Rewrites `path` with `text` when its content differs; None when it already holds it.
+fn refresh(path: &std::path::Path, text: &str, make_parent: bool) -> Option<(Exit, String)> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return None;
+    }
+    let parent = match (make_parent, path.parent()) {
+        (true, Some(p)) => std::fs::create_dir_all(p),
+        _ => Ok(()),
+    };
+    Some(match parent.and_then(|()| crate::atomic::write_file(path, text.as_bytes())) {
+        Ok(()) => (Exit::Ok, format!("updated {}", path.display())),
+        Err(e) => (Exit::Warnings, format!("cannot write {}: {e}", path.display())),
+    })
+}
+
+/// The runbook inside the vault, refreshed so every snapshot and bundle carries it.
+fn runbook(cfg: &Config, s: &Source) -> Option<(Exit, String)> {
+    let rel = s.recovery_doc.as_ref()?;
+    refresh(&s.path.join(rel), &crate::recovery::render(cfg), false)
+}
+
+/// The health note, refreshed when its content changed (a run that changed nothing leaves it
+/// as it is: see `health`).
+fn health(cfg: &Config, s: &Source) -> Option<(Exit, String)> {
+    let rel = s.health_note.as_ref()?;
+    refresh(&s.path.join(rel), &crate::health::render(cfg, s), true)
+}
+
+/// Imports the code refs into the backup repo; pushes when a mirror is configured.
+fn mirror(cfg: &Config, s: &Source, now: DateTime<Utc>) -> (Exit, String) {
+    let r = BackupRepo::create(&BackupRepo::location(&cfg.state_dir, &s.name), &s.snapshot_branch, &s.path)
+        .and_then(|b| {
+            crate::mirror::run(&b, s, &cfg.network, now)
+                .and_then(|r| crate::mirror::save_pushed(cfg, s, &b, &r, now).map(|_| r))
+        });
+    let (exit, detail) = match r {
+        Ok(r) => (
+            Exit::Ok,
+            format!(
+                "{} ref change(s), {} pushed{}",
+                r.imported.len(),
+                r.pushed.len(),
+                if r.confirmed { ", confirmed" } else { "" }
+            ),
+        ),
+        // An unreachable or timed-out mirror is exit 5, as for `opus-mirror mirror`.
+        Err(e) => (exit_for(&e), format!("{e:#}")),
+    };
+    record(cfg, &Event::new(now, "mirror", Some(&s.name), None, exit, detail.clone()));
+    (exit, detail)
+}
+
+/// Writes a bundle when `create` finds one due; a target the plan found blocked is reported
+/// (and recorded) with the error it gave, without asking it again.
+fn bundle(
+    cfg: &Config,
+    s: &Source,
+    tg: &Target,
+    due: &Due,
+    now: DateTime<Utc>,
+    done: &mut Done,
+    progress: &dyn crate::progress::Report,
+) -> (Exit, String) {
+    if let Due::Blocked(b) = due {
+        record(cfg, &Event::new(now, "bundle", Some(&s.name), Some(&tg.name), b.exit, b.detail.clone()));
+        if b.exit == Exit::Unreachable {
+            done.unreachable.push(tg.name.clone());
+        }
+        return (b.exit, b.detail.clone());
+    }
+    let r = create::create(cfg, s, tg, now, false, progress);
+    crate::steps::record_bundle(cfg, s, tg, now, &r);
+    match r {
+        Ok(o) => {
+            let detail = match (&o.file, &o.reason) {
+                (Some(f), _) => {
+                    done.written.push((tg.name.clone(), f.clone()));
+                    format!("{f} ({}, verified)", crate::human::human_bytes(o.size))
+                }
+                (None, Some(why)) => format!("skipped: {why}"),
+                _ => String::new(),
+            };
+            done.bundled_ok.push(tg.name.clone());
+            (Exit::Ok, detail)
+        }
+        Err(e) => {
+            if exit_for(&e) == Exit::Unreachable {
+                done.unreachable.push(tg.name.clone());
+            }
+            (exit_for(&e), format!("{e:#}"))
+        }
+    }
+}
+
+/// Applies the keep policy of a target whose bundle succeeded, unless a step failed.
+fn prune(
+    cfg: &Config,
+    s: &Source,
+    tg: &Target,
+    now: DateTime<Utc>,
+    journal: &Journal,
+    done: &Done,
+) -> Option<(Exit, String)> {
+    if !done.bundled_ok.contains(&tg.name) {
+        return None;
+    }
+    if journal.failed() {
+        return Some((Exit::Ok, "not pruned: an earlier step failed".into()));
+    }
+    let mine: Vec<String> =
+        done.written.iter().filter(|(w, _)| *w == tg.name).map(|(_, f)| f.clone()).collect();
+    Some(match prune_target(cfg, s, tg, now, &mine) {
+        Ok(r) => r,
+        Err(e) => (exit_for(&e).combine(Exit::Failed), format!("{e:#}")),
+    })
+}
+
+/// Applies a target's keep policy for one source, never removing `protect` (what this run
+/// wrote); returns what happened, a warning when a bundle is dated in the future.
+fn prune_target(
+    cfg: &Config,
+    s: &Source,
+    tg: &Target,
+    now: DateTime<Utc>,
+    protect: &[String],
+) -> anyhow::Result<(Exit, String)> {
+    match crate::prune::plan(cfg, s, tg, now, protect)? {
+        crate::prune::Plan::Suspended(_) => {
+            Ok((Exit::Ok, format!("suspended by the guard (opus-mirror guard ack --source {})", s.name)))
+        }
+        crate::prune::Plan::Decisions(p) => {
+            let removed = crate::prune::apply(tg, &p.decisions)?;
+            let mut lines = vec![format!("{removed} removed, {} kept", p.decisions.len() - removed)];
+            lines.extend(p.warnings.iter().cloned());
+            let exit = if p.warnings.is_empty() { Exit::Ok } else { Exit::Warnings };
+            Ok((exit, lines.join("\n")))
+        }
+    }
+}
+
+/// The full check: the backup repo, and each reachable target's bundles (a rotating tenth,
+/// and any not read within `run.read_data_within`). Recorded: it decides when the next is due.
+fn full_check(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, done: &Done) -> (Exit, String) {
+    let mut problems = Vec::new();
+    match BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))
+        .and_then(|r| crate::check::backup_repo(&r, &s.name))
+    {
+        Ok(r) => problems.extend(r.problems),
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+    let mut skipped = Vec::new();
+    for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
+        if done.unreachable.contains(&tg.name) {
+            skipped.push(format!("{}: not checked, unreachable in this run's bundle step", tg.name));
+            continue;
+        }
+        if !matches!(facts.usable.get(&tg.name), Some(Ok(()))) {
+            continue;
+        }
+        match crate::check::bundles(cfg, s, tg, crate::check::ReadData::Subset(10.0), now, None) {
+            Ok(r) => problems.extend(r.problems),
+            Err(e) => problems.push(format!("{}: {e:#}", tg.name)),
+        }
+    }
+    let e = match (problems.is_empty(), skipped.is_empty()) {
+        (false, _) => Exit::Failed,
+        (true, false) => Exit::Unreachable,
+        (true, true) => Exit::Ok,
+    };
+    let detail = match e {
+        Exit::Ok => "full check passed".to_string(),
+        _ => problems.into_iter().chain(skipped).collect::<Vec<_>>().join("\n"),
+    };
+    record(cfg, &Event::new(now, "check", Some(&s.name), None, e, detail.clone()));
+    (e, detail)
+}
+
+/// The bundles written now to drive targets, read back through the indexer.
+fn light_check(cfg: &Config, done: &Done) -> (Exit, String) {
+    let mut problems = Vec::new();
+    for (name, f) in &done.written {
+        let Some(tg) = cfg.targets.iter().find(|t| t.name == *name) else { continue };
+        if let TargetKind::Dir { path, .. } = &tg.kind {
+            if !f.ends_with(".age") {
+                if let Err(e) = crate::check::bundle_file_ok(&path.join(f), &cfg.state_dir) {
+                    problems.push(format!("{f}: {e}"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        (Exit::Ok, format!("{} new bundle(s) read back", done.written.len()))
+    } else {
+        (Exit::Failed, problems.join("\n"))
+    }
+}
+
+/// The not-drilled warning for a target nobody can decrypt: a drill is never skipped without
+/// a word.
+pub fn unkeyed(enc: &str) -> String {
+    format!(
+        "not drilled: target `{enc}` is encrypted and no key is configured\n  fix: set encrypt.identity_file = \"PATH\" (an age identity kept off that drive) in its [[target]], or run `opus-mirror drill --target {enc} --identity PATH`"
+    )
+}
+
+/// A test restore when due, from the first candidate not found unreachable in this run.
+fn drill(
+    cfg: &Config,
+    s: &Source,
+    p: &Planned,
+    now: DateTime<Utc>,
+    journal: &Journal,
+    done: &Done,
+) -> Option<StepResult> {
+    let (StepKind::Drill { candidates, encrypted }, Due::Yes(_)) = (&p.kind, &p.due) else {
+        return None;
+    };
+    let Some(name) = candidates.iter().find(|c| !done.unreachable.contains(c)) else {
+        let enc = encrypted.as_deref()?;
+        return Some(StepResult {
+            target: Some(enc.to_string()),
+            exit: Exit::Warnings,
+            detail: unkeyed(enc),
+        });
+    };
+    let tg = cfg.targets.iter().find(|t| t.name == *name).expect("the plan names configured targets");
+    journal.doing("drill", Some(&tg.name));
+    let (exit, detail) = match crate::drill::drill_and_record(cfg, s, tg, now, tg.identity_file.as_deref()) {
+        Ok(r) if r.ok() => (
+            Exit::Ok,
+            format!(
+                "{} files restored and identical; time-to-recover {:.1}s",
+                r.files,
+                r.ttr_ms as f64 / 1000.0
+            ),
+        ),
+        Ok(r) => (Exit::Failed, r.problems.join("\n")),
+        Err(e) => (Exit::Failed, format!("{e:#}")),
+    };
+    Some(StepResult { target: Some(tg.name.clone()), exit, detail })
+}

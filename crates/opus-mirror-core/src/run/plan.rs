@@ -1,0 +1,419 @@
+//! What a run will do, decided before it does anything: for each source, its steps in order
+//! and why each is due, not due or blocked. The facts it decides from (the history, whether
+//! each target can be used, each target's bundles of each source) are read once, by
+//! [`Facts::read`]; [`plan`] itself reads nothing and writes nothing, so it can be tested with
+//! a fake clock and fake listings, and `--dry-run` can print it.
+//!
+//! Some conditions can only be known while running (a bundle failing makes the prune after it
+//! wait; a target timing out makes the drill pick another): the plan names them, the executor
+//! applies them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::classify::exit_for;
+use crate::config::{Config, Source, Target};
+use crate::exit::Exit;
+use crate::human::human_duration;
+use crate::state::{self, Event};
+use crate::target::Listed;
+
+/// Why a step cannot run at all in this run, as the step will report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub exit: Exit,
+    pub detail: String,
+}
+
+impl From<anyhow::Error> for Blocked {
+    fn from(e: anyhow::Error) -> Self {
+        Blocked { exit: exit_for(&e), detail: format!("{e:#}") }
+    }
+}
+
+/// A target's bundles of one source, with their ranks by content (parallel to `listed`; empty
+/// for a target without `every`, the only thing the plan ranks them for).
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub listed: Vec<Listed>,
+    pub ranks: Vec<u64>,
+}
+
+/// What the world looks like at the start of a run, read once.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The run history (`state::history`), oldest first.
+    pub history: Vec<Event>,
+    /// Each source by name: whether it is a git repository (then verify and mirror apply).
+    pub is_git: BTreeMap<String, bool>,
+    /// Each target by name: whether it can be used now (`target::check`).
+    pub usable: BTreeMap<String, Result<(), Blocked>>,
+    /// (source, target): the target's bundles of that source, when the target is usable.
+    pub bundles: BTreeMap<(String, String), Result<Listing, Blocked>>,
+}
+
+impl Facts {
+    /// Reads what the plan needs: one check and one listing per target (rclone keeps what it
+    /// listed for the rest of the process, so later steps ask the remote nothing again).
+    pub fn read(cfg: &Config, sources: &[&Source], now: DateTime<Utc>) -> Facts {
+        let mut f = Facts { history: state::history(&cfg.state_dir).unwrap_or_default(), ..Facts::default() };
+        for tg in cfg.targets.iter().filter(|t| sources.iter().any(|s| t.takes(&s.name))) {
+            let usable = crate::target::check(tg, &cfg.state_dir).map_err(Blocked::from);
+            for s in sources.iter().filter(|s| tg.takes(&s.name)) {
+                let listing = usable.clone().and_then(|()| {
+                    let listed = crate::target::list(tg, &s.name)?;
+                    // Only `every` needs the order by content (it walks the snapshot branch).
+                    let ranks = match tg.every {
+                        Some(_) => crate::ranking::by_content(cfg, s, &listed, now),
+                        None => Vec::new(),
+                    };
+                    Ok(Listing { listed, ranks })
+                });
+                f.bundles.insert((s.name.clone(), tg.name.clone()), listing);
+            }
+            f.usable.insert(tg.name.clone(), usable);
+        }
+        for s in sources {
+            f.is_git.insert(s.name.clone(), git2::Repository::open(&s.path).is_ok());
+        }
+        f
+    }
+
+    fn usable(&self, target: &str) -> bool {
+        matches!(self.usable.get(target), Some(Ok(())))
+    }
+}
+
+/// The kinds of step a run takes for a source, in the order it takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// The clock jumped back since the last run: a warning, said once.
+    Clock,
+    Verify,
+    /// The runbook inside the vault, refreshed so every snapshot and bundle carries it.
+    Runbook,
+    Snapshot,
+    Mirror,
+    Bundle,
+    /// Only after this target's bundle succeeded and nothing in the run failed.
+    Prune,
+    /// `full`: the backup repo and every target's bundles; else what this run writes.
+    Check {
+        full: bool,
+    },
+    /// From the first of `candidates` not found unreachable by the bundle step; when none is
+    /// left, `encrypted` (a target nobody can decrypt) is named in a warning.
+    Drill {
+        candidates: Vec<String>,
+        encrypted: Option<String>,
+    },
+    /// The health note, refreshed after the source's steps.
+    Health,
+}
+
+impl StepKind {
+    /// The step's name in the report, the history and `--json`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Clock => "clock",
+            StepKind::Verify => "verify",
+            StepKind::Runbook => "runbook",
+            StepKind::Snapshot => "snapshot",
+            StepKind::Mirror => "mirror",
+            StepKind::Bundle => "bundle",
+            StepKind::Prune => "prune",
+            StepKind::Check { .. } => "check",
+            StepKind::Drill { .. } => "drill",
+            StepKind::Health => "health",
+        }
+    }
+}
+
+/// Whether a planned step runs, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    Yes(String),
+    No(String),
+    Blocked(Blocked),
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub kind: StepKind,
+    pub target: Option<String>,
+    pub due: Due,
+}
+
+/// The plan of one source.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub source: String,
+    pub steps: Vec<Planned>,
+}
+
+/// The plan of a run: one [`SourcePlan`] per source, in the order given.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub sources: Vec<SourcePlan>,
+}
+
+/// Decides what is due for every source from `facts`, at `now`. Reads and writes nothing.
+pub fn plan(cfg: &Config, sources: &[&Source], facts: &Facts, now: DateTime<Utc>) -> Plan {
+    Plan { sources: sources.iter().map(|s| source_plan(cfg, s, facts, now)).collect() }
+}
+
+fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>) -> SourcePlan {
+    let step = |kind: StepKind, target: Option<&str>, due: Due| Planned {
+        kind,
+        target: target.map(str::to_string),
+        due,
+    };
+    let mut steps = Vec::new();
+    if let Some(w) = clock_jumped_back(&facts.history, &s.name, now) {
+        steps.push(step(StepKind::Clock, None, Due::Yes(w)));
+    }
+    let is_git = facts.is_git.get(&s.name).copied().unwrap_or(false);
+    if is_git {
+        steps.push(step(StepKind::Verify, None, Due::Yes("a git source: is everything pushed?".into())));
+    }
+    if let Some(rel) = &s.recovery_doc {
+        let why = format!("recovery_doc = {}: rewritten when its text changed", rel.display());
+        steps.push(step(StepKind::Runbook, None, Due::Yes(why)));
+    }
+    steps.push(step(
+        StepKind::Snapshot,
+        None,
+        Due::Yes("every run (nothing is written when unchanged)".into()),
+    ));
+    if let Some(u) = &s.mirror {
+        steps.push(step(
+            StepKind::Mirror,
+            None,
+            Due::Yes(format!("mirror = {}", crate::config::mask_url(u))),
+        ));
+    } else if is_git {
+        steps.push(step(StepKind::Mirror, None, Due::Yes("a git source: its refs are imported".into())));
+    }
+    let targets: Vec<&Target> = cfg.targets.iter().filter(|t| t.takes(&s.name)).collect();
+    for tg in &targets {
+        steps.push(step(StepKind::Bundle, Some(&tg.name), bundle_due(tg, s, facts, now)));
+    }
+    for tg in targets.iter().filter(|t| !t.keep.is_empty()) {
+        let why = "after its bundle, unless a step of this run failed".to_string();
+        steps.push(step(StepKind::Prune, Some(&tg.name), Due::Yes(why)));
+    }
+    let (full, why) = every(&facts.history, &s.name, "check", cfg.check_every, now, "run.check_every");
+    let kind = StepKind::Check { full };
+    steps.push(step(kind, None, Due::Yes(why)));
+    steps.push(drill_plan(cfg, s, &targets, facts, now));
+    if let Some(rel) = &s.health_note {
+        let why = format!("health_note = {}: rewritten when its text changed", rel.display());
+        steps.push(step(StepKind::Health, None, Due::Yes(why)));
+    }
+    SourcePlan { source: s.name.clone(), steps }
+}
+
+/// A bundle is due unless the target's newest verified bundle is younger than `every`; the
+/// bundle step decides again after settling what a killed run left, and skips when nothing
+/// changed.
+fn bundle_due(tg: &Target, s: &Source, facts: &Facts, now: DateTime<Utc>) -> Due {
+    match facts.bundles.get(&(s.name.clone(), tg.name.clone())) {
+        None => Due::Blocked(Blocked { exit: Exit::Failed, detail: "not listed".into() }),
+        Some(Err(b)) => Due::Blocked(b.clone()),
+        Some(Ok(l)) => match crate::bundle::create::not_due(tg, &l.listed, &l.ranks, now) {
+            Some(why) => Due::No(why),
+            None => Due::Yes(match tg.every {
+                Some(e) => format!("every = {}: no verified bundle that young", human_duration(e)),
+                None => "no `every` set: due every run".into(),
+            }),
+        },
+    }
+}
+
+fn drill_plan(cfg: &Config, s: &Source, targets: &[&Target], facts: &Facts, now: DateTime<Utc>) -> Planned {
+    let candidates = targets
+        .iter()
+        .filter(|t| (t.age_recipients.is_empty() || t.identity_file.is_some()) && facts.usable(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    let encrypted = targets.iter().find(|t| !t.age_recipients.is_empty()).map(|t| t.name.clone());
+    let (due, why) = every(&facts.history, &s.name, "drill", cfg.drill_every, now, "run.drill_every");
+    Planned {
+        kind: StepKind::Drill { candidates, encrypted },
+        target: None,
+        due: if due { Due::Yes(why) } else { Due::No(why) },
+    }
+}
+
+/// Whether a step done every `every` is due, and why: ("run.check_every = 7d: last ok 8d ago").
+fn every(
+    history: &[Event],
+    source: &str,
+    step: &str,
+    every: chrono::Duration,
+    now: DateTime<Utc>,
+    key: &str,
+) -> (bool, String) {
+    let setting = format!("{key} = {}", human_duration(every));
+    match last_event_age(history, source, step, now) {
+        None => (true, format!("{setting}: never done")),
+        Some(a) => (a >= every, format!("{setting}: last done {} ago", human_duration(round(a)))),
+    }
+}
+
+/// An age rounded down to what people read (whole days, hours or minutes).
+fn round(a: chrono::Duration) -> chrono::Duration {
+    let s = a.num_seconds();
+    let unit = [86_400, 3600, 60, 1].into_iter().find(|u| s >= *u).unwrap_or(1);
+    chrono::Duration::seconds(s - s % unit)
+}
+
+fn last_event_age(
+    history: &[Event],
+    source: &str,
+    step: &str,
+    now: DateTime<Utc>,
+) -> Option<chrono::Duration> {
+    history
+        .iter()
+        .rev()
+        .find(|e| e.source.as_deref() == Some(source) && e.step == step && e.outcome == "ok")
+        .and_then(|e| e.at())
+        // Recorded in the future, the clock was ahead then: count the step as never done
+        // (due now), not as done a moment from now (put off until the clock catches up).
+        .filter(|t| *t <= now)
+        .map(|t| now - t)
+}
+
+/// Whether the last thing recorded for `source` is dated after `now`: the clock jumped back
+/// (or was ahead then). Bundles are ranked by content, so nothing is lost; the user should
+/// still know their clock is not to be trusted.
+fn clock_jumped_back(history: &[Event], source: &str, now: DateTime<Utc>) -> Option<String> {
+    let last = history.iter().rev().find(|e| e.source.as_deref() == Some(source))?;
+    let at = last.at().filter(|t| crate::ranking::ahead_of(*t, now))?;
+    Some(format!(
+        "the last {} was recorded at {}, after now ({}): the clock jumped back, or was ahead then; \
+         fix: check the clock (`timedatectl`); backups are ordered by content, so none is lost",
+        last.step,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with one source, a drive bundled daily and kept to two, and a cloud target.
+    fn config(dir: &std::path::Path) -> Config {
+        let text = format!(
+            "state_dir = {:?}\n[run]\ncheck_every = \"7d\"\ndrill_every = \"30d\"\n\n\
+             [[source]]\nname = \"v\"\npath = {:?}\n\n\
+             [[target]]\nname = \"drive\"\nkind = \"dir\"\npath = {:?}\nevery = \"1d\"\nkeep = {{ last = 2 }}\n\n\
+             [[target]]\nname = \"cloud\"\nkind = \"rclone\"\nremote = \"s3:backups\"\n",
+            dir.join("state").display().to_string(),
+            dir.join("vault").display().to_string(),
+            dir.join("drive").display().to_string()
+        );
+        let path = dir.join("config.toml");
+        std::fs::create_dir_all(dir.join("vault")).expect("the vault");
+        std::fs::write(&path, text).expect("write the config");
+        crate::config::load(&path, &|_| None).expect("a valid config")
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("a fixed date").with_timezone(&Utc)
+    }
+
+    fn ok(now: &str, step: &str) -> Event {
+        Event::new(at(now), step, Some("v"), None, Exit::Ok, "")
+    }
+
+    /// A verified full bundle of `v` on a target, written at `created`.
+    fn bundle(created: &str) -> Listed {
+        let name = format!("v-{}.bundle", at(created).format("%Y-%m-%dT%H%M%SZ"));
+        let m = serde_json::json!({
+            "format": 1, "source": "v", "file": name, "created": created, "kind": "full",
+            "size": 1, "sha256": "", "refs": {}, "head": null, "prerequisites": [], "base": null,
+            "snapshot": null, "objects": 1, "tool": "test", "verified": true
+        });
+        Listed { name, size: 1, manifest: Some(serde_json::from_value(m).expect("a manifest")) }
+    }
+
+    /// Facts where the drive holds `listed` and the cloud could not be reached.
+    fn facts(history: Vec<Event>, listed: Vec<Listed>) -> Facts {
+        let down = Blocked { exit: Exit::Unreachable, detail: "target `cloud` got no answer".into() };
+        let ranks = (0..listed.len() as u64).collect();
+        let mut f = Facts { history, ..Facts::default() };
+        f.is_git.insert("v".into(), false);
+        f.usable.insert("drive".into(), Ok(()));
+        f.usable.insert("cloud".into(), Err(down.clone()));
+        f.bundles.insert(("v".into(), "drive".into()), Ok(Listing { listed, ranks }));
+        f.bundles.insert(("v".into(), "cloud".into()), Err(down));
+        f
+    }
+
+    fn steps(cfg: &Config, f: &Facts, now: &str) -> Vec<Planned> {
+        let sources: Vec<&Source> = cfg.sources.iter().collect();
+        let mut p = plan(cfg, &sources, f, at(now));
+        assert_eq!(p.sources.len(), 1);
+        p.sources.remove(0).steps
+    }
+
+    #[test]
+    fn a_first_run_plans_every_step_in_order_and_a_dead_target_is_blocked_with_its_exit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let s = steps(&cfg, &facts(Vec::new(), Vec::new()), "2026-11-20T03:30:00Z");
+        let names: Vec<(&str, Option<&str>)> =
+            s.iter().map(|p| (p.kind.name(), p.target.as_deref())).collect();
+        assert_eq!(
+            names,
+            [
+                ("snapshot", None),
+                ("bundle", Some("drive")),
+                ("bundle", Some("cloud")),
+                ("prune", Some("drive")),
+                ("check", None),
+                ("drill", None)
+            ]
+        );
+        assert!(matches!(&s[1].due, Due::Yes(why) if why == "every = 1d: no verified bundle that young"));
+        assert!(matches!(&s[2].due, Due::Blocked(b) if b.exit == Exit::Unreachable));
+        assert_eq!(s[4].kind, StepKind::Check { full: true });
+        assert_eq!(s[4].due, Due::Yes("run.check_every = 1w: never done".into()));
+        // The unreachable cloud is no drill candidate.
+        assert_eq!(s[5].kind, StepKind::Drill { candidates: vec!["drive".into()], encrypted: None });
+        assert_eq!(s[5].due, Due::Yes("run.drill_every = 30d: never done".into()));
+    }
+
+    #[test]
+    fn what_was_done_recently_is_not_due_with_its_age() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let history = vec![ok("2026-11-18T01:00:00Z", "check"), ok("2026-11-01T03:30:00Z", "drill")];
+        let f = facts(history, vec![bundle("2026-11-19T20:00:00Z")]);
+        let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
+        assert_eq!(
+            s[1].due,
+            Due::No("v-2026-11-19T200000Z.bundle is younger than every = 1d".into()),
+            "{s:#?}"
+        );
+        assert_eq!(s[4].kind, StepKind::Check { full: false });
+        assert_eq!(s[4].due, Due::Yes("run.check_every = 1w: last done 2d ago".into()));
+        assert_eq!(s[5].due, Due::No("run.drill_every = 30d: last done 19d ago".into()));
+    }
+
+    #[test]
+    fn a_clock_that_jumped_back_is_said_first_and_a_future_check_counts_as_never_done() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let f = facts(vec![ok("2026-12-20T03:30:00Z", "check")], Vec::new());
+        let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
+        assert_eq!(s[0].kind, StepKind::Clock);
+        assert!(matches!(&s[0].due, Due::Yes(w) if w.contains("the clock jumped back")));
+        assert_eq!(s[5].due, Due::Yes("run.check_every = 1w: never done".into()));
+    }
+}
