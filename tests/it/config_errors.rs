@@ -82,6 +82,9 @@ fn bad_keep_secrets_pattern() {
 fn wrong_value_type() {
     let env = env_with("[[source]]\nname = \"v\"\npath = \"TMP/vault\"\nexclude = \"*.tmp\"\n");
     insta::assert_snapshot!(usage_error(&env, &["snapshot"]));
+    // The key is named by its path, never by the value that was wrong (`key `42``).
+    let env = env_with("[[source]]\nname = \"v\"\npath = \"TMP/vault\"\n\n[guard]\nmin_files = \"42\"\n");
+    insta::assert_snapshot!("wrong_value_type_in_a_section", usage_error(&env, &["snapshot"]));
 }
 
 #[test]

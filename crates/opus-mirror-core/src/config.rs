@@ -1215,47 +1215,65 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
 /// parser under toml), rather than wrapping every raw field in `Spanned`.
 fn key_lines(text: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
-        walk_table(text, doc.as_table(), "", &mut out);
-    }
+    walk_keys(text, &mut |path, key, _| {
+        if let Some(span) = key {
+            out.insert(path.to_string(), line_of(text, span.start));
+        }
+    });
     out
 }
 
-fn walk_table(text: &str, table: &toml_edit::Table, prefix: &str, out: &mut BTreeMap<String, usize>) {
+/// The path of the innermost key whose value holds byte `offset` (where a type error points),
+/// so the error names `source[1].exclude`, never the value that was wrong.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    walk_keys(text, &mut |path, _, value| {
+        if let Some(v) = value.filter(|v| v.contains(&offset) || v.start == offset) {
+            if best.as_ref().is_none_or(|(len, _)| v.len() <= *len) {
+                best = Some((v.len(), path.to_string()));
+            }
+        }
+    });
+    best.map(|(_, p)| p)
+}
+
+type Span = std::ops::Range<usize>;
+/// What [`walk_keys`] calls for every key: its path, the span of the key, the span of its value.
+type Visit<'a> = dyn FnMut(&str, Option<Span>, Option<Span>) + 'a;
+
+/// Calls `visit(path, key span, value span)` for every key of the document (tables of an
+/// array of tables as `name[N]`, with no key span of their own).
+fn walk_keys(text: &str, visit: &mut Visit<'_>) {
+    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+        walk_table(doc.as_table(), "", visit);
+    }
+}
+
+fn walk_table(table: &toml_edit::Table, prefix: &str, visit: &mut Visit<'_>) {
     for (name, _) in table.iter() {
         if let Some((key, item)) = table.get_key_value(name) {
-            walk_item(text, key, item, &join_key(prefix, name), out);
+            walk_item(key, item, &join_key(prefix, name), visit);
         }
     }
 }
 
-fn walk_item(
-    text: &str,
-    key: &toml_edit::Key,
-    item: &toml_edit::Item,
-    path: &str,
-    out: &mut BTreeMap<String, usize>,
-) {
+fn walk_item(key: &toml_edit::Key, item: &toml_edit::Item, path: &str, visit: &mut Visit<'_>) {
     use toml_edit::{Item, Value};
-    if let Some(span) = key.span().or_else(|| item.span()) {
-        out.insert(path.to_string(), line_of(text, span.start));
-    }
+    visit(path, key.span().or_else(|| item.span()), item.span());
     match item {
-        Item::Table(t) => walk_table(text, t, path, out),
+        Item::Table(t) => walk_table(t, path, visit),
         Item::Value(Value::InlineTable(t)) => {
             for (name, _) in t.iter() {
                 if let Some((k, v)) = t.get_key_value(name) {
-                    walk_item(text, k, v, &join_key(path, name), out);
+                    walk_item(k, v, &join_key(path, name), visit);
                 }
             }
         }
         Item::ArrayOfTables(a) => {
             for (i, t) in a.iter().enumerate() {
                 let at = format!("{path}[{}]", i + 1);
-                if let Some(span) = t.span() {
-                    out.insert(at.clone(), line_of(text, span.start));
-                }
-                walk_table(text, t, &at, out);
+                visit(&at, t.span(), t.span());
+                walk_table(t, &at, visit);
             }
         }
         _ => {}
@@ -1345,8 +1363,16 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Turns a TOML/serde error into one that names line and key and suggests a fix.
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map(|s| line_of(text, s.start));
-    let key = e.span().map(|s| text[s].trim().trim_matches('"').to_string()).filter(|k| {
-        !k.is_empty() && k.len() < 60 && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.*".contains(c))
+    // A type error points at the value: name the key that holds it. Other errors (an unknown
+    // or missing field) point at the key itself, whose text is its name.
+    let key =
+        e.span().and_then(|s| key_at(text, s.start)).filter(|_| e.message().starts_with("invalid type"));
+    let key = key.or_else(|| {
+        e.span().map(|s| text[s].trim().trim_matches('"').to_string()).filter(|k| {
+            !k.is_empty()
+                && k.len() < 60
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.*".contains(c))
+        })
     });
     let msg = e.message().trim().to_string();
     let fix = if msg.starts_with("unknown field") {
@@ -1669,7 +1695,7 @@ pub fn starter_config(state_dir: Option<&Path>, sources: &[(String, PathBuf)]) -
     }
     for (name, path) in sources {
         s.push_str(&format!(
-            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n# mirror = \"git@github.com:me/opus-backup.git\"\n# mirror_refs = [\"code\", \"snapshot\", \"preserved\"]  # leave \"snapshot\" out to keep the vault's files off the mirror\n# health_note = \"00_system/backup-health.md\"  # run keeps the backup's health here (Obsidian renders it)\n",
+            "\n[[source]]\nname = {name:?}\npath = {:?}\n# gitignore-style patterns relative to path, e.g. [\"node_modules/\", \"*.tmp\"]\nexclude = []\n# secret-looking files to back up anyway, e.g. [\"*.key\", \"deploy/.env.staging\"]\n# keep_secrets = []\n# include_secrets = false\n# snapshot_branch = \"{DEFAULT_SNAPSHOT_BRANCH}\"\n# mirror = \"git@github.com:me/opus-backup.git\"\n# mirror_refs = [\"code\", \"snapshot\", \"preserved\"]  # leave \"snapshot\" out to keep the vault's files off the mirror\n# health_note = \"00_system/backup-health.md\"  # run keeps the backup's health here (Obsidian renders it)\n# recovery_doc = \"00_system/disaster-recovery.md\"  # run keeps the recovery runbook, filled in for this setup, here\n",
             path.display().to_string()
         ));
     }
