@@ -363,6 +363,10 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     fs::write(quarantine.join("pack/tmp_pack_Xy12Z"), "PACK").unwrap();
     let keep = mirror.join(format!("objects/pack/pack-{}.keep", "1".repeat(40)));
     fs::write(&keep, format!("receive-pack {DEAD_PID} on host\n")).unwrap();
+    // And ours, writing the day's pack into the mirror: killed between the pack's rename and
+    // its index's.
+    let idxless = mirror.join(format!("objects/pack/pack-{}.pack", "2".repeat(40)));
+    fs::write(&idxless, "PACK").unwrap();
     // Someone else's lock from before that push is not ours to remove.
     let theirs = mirror.join("refs/heads/theirs.lock");
     fs::write(&theirs, "").unwrap();
@@ -374,6 +378,7 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     assert!(!ours.exists(), "our own push's lock was left:\n{}", r.stderr);
     assert!(!quarantine.exists(), "receive-pack's quarantine was left:\n{}", r.stderr);
     assert!(!keep.exists(), "receive-pack's .keep was left:\n{}", r.stderr);
+    assert!(!idxless.exists(), "our pack without its index was left:\n{}", r.stderr);
     assert!(r.stderr.contains("main.lock"), "the removal is not reported:\n{}", r.stderr);
     assert!(theirs.exists(), "another process's lock was removed");
     assert!(!record.exists());
