@@ -19,7 +19,9 @@
 //! or a large one, goes to git, whose delta compression pays there: 735 MB against 1.4 GB).
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -27,7 +29,7 @@ use anyhow::{Context, Result};
 use git2::{ObjectType, Oid, Repository};
 
 use crate::git::objects::Kind;
-use crate::git::pack::write::{compress, PackWriter};
+use crate::git::pack::{compress, list_packs, read_index, seek_to, PackWriter};
 
 /// More objects than this and git's push, with its deltas, is the better tool.
 pub const MAX_OBJECTS: usize = 50_000;
@@ -79,7 +81,7 @@ pub fn push(
         return Ok(Err(NotHere(format!("more than {} MiB to send", MAX_BYTES >> 20))));
     }
     if !objects.is_empty() {
-        write_pack(&odb, mirror, &objects)?;
+        write_pack(repo, &odb, mirror, &objects)?;
     }
     update_refs(mirror, updates)?;
     // What receive-pack does after every push (receive.autogc): packs and loose refs stay
@@ -123,7 +125,7 @@ pub fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), N
         .args([
             "config",
             "--get-regexp",
-            r"^(core\.(bare|hookspath)|receive\..*|transfer\..*|extensions\..*)$",
+            r"^(core\.(bare|hookspath|sharedrepository)|receive\..*|transfer\..*|extensions\..*)$",
         ])
         .stdin(Stdio::null())
         .output();
@@ -136,7 +138,7 @@ pub fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), N
             "core.bare" => bare = value == "true",
             "extensions.refstorage" | "extensions.worktreeconfig" => {}
             "extensions.objectformat" if value == "sha1" => {}
-            _ => return no("the mirror has hooks, receive or transfer settings, or extensions"),
+            _ => return no("the mirror has hooks, receive, transfer or sharing settings, or extensions"),
         }
     }
     if !bare {
@@ -254,26 +256,68 @@ fn tree_diff(repo: &Repository, new: Oid, old: Option<Oid>, out: &mut Collector)
     Ok(())
 }
 
-/// Writes `objects` (whole, compressed here) as one pack into the mirror.
-fn write_pack(odb: &git2::Odb, mirror: &Path, objects: &[Oid]) -> Result<()> {
+/// Writes `objects` as one pack into the mirror. Entries our packs store whole (every
+/// snapshot's) are copied byte for byte, checked against their index's CRC; the others
+/// (deltas in packs git fetched) are read whole and compressed here. The pack and its index
+/// are read-only under our umask, as receive-pack, run by us, made its files.
+fn write_pack(repo: &Repository, odb: &git2::Odb, mirror: &Path, objects: &[Oid]) -> Result<()> {
     let dir = mirror.join("objects/pack");
     let mut w =
         PackWriter::create(&dir).with_context(|| format!("cannot write a pack in {}", dir.display()))?;
-    for oid in objects {
-        let obj = match odb.read(*oid) {
-            Ok(o) => o,
-            Err(e) => {
-                w.abandon();
-                return Err(e).with_context(|| format!("cannot read object {oid}"));
-            }
-        };
-        let data = obj.data();
-        if let Err(e) = w.add_compressed(*oid, Kind::of(obj.kind()), data.len() as u64, &compress(data)) {
+    match fill(repo, odb, &mut w, objects) {
+        Ok(()) => {}
+        Err(e) => {
             w.abandon();
-            return Err(e).with_context(|| format!("cannot write a pack in {}", dir.display()));
+            return Err(e);
         }
     }
-    w.finish().with_context(|| format!("cannot write a pack in {}", dir.display()))?;
+    let name = w.finish().with_context(|| format!("cannot write a pack in {}", dir.display()))?;
+    if let Some(name) = name {
+        // Reading the umask means setting it: two syscalls.
+        let mask = rustix::process::umask(rustix::fs::Mode::empty());
+        rustix::process::umask(mask);
+        let mode = 0o444 & !mask.as_raw_mode() as u32;
+        for ext in ["pack", "idx"] {
+            let p = dir.join(format!("pack-{name}.{ext}"));
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the permissions of {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn fill(repo: &Repository, odb: &git2::Odb, w: &mut PackWriter, objects: &[Oid]) -> Result<()> {
+    let want: HashSet<Oid> = objects.iter().copied().collect();
+    for p in list_packs(&repo.path().join("objects/pack"))? {
+        let mut entries = read_index(&p.with_extension("idx"))?;
+        if !entries.iter().any(|e| want.contains(&e.oid) && !w.contains(&e.oid)) {
+            continue;
+        }
+        entries.sort_by_key(|e| e.offset);
+        let len = fs::metadata(&p)?.len();
+        let mut r = BufReader::with_capacity(1 << 16, File::open(&p)?);
+        for (i, e) in entries.iter().enumerate() {
+            if !want.contains(&e.oid) || w.contains(&e.oid) {
+                continue;
+            }
+            let end = entries.get(i + 1).map(|n| n.offset).unwrap_or(len.saturating_sub(20));
+            seek_to(&mut r, e.offset)?;
+            let kind = (r.fill_buf()?.first().copied().unwrap_or(0) >> 4) & 7;
+            if (1..=4).contains(&kind) {
+                // On a CRC mismatch nothing is added: the object is read whole below, and
+                // libgit2 checks its id.
+                w.add_raw(e.oid, e.crc, end.saturating_sub(e.offset), &mut r)?;
+            }
+        }
+    }
+    for oid in objects {
+        if w.contains(oid) {
+            continue;
+        }
+        let obj = odb.read(*oid).with_context(|| format!("cannot read object {oid}"))?;
+        let data = obj.data();
+        w.add_compressed(*oid, Kind::of(obj.kind()), data.len() as u64, &compress(data))?;
+    }
     Ok(())
 }
 

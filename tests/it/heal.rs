@@ -402,15 +402,32 @@ fn noise(len: usize) -> Vec<u8> {
     out
 }
 
-/// A push to a mirror on this machine goes through the system git, whose receive-pack keeps
-/// what it receives in a quarantine dir (`objects/tmp_objdir-incoming-*`, a `tmp_pack_*` or
-/// loose objects inside) until the refs are written. Killing the whole run mid-push (as systemd does when
-/// it stops the unit) leaves that in the mirror; the next `mirror` removes it on its own,
-/// pushes, and the mirror is clean for stock git.
+/// A push to a mirror on this machine that must go through the system git (here: the mirror
+/// has a hook), whose receive-pack keeps what it receives in a quarantine dir
+/// (`objects/tmp_objdir-incoming-*`, a `tmp_pack_*` or loose objects inside) until the refs
+/// are written. Killing the whole run mid-push (as systemd does when it stops the unit) leaves
+/// that in the mirror; the next `mirror` removes it on its own, pushes, and the mirror is clean
+/// for stock git.
 #[test]
 fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
+    push_killed_mid_way(true);
+}
+
+/// The same for a day's push we write ourselves (`git::local_push`): killed while its pack is
+/// a temp file in the mirror's `objects/pack`.
+#[test]
+fn a_push_of_our_own_pack_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
+    push_killed_mid_way(false);
+}
+
+fn push_killed_mid_way(via_git: bool) {
     use std::os::unix::process::CommandExt;
     let (env, code, mirror) = mirrored();
+    if via_git {
+        let hook = mirror.join("hooks/post-receive");
+        fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+        fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
     fs::write(code.work.join("big.bin"), noise(64 << 20)).unwrap();
     code.git(&["add", "big.bin"]).ok();
     code.git(&["commit", "-q", "-m", "a large attachment"]).ok();
@@ -418,16 +435,14 @@ fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
     let mut c = env.command(&["mirror"]);
     c.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let mut child = c.spawn().expect("run opus-mirror");
-    let quarantined = || {
-        fs::read_dir(mirror.join("objects"))
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("tmp_objdir-incoming-"))
+    let left = |n: &str| {
+        n.starts_with("tmp_objdir-incoming-") || n.starts_with("tmp_pack_") || n.starts_with("tmp_opus_pack_")
     };
     let start = std::time::Instant::now();
-    while !quarantined() {
+    while files_named(&mirror, &left).is_empty() {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the push ended before receive-pack's quarantine appeared in the mirror: not pushed by git?"
+            "the push ended before its temp pack appeared in the mirror (via git: {via_git})"
         );
         assert!(start.elapsed().as_secs() < 120, "the push never started");
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -436,8 +451,11 @@ fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
     let group = format!("-{}", child.id());
     std::process::Command::new("kill").args(["-KILL", "--", &group]).status().unwrap();
     child.wait().unwrap();
-    let left = |n: &str| n.starts_with("tmp_objdir-incoming-") || n.starts_with("tmp_pack_");
-    assert!(!files_named(&mirror, &left).is_empty(), "the kill left nothing: the test proves nothing");
+    let left_now = files_named(&mirror, &left);
+    assert!(!left_now.is_empty(), "the kill left nothing: the test proves nothing");
+    let git_made =
+        left_now.iter().any(|p| !p.file_name().unwrap().to_string_lossy().starts_with("tmp_opus_pack_"));
+    assert_eq!(git_made, via_git, "{left_now:?}");
 
     let r = env.run(&["mirror"]).ok();
     assert!(r.stderr.contains("leftover of our interrupted push"), "not reported:\n{}", r.stderr);

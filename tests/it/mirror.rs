@@ -403,6 +403,19 @@ fn a_days_push_to_a_local_mirror_installs_one_pack_without_receive_pack() {
     assert!(!t.contains("receive-pack"), "the day's push still went through receive-pack:\n{t}");
     let new: Vec<String> = packs(&mirror).into_iter().filter(|p| !before.contains(p)).collect();
     assert_eq!(new.len(), 1, "the day should be one new pack: {new:?}");
+    // Readable by whoever could read git's own packs there (a git daemon's user, say).
+    let mode =
+        |p: &Path| std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).unwrap().permissions()) & 0o777;
+    let gits = fs::read_dir(mirror.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.file_name().unwrap().len() == 2)
+        .flat_map(|d| fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .next()
+        .expect("receive-pack wrote the first push's few objects loose");
+    let ours = mirror.join("objects/pack").join(&new[0]);
+    assert_eq!(mode(&ours), mode(&gits), "the day's pack has other permissions than git's objects");
+    assert_eq!(mode(&ours.with_extension("idx")), mode(&gits));
 
     let backup = env.backup_repo("opus");
     let ours = refs(&backup);
