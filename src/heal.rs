@@ -205,7 +205,7 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     let _ = fs::remove_file(&path);
 }
 
-/// Removes from the mirror of `rec` the temp packs, packs without an index, quarantine dirs,
+/// Removes from the mirror of `rec` the temp packs and temp files, packs without an index, quarantine dirs,
 /// receive-pack `.keep` files and (with `locks`) lock files made since that push began.
 fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
@@ -224,7 +224,9 @@ fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
             let idxless = name.starts_with("pack-")
                 && name.ends_with(".pack")
                 && !e.path().with_extension("idx").exists();
-            if (lock || temp_pack || quarantine || keep || idxless) && recent(e.path()) {
+            // The temp of an atomic write of ours (the index of that pack) whose writer is gone.
+            let temp = name.strip_prefix(".opus-mirror-tmp-").is_some_and(|rest| orphaned(rest, e.path()));
+            if (lock || temp_pack || quarantine || keep || idxless || temp) && recent(e.path()) {
                 remove(e.path(), "leftover of our interrupted push to the mirror", out);
             }
         }

@@ -367,6 +367,9 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     // its index's.
     let idxless = mirror.join(format!("objects/pack/pack-{}.pack", "2".repeat(40)));
     fs::write(&idxless, "PACK").unwrap();
+    // ... or while the index was a temp file.
+    let idx_temp = mirror.join(format!("objects/pack/.opus-mirror-tmp-{DEAD_PID}-Ab12"));
+    fs::write(&idx_temp, b"\xfftOc").unwrap();
     // Someone else's lock from before that push is not ours to remove.
     let theirs = mirror.join("refs/heads/theirs.lock");
     fs::write(&theirs, "").unwrap();
@@ -379,6 +382,7 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     assert!(!quarantine.exists(), "receive-pack's quarantine was left:\n{}", r.stderr);
     assert!(!keep.exists(), "receive-pack's .keep was left:\n{}", r.stderr);
     assert!(!idxless.exists(), "our pack without its index was left:\n{}", r.stderr);
+    assert!(!idx_temp.exists(), "our index's temp file was left:\n{}", r.stderr);
     assert!(r.stderr.contains("main.lock"), "the removal is not reported:\n{}", r.stderr);
     assert!(theirs.exists(), "another process's lock was removed");
     assert!(!record.exists());
