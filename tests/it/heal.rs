@@ -363,6 +363,13 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     fs::write(quarantine.join("pack/tmp_pack_Xy12Z"), "PACK").unwrap();
     let keep = mirror.join(format!("objects/pack/pack-{}.keep", "1".repeat(40)));
     fs::write(&keep, format!("receive-pack {DEAD_PID} on host\n")).unwrap();
+    // And ours, writing the day's pack into the mirror: killed between the pack's rename and
+    // its index's.
+    let idxless = mirror.join(format!("objects/pack/pack-{}.pack", "2".repeat(40)));
+    fs::write(&idxless, "PACK").unwrap();
+    // ... or while the index was a temp file.
+    let idx_temp = mirror.join(format!("objects/pack/.opus-mirror-tmp-{DEAD_PID}-Ab12"));
+    fs::write(&idx_temp, b"\xfftOc").unwrap();
     // Someone else's lock from before that push is not ours to remove.
     let theirs = mirror.join("refs/heads/theirs.lock");
     fs::write(&theirs, "").unwrap();
@@ -374,6 +381,8 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     assert!(!ours.exists(), "our own push's lock was left:\n{}", r.stderr);
     assert!(!quarantine.exists(), "receive-pack's quarantine was left:\n{}", r.stderr);
     assert!(!keep.exists(), "receive-pack's .keep was left:\n{}", r.stderr);
+    assert!(!idxless.exists(), "our pack without its index was left:\n{}", r.stderr);
+    assert!(!idx_temp.exists(), "our index's temp file was left:\n{}", r.stderr);
     assert!(r.stderr.contains("main.lock"), "the removal is not reported:\n{}", r.stderr);
     assert!(theirs.exists(), "another process's lock was removed");
     assert!(!record.exists());
@@ -397,15 +406,32 @@ fn noise(len: usize) -> Vec<u8> {
     out
 }
 
-/// A push to a mirror on this machine goes through the system git, whose receive-pack keeps
-/// what it receives in a quarantine dir (`objects/tmp_objdir-incoming-*`, a `tmp_pack_*` or
-/// loose objects inside) until the refs are written. Killing the whole run mid-push (as systemd does when
-/// it stops the unit) leaves that in the mirror; the next `mirror` removes it on its own,
-/// pushes, and the mirror is clean for stock git.
+/// A push to a mirror on this machine that must go through the system git (here: the mirror
+/// has a hook), whose receive-pack keeps what it receives in a quarantine dir
+/// (`objects/tmp_objdir-incoming-*`, a `tmp_pack_*` or loose objects inside) until the refs
+/// are written. Killing the whole run mid-push (as systemd does when it stops the unit) leaves
+/// that in the mirror; the next `mirror` removes it on its own, pushes, and the mirror is clean
+/// for stock git.
 #[test]
 fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
+    push_killed_mid_way(true);
+}
+
+/// The same for a day's push we write ourselves (`git::local_push`): killed while its pack is
+/// a temp file in the mirror's `objects/pack`.
+#[test]
+fn a_push_of_our_own_pack_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
+    push_killed_mid_way(false);
+}
+
+fn push_killed_mid_way(via_git: bool) {
     use std::os::unix::process::CommandExt;
     let (env, code, mirror) = mirrored();
+    if via_git {
+        let hook = mirror.join("hooks/post-receive");
+        fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+        fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
     fs::write(code.work.join("big.bin"), noise(64 << 20)).unwrap();
     code.git(&["add", "big.bin"]).ok();
     code.git(&["commit", "-q", "-m", "a large attachment"]).ok();
@@ -413,16 +439,14 @@ fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
     let mut c = env.command(&["mirror"]);
     c.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let mut child = c.spawn().expect("run opus-mirror");
-    let quarantined = || {
-        fs::read_dir(mirror.join("objects"))
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("tmp_objdir-incoming-"))
+    let left = |n: &str| {
+        n.starts_with("tmp_objdir-incoming-") || n.starts_with("tmp_pack_") || n.starts_with("tmp_opus_pack_")
     };
     let start = std::time::Instant::now();
-    while !quarantined() {
+    while files_named(&mirror, &left).is_empty() {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the push ended before receive-pack's quarantine appeared in the mirror: not pushed by git?"
+            "the push ended before its temp pack appeared in the mirror (via git: {via_git})"
         );
         assert!(start.elapsed().as_secs() < 120, "the push never started");
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -431,8 +455,11 @@ fn a_push_killed_mid_way_leaves_nothing_the_next_mirror_does_not_heal() {
     let group = format!("-{}", child.id());
     std::process::Command::new("kill").args(["-KILL", "--", &group]).status().unwrap();
     child.wait().unwrap();
-    let left = |n: &str| n.starts_with("tmp_objdir-incoming-") || n.starts_with("tmp_pack_");
-    assert!(!files_named(&mirror, &left).is_empty(), "the kill left nothing: the test proves nothing");
+    let left_now = files_named(&mirror, &left);
+    assert!(!left_now.is_empty(), "the kill left nothing: the test proves nothing");
+    let git_made =
+        left_now.iter().any(|p| !p.file_name().unwrap().to_string_lossy().starts_with("tmp_opus_pack_"));
+    assert_eq!(git_made, via_git, "{left_now:?}");
 
     let r = env.run(&["mirror"]).ok();
     assert!(r.stderr.contains("leftover of our interrupted push"), "not reported:\n{}", r.stderr);

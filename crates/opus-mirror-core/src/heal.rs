@@ -205,8 +205,8 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     let _ = fs::remove_file(&path);
 }
 
-/// Removes from the mirror of `rec` the temp packs, quarantine dirs, receive-pack `.keep`
-/// files and (with `locks`) lock files made since that push began.
+/// Removes from the mirror of `rec` the temp packs and temp files, packs without an index, quarantine dirs,
+/// receive-pack `.keep` files and (with `locks`) lock files made since that push began.
 fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
     let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
@@ -220,7 +220,13 @@ fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
             let keep = name.starts_with("pack-")
                 && name.ends_with(".keep")
                 && fs::read(e.path()).is_ok_and(|b| b.starts_with(b"receive-pack "));
-            if (lock || temp_pack || quarantine || keep) && recent(e.path()) {
+            // Ours (`git::local_push`), killed between the pack's rename and its index's.
+            let idxless = name.starts_with("pack-")
+                && name.ends_with(".pack")
+                && !e.path().with_extension("idx").exists();
+            // The temp of an atomic write of ours (the index of that pack) whose writer is gone.
+            let temp = name.strip_prefix(".opus-mirror-tmp-").is_some_and(|rest| orphaned(rest, e.path()));
+            if (lock || temp_pack || quarantine || keep || idxless || temp) && recent(e.path()) {
                 remove(e.path(), "leftover of our interrupted push to the mirror", out);
             }
         }

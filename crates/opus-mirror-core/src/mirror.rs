@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::config::{mask_url, Network, Source};
 use crate::exit::UserError;
+use crate::git::local_push::{self, NotHere, RefUpdate};
 use crate::git::remote::{self, RemoteError};
 use crate::git::BackupRepo;
 
@@ -220,22 +221,57 @@ pub fn push(
     local = refs_under(repo, &[MANAGED[0], MANAGED[1], MANAGED[2], PRESERVED, crate::setup::REF])?;
     local.retain(|n, _| sent(n));
 
-    let mut specs = Vec::new();
+    let mut updates = Vec::new();
     for (name, oid) in &local {
         if remote_refs.get(name) != Some(oid) {
-            specs.push(format!("+{name}:{name}"));
+            updates.push(RefUpdate {
+                refname: name.clone(),
+                old: remote_refs.get(name).copied(),
+                new: Some(*oid),
+            });
         }
     }
-    for name in remote_refs.keys() {
+    for (name, oid) in &remote_refs {
         if MANAGED.iter().any(|p| name.starts_with(p)) && !local.contains_key(name) && sent(name) {
-            specs.push(format!(":{name}"));
+            updates.push(RefUpdate { refname: name.clone(), old: Some(*oid), new: None });
         }
     }
+    let specs: Vec<String> = updates
+        .iter()
+        .map(|u| match u.new {
+            Some(_) => format!("+{0}:{0}", u.refname),
+            None => format!(":{}", u.refname),
+        })
+        .collect();
     // A kill during a push to a mirror on this machine leaves its lock files there: the record
     // lets the next run tell them from someone else's (see `heal`).
-    let record = remote::local_git_dir(&remote::resolve_url(repo, url))
-        .and_then(|dir| crate::heal::record_push(&backup.path, &dir));
-    let pushed = remote::push(net, repo, url, &specs);
+    let dir = remote::local_git_dir(&remote::resolve_url(repo, url));
+    let record = dir.as_ref().and_then(|dir| crate::heal::record_push(&backup.path, dir));
+    let pushed = match &dir {
+        Some(dir) if !updates.is_empty() => {
+            let tips: Vec<Oid> = remote_refs.values().copied().collect();
+            match local_push::push(repo, dir, &updates, &tips) {
+                Ok(Ok(())) => Ok(updates
+                    .iter()
+                    .map(|u| remote::PushStatus { refname: u.refname.clone(), error: None })
+                    .collect()),
+                Ok(Err(NotHere(why))) => {
+                    tracing::debug!("pushing with git: {why}");
+                    remote::push(net, repo, url, &specs).map_err(anyhow::Error::from)
+                }
+                Err(e) => Err(match e.downcast::<local_push::RefsRefused>() {
+                    Ok(r) => remote::locked(url, &r.stderr)
+                        .unwrap_or(RemoteError::Rejected {
+                            url: mask_url(url),
+                            detail: format!("the ref update: {}", r.stderr),
+                        })
+                        .into(),
+                    Err(e) => e,
+                }),
+            }
+        }
+        _ => remote::push(net, repo, url, &specs).map_err(anyhow::Error::from),
+    };
     if let Some(r) = record {
         r.finished(pushed.is_ok());
     }

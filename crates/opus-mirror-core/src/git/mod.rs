@@ -3,6 +3,7 @@
 
 pub mod backup_repo;
 pub mod fsck;
+pub mod local_push;
 pub mod objects;
 pub mod pack;
 pub mod remote;

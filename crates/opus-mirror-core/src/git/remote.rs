@@ -224,7 +224,7 @@ pub fn local_git_dir(url: &str) -> Option<std::path::PathBuf> {
 
 /// A remote lock error, told apart from a network failure by its message (libgit2:
 /// "failed to lock file"; git: "Unable to create '….lock'").
-fn locked(url: &str, detail: &str) -> Option<RemoteError> {
+pub fn locked(url: &str, detail: &str) -> Option<RemoteError> {
     let lower = detail.to_lowercase();
     (lower.contains("failed to lock") || lower.contains(".lock': file exists") || lower.contains("unable to create") && lower.contains(".lock")).then(|| RemoteError::Locked {
         url: mask_url(url),
