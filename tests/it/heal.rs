@@ -367,6 +367,12 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     // its index's.
     let idxless = mirror.join(format!("objects/pack/pack-{}.pack", "2".repeat(40)));
     fs::write(&idxless, "PACK").unwrap();
+    let our_keep = idxless.with_extension("keep");
+    fs::write(&our_keep, format!("opus-mirror local push {DEAD_PID}\n")).unwrap();
+    // A pack git is installing right now (repack and receive-pack rename the .pack before
+    // its .idx) is not ours: removing it would lose the mirror's objects.
+    let foreign = mirror.join(format!("objects/pack/pack-{}.pack", "3".repeat(40)));
+    fs::write(&foreign, "PACK").unwrap();
     // ... or while the index was a temp file.
     let idx_temp = mirror.join(format!("objects/pack/.opus-mirror-tmp-{DEAD_PID}-Ab12"));
     fs::write(&idx_temp, b"\xfftOc").unwrap();
@@ -382,12 +388,15 @@ fn locks_our_own_killed_push_left_on_the_mirror_are_removed_and_no_others() {
     assert!(!quarantine.exists(), "receive-pack's quarantine was left:\n{}", r.stderr);
     assert!(!keep.exists(), "receive-pack's .keep was left:\n{}", r.stderr);
     assert!(!idxless.exists(), "our pack without its index was left:\n{}", r.stderr);
+    assert!(!our_keep.exists(), "our pack's .keep was left:\n{}", r.stderr);
+    assert!(foreign.exists(), "a pack git was installing was removed:\n{}", r.stderr);
     assert!(!idx_temp.exists(), "our index's temp file was left:\n{}", r.stderr);
     assert!(r.stderr.contains("main.lock"), "the removal is not reported:\n{}", r.stderr);
     assert!(theirs.exists(), "another process's lock was removed");
     assert!(!record.exists());
     assert_eq!(r.code, 7, "the older lock is still reported\n{}", r.stderr);
     fs::remove_file(&theirs).unwrap();
+    fs::remove_file(&foreign).unwrap();
     env.run(&["mirror"]).ok();
     assert_fsck(&mirror);
 }

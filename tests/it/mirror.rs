@@ -402,10 +402,18 @@ fn a_days_push_to_a_local_mirror_installs_one_pack_without_receive_pack() {
     env.vars.push(("GIT_TRACE2".into(), trace.display().to_string()));
     let r = env.run(&["mirror"]).ok();
     assert!(r.stdout.contains("the mirror's old tip kept as"), "{}", r.stdout);
-    let t = fs::read_to_string(&trace).unwrap_or_default();
+    let t = fs::read_to_string(&trace).unwrap();
+    assert!(t.contains("update-ref"), "no trace of the push's own git commands:\n{t}");
     assert!(!t.contains("receive-pack"), "the day's push still went through receive-pack:\n{t}");
     let new: Vec<String> = packs(&mirror).into_iter().filter(|p| !before.contains(p)).collect();
     assert_eq!(new.len(), 1, "the day should be one new pack: {new:?}");
+    // The .keep that held the pack against a concurrent repack until the refs reached it is gone.
+    let keeps: Vec<_> = fs::read_dir(mirror.join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".keep"))
+        .collect();
+    assert!(keeps.is_empty(), "a .keep was left: {keeps:?}");
     // Readable by whoever could read git's own packs there (a git daemon's user, say).
     let mode =
         |p: &Path| std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).unwrap().permissions()) & 0o777;
@@ -434,4 +442,27 @@ fn a_days_push_to_a_local_mirror_installs_one_pack_without_receive_pack() {
     git(env.dir.path(), &["clone", "-q", "-b", "snapshot", mirror.to_str().unwrap(), out.to_str().unwrap()])
         .ok();
     assert_eq!(fs::read_to_string(out.join("vault/days/2026/today.md")).unwrap(), "today");
+}
+
+/// A mirror whose `objects/pack` is a symlink is left to `git push`: we never write through a
+/// symlink, wherever it points.
+#[test]
+fn a_mirror_with_a_symlinked_pack_dir_is_pushed_by_git() {
+    let (mut env, code, mirror) = setup(None);
+    env.run(&["snapshot"]).ok();
+    env.run(&["mirror"]).ok();
+    let elsewhere = env.path("elsewhere-packs");
+    fs::rename(mirror.join("objects/pack"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, mirror.join("objects/pack")).unwrap();
+    code.commit("main.md", "the day's main", "a day of work");
+    env.run(&["snapshot"]).ok();
+    let trace = env.path("trace2.txt");
+    env.vars.push(("GIT_TRACE2".into(), trace.display().to_string()));
+    env.run(&["mirror"]).ok();
+    let t = fs::read_to_string(&trace).unwrap();
+    assert!(t.contains("receive-pack"), "the push did not go through git:\n{t}");
+    let backup = env.backup_repo("opus");
+    for line in refs(&backup).lines().filter(|l| !l.starts_with("refs/opus-mirror/incoming/")) {
+        assert!(refs(&mirror).contains(line), "the mirror lacks {line}");
+    }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+use crate::git::local_push::LOCAL_PUSH_KEEP;
 use crate::git::BackupRepo;
 use crate::lock::RunLock;
 
@@ -210,26 +211,38 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
 fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
     let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
-    if rec.mirror.join("HEAD").exists() {
-        for e in walk_skipping_objects(&rec.mirror) {
-            let name = e.file_name().to_string_lossy();
-            let temp_pack = TEMP_PACKS.iter().any(|p| name.starts_with(p));
-            let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
-            let lock = locks && e.file_type().is_file() && name.ends_with(".lock");
-            // receive-pack holds a received pack with a .keep until the refs are written.
-            let keep = name.starts_with("pack-")
-                && name.ends_with(".keep")
-                && fs::read(e.path()).is_ok_and(|b| b.starts_with(b"receive-pack "));
-            // Ours (`git::local_push`), killed between the pack's rename and its index's.
-            let idxless = name.starts_with("pack-")
-                && name.ends_with(".pack")
-                && !e.path().with_extension("idx").exists();
-            // The temp of an atomic write of ours (the index of that pack) whose writer is gone.
-            let temp = name.strip_prefix(".opus-mirror-tmp-").is_some_and(|rest| orphaned(rest, e.path()));
-            if (lock || temp_pack || quarantine || keep || idxless || temp) && recent(e.path()) {
-                remove(e.path(), "leftover of our interrupted push to the mirror", out);
-            }
+    if !rec.mirror.join("HEAD").exists() {
+        return;
+    }
+    // Decided for every file before any is removed: whether a pack is ours is read from its
+    // `.keep`, which is itself swept.
+    let mut doomed = Vec::new();
+    for e in walk_skipping_objects(&rec.mirror) {
+        let name = e.file_name().to_string_lossy();
+        let temp_pack = TEMP_PACKS.iter().any(|p| name.starts_with(p));
+        let quarantine = name.starts_with("tmp_objdir-incoming-") || name.starts_with("incoming-");
+        let lock = locks && e.file_type().is_file() && name.ends_with(".lock");
+        // receive-pack holds a received pack with a .keep until the refs are written; ours
+        // (`git::local_push`) does the same with its own mark.
+        let keep = name.starts_with("pack-")
+            && name.ends_with(".keep")
+            && fs::read(e.path())
+                .is_ok_and(|b| b.starts_with(b"receive-pack ") || b.starts_with(LOCAL_PUSH_KEEP));
+        // Ours, killed between the pack's rename and its index's: only a pack our `.keep`
+        // marks. git installs its packs in the same order (repack, receive-pack), so an
+        // index-less pack without our mark may be one it is installing right now.
+        let idxless = name.starts_with("pack-")
+            && name.ends_with(".pack")
+            && !e.path().with_extension("idx").exists()
+            && fs::read(e.path().with_extension("keep")).is_ok_and(|b| b.starts_with(LOCAL_PUSH_KEEP));
+        // The temp of an atomic write of ours (the index of that pack) whose writer is gone.
+        let temp = name.strip_prefix(".opus-mirror-tmp-").is_some_and(|rest| orphaned(rest, e.path()));
+        if (lock || temp_pack || quarantine || keep || idxless || temp) && recent(e.path()) {
+            doomed.push(e.path().to_path_buf());
         }
+    }
+    for p in doomed {
+        remove(&p, "leftover of our interrupted push to the mirror", out);
     }
 }
 

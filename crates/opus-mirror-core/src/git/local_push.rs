@@ -45,6 +45,10 @@ pub struct RefUpdate {
     pub new: Option<Oid>,
 }
 
+/// What the `.keep` of a pack we are installing in a mirror starts with: heal removes an
+/// index-less pack only when this marks it ours (git installs its own packs in the same order).
+pub const LOCAL_PUSH_KEEP: &[u8] = b"opus-mirror local push ";
+
 /// Why the push was left to git.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotHere(pub String);
@@ -80,16 +84,20 @@ pub fn push(
     if bytes > MAX_BYTES {
         return Ok(Err(NotHere(format!("more than {} MiB to send", MAX_BYTES >> 20))));
     }
-    if !objects.is_empty() {
-        write_pack(repo, &odb, mirror, &objects)?;
+    let pack = if objects.is_empty() { None } else { write_pack(repo, &odb, mirror, &objects)? };
+    let moved = connected(mirror, updates).and_then(|()| update_refs(mirror, updates));
+    if let Some(name) = pack {
+        // The refs reach the pack now (or never will): it no longer needs holding.
+        let _ = fs::remove_file(mirror.join(format!("objects/pack/pack-{name}.keep")));
     }
-    update_refs(mirror, updates)?;
+    moved?;
     // What receive-pack does after every push (receive.autogc): packs and loose refs stay
-    // bounded. Cheap when nothing is due; it detaches when something is.
+    // bounded. Cheap when nothing is due; gc detaches itself when something is (gc.autoDetach;
+    // `maintenance run --detach` needs git 2.47).
     let _ = Command::new("git")
         .arg("--git-dir")
         .arg(mirror)
-        .args(["maintenance", "run", "--auto", "--quiet", "--detach"])
+        .args(["maintenance", "run", "--auto", "--quiet"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -106,6 +114,11 @@ pub fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), N
     }
     if !mirror.join("objects/pack").is_dir() || !mirror.join("HEAD").is_file() {
         return no("not a bare repository's git dir");
+    }
+    // We never write through a symlink: git may follow one to wherever its objects live.
+    let linked = |p: &str| std::fs::symlink_metadata(mirror.join(p)).map_or(true, |m| !m.is_dir());
+    if linked("objects") || linked("objects/pack") {
+        return no("the mirror's objects or objects/pack is a symlink");
     }
     if mirror.join("shallow").exists() || mirror.join("objects/info/alternates").exists() {
         return no("a shallow mirror or one with alternates");
@@ -260,10 +273,15 @@ fn tree_diff(repo: &Repository, new: Oid, old: Option<Oid>, out: &mut Collector)
 /// snapshot's) are copied byte for byte, checked against their index's CRC; the others
 /// (deltas in packs git fetched) are read whole and compressed here. The pack and its index
 /// are read-only under our umask, as receive-pack, run by us, made its files.
-fn write_pack(repo: &Repository, odb: &git2::Odb, mirror: &Path, objects: &[Oid]) -> Result<()> {
+/// Writes the objects as one pack into the mirror, held by our `.keep` until the refs move;
+/// its name.
+fn write_pack(repo: &Repository, odb: &git2::Odb, mirror: &Path, objects: &[Oid]) -> Result<Option<String>> {
     let dir = mirror.join("objects/pack");
     let mut w =
         PackWriter::create(&dir).with_context(|| format!("cannot write a pack in {}", dir.display()))?;
+    let mut mark = LOCAL_PUSH_KEEP.to_vec();
+    mark.extend_from_slice(format!("{}\n", std::process::id()).as_bytes());
+    w.keep_with(&mark);
     match fill(repo, odb, &mut w, objects) {
         Ok(()) => {}
         Err(e) => {
@@ -272,7 +290,7 @@ fn write_pack(repo: &Repository, odb: &git2::Odb, mirror: &Path, objects: &[Oid]
         }
     }
     let name = w.finish().with_context(|| format!("cannot write a pack in {}", dir.display()))?;
-    if let Some(name) = name {
+    if let Some(name) = &name {
         // Reading the umask means setting it: two syscalls.
         let mask = rustix::process::umask(rustix::fs::Mode::empty());
         rustix::process::umask(mask);
@@ -282,6 +300,40 @@ fn write_pack(repo: &Repository, odb: &git2::Odb, mirror: &Path, objects: &[Oid]
             fs::set_permissions(&p, fs::Permissions::from_mode(mode))
                 .with_context(|| format!("cannot set the permissions of {}", p.display()))?;
         }
+    }
+    Ok(name)
+}
+
+/// receive-pack's own check before it moves a ref: every object the new tips reach is in the
+/// mirror, down to what its refs already reach. Nothing read back is trusted, not even our
+/// walk of what the mirror lacks.
+fn connected(mirror: &Path, updates: &[RefUpdate]) -> Result<()> {
+    let tips: String = updates.iter().filter_map(|u| u.new).map(|o| format!("{o}\n")).collect();
+    if tips.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(mirror)
+        .args(["rev-list", "--objects", "--quiet", "--stdin", "--not", "--all"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run git rev-list")?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(tips.as_bytes())
+        .context("cannot talk to git rev-list")?;
+    let out = child.wait_with_output().context("cannot run git rev-list")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the mirror {} would lack objects the new refs reach, so none was moved: {}\n  fix: run `git fsck` in the mirror; the next run pushes again",
+            mirror.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

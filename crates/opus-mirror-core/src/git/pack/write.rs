@@ -40,6 +40,8 @@ pub struct PackWriter {
     offset: u64,
     entries: Vec<IdxEntry>,
     seen: HashSet<Oid>,
+    /// A `.keep` to write before the pack becomes visible (see [`PackWriter::keep_with`]).
+    keep: Option<Vec<u8>>,
 }
 
 /// A writer that counts and checksums what passes through it (the CRC the index records).
@@ -121,6 +123,7 @@ impl PackWriter {
             offset: 12,
             entries: Vec::new(),
             seen: HashSet::new(),
+            keep: None,
         })
     }
 
@@ -251,6 +254,14 @@ impl PackWriter {
         let _ = fs::remove_file(&self.tmp);
     }
 
+    /// Installs a `pack-NAME.keep` holding `content` before the pack itself, as receive-pack
+    /// does: a `git repack -a -d` running meanwhile in that repository neither deletes nor
+    /// repacks a kept pack whose objects no ref reaches yet. The caller removes it once its
+    /// refs are written.
+    pub fn keep_with(&mut self, content: &[u8]) {
+        self.keep = Some(content.to_vec());
+    }
+
     /// Completes the pack and its index and makes them visible. Returns the pack's checksum
     /// (its name), or `None` when the pack is empty and was discarded.
     pub fn finish(mut self) -> io::Result<Option<String>> {
@@ -280,6 +291,9 @@ impl PackWriter {
         drop(file);
         let name = hex::encode(sum);
         let idx = index_bytes(&mut self.entries, &sum);
+        if let Some(keep) = &self.keep {
+            atomic::write_file(&self.dir.join(format!("pack-{name}.keep")), keep)?;
+        }
         install(&self.dir, &self.tmp, &name, &idx)?;
         Ok(Some(name))
     }
