@@ -8,7 +8,7 @@
 # each added to its mirror. Every row is one run under GNU time (wall, user, system, peak RSS
 # of the largest process), with the load average when it ended; both mirrors are fsck'd last.
 # (The first push goes through `git push`; the day's, to this bare mirror with refs, is written
-# by opus-mirror itself: src/git/local_push.rs.)
+# by opus-mirror itself: crates/opus-mirror-core/src/git/local_push.rs.)
 #
 #   bench/mirror.sh BINARY [NOTES ATTACHMENTS]     # 20000 1000 by default; 100000 5000 = large
 #
