@@ -95,7 +95,11 @@ fn step(
         (StepKind::Bundle, due) => {
             let tg = target.expect("the plan names configured targets");
             journal.doing("bundle", Some(&tg.name));
-            bundle(cfg, s, tg, due, now, done, journal.progress)
+            let known = match facts.bundles.get(&(s.name.clone(), tg.name.clone())) {
+                Some(Ok(l)) => Some(create::Known { listed: &l.listed, ranks: &l.ranks }),
+                _ => None,
+            };
+            bundle(cfg, s, tg, due, known, now, done, journal.progress)
         }
         (StepKind::Prune, _) => {
             prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?
@@ -200,6 +204,7 @@ fn bundle(
     s: &Source,
     tg: &Target,
     due: &Due,
+    known: Option<create::Known>,
     now: DateTime<Utc>,
     done: &mut Done,
     progress: &dyn crate::progress::Report,
@@ -211,7 +216,9 @@ fn bundle(
         }
         return (b.exit, b.detail.clone());
     }
-    let r = create::create(cfg, s, tg, now, false, progress);
+    // The plan listed this target moments ago and nothing since has written to it (the run
+    // lock is held): decide from that listing rather than list the drive once more.
+    let r = create::create_from(cfg, s, tg, now, false, progress, known);
     crate::steps::record_bundle(cfg, s, tg, now, &r);
     match r {
         Ok(o) => {
