@@ -198,7 +198,9 @@ fn mirror(cfg: &Config, s: &Source, now: DateTime<Utc>) -> (Exit, String) {
 }
 
 /// Writes a bundle when `create` finds one due; a target the plan found blocked is reported
-/// (and recorded) with the error it gave, without asking it again.
+/// (and recorded) with the error it gave, without asking it again; `known` is what the plan
+/// listed of the target.
+#[allow(clippy::too_many_arguments)] // each is one fact the step needs; a struct would only rename them
 fn bundle(
     cfg: &Config,
     s: &Source,
