@@ -95,6 +95,16 @@ pub fn not_due(t: &Target, listed: &[Listed], ranks: &[u64], now: DateTime<Utc>)
         .map(|_| format!("{} is younger than every = {}", newest.file, crate::human::human_duration(every)))
 }
 
+/// What the caller already read of a target: the bundles of the source (`target::list`) and
+/// their ranks by content (`ranking::by_content`, parallel to `listed`; empty when not ranked).
+/// A run's plan reads them once, so its bundle step does not list the drive and walk the
+/// snapshot branch a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    pub listed: &'a [Listed],
+    pub ranks: &'a [u64],
+}
+
 /// Writes a bundle of `source` to `t` if one is due (always with `force`). `progress` hears
 /// the bytes as the bundle is written and, for an rclone target, uploaded.
 pub fn create(
@@ -105,7 +115,22 @@ pub fn create(
     force: bool,
     progress: &dyn Report,
 ) -> Result<Outcome> {
-    create_unexplained(cfg, source, t, now, force, progress).map_err(|e| {
+    create_from(cfg, source, t, now, force, progress, None)
+}
+
+/// [`create`], deciding from `known` (what the caller listed earlier in this process, with the
+/// target unchanged since) instead of listing the target again. When settling an interrupted
+/// run changed the target, it is listed again all the same.
+pub fn create_from(
+    cfg: &Config,
+    source: &Source,
+    t: &Target,
+    now: DateTime<Utc>,
+    force: bool,
+    progress: &dyn Report,
+    known: Option<Known>,
+) -> Result<Outcome> {
+    create_unexplained(cfg, source, t, now, force, progress, known).map_err(|e| {
         let place = match &t.kind {
             TargetKind::Dir { path, .. } => path.clone(),
             TargetKind::Rclone { .. } => crate::heal::scratch_root(&cfg.state_dir),
@@ -125,6 +150,7 @@ fn create_unexplained(
     now: DateTime<Utc>,
     force: bool,
     progress: &dyn Report,
+    known: Option<Known>,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let mut out = Outcome {
@@ -139,12 +165,20 @@ fn create_unexplained(
         elapsed_ms: 0,
     };
     target::check(t, &cfg.state_dir)?;
-    for done in target::settle(t, &source.name, &cfg.state_dir)? {
+    let settled = target::settle(t, &source.name, &cfg.state_dir)?;
+    for done in &settled {
         tracing::warn!("target `{}`: {done}", t.name);
     }
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
-    let listed = target::list(t, &source.name)?;
-    let ranks = crate::ranking::by_content(cfg, source, &listed, now);
+    let known = known.filter(|_| settled.is_empty());
+    let listed = match known {
+        Some(k) => k.listed.to_vec(),
+        None => target::list(t, &source.name)?,
+    };
+    let ranks = match known {
+        Some(k) if k.ranks.len() == listed.len() => k.ranks.to_vec(),
+        _ => crate::ranking::by_content(cfg, source, &listed, now),
+    };
     let done = verified(&listed, &ranks);
     if let (false, Some(why)) = (force, not_due(t, &listed, &ranks, now)) {
         out.reason = Some(why);

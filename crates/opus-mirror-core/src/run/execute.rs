@@ -95,7 +95,11 @@ fn step(
         (StepKind::Bundle, due) => {
             let tg = target.expect("the plan names configured targets");
             journal.doing("bundle", Some(&tg.name));
-            bundle(cfg, s, tg, due, now, done, journal.progress)
+            let known = match facts.bundles.get(&(s.name.clone(), tg.name.clone())) {
+                Some(Ok(l)) => Some(create::Known { listed: &l.listed, ranks: &l.ranks }),
+                _ => None,
+            };
+            bundle(cfg, s, tg, due, known, now, done, journal.progress)
         }
         (StepKind::Prune, _) => {
             prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?
@@ -194,12 +198,15 @@ fn mirror(cfg: &Config, s: &Source, now: DateTime<Utc>) -> (Exit, String) {
 }
 
 /// Writes a bundle when `create` finds one due; a target the plan found blocked is reported
-/// (and recorded) with the error it gave, without asking it again.
+/// (and recorded) with the error it gave, without asking it again; `known` is what the plan
+/// listed of the target.
+#[allow(clippy::too_many_arguments)] // each is one fact the step needs; a struct would only rename them
 fn bundle(
     cfg: &Config,
     s: &Source,
     tg: &Target,
     due: &Due,
+    known: Option<create::Known>,
     now: DateTime<Utc>,
     done: &mut Done,
     progress: &dyn crate::progress::Report,
@@ -211,7 +218,9 @@ fn bundle(
         }
         return (b.exit, b.detail.clone());
     }
-    let r = create::create(cfg, s, tg, now, false, progress);
+    // The plan listed this target moments ago and nothing since has written to it (the run
+    // lock is held): decide from that listing rather than list the drive once more.
+    let r = create::create_from(cfg, s, tg, now, false, progress, known);
     crate::steps::record_bundle(cfg, s, tg, now, &r);
     match r {
         Ok(o) => {
