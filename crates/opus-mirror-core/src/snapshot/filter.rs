@@ -85,7 +85,9 @@ impl Filter {
         if !is_dir && is_own_temp(name) {
             return Some(Excluded::Pattern);
         }
-        if !is_dir && !self.include_secrets && looks_secret(rel) && !self.kept(rel) {
+        // `looks_secret(rel)` with the name the walk already split off: this runs for every
+        // file of every snapshot (finding the name again cost 4 % of a no-change run's CPU).
+        if !is_dir && !self.include_secrets && (is_secret(name) || is_secret_path(rel)) && !self.kept(rel) {
             return Some(Excluded::Secret);
         }
         if !self.user.is_empty() && self.user.matched(Path::new(OsStr::from_bytes(rel)), is_dir).is_ignore() {
