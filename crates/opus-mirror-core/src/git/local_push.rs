@@ -312,22 +312,7 @@ fn connected(mirror: &Path, updates: &[RefUpdate]) -> Result<()> {
     if tips.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("git")
-        .arg("--git-dir")
-        .arg(mirror)
-        .args(["rev-list", "--objects", "--quiet", "--stdin", "--not", "--all"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run git rev-list")?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(tips.as_bytes())
-        .context("cannot talk to git rev-list")?;
-    let out = child.wait_with_output().context("cannot run git rev-list")?;
+    let out = git_fed(mirror, &["rev-list", "--objects", "--quiet", "--stdin", "--not", "--all"], &tips)?;
     if !out.status.success() {
         anyhow::bail!(
             "the mirror {} would lack objects the new refs reach, so none was moved: {}\n  fix: run `git fsck` in the mirror; the next run pushes again",
@@ -393,27 +378,36 @@ fn update_refs(mirror: &Path, updates: &[RefUpdate]) -> Result<()> {
     if updates.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("git")
-        .arg("--git-dir")
-        .arg(mirror)
-        .args(["-c", "core.fsync=committed", "update-ref", "--stdin", "-m", "opus-mirror: push"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run git update-ref")?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(transaction(updates).as_bytes())
-        .context("cannot talk to git update-ref")?;
-    let out = child.wait_with_output().context("cannot run git update-ref")?;
+    let args = ["-c", "core.fsync=committed", "update-ref", "--stdin", "-m", "opus-mirror: push"];
+    let out = git_fed(mirror, &args, &transaction(updates))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(RefsRefused { mirror: mirror.display().to_string(), stderr }.into());
     }
     Ok(())
+}
+
+/// Runs `git --git-dir MIRROR ARGS` with `input` on its stdin (small: written whole before
+/// stderr is read), stdout dropped; its output, whatever the exit status.
+fn git_fed(mirror: &Path, args: &[&str], input: &str) -> Result<std::process::Output> {
+    let what =
+        format!("git {}", args.iter().find(|a| !a.starts_with('-') && !a.contains('=')).unwrap_or(&""));
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(mirror)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .with_context(|| format!("cannot talk to {what}"))?;
+    child.wait_with_output().with_context(|| format!("cannot run {what}"))
 }
 
 #[cfg(test)]
