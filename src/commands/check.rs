@@ -78,7 +78,7 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
         } else {
             bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
         };
-        let _ = state::record(
+        state::record_or_warn(
             &cfg.state_dir,
             &Event::new(ctx.now, "check", Some(&s.name), None, src_exit, detail.clone()),
         );

@@ -49,7 +49,7 @@ pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
             for s in cfg.select_sources(which.source.as_deref())? {
                 if state::remove(&cfg.state_dir, &opus_mirror_core::guard::state_name(&s.name))? {
                     acknowledged.push(s.name.clone());
-                    let _ = state::record(
+                    state::record_or_warn(
                         &cfg.state_dir,
                         &state::Event::new(ctx.now, "guard", Some(&s.name), None, Exit::Ok, "acknowledged"),
                     );

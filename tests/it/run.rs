@@ -682,10 +682,9 @@ pub(crate) fn on_a_pty(env: &Env, args: &str, test: &str) -> Option<Tty> {
     Some(Tty { raw, text })
 }
 
-/// `run --dry-run` prints the plan: every step it would take, each with why it is due or not
-/// (the setting and the age it was judged by), and carries out none of them.
-#[test]
-fn a_dry_run_prints_the_plan_with_why_each_step_is_due_or_not() {
+/// A small vault, initialised, with a drive target that takes a bundle at most daily and keeps
+/// two; the clock at 2026-11-20 03:30 UTC.
+fn a_vault_with_a_daily_drive() -> (Env, std::path::PathBuf, std::path::PathBuf) {
     let mut env = Env::new();
     let vault = env.path("vault");
     vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
@@ -693,6 +692,14 @@ fn a_dry_run_prints_the_plan_with_why_each_step_is_due_or_not() {
     env.write_config_with_drive("v", &vault, "", &drive, "every = \"1d\"\nkeep = { last = 2 }");
     env.run(&["init"]).ok();
     env.now = Some("2026-11-20T03:30:00Z".into());
+    (env, vault, drive)
+}
+
+/// `run --dry-run` prints the plan: every step it would take, each with why it is due or not
+/// (the setting and the age it was judged by), and carries out none of them.
+#[test]
+fn a_dry_run_prints_the_plan_with_why_each_step_is_due_or_not() {
+    let (mut env, vault, drive) = a_vault_with_a_daily_drive();
     let first = env.run(&["run", "--dry-run"]).ok().stdout;
     for want in [
         "would write a bundle if anything changed (every = 1d: no verified bundle that young)",
@@ -849,13 +856,7 @@ fn a_run_with_no_bundle_due_lists_the_drive_no_more_than_before_the_plan() {
         crate::helpers::servers::missing("strace", test);
         return;
     }
-    let mut env = Env::new();
-    let vault = env.path("vault");
-    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
-    let drive = env.path("drive");
-    env.write_config_with_drive("v", &vault, "", &drive, "every = \"1d\"\nkeep = { last = 2 }");
-    env.run(&["init"]).ok();
-    env.now = Some("2026-11-20T03:30:00Z".into());
+    let (mut env, _vault, drive) = a_vault_with_a_daily_drive();
     let first = env.run(&["run"]);
     assert!(first.code == 0 || first.code == 3, "{}\n{}", first.stdout, first.stderr);
     assert_eq!(bundles_in(&drive), 1, "{}", first.stdout);
@@ -885,13 +886,7 @@ fn a_run_with_no_bundle_due_lists_the_drive_no_more_than_before_the_plan() {
 /// next bundle back instead of a second one being written an hour later.
 #[test]
 fn a_pending_bundle_settled_by_the_run_counts_for_every() {
-    let mut env = Env::new();
-    let vault = env.path("vault");
-    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
-    let drive = env.path("drive");
-    env.write_config_with_drive("v", &vault, "", &drive, "every = \"1d\"\nkeep = { last = 2 }");
-    env.run(&["init"]).ok();
-    env.now = Some("2026-11-20T03:30:00Z".into());
+    let (mut env, _vault, drive) = a_vault_with_a_daily_drive();
     let first = env.run(&["run"]);
     assert!(first.code == 0 || first.code == 3, "{}\n{}", first.stdout, first.stderr);
     let bundle = drive.join("v-2026-11-20T033000Z.bundle");

@@ -76,6 +76,15 @@ pub fn record(state_dir: &Path, e: &Event) -> Result<()> {
     Ok(())
 }
 
+/// [`record`] for a step whose own outcome matters more than its history line: a history
+/// that cannot be written is said (a warning), never silently dropped, and never turns the
+/// step into a failure.
+pub fn record_or_warn(state_dir: &Path, e: &Event) {
+    if let Err(err) = record(state_dir, e) {
+        tracing::warn!("cannot record the run history: {err:#}");
+    }
+}
+
 /// The whole history, oldest first. A torn last line (a crash mid-append) or a damaged one
 /// (even bytes that are not UTF-8) is skipped: one bad line must not hide the rest.
 pub fn history(state_dir: &Path) -> Result<Vec<Event>> {

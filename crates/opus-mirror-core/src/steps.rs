@@ -65,7 +65,7 @@ pub fn snapshot_one(
         Ok(o) => o,
         Err(e) => {
             let exit = exit_for(&e);
-            let _ = state::record(
+            state::record_or_warn(
                 &cfg.state_dir,
                 &Event::new(now, "snapshot", Some(&source.name), None, exit, format!("{e:#}")),
             );
@@ -138,7 +138,5 @@ pub fn record_bundle(
             format!("{e:#}"),
         ),
     };
-    if let Err(e) = crate::state::record(&cfg.state_dir, &ev) {
-        tracing::warn!("cannot record the run history: {e:#}");
-    }
+    state::record_or_warn(&cfg.state_dir, &ev);
 }

@@ -120,9 +120,7 @@ fn step(
 
 /// Records an event; a history that cannot be written is said, never silently dropped.
 fn record(cfg: &Config, ev: &Event) {
-    if let Err(e) = state::record(&cfg.state_dir, ev) {
-        tracing::warn!("cannot record the run history: {e:#}");
-    }
+    state::record_or_warn(&cfg.state_dir, ev);
 }
 
 /// Verify (read-only, so a dry run takes it too): at risk or offline is worth a warning after
