@@ -404,6 +404,11 @@ pub struct CheckArgs {
     /// first, so that all are read over a few runs.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
     pub read_data_subset: Option<f64>,
+    /// Read only the packs and drive bundles no earlier check verified as they are now, plus
+    /// the slice of the least recently verified that `run` reads (all are re-read within
+    /// run.check_every). Without it, everything is read.
+    #[arg(long)]
+    pub incremental: bool,
     /// An age identity file, to read the packs of encrypted bundles.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,

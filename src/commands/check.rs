@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::cli::CheckArgs;
 use crate::context::Context;
-use opus_mirror_core::check::{self, ReadData, Report};
+use opus_mirror_core::check::{self, BundleRead, ReadData, Report, Scope};
 use opus_mirror_core::classify::exit_for;
 use opus_mirror_core::exit::Exit;
 use opus_mirror_core::git::BackupRepo;
@@ -30,10 +30,22 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
     let job = notify::Job::start(&cfg.notify);
     let mut exit = Exit::Ok;
     let mut reports: Vec<Report> = Vec::new();
+    let scope = match args.incremental {
+        true => Scope::New { every: cfg.check_every, rotate: true },
+        false => Scope::Full,
+    };
     for s in &sources {
         let mut mine: Vec<Report> = Vec::new();
+        let (mut ledger, warning) = check::verified::load(&cfg.state_dir, &s.name);
+        if let Some(w) = warning {
+            if !ctx.mode.json {
+                eprintln!("warning: {w}");
+            }
+            ctx.note_warning(&w, Some(&s.name), None);
+            exit = exit.combine(Exit::Warnings);
+        }
         match BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))
-            .and_then(|r| check::backup_repo(&r, &s.name))
+            .and_then(|r| check::backup_repo(&r, &s.name, &mut ledger, scope, ctx.now))
         {
             Ok(r) => mine.push(r),
             Err(e) => {
@@ -42,14 +54,13 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             }
         }
         for t in targets.iter().filter(|t| t.takes(&s.name)) {
-            match check::bundles(
-                &cfg,
-                s,
-                t,
+            let how = BundleRead {
                 read,
-                ctx.now,
-                args.identity.as_deref().or(t.identity_file.as_deref()),
-            ) {
+                scope,
+                identity: args.identity.as_deref().or(t.identity_file.as_deref()),
+                listed: None,
+            };
+            match check::bundles(&cfg, s, t, how, &mut ledger, ctx.now) {
                 Ok(r) => mine.push(r),
                 Err(e) => {
                     ctx.item_error(&format!("{} on {}", s.name, t.name), Some(&s.name), Some(&t.name), &e);
@@ -64,6 +75,14 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
                 ctx.item_error(&format!("mirror of {}", s.name), Some(&s.name), None, &e);
                 exit = exit.combine(exit_for(&e));
             }
+        }
+        if let Err(e) = check::verified::save(&cfg.state_dir, &s.name, &ledger) {
+            let w = format!("cannot record what was verified: {e:#}");
+            if !ctx.mode.json {
+                eprintln!("warning: {w}");
+            }
+            ctx.note_warning(&w, Some(&s.name), None);
+            exit = exit.combine(Exit::Warnings);
         }
         for r in &mine {
             for p in &r.problems {
@@ -102,8 +121,12 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
             ctx.say(format!("healed {h}"))?;
         }
         for r in &reports {
+            let skipped = match r.skipped.len() {
+                0 => String::new(),
+                n => format!("; {n} verified before, not read again"),
+            };
             if r.problems.is_empty() {
-                ctx.say(format!("ok   {} ({} checked)", r.area, r.checked))?;
+                ctx.say(format!("ok   {} ({} checked{skipped})", r.area, r.checked))?;
             } else {
                 ctx.say(format!("FAIL {}:", r.area))?;
                 for p in &r.problems {

@@ -25,4 +25,5 @@ mod restore;
 mod run;
 mod snapshot;
 mod stall;
+mod verified;
 mod verify;

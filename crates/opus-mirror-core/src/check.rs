@@ -23,7 +23,10 @@ use crate::git::BackupRepo;
 use crate::hashio::DigestWriter;
 use crate::target;
 
+pub mod verified;
 mod walk;
+
+pub use verified::{Ledger, Scope, Why};
 
 /// What a check found for one area.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -31,6 +34,17 @@ pub struct Report {
     pub area: String,
     pub checked: u64,
     pub problems: Vec<String>,
+    /// The packs or bundles read whole this time, and why.
+    pub read: Vec<ReadItem>,
+    /// The packs or bundles not read: an earlier check verified them as they are.
+    pub skipped: Vec<String>,
+}
+
+/// A pack or bundle read whole, and why it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadItem {
+    pub name: String,
+    pub why: Why,
 }
 
 /// What was last pushed to a source's mirror (saved by `mirror`).
@@ -46,20 +60,70 @@ pub fn pushed_state(source: &str) -> String {
 }
 
 /// Reads every object reachable from every ref once and re-hashes it ([`walk`]); checks
-/// pack trailers.
-pub fn backup_repo(repo: &BackupRepo, source: &str) -> Result<Report> {
+/// pack trailers. Under [`Scope::New`], the packs `ledger` says were verified as they are
+/// (and not due again) are not read: their blobs are only looked up, while every commit and
+/// tree is still read, so the structure is whole every time. The packs read without a
+/// problem are recorded in `ledger`.
+pub fn backup_repo(
+    repo: &BackupRepo,
+    source: &str,
+    ledger: &mut Ledger,
+    scope: Scope,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Report> {
     let mut r =
         Report { area: format!("backup repo of `{source}` ({})", repo.path.display()), ..Default::default() };
+    let mut packs = Vec::new();
     for p in crate::git::pack::list_packs(&repo.pack_dir())? {
-        if let Err(e) = pack_trailer_ok(&p) {
-            r.problems.push(format!("pack {}: {e}", p.display()));
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match verified::stat(&p) {
+            Ok((size, mtime_ns)) => {
+                packs.push((p, verified::Item { key: format!("pack/{name}"), size, mtime_ns, sha256: None }))
+            }
+            Err(e) => r.problems.push(format!("pack {}: {e}", p.display())),
         }
     }
+    let items: Vec<verified::Item> = packs.iter().map(|(_, i)| i.clone()).collect();
+    let picked = ledger.select("pack", &items, scope, now);
+    // The objects of the packs not read; an object also in a pack read now is read.
+    let mut skip: HashSet<Oid> = HashSet::new();
+    let mut fresh: HashSet<Oid> = HashSet::new();
+    let any_skipped = picked.iter().any(Option::is_none);
+    for ((p, _), why) in packs.iter().zip(&picked) {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some(why) = why else {
+            match crate::git::pack::read_index(&p.with_extension("idx")) {
+                Ok(es) => skip.extend(es.into_iter().map(|e| e.oid)),
+                Err(e) => r.problems.push(format!("pack {}: {e:#}", p.display())),
+            }
+            r.skipped.push(name);
+            continue;
+        };
+        if let Err(e) = pack_trailer_ok(p) {
+            r.problems.push(format!("pack {}: {e}", p.display()));
+        }
+        if any_skipped {
+            if let Ok(es) = crate::git::pack::read_index(&p.with_extension("idx")) {
+                fresh.extend(es.into_iter().map(|e| e.oid));
+            }
+        }
+        r.read.push(ReadItem { name, why: *why });
+    }
+    skip.retain(|o| !fresh.contains(o));
     let odb = repo.repo.odb()?;
     let refs: Vec<(String, Oid)> = crate::bundle::create::bundle_refs(&repo.repo)?.into_iter().collect();
-    let (checked, problems) = walk::objects(&odb, &repo.pack_dir(), &refs);
+    let (checked, problems) = walk::objects(&odb, &repo.pack_dir(), &refs, &skip);
     r.checked += checked;
     r.problems.extend(problems);
+    // A problem cannot always be pinned on one pack: then none read now counts as verified.
+    if r.problems.is_empty() {
+        for (item, why) in items.iter().zip(&picked) {
+            if why.is_some() {
+                ledger.verified(item, now);
+            }
+        }
+    }
+    ledger.forget_gone("pack/", &items);
     Ok(r)
 }
 
@@ -121,19 +185,37 @@ pub enum ReadData {
 /// When each off-site bundle was last fully read.
 type ReadLog = BTreeMap<String, String>;
 
-/// Checks the bundles of `source` on `t`.
+/// How to read a target's bundles.
+pub struct BundleRead<'a> {
+    /// Off-site bundles: how many to download and read.
+    pub read: ReadData,
+    /// Bundles on a drive: all, or what `ledger` has not verified as they are.
+    pub scope: Scope,
+    pub identity: Option<&'a Path>,
+    /// The target's listing when the caller has it (a run's plan), else it is listed here.
+    pub listed: Option<&'a [target::Listed]>,
+}
+
+/// Checks the bundles of `source` on `t`: every manifest and chain, and the bundles `how`
+/// asks for read whole. The drive bundles read without a problem are recorded in `ledger`.
 pub fn bundles(
     cfg: &Config,
     source: &Source,
     t: &Target,
-    read: ReadData,
+    how: BundleRead,
+    ledger: &mut Ledger,
     now: chrono::DateTime<chrono::Utc>,
-    identity: Option<&Path>,
 ) -> Result<Report> {
+    let (read, identity) = (how.read, how.identity);
     let mut r =
         Report { area: format!("bundles of `{}` on target `{}`", source.name, t.name), ..Default::default() };
-    target::check(t, &cfg.state_dir)?;
-    let listed = target::list(t, &source.name)?;
+    let listed = match how.listed {
+        Some(l) => l.to_vec(),
+        None => {
+            target::check(t, &cfg.state_dir)?;
+            target::list(t, &source.name)?
+        }
+    };
     let names: HashSet<&str> = listed.iter().map(|l| l.name.as_str()).collect();
     let manifests: Vec<&Manifest> = listed.iter().filter_map(|l| l.manifest.as_ref()).collect();
     for l in &listed {
@@ -172,8 +254,40 @@ pub fn bundles(
     };
     let mut read_log: ReadLog =
         crate::state::load(&cfg.state_dir, &format!("readdata-{}.json", t.name)).unwrap_or_default();
+    // A drive's bundles as they are now, for the ledger (those with a manifest).
+    let area = format!("bundle/{}", t.name);
+    let items: Vec<verified::Item> = match &local_dir {
+        Some(d) => manifests
+            .iter()
+            .map(|m| {
+                let (size, mtime_ns) = verified::stat(&d.join(&m.file)).unwrap_or((m.size, None));
+                verified::Item {
+                    key: format!("{area}/{}", m.file),
+                    size,
+                    mtime_ns,
+                    sha256: Some(m.sha256.clone()),
+                }
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let to_read: Vec<&Manifest> = match (&local_dir, read) {
-        (Some(_), _) | (None, ReadData::All) => manifests.clone(),
+        (Some(_), _) => {
+            let picked = ledger.select(&area, &items, how.scope, now);
+            let mut v = Vec::new();
+            for (m, why) in manifests.iter().zip(picked) {
+                match why {
+                    Some(why) => {
+                        r.read.push(ReadItem { name: m.file.clone(), why });
+                        v.push(*m);
+                    }
+                    None => r.skipped.push(m.file.clone()),
+                }
+            }
+            ledger.forget_gone(&format!("{area}/"), &items);
+            v
+        }
+        (None, ReadData::All) => manifests.clone(),
         (None, ReadData::No) => Vec::new(),
         (None, ReadData::Subset(pct)) => {
             // The least recently read, plus every bundle whose last full read (or, never read,
@@ -219,56 +333,71 @@ pub fn bundles(
     let scratch = crate::heal::scratch_dir(&cfg.state_dir, "check")?;
     for m in to_read {
         r.checked += 1;
-        let file = match &local_dir {
-            Some(d) => d.join(&m.file),
-            None => {
-                let p = scratch.path().join(&m.file);
-                if let Err(e) = target::fetch(t, &m.file, &p) {
-                    r.problems.push(format!("{}: cannot download: {e:#}", m.file));
-                    continue;
+        match read_bundle(cfg, t, m, local_dir.as_deref(), scratch.path(), identity) {
+            Ok(()) => {
+                if let Some(item) = items.iter().find(|i| i.key == format!("{area}/{}", m.file)) {
+                    ledger.verified(item, now);
                 }
-                p
-            }
-        };
-        match crate::hashio::sha256_file(&file).map_err(|e| e.to_string()) {
-            Ok(s) if s == m.sha256 => {}
-            Ok(s) => {
-                r.problems
-                    .push(format!("{}: sha256 {s}, but its manifest says {} (damaged)", m.file, m.sha256));
-                continue;
-            }
-            Err(e) => {
-                r.problems.push(format!("{}: cannot read: {e}", m.file));
-                continue;
-            }
-        }
-        let plain = if m.encrypted {
-            match identity {
-                Some(id) => {
-                    let p = scratch.path().join(format!("{}.plain", m.file));
-                    if let Err(e) = crate::bundle::create::decrypt(&file, id, &p) {
-                        r.problems.push(format!("{}: {e:#}", m.file));
-                        continue;
-                    }
-                    p
+                if local_dir.is_none() {
+                    read_log.insert(m.file.clone(), now.to_rfc3339());
                 }
-                None => continue, // sha256 checked; the pack can only be read with the identity
             }
-        } else {
-            file.clone()
-        };
-        if let Err(e) = bundle_file_ok(&plain, &cfg.state_dir) {
-            r.problems.push(format!("{}: {e}", m.file));
+            Err(p) => r.problems.push(format!("{}: {p}", m.file)),
         }
         if local_dir.is_none() {
-            read_log.insert(m.file.clone(), now.to_rfc3339());
-            let _ = std::fs::remove_file(&file);
+            r.read.push(ReadItem { name: m.file.clone(), why: Why::Full });
         }
     }
     if local_dir.is_none() {
         crate::state::save(&cfg.state_dir, &format!("readdata-{}.json", t.name), &read_log)?;
     }
     Ok(r)
+}
+
+/// Reads one bundle whole: downloaded first from an off-site target (and removed after),
+/// sha256 against its manifest, then (decrypted, when it is and `identity` is given) its
+/// header and pack.
+fn read_bundle(
+    cfg: &Config,
+    t: &Target,
+    m: &Manifest,
+    local_dir: Option<&Path>,
+    scratch: &Path,
+    identity: Option<&Path>,
+) -> Result<(), String> {
+    let file = match local_dir {
+        Some(d) => d.join(&m.file),
+        None => {
+            let p = scratch.join(&m.file);
+            target::fetch(t, &m.file, &p).map_err(|e| format!("cannot download: {e:#}"))?;
+            p
+        }
+    };
+    let result = (|| {
+        match crate::hashio::sha256_file(&file) {
+            Ok(s) if s == m.sha256 => {}
+            Ok(s) => return Err(format!("sha256 {s}, but its manifest says {} (damaged)", m.sha256)),
+            Err(e) => return Err(format!("cannot read: {e}")),
+        }
+        let plain = if m.encrypted {
+            // Without the identity only the sha256 can be checked.
+            let Some(id) = identity else { return Ok(()) };
+            let p = scratch.join(format!("{}.plain", m.file));
+            crate::bundle::create::decrypt(&file, id, &p).map_err(|e| format!("{e:#}"))?;
+            p
+        } else {
+            file.clone()
+        };
+        let r = bundle_file_ok(&plain, &cfg.state_dir);
+        if plain != file {
+            let _ = std::fs::remove_file(&plain);
+        }
+        r
+    })();
+    if local_dir.is_none() {
+        let _ = std::fs::remove_file(&file);
+    }
+    result
 }
 
 /// A prerequisite may be any commit the base bundle's refs reach (not only a tip).

@@ -193,6 +193,14 @@ pub struct Area {
     pub area: String,
     pub checked: u64,
     pub problems: Vec<String>,
+    pub read: Vec<ReadItem>,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ReadItem {
+    pub name: String,
+    pub why: String,
 }
 
 #[derive(Deserialize)]

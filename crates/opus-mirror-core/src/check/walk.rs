@@ -128,7 +128,14 @@ const BATCH_OBJECTS: usize = 1024;
 const BIG_BLOB: usize = 32 << 20;
 
 /// Walks every object reachable from `refs`; returns how many were checked and the problems.
-pub fn objects(odb: &Odb, pack_dir: &Path, refs: &[(String, Oid)]) -> (u64, Vec<String>) {
+/// The blobs in `verified` (packs an earlier check read whole) are only looked up, not read:
+/// the structure (every commit and tree, every blob's presence) is walked every time.
+pub fn objects(
+    odb: &Odb,
+    pack_dir: &Path,
+    refs: &[(String, Oid)],
+    verified: &HashSet<Oid>,
+) -> (u64, Vec<String>) {
     let _own = OwnHashing::start();
     let mut problems = Vec::new();
     let mut paths = Paths::default();
@@ -145,7 +152,7 @@ pub fn objects(odb: &Odb, pack_dir: &Path, refs: &[(String, Oid)]) -> (u64, Vec<
             }
             bad
         });
-        let checked = walk(odb, pack_dir, refs, &mut paths, &mut problems, tx);
+        let checked = walk(odb, pack_dir, refs, verified, &mut paths, &mut problems, tx);
         (checked, hasher.join().expect("the hashing thread does not panic"))
     });
     for (oid, node) in bad {
@@ -161,6 +168,7 @@ fn walk(
     odb: &Odb,
     pack_dir: &Path,
     refs: &[(String, Oid)],
+    verified: &HashSet<Oid>,
     paths: &mut Paths,
     problems: &mut Vec<String>,
     tx: mpsc::SyncSender<Vec<Job>>,
@@ -186,6 +194,7 @@ fn walk(
         checked += 1;
         if kind == ObjectType::Blob {
             match odb.read_header(oid) {
+                Ok(_) if verified.contains(&oid) => continue,
                 Ok((size, _)) if size >= BIG_BLOB => {
                     if let Err(e) = super::big_blob_ok(pack_dir, oid) {
                         problems.push(format!("blob {oid} (in {}): {e}", paths.render(node)));

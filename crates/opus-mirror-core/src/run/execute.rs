@@ -26,6 +26,9 @@ struct Done {
     /// Targets that timed out or could not be reached: check and drill do not wait on them
     /// again in this run.
     unreachable: Vec<String>,
+    /// Targets this run wrote to or removed from: the check lists them again (the others it
+    /// takes from the plan's listing).
+    changed: Vec<String>,
 }
 
 /// What one step did: the result that goes into the journal.
@@ -104,13 +107,9 @@ fn step(
         (StepKind::Prune, _) => {
             prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?
         }
-        (StepKind::Check { full }, _) => {
+        (StepKind::Check { scope, offsite }, _) => {
             journal.doing("check", None);
-            if *full {
-                full_check(cfg, s, facts, now, done)
-            } else {
-                light_check(cfg, done)
-            }
+            check(cfg, s, facts, now, done, *scope, *offsite)
         }
         (StepKind::Drill { .. }, _) => return drill(cfg, s, p, now, journal, done),
         (StepKind::Health, _) => health(cfg, s)?,
@@ -225,6 +224,7 @@ fn bundle(
             let detail = match (&o.file, &o.reason) {
                 (Some(f), _) => {
                     done.written.push((tg.name.clone(), f.clone()));
+                    done.changed.push(tg.name.clone());
                     format!("{f} ({}, verified)", crate::human::human_bytes(o.size))
                 }
                 (None, Some(why)) => format!("skipped: {why}"),
@@ -249,7 +249,7 @@ fn prune(
     tg: &Target,
     now: DateTime<Utc>,
     journal: &Journal,
-    done: &Done,
+    done: &mut Done,
 ) -> Option<(Exit, String)> {
     if !done.bundled_ok.contains(&tg.name) {
         return None;
@@ -260,89 +260,127 @@ fn prune(
     let mine: Vec<String> =
         done.written.iter().filter(|(w, _)| *w == tg.name).map(|(_, f)| f.clone()).collect();
     Some(match prune_target(cfg, s, tg, now, &mine) {
-        Ok(r) => r,
+        Ok((exit, detail, removed)) => {
+            if removed > 0 {
+                done.changed.push(tg.name.clone());
+            }
+            (exit, detail)
+        }
         Err(e) => (exit_for(&e).combine(Exit::Failed), format!("{e:#}")),
     })
 }
 
 /// Applies a target's keep policy for one source, never removing `protect` (what this run
-/// wrote); returns what happened, a warning when a bundle is dated in the future.
+/// wrote); returns what happened (a warning when a bundle is dated in the future) and how
+/// many bundles it removed.
 fn prune_target(
     cfg: &Config,
     s: &Source,
     tg: &Target,
     now: DateTime<Utc>,
     protect: &[String],
-) -> anyhow::Result<(Exit, String)> {
+) -> anyhow::Result<(Exit, String, usize)> {
     match crate::prune::plan(cfg, s, tg, now, protect)? {
         crate::prune::Plan::Suspended(_) => {
-            Ok((Exit::Ok, format!("suspended by the guard (opus-mirror guard ack --source {})", s.name)))
+            Ok((Exit::Ok, format!("suspended by the guard (opus-mirror guard ack --source {})", s.name), 0))
         }
         crate::prune::Plan::Decisions(p) => {
             let removed = crate::prune::apply(tg, &p.decisions)?;
             let mut lines = vec![format!("{removed} removed, {} kept", p.decisions.len() - removed)];
             lines.extend(p.warnings.iter().cloned());
             let exit = if p.warnings.is_empty() { Exit::Ok } else { Exit::Warnings };
-            Ok((exit, lines.join("\n")))
+            Ok((exit, lines.join("\n"), removed))
         }
     }
 }
 
-/// The full check: the backup repo, and each reachable target's bundles (a rotating tenth,
-/// and any not read within `run.read_data_within`). Recorded: it decides when the next is due.
-fn full_check(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, done: &Done) -> (Exit, String) {
+/// The check of every run: the backup repo and each reachable drive's bundles as far as
+/// `scope` reads them (what is new since the last check, so it costs what the run added, and
+/// what is due again), and with `offsite` the off-site targets (a rotating tenth, and any not
+/// read within `run.read_data_within`). Recorded: `status` shows it, the plan dates the next
+/// off-site check from it.
+fn check(
+    cfg: &Config,
+    s: &Source,
+    facts: &Facts,
+    now: DateTime<Utc>,
+    done: &Done,
+    scope: crate::check::Scope,
+    offsite: bool,
+) -> (Exit, String) {
     let mut problems = Vec::new();
+    let (mut ledger, warning) = crate::check::verified::load(&cfg.state_dir, &s.name);
+    let mut warnings: Vec<String> = warning.into_iter().collect();
+    let (mut read, mut skipped) = (0, 0);
     match BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))
-        .and_then(|r| crate::check::backup_repo(&r, &s.name))
+        .and_then(|r| crate::check::backup_repo(&r, &s.name, &mut ledger, scope, now))
     {
-        Ok(r) => problems.extend(r.problems),
+        Ok(r) => {
+            (read, skipped) = (read + r.read.len(), skipped + r.skipped.len());
+            problems.extend(r.problems);
+        }
         Err(e) => problems.push(format!("{e:#}")),
     }
-    let mut skipped = Vec::new();
+    let mut unchecked = Vec::new();
     for tg in cfg.targets.iter().filter(|t| t.takes(&s.name)) {
         if done.unreachable.contains(&tg.name) {
-            skipped.push(format!("{}: not checked, unreachable in this run's bundle step", tg.name));
+            unchecked.push(format!("{}: not checked, unreachable in this run's bundle step", tg.name));
             continue;
         }
-        if !matches!(facts.usable.get(&tg.name), Some(Ok(()))) {
+        let off_site = matches!(tg.kind, TargetKind::Rclone { .. });
+        if !matches!(facts.usable.get(&tg.name), Some(Ok(()))) || (off_site && !offsite) {
             continue;
         }
-        match crate::check::bundles(cfg, s, tg, crate::check::ReadData::Subset(10.0), now, None) {
-            Ok(r) => problems.extend(r.problems),
+        // The plan's listing, unless this run wrote to or removed from the target since.
+        let listed = match facts.bundles.get(&(s.name.clone(), tg.name.clone())) {
+            Some(Ok(l)) if !done.changed.contains(&tg.name) => Some(l.listed.as_slice()),
+            _ => None,
+        };
+        let how = crate::check::BundleRead {
+            read: crate::check::ReadData::Subset(10.0),
+            scope,
+            identity: None,
+            listed,
+        };
+        match crate::check::bundles(cfg, s, tg, how, &mut ledger, now) {
+            Ok(r) => {
+                (read, skipped) = (read + r.read.len(), skipped + r.skipped.len());
+                problems.extend(r.problems);
+            }
             Err(e) => problems.push(format!("{}: {e:#}", tg.name)),
         }
     }
-    let e = match (problems.is_empty(), skipped.is_empty()) {
-        (false, _) => Exit::Failed,
-        (true, false) => Exit::Unreachable,
-        (true, true) => Exit::Ok,
+    if let Err(e) = crate::check::verified::save(&cfg.state_dir, &s.name, &ledger) {
+        warnings.push(format!("cannot record what was verified: {e:#}"));
+    }
+    let e = match (problems.is_empty(), unchecked.is_empty(), warnings.is_empty()) {
+        (false, _, _) => Exit::Failed,
+        (true, false, _) => Exit::Unreachable,
+        (true, true, false) => Exit::Warnings,
+        (true, true, true) => Exit::Ok,
     };
+    let summary = format!(
+        "{read} pack(s) and bundle(s) read, {skipped} verified before and not read again{}",
+        if offsite { "; off-site targets checked" } else { "" }
+    );
     let detail = match e {
-        Exit::Ok => "full check passed".to_string(),
-        _ => problems.into_iter().chain(skipped).collect::<Vec<_>>().join("\n"),
+        Exit::Ok => summary,
+        _ => problems
+            .into_iter()
+            .chain(unchecked)
+            .chain(warnings)
+            .chain([summary])
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
-    record(cfg, &Event::new(now, "check", Some(&s.name), None, e, detail.clone()));
+    // A check that read nothing and found nothing is no news (a run that changed nothing
+    // leaves the history, and so the health note, as they were).
+    if read > 0 || offsite || e != Exit::Ok {
+        let mut ev = Event::new(now, "check", Some(&s.name), None, e, detail.clone());
+        ev.data = serde_json::json!({"offsite": offsite, "read": read, "skipped": skipped});
+        record(cfg, &ev);
+    }
     (e, detail)
-}
-
-/// The bundles written now to drive targets, read back through the indexer.
-fn light_check(cfg: &Config, done: &Done) -> (Exit, String) {
-    let mut problems = Vec::new();
-    for (name, f) in &done.written {
-        let Some(tg) = cfg.targets.iter().find(|t| t.name == *name) else { continue };
-        if let TargetKind::Dir { path, .. } = &tg.kind {
-            if !f.ends_with(".age") {
-                if let Err(e) = crate::check::bundle_file_ok(&path.join(f), &cfg.state_dir) {
-                    problems.push(format!("{f}: {e}"));
-                }
-            }
-        }
-    }
-    if problems.is_empty() {
-        (Exit::Ok, format!("{} new bundle(s) read back", done.written.len()))
-    } else {
-        (Exit::Failed, problems.join("\n"))
-    }
 }
 
 /// The not-drilled warning for a target nobody can decrypt: a drill is never skipped without

@@ -136,7 +136,7 @@ pub fn run(
     let started = Instant::now();
     if dry_run {
         let facts = plan::Facts::read(cfg, sources, now);
-        let plan = plan::plan(cfg, sources, &facts, now);
+        let plan = plan::plan(cfg, sources, &facts, now, trigger);
         let mut steps = Vec::new();
         for (s, sp) in sources.iter().zip(&plan.sources) {
             let mut journal = Journal { source: &s.name, out: Vec::new(), progress };
@@ -163,7 +163,7 @@ pub fn run(
     // after it: before_run may mount the drive the plan looks at.
     if hook_step(cfg, runhooks::Phase::BeforeRun, &vars, &mut steps) != Some(Exit::Failed) {
         let facts = plan::Facts::read(cfg, sources, now);
-        let plan = plan::plan(cfg, sources, &facts, now);
+        let plan = plan::plan(cfg, sources, &facts, now, trigger);
         for (s, sp) in sources.iter().zip(&plan.sources) {
             let mut journal = Journal { source: &s.name, out: Vec::new(), progress };
             execute::source(cfg, s, sp, &facts, trigger, now, &mut journal);

@@ -19,6 +19,8 @@ use crate::human::human_duration;
 use crate::state::{self, Event};
 use crate::target::Listed;
 
+use super::Trigger;
+
 /// Why a step cannot run at all in this run, as the step will report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
@@ -98,9 +100,12 @@ pub enum StepKind {
     Bundle,
     /// Only after this target's bundle succeeded and nothing in the run failed.
     Prune,
-    /// `full`: the backup repo and every target's bundles; else what this run writes.
+    /// The backup repo and the drives' bundles, as far as `scope` reads them (what is new,
+    /// overdue, and for timer and manual runs the rotating slice); with `offsite`, the
+    /// off-site targets too (their listing, hashes and a tenth of their bundles).
     Check {
-        full: bool,
+        scope: crate::check::Scope,
+        offsite: bool,
     },
     /// From the first of `candidates` not found unreachable by the bundle step; when none is
     /// left, `encrypted` (a target nobody can decrypt) is named in a warning.
@@ -159,12 +164,18 @@ pub struct Plan {
     pub sources: Vec<SourcePlan>,
 }
 
-/// Decides what is due for every source from `facts`, at `now`. Reads and writes nothing.
-pub fn plan(cfg: &Config, sources: &[&Source], facts: &Facts, now: DateTime<Utc>) -> Plan {
-    Plan { sources: sources.iter().map(|s| source_plan(cfg, s, facts, now)).collect() }
+/// Decides what is due for every source from `facts`, at `now`, for a run started by
+/// `trigger`. Reads and writes nothing.
+pub fn plan(cfg: &Config, sources: &[&Source], facts: &Facts, now: DateTime<Utc>, trigger: Trigger) -> Plan {
+    Plan { sources: sources.iter().map(|s| source_plan(cfg, s, facts, now, trigger)).collect() }
 }
 
-fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>) -> SourcePlan {
+/// A hook run (after every session) stays short: what is only periodic waits for a timer or
+/// manual run, unless it is this many periods overdue (so a user with hooks alone still gets
+/// it).
+pub const HOOK_OVERDUE: i32 = 2;
+
+fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, trigger: Trigger) -> SourcePlan {
     let step = |kind: StepKind, target: Option<&str>, due: Due| Planned {
         kind,
         target: target.map(str::to_string),
@@ -204,10 +215,8 @@ fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>) -> S
         let why = "after its bundle, unless a step of this run failed".to_string();
         steps.push(step(StepKind::Prune, Some(&tg.name), Due::Yes(why)));
     }
-    let (full, why) = every(&facts.history, &s.name, "check", cfg.check_every, now, "run.check_every");
-    let kind = StepKind::Check { full };
-    steps.push(step(kind, None, Due::Yes(why)));
-    steps.push(drill_plan(cfg, s, &targets, facts, now));
+    steps.push(check_plan(cfg, s, &targets, facts, now, trigger));
+    steps.push(drill_plan(cfg, s, &targets, facts, now, trigger));
     if let Some(rel) = &s.health_note {
         let why = format!("health_note = {}: rewritten when its text changed", rel.display());
         steps.push(step(StepKind::Health, None, Due::Yes(why)));
@@ -232,19 +241,92 @@ fn bundle_due(tg: &Target, s: &Source, facts: &Facts, now: DateTime<Utc>) -> Due
     }
 }
 
-fn drill_plan(cfg: &Config, s: &Source, targets: &[&Target], facts: &Facts, now: DateTime<Utc>) -> Planned {
+/// The check of every run: what is new since the last one (so it costs what the run added);
+/// timer and manual runs also re-read a slice of the least recently verified, a hook run only
+/// what is [`HOOK_OVERDUE`] times `check_every` old. Off-site targets every `check_every`.
+fn check_plan(
+    cfg: &Config,
+    s: &Source,
+    targets: &[&Target],
+    facts: &Facts,
+    now: DateTime<Utc>,
+    trigger: Trigger,
+) -> Planned {
+    let every = cfg.check_every;
+    let (scope, mut why) = match trigger {
+        Trigger::Hook => (
+            crate::check::Scope::New { every: every * HOOK_OVERDUE, rotate: false },
+            format!(
+                "what is new since the last check; re-reading the least recently verified is left \
+                 to timer and manual runs (a hook run re-reads only what was verified {} ago or more)",
+                human_duration(every * HOOK_OVERDUE)
+            ),
+        ),
+        _ => (
+            crate::check::Scope::New { every, rotate: true },
+            format!(
+                "what is new since the last check, and a slice of the least recently verified \
+                 (all re-read within run.check_every = {})",
+                human_duration(every)
+            ),
+        ),
+    };
+    let cloud = targets.iter().any(|t| matches!(t.kind, crate::config::TargetKind::Rclone { .. }));
+    let offsite = cloud && {
+        let age = last_age(&facts.history, &s.name, "check", now, |e| {
+            e.data.get("offsite").and_then(|o| o.as_bool()) != Some(false)
+        });
+        let (due, deferred) = periodic(age, every, trigger);
+        let setting = format!("run.check_every = {}", human_duration(every));
+        let last =
+            age.map(|a| format!("last done {} ago", human_duration(round(a)))).unwrap_or("never done".into());
+        why.push_str(&match (due, deferred) {
+            (true, _) => format!("; off-site targets too ({setting}: {last})"),
+            (false, true) => {
+                format!("; off-site targets deferred to a timer or manual run ({setting}: {last})")
+            }
+            (false, false) => format!("; off-site targets not due ({setting}: {last})"),
+        });
+        due
+    };
+    Planned { kind: StepKind::Check { scope, offsite }, target: None, due: Due::Yes(why) }
+}
+
+/// Whether a periodic step is due in a run started by `trigger`, and whether it was due but
+/// deferred (a hook run, not yet [`HOOK_OVERDUE`] periods late). Never done is overdue.
+fn periodic(age: Option<chrono::Duration>, every: chrono::Duration, trigger: Trigger) -> (bool, bool) {
+    match (age, trigger) {
+        (None, _) => (true, false),
+        (Some(a), Trigger::Hook) if a >= every => (a >= every * HOOK_OVERDUE, a < every * HOOK_OVERDUE),
+        (Some(a), _) => (a >= every, false),
+    }
+}
+
+fn drill_plan(
+    cfg: &Config,
+    s: &Source,
+    targets: &[&Target],
+    facts: &Facts,
+    now: DateTime<Utc>,
+    trigger: Trigger,
+) -> Planned {
     let candidates = targets
         .iter()
         .filter(|t| (t.age_recipients.is_empty() || t.identity_file.is_some()) && facts.usable(&t.name))
         .map(|t| t.name.clone())
         .collect();
     let encrypted = targets.iter().find(|t| !t.age_recipients.is_empty()).map(|t| t.name.clone());
-    let (due, why) = every(&facts.history, &s.name, "drill", cfg.drill_every, now, "run.drill_every");
-    Planned {
-        kind: StepKind::Drill { candidates, encrypted },
-        target: None,
-        due: if due { Due::Yes(why) } else { Due::No(why) },
-    }
+    let (_, why) = every(&facts.history, &s.name, "drill", cfg.drill_every, now, "run.drill_every");
+    let age = last_event_age(&facts.history, &s.name, "drill", now);
+    let due = match periodic(age, cfg.drill_every, trigger) {
+        (true, _) => Due::Yes(why),
+        (false, true) => Due::No(format!(
+            "deferred to a timer or manual run ({why}); a hook run drills when it is {} late",
+            human_duration(cfg.drill_every * HOOK_OVERDUE)
+        )),
+        (false, false) => Due::No(why),
+    };
+    Planned { kind: StepKind::Drill { candidates, encrypted }, target: None, due }
 }
 
 /// Whether a step done every `every` is due, and why: ("run.check_every = 7d: last ok 8d ago").
@@ -276,10 +358,21 @@ fn last_event_age(
     step: &str,
     now: DateTime<Utc>,
 ) -> Option<chrono::Duration> {
+    last_age(history, source, step, now, |_| true)
+}
+
+/// The age of the last ok `step` of `source` that `which` accepts.
+fn last_age(
+    history: &[Event],
+    source: &str,
+    step: &str,
+    now: DateTime<Utc>,
+    which: impl Fn(&Event) -> bool,
+) -> Option<chrono::Duration> {
     history
         .iter()
         .rev()
-        .find(|e| e.source.as_deref() == Some(source) && e.step == step && e.outcome == "ok")
+        .find(|e| e.source.as_deref() == Some(source) && e.step == step && e.outcome == "ok" && which(e))
         .and_then(|e| e.at())
         // Recorded in the future, the clock was ahead then: count the step as never done
         // (due now), not as done a moment from now (put off until the clock catches up).
@@ -356,8 +449,12 @@ mod tests {
     }
 
     fn steps(cfg: &Config, f: &Facts, now: &str) -> Vec<Planned> {
+        steps_of(cfg, f, now, Trigger::Timer)
+    }
+
+    fn steps_of(cfg: &Config, f: &Facts, now: &str, trigger: Trigger) -> Vec<Planned> {
         let sources: Vec<&Source> = cfg.sources.iter().collect();
-        let mut p = plan(cfg, &sources, f, at(now));
+        let mut p = plan(cfg, &sources, f, at(now), trigger);
         assert_eq!(p.sources.len(), 1);
         p.sources.remove(0).steps
     }
@@ -382,8 +479,10 @@ mod tests {
         );
         assert!(matches!(&s[1].due, Due::Yes(why) if why == "every = 1d: no verified bundle that young"));
         assert!(matches!(&s[2].due, Due::Blocked(b) if b.exit == Exit::Unreachable));
-        assert_eq!(s[4].kind, StepKind::Check { full: true });
-        assert_eq!(s[4].due, Due::Yes("run.check_every = 1w: never done".into()));
+        assert_eq!(s[4].kind, StepKind::Check { scope: WEEK, offsite: true });
+        assert!(
+            matches!(&s[4].due, Due::Yes(why) if why.ends_with("off-site targets too (run.check_every = 1w: never done)"))
+        );
         // The unreachable cloud is no drill candidate.
         assert_eq!(s[5].kind, StepKind::Drill { candidates: vec!["drive".into()], encrypted: None });
         assert_eq!(s[5].due, Due::Yes("run.drill_every = 30d: never done".into()));
@@ -401,8 +500,10 @@ mod tests {
             Due::No("v-2026-11-19T200000Z.bundle is younger than every = 1d".into()),
             "{s:#?}"
         );
-        assert_eq!(s[4].kind, StepKind::Check { full: false });
-        assert_eq!(s[4].due, Due::Yes("run.check_every = 1w: last done 2d ago".into()));
+        assert_eq!(s[4].kind, StepKind::Check { scope: WEEK, offsite: false });
+        assert!(
+            matches!(&s[4].due, Due::Yes(why) if why.ends_with("off-site targets not due (run.check_every = 1w: last done 2d ago)"))
+        );
         assert_eq!(s[5].due, Due::No("run.drill_every = 30d: last done 19d ago".into()));
     }
 
@@ -414,6 +515,35 @@ mod tests {
         let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
         assert_eq!(s[0].kind, StepKind::Clock);
         assert!(matches!(&s[0].due, Due::Yes(w) if w.contains("the clock jumped back")));
-        assert_eq!(s[5].due, Due::Yes("run.check_every = 1w: never done".into()));
+        assert_eq!(s[5].kind, StepKind::Check { scope: WEEK, offsite: true });
+    }
+
+    const WEEK: crate::check::Scope =
+        crate::check::Scope::New { every: chrono::Duration::days(7), rotate: true };
+
+    #[test]
+    fn a_hook_run_defers_a_due_drill_and_the_rotation_until_they_are_twice_overdue() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        // drill_every = 30d: due after 30 days, overdue for a hook run after 60.
+        let history = |drilled: &str| vec![ok("2026-11-19T03:30:00Z", "check"), ok(drilled, "drill")];
+        let due = facts(history("2026-10-10T03:30:00Z"), Vec::new());
+        let hook = steps_of(&cfg, &due, "2026-11-20T03:30:00Z", Trigger::Hook);
+        assert!(
+            matches!(&hook[5].due, Due::No(why) if why.starts_with("deferred to a timer or manual run (run.drill_every = 30d: last done 41d ago)")),
+            "{:?}",
+            hook[5].due
+        );
+        let StepKind::Check { scope, .. } = hook[4].kind else { panic!("a check: {:?}", hook[4]) };
+        assert_eq!(scope, crate::check::Scope::New { every: chrono::Duration::days(14), rotate: false });
+        let timer = steps_of(&cfg, &due, "2026-11-20T03:30:00Z", Trigger::Timer);
+        assert!(matches!(&timer[5].due, Due::Yes(why) if why == "run.drill_every = 30d: last done 41d ago"));
+        let manual = steps_of(&cfg, &due, "2026-11-20T03:30:00Z", Trigger::Manual);
+        assert!(matches!(&manual[5].due, Due::Yes(_)));
+        let overdue = facts(history("2026-09-20T03:30:00Z"), Vec::new());
+        let hook = steps_of(&cfg, &overdue, "2026-11-20T03:30:00Z", Trigger::Hook);
+        assert!(matches!(&hook[5].due, Due::Yes(why) if why == "run.drill_every = 30d: last done 61d ago"));
+        let never = facts(Vec::new(), Vec::new());
+        assert!(matches!(&steps_of(&cfg, &never, "2026-11-20T03:30:00Z", Trigger::Hook)[5].due, Due::Yes(_)));
     }
 }

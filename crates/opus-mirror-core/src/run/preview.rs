@@ -42,12 +42,7 @@ pub fn source(cfg: &Config, s: &Source, plan: &SourcePlan, now: DateTime<Utc>, j
             (StepKind::Prune, Due::Yes(why)) => {
                 (p.target.clone(), Exit::Ok, format!("would apply its keep policy ({why})"))
             }
-            (StepKind::Check { full: true }, Due::Yes(why)) => {
-                (None, Exit::Ok, format!("would run a full check (due: {why})"))
-            }
-            (StepKind::Check { full: false }, Due::Yes(why)) => {
-                (None, Exit::Ok, format!("would check what this run writes (full check not due: {why})"))
-            }
+            (StepKind::Check { .. }, Due::Yes(why)) => (None, Exit::Ok, format!("would check {why}")),
             (StepKind::Drill { candidates, encrypted }, due) => match (candidates.first(), due, encrypted) {
                 (Some(tg), Due::Yes(why), _) => {
                     (Some(tg.clone()), Exit::Ok, format!("would run a test restore (due: {why})"))

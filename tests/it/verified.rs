@@ -1,0 +1,205 @@
+//! Periodic verification that costs what it adds (issue 11): `check` records what it read
+//! whole (`state/verified-SOURCE.json`), `check --incremental` and `run` then read what is new
+//! plus a rotating slice, and a hook run leaves the drill to timer and manual runs until it is
+//! twice overdue.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::helpers::{vaultgen, Env};
+
+/// A vault with two snapshots and two bundles on a drive, all verified by a full check.
+fn verified_world() -> (Env, PathBuf, PathBuf) {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 40, attachments: 2, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_with_drive("v", &vault, "", &drive, "mode = \"incremental\"");
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    vaultgen::mutate(&vault, 1);
+    env.now = Some("2026-11-20T04:30:00Z".into());
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    env.run(&["check"]).ok();
+    (env, vault, drive)
+}
+
+/// (read, skipped) names of every area of a `check --json`.
+fn read_and_skipped(data: &Value) -> (Vec<String>, Vec<String>) {
+    let mut read = Vec::new();
+    let mut skipped = Vec::new();
+    for a in data["areas"].as_array().expect("areas") {
+        for r in a["read"].as_array().expect("read") {
+            read.push(format!("{} ({})", r["name"].as_str().expect("name"), r["why"].as_str().expect("why")));
+        }
+        for s in a["skipped"].as_array().expect("skipped") {
+            skipped.push(s.as_str().expect("a name").to_string());
+        }
+    }
+    (read, skipped)
+}
+
+fn bundles(drive: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(drive)
+        .expect("the drive")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bundle"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Flips a byte in the middle of `p` and puts its mtime back: damage a size + mtime
+/// fingerprint cannot see, which only reading finds.
+fn flip_byte_keeping_mtime(p: &Path) {
+    let mtime = fs::metadata(p).expect("stat").modified().expect("mtime");
+    let mut b = fs::read(p).expect("read");
+    let i = b.len() / 2;
+    b[i] ^= 0x40;
+    fs::write(p, b).expect("write");
+    let f = fs::OpenOptions::new().write(true).open(p).expect("open");
+    f.set_times(fs::FileTimes::new().set_modified(mtime)).expect("set mtime");
+}
+
+#[test]
+fn a_second_check_reads_nothing_verified_and_what_was_added_is_read() {
+    let (mut env, vault, drive) = verified_world();
+    let again = env.run(&["check", "--incremental", "--json"]).ok().json();
+    let (read, skipped) = read_and_skipped(&again);
+    assert_eq!(read, Vec::<String>::new(), "nothing changed, nothing is read again");
+    assert!(skipped.len() >= 3, "the packs and both bundles were skipped as verified: {skipped:?}");
+
+    fs::write(vault.join("added.md"), "a note written since\n").expect("write");
+    // A second later: no time for a slice to fall due.
+    env.now = Some("2026-11-20T04:30:01Z".into());
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    let newest =
+        bundles(&drive).last().expect("a bundle").file_name().expect("a name").to_string_lossy().into_owned();
+    let after = env.run(&["check", "--incremental", "--json"]).ok().json();
+    let (read, _) = read_and_skipped(&after);
+    assert_eq!(read.len(), 2, "the new pack and the new bundle, nothing else: {read:?}");
+    assert!(read.iter().any(|r| r.starts_with("pack-") && r.ends_with("(new)")), "{read:?}");
+    assert!(read.contains(&format!("{newest} (new)")), "{read:?}");
+
+    // A hand check still reads everything.
+    let full = env.run(&["check", "--json"]).ok().json();
+    let (read, skipped) = read_and_skipped(&full);
+    assert!(skipped.is_empty() && read.len() >= 4 && read.iter().all(|r| r.ends_with("(full)")), "{read:?}");
+}
+
+#[test]
+fn a_flipped_byte_in_a_verified_bundle_is_found_within_check_every_and_by_a_hand_check() {
+    let (mut env, _vault, drive) = verified_world();
+    let first = bundles(&drive)[0].clone();
+    flip_byte_keeping_mtime(&first);
+    // Verified as it was a moment ago: not read again yet.
+    let soon = env.run(&["check", "--incremental", "--json"]).ok().json();
+    assert!(read_and_skipped(&soon).0.is_empty());
+    // Within check_every (7 days by default), the rotation reads it again and finds it.
+    let name = first.file_name().expect("a name").to_string_lossy().into_owned();
+    let mut found_on = None;
+    for day in 1..=7 {
+        env.now = Some(format!("2026-11-{:02}T04:30:00Z", 20 + day));
+        let r = env.run(&["check", "--incremental", "--json"]);
+        if r.code == 1 {
+            let text = r.stdout.clone();
+            assert!(text.contains(&name) && text.contains("damaged"), "{text}");
+            found_on = Some(day);
+            break;
+        }
+        r.ok();
+    }
+    assert!(found_on.is_some(), "the damage was never read within check_every");
+    let hand = env.run(&["check"]).code(1);
+    assert!(hand.stdout.contains(&name), "{}", hand.stdout);
+}
+
+#[test]
+fn a_hostile_ledger_means_a_full_check_with_a_warning() {
+    let (env, _vault, _drive) = verified_world();
+    let ledger = env.state.join("state/verified-v.json");
+    assert!(ledger.exists(), "the full check recorded what it verified");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&ledger).expect("stat").permissions().mode() & 0o777, 0o600);
+    let good = fs::read(&ledger).expect("read");
+    let elsewhere = env.path("elsewhere.json");
+    fs::write(&elsewhere, &good).expect("write");
+    let huge = vec![b' '; 17 << 20];
+    type Spoil<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Spoil)> = vec![
+        ("bad JSON", Box::new(|| fs::write(&ledger, b"{\"format\": 1, \"items\": [").expect("write"))),
+        (
+            "a symlink",
+            Box::new(|| {
+                fs::remove_file(&ledger).expect("rm");
+                std::os::unix::fs::symlink(&elsewhere, &ledger).expect("symlink");
+            }),
+        ),
+        ("huge", Box::new(|| fs::write(&ledger, &huge).expect("write"))),
+    ];
+    for (what, spoil) in cases {
+        let _ = fs::remove_file(&ledger);
+        fs::write(&ledger, &good).expect("restore");
+        spoil();
+        let r = env.run(&["check", "--incremental", "--json"]).code(3);
+        let (read, skipped) = read_and_skipped(&r.json());
+        assert!(skipped.is_empty() && read.len() >= 3, "{what}: everything read: {read:?} {skipped:?}");
+        let warnings = r.envelope()["warnings"].to_string();
+        assert!(warnings.contains("verified-v.json is unusable"), "{what}: {warnings}");
+        assert!(!r.stderr.contains("panicked"), "{what}: {}", r.stderr);
+        // The next check replaced it with a good one.
+        let meta = fs::symlink_metadata(&ledger).expect("stat");
+        assert!(meta.file_type().is_file(), "{what}: replaced by a regular file");
+        assert!(fs::read_link(&ledger).is_err() && fs::read(&elsewhere).expect("read") == good, "{what}");
+    }
+}
+
+/// The drill, due every 7 days by default: a hook run with it due (not twice overdue) leaves
+/// it to the timer and says so in its plan; the timer run drills; a hook run drills once it is
+/// 14 days late.
+#[test]
+fn a_hook_run_defers_a_due_drill_a_timer_run_drills_and_an_overdue_one_is_drilled_anyway() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    env.write_config_with_drive("v", &vault, "", &env.path("drive"), "");
+    env.run(&["init"]).ok();
+    let steps = |env: &Env, trigger: &str| -> Vec<String> {
+        let r = env.run(&["run", "--trigger", trigger, "--json"]);
+        assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
+        r.json()["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|s| s["step"].as_str().expect("a step").to_string())
+            .collect()
+    };
+    env.now = Some("2026-11-01T03:30:00Z".into());
+    assert!(steps(&env, "timer").contains(&"drill".to_string()), "never drilled: a first run drills");
+
+    env.now = Some("2026-11-09T03:30:00Z".into());
+    let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
+    assert!(
+        plan.contains("not due: deferred to a timer or manual run (run.drill_every = 1w: last done 8d ago)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("re-reading the least recently verified is left to timer and manual runs"),
+        "{plan}"
+    );
+    assert!(!steps(&env, "hook").contains(&"drill".to_string()), "a hook run with the drill due drilled");
+    env.now = Some("2026-11-09T04:30:00Z".into());
+    assert!(
+        steps(&env, "timer").contains(&"drill".to_string()),
+        "a timer run with the drill due did not drill"
+    );
+
+    env.now = Some("2026-11-23T05:30:00Z".into());
+    assert!(steps(&env, "hook").contains(&"drill".to_string()), "a drill 14 days late was left undone");
+}
