@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: a year of use (issue 11, item 5). A generated vault, then SESSIONS work sessions
 # (`make-vault DIR --session N`: a few appended notes, a new note, an occasional deletion and
-# attachment); after each one `opus-mirror run` with a dir target (incremental bundles, a full
-# one every 7 days, restic-style retention), and beside it `restic backup` and `borg create`
-# of the same vault. At the end: `check`, `drill`, a full `restore --to` and
+# attachment); after each one `opus-mirror run --trigger hook` (the post-session hook) with a
+# dir target (incremental bundles, a full one every 7 days, restic-style retention), once per
+# faked day `opus-mirror run --trigger timer` (the daily timer, an hour after that day's last
+# session), and beside them `restic backup` and `borg create` of the same vault. The two kinds
+# of run are recorded apart (the `trigger` column; p50/p95/max of each). At the end: `check`, `drill`, a full `restore --to` and
 # `recover --from DRIVE --to`, beside `restic check --read-data`/`restore` and
 # `borg check --verify-data`/`extract`. Prints Markdown tables (paste into docs/benchmarks.md).
 #
@@ -13,7 +15,8 @@
 # day, a year in all — so every run finds the target due (`every = "1d"`), a full bundle
 # comes every 7th day, and `run`'s weekly full check and drill (the defaults) fall due as they
 # would in a year of daily use. PER_DAY=k in the environment runs k sessions a faked day
-# (then `every` is 24/k hours). restic and borg run on the real clock (they schedule nothing).
+# (then `every` is 24/k hours). ONLY_OM=1 leaves restic and borg out (more sessions in the
+# same time; their figures from an earlier run stand). restic and borg run on the real clock (they schedule nothing).
 # Compression: opus-mirror zlib (git objects), restic 0.14 its default (repo v2, zstd
 # "auto"), borg 1.2 its default (lz4); restic and borg encrypt (borg `repokey`), we do not.
 #
@@ -31,7 +34,10 @@ per_day=${PER_DAY:-1}
 until_s=$(if [[ -n ${UNTIL:-} ]]; then date -d "$UNTIL" +%s; else echo 0; fi)
 requested=$sessions
 [[ -x $bin ]] || { echo "not an executable: $bin" >&2; exit 2; }
-for t in faketime restic borg python3 /usr/bin/time; do
+only_om=${ONLY_OM:-0}
+tools=(faketime python3 /usr/bin/time)
+(( only_om )) || tools+=(restic borg)
+for t in "${tools[@]}"; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install faketime restic borgbackup time)" >&2; exit 2; }
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,11 +71,13 @@ mode = "incremental"
 full_every = "7d"
 keep = { daily = 7, weekly = 4, monthly = 12 }
 TOML
-restic init -q -r "$work/restic" >/dev/null
-borg init --encryption=repokey "$work/borg" >/dev/null 2>&1
+if (( ! only_om )); then
+  restic init -q -r "$work/restic" >/dev/null
+  borg init --encryption=repokey "$work/borg" >/dev/null 2>&1
+fi
 
 # at N: the faketime prefix for session N's faked time, in the array `at`.
-set_at() { at=(faketime -f "+$(($1 * 86400 / per_day))"); }
+set_at() { at=(faketime -f "+$(($1 * 86400 / per_day + ${2:-0}))"); }
 bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 packs() { find "$state/repos" -name '*.pack' | wc -l; }
 lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
@@ -84,7 +92,7 @@ for line in sys.stdin:
     s, d = r["step"], r.get("data") or {}
     if s in ("snapshot", "run"): continue
     if s == "bundle": s = {"incremental": "incr"}.get(d.get("kind"), d.get("kind") or "bundle")
-    if s == "check" and "full" in (r.get("detail") or ""): s = "check-full"
+    if s == "check" and d.get("read"): s = "check-read"
     if r.get("outcome") != "ok": s += "(" + str(r.get("outcome")) + ")"
     if s not in seen: seen.append(s)
 print(" ".join(seen))'
@@ -116,30 +124,39 @@ measure3() {
 # Session 0: the vault as generated, the first backup of every tool.
 set_at 0
 "${at[@]}" "$bin" init --quiet
-echo "session,wall_ms,repo_bytes,drive_bytes,delta_bytes,written_bytes,rc,packs,events" > "$out/opus-mirror.csv"
+echo "session,trigger,wall_ms,repo_bytes,drive_bytes,delta_bytes,written_bytes,rc,packs,events" > "$out/opus-mirror.csv"
 echo "session,wall_ms,repo_bytes,written_bytes" > "$out/restic.csv"
 echo "session,wall_ms,repo_bytes,written_bytes" > "$out/borg.csv"
 prev=$(( $(bytes "$state/repos") + $(bytes "$drive") ))
-start=$(date +%s)
-load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-for ((n = 0; n <= sessions; n++)); do
-  (( n == 0 )) || python3 "$make_vault" "$vault" --session "$n" >/dev/null
-  # opus-mirror
-  lines0=$(lines "$hist")
-  packs0=$(packs)
-  set_at "$n"
-  timed om "$n" "${at[@]}" "$bin" run --quiet
+# om_run N TRIGGER OFFSET: one timed `run --trigger TRIGGER` at session N's faked time +
+# OFFSET seconds, a line of opus-mirror.csv.
+om_run() {
+  local lines0 packs0 packs1 repo drv events
+  lines0=$(lines "$hist") packs0=$(packs)
+  set_at "$1" "$3"
+  timed om "$1" "${at[@]}" "$bin" run --quiet --trigger "$2"
   repo=$(bytes "$state/repos") drv=$(bytes "$drive")
   events=$(tail -n +"$((lines0 + 1))" "$hist" | python3 -c "$steps_of")
   packs1=$(packs)
   if (( packs1 < packs0 )); then events+=" repack"; fi
-  echo "$n,$wall,$repo,$drv,$((repo + drv - prev)),$written,$rc,$packs1,${events# }" >> "$out/opus-mirror.csv"
+  echo "$1,$2,$wall,$repo,$drv,$((repo + drv - prev)),$written,$rc,$packs1,${events# }" >> "$out/opus-mirror.csv"
   prev=$((repo + drv))
+}
+start=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((n = 0; n <= sessions; n++)); do
+  (( n == 0 )) || python3 "$make_vault" "$vault" --session "$n" >/dev/null
+  # opus-mirror: the post-session hook's run (session 0 is the first backup, a manual run).
+  if (( n == 0 )); then om_run 0 manual 0; else om_run "$n" hook 0; fi
   # restic and borg: the same vault after the same session.
-  timed restic "$n" restic -q -r "$work/restic" backup --host bench "$vault"
-  echo "$n,$wall,$(bytes "$work/restic"),$written" >> "$out/restic.csv"
-  timed borg "$n" bash -c 'cd "$1" && borg create "$2::s$3" .' _ "$vault" "$work/borg" "$n"
-  echo "$n,$wall,$(bytes "$work/borg"),$written" >> "$out/borg.csv"
+  if (( ! only_om )); then
+    timed restic "$n" restic -q -r "$work/restic" backup --host bench "$vault"
+    echo "$n,$wall,$(bytes "$work/restic"),$written" >> "$out/restic.csv"
+    timed borg "$n" bash -c 'cd "$1" && borg create "$2::s$3" .' _ "$vault" "$work/borg" "$n"
+    echo "$n,$wall,$(bytes "$work/borg"),$written" >> "$out/borg.csv"
+  fi
+  # The daily timer, an hour after the faked day's last session.
+  if (( n > 0 && n % per_day == per_day - 1 )); then om_run "$n" timer 3600; fi
   if (( until_s > 0 && n < sessions && $(date +%s) >= until_s )); then
     echo "UNTIL $UNTIL passed: stopping after session $n of $sessions" >&2
     sessions=$n
@@ -164,13 +181,17 @@ rm -rf "$work/restored"
 measure3 om-recover "${at[@]}" $fresh "$bin" recover --from "$drive" --to "$work/recovered" --quiet
 diff -r -q "$vault" "$work/recovered" >/dev/null 2>&1 || echo "note: recovered tree differs from the vault (see KEEP=1)" >&2
 rm -rf "$work/recovered" "$work/fresh"
-measure3 restic-check restic -q -r "$work/restic" check --read-data
-measure3 restic-restore restic -q -r "$work/restic" restore latest --target "$work/restored"
-rm -rf "$work/restored"
-measure3 borg-check borg check --verify-data "$work/borg"
-mkdir -p "$work/restored"
-measure3 borg-extract bash -c 'cd "$1" && borg extract "$2::s$3"' _ "$work/restored" "$work/borg" "$sessions"
-rm -rf "$work/restored"
+if (( only_om )); then
+  for l in restic-check restic-restore borg-check borg-extract; do secs[$l]="not run (ONLY_OM)"; mem[$l]=–; done
+else
+  measure3 restic-check restic -q -r "$work/restic" check --read-data
+  measure3 restic-restore restic -q -r "$work/restic" restore latest --target "$work/restored"
+  rm -rf "$work/restored"
+  measure3 borg-check borg check --verify-data "$work/borg"
+  mkdir -p "$work/restored"
+  measure3 borg-extract bash -c 'cd "$1" && borg extract "$2::s$3"' _ "$work/restored" "$work/borg" "$sessions"
+  rm -rf "$work/restored"
+fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
@@ -178,7 +199,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     "$(( $(bytes "$vault") / 1048576 )) MiB; $sessions sessions$( ((sessions < requested)) && echo " (of $requested asked: stopped at UNTIL=$UNTIL)") at $per_day a faked day; $(nproc) cores; $(date -u +'%F %H:%M UTC')"
   echo "load average (1/5/15 min): at start $load_start, after the sessions $load_loop, at the end $load_end;" \
     "sessions loop $((loop_secs / 60)) min"
-  echo "restic repo $(restic -q -r "$work/restic" cat config | python3 -c 'import json,sys; print("v" + str(json.load(sys.stdin)["version"]))')," \
+  (( only_om )) || echo "restic repo $(restic -q -r "$work/restic" cat config | python3 -c 'import json,sys; print("v" + str(json.load(sys.stdin)["version"]))')," \
     "$(restic version | cut -d' ' -f1-2), $(borg --version)"
   python3 - "$out" "$sessions" <<'PY'
 import csv, sys
@@ -189,35 +210,46 @@ def pct(xs, p):
     return xs[f] + (xs[min(f + 1, len(xs) - 1)] - xs[f]) * (k - f)
 def mib(b):
     return f"{b / 1048576:.1f} MiB" if abs(b) >= 1048576 else f"{b / 1024:.0f} KiB"
-tools = {"opus-mirror run": rows("opus-mirror"), "restic backup": rows("restic"), "borg create": rows("borg")}
-print("\n| per session (sessions 1–%d; session 0 = first backup) | p50 | p95 | max | max ÷ p50 | first backup | written per session p50 / max | repo after the year |" % sessions)
+om_all = rows("opus-mirror")
+first = om_all[0]
+tools = {
+    "opus-mirror run --trigger hook (after each session)": [r for r in om_all[1:] if r["trigger"] == "hook"],
+    "opus-mirror run --trigger timer (once a faked day)": [r for r in om_all[1:] if r["trigger"] == "timer"],
+}
+for t in ("restic", "borg"):
+    rs = rows(t)
+    if rs:
+        tools[{"restic": "restic backup", "borg": "borg create"}[t]] = rs[1:]
+        tools[t + "-first"] = rs[0]
+print("\n| per run (sessions 1–%d; session 0 = first backup) | runs | p50 | p95 | max | max ÷ p50 | written per run p50 / max | repo after the year |" % sessions)
 print("|---|---|---|---|---|---|---|---|")
 for name, rs in tools.items():
-    later = rs[1:]
-    w = [int(r["wall_ms"]) for r in later]
-    wr = [int(r["written_bytes"]) for r in later]
+    if name.endswith("-first") or not rs:
+        continue
+    w = [int(r["wall_ms"]) for r in rs]
+    wr = [int(r["written_bytes"]) for r in rs]
     p50 = pct(w, 50)
-    print(f"| {name} | {p50 / 1000:.2f} s | {pct(w, 95) / 1000:.2f} s | {max(w) / 1000:.2f} s "
-          f"| {max(w) / p50:.1f}× | {int(rs[0]['wall_ms']) / 1000:.2f} s | {mib(pct(wr, 50))} / {mib(max(wr))} "
-          f"| {mib(int(rs[-1]['repo_bytes']))} |")
-om = tools["opus-mirror run"]
-last = om[-1]
-print(f"\nopus-mirror after the year: backup repo {mib(int(last['repo_bytes']))}, drive {mib(int(last['drive_bytes']))}"
-      f" (repo + drive {mib(int(last['repo_bytes']) + int(last['drive_bytes']))}); restic repo"
-      f" {mib(int(tools['restic backup'][-1]['repo_bytes']))}, borg repo {mib(int(tools['borg create'][-1]['repo_bytes']))}.")
-d = [int(r["delta_bytes"]) for r in om[1:]]
-print(f"opus-mirror repo + drive growth per session: p50 {mib(pct(d, 50))}, max {mib(max(d))}, min {mib(min(d))} (pruned bundles make it negative).")
+    print(f"| {name} | {len(rs)} | {p50 / 1000:.2f} s | {pct(w, 95) / 1000:.2f} s | {max(w) / 1000:.2f} s "
+          f"| {max(w) / p50:.1f}× | {mib(pct(wr, 50))} / {mib(max(wr))} | {mib(int(rs[-1]['repo_bytes']))} |")
+print(f"\nfirst backup: opus-mirror run {int(first['wall_ms']) / 1000:.2f} s" +
+      "".join(f", {t} {int(tools[t + '-first']['wall_ms']) / 1000:.2f} s" for t in ("restic", "borg") if t + "-first" in tools))
+last = om_all[-1]
+print(f"opus-mirror after the year: backup repo {mib(int(last['repo_bytes']))}, drive {mib(int(last['drive_bytes']))}"
+      f" (repo + drive {mib(int(last['repo_bytes']) + int(last['drive_bytes']))})" +
+      "".join(f"; {n} repo {mib(int(tools[n][-1]['repo_bytes']))}" for n in ("restic backup", "borg create") if n in tools and tools[n]) + ".")
+d = [int(r["delta_bytes"]) for r in om_all[1:]]
+print(f"opus-mirror repo + drive growth per run: p50 {mib(pct(d, 50))}, max {mib(max(d))}, min {mib(min(d))} (pruned bundles make it negative).")
 # What the slow runs did.
 by = {}
-for r in om[1:]:
-    ev = r["events"] or "none"
+for r in om_all[1:]:
+    ev = r["trigger"] + ": " + (r["events"] or "none")
     by.setdefault(ev, []).append(int(r["wall_ms"]))
-print("\n| opus-mirror runs by what they wrote | runs | p50 | max |\n|---|---|---|---|")
+print("\n| opus-mirror runs by trigger and what they did | runs | p50 | max |\n|---|---|---|---|")
 for ev, w in sorted(by.items(), key=lambda kv: -len(kv[1])):
     print(f"| {ev} | {len(w)} | {pct(w, 50) / 1000:.2f} s | {max(w) / 1000:.2f} s |")
-slow = sorted(om[1:], key=lambda r: -int(r["wall_ms"]))[:8]
-print("\nslowest opus-mirror runs (session: wall, events): " +
-      ", ".join(f"{r['session']}: {int(r['wall_ms']) / 1000:.2f} s {r['events'] or '-'}" for r in slow))
+slow = sorted(om_all[1:], key=lambda r: -int(r["wall_ms"]))[:8]
+print("\nslowest opus-mirror runs (session trigger: wall, events): " +
+      ", ".join(f"{r['session']} {r['trigger']}: {int(r['wall_ms']) / 1000:.2f} s {r['events'] or '-'}" for r in slow))
 PY
   echo
   echo "| at the end of the year | opus-mirror | restic | borg |"
