@@ -177,7 +177,9 @@ fn status_raises_the_stale_alarm_from_backdated_state() {
 #[test]
 fn alerts_reach_a_webhook_a_healthcheck_and_a_command() {
     let sink = HttpSink::start();
-    let out = std::env::temp_dir().join(format!("om-alert-{}", std::process::id()));
+    // `notify test` below runs the command again: the file lives in a dir that goes with the test.
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("alert-env");
     let notify = format!(
         "[notify]\nhealthcheck = {:?}\n[notify.on_failure]\nwebhook = {:?}\ncommand = [\"sh\", \"-c\", \"env | grep ^OPUS_MIRROR_ALERT_ | sort > {}\"]\n",
         sink.url("/ping/abc"),
@@ -197,7 +199,7 @@ fn alerts_reach_a_webhook_a_healthcheck_and_a_command() {
     assert_eq!(body["level"], "failure");
     assert!(body["text"].as_str().unwrap().contains("check found damage in vault"), "{body}");
     let env_dump = fs::read_to_string(&out).unwrap();
-    let _ = fs::remove_file(&out);
+    fs::remove_file(&out).unwrap();
     assert!(
         env_dump.contains("OPUS_MIRROR_ALERT_LEVEL=failure")
             && env_dump.contains("OPUS_MIRROR_ALERT_SOURCE=vault"),
@@ -207,6 +209,7 @@ fn alerts_reach_a_webhook_a_healthcheck_and_a_command() {
     let before = sink.received().len();
     env.run(&["notify", "test"]).ok();
     assert!(sink.received().len() > before);
+    assert!(out.exists(), "notify test did not run the command");
 }
 
 #[test]
