@@ -26,7 +26,7 @@ const QUIET_WAIT: Duration = Duration::from_secs(3);
 
 /// Where a command keeps scratch files: in the state dir (private, on a disk rather than a
 /// tmpfs, and swept by the next command when a kill leaves them behind).
-pub fn scratch_root(state_dir: &Path) -> PathBuf {
+pub(crate) fn scratch_root(state_dir: &Path) -> PathBuf {
     state_dir.join("tmp")
 }
 
@@ -156,7 +156,7 @@ fn push_record_path(backup: &Path) -> PathBuf {
 }
 
 /// Records a push into the local mirror `mirror` until the guard is dropped.
-pub fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
+pub(crate) fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
     let path = push_record_path(backup);
     let started =
         SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
@@ -397,7 +397,7 @@ fn busy(git_dir: &Path) -> Option<u32> {
 
 /// Whether process `pid` exists. Where `/proc` is missing every process counts as alive,
 /// so nothing is removed on a guess.
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
     !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
@@ -424,7 +424,7 @@ fn remove(path: &Path, what: &'static str, out: &mut Vec<Healed>) {
 
 /// Lock files in a mirror on this machine older than [`MIRROR_LOCK_STALE`]: a push that was
 /// killed. Reported, never removed (someone else may be pushing).
-pub fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
     locks_in(git_dir)
         .filter(|e| older_than(e.path(), MIRROR_LOCK_STALE))
         .map(|e| e.path().to_path_buf())
@@ -432,7 +432,7 @@ pub fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The message for stale mirror locks, with the exact command that clears them.
-pub fn mirror_lock_message(url: &str, locks: &[PathBuf]) -> String {
+pub(crate) fn mirror_lock_message(url: &str, locks: &[PathBuf]) -> String {
     let list: Vec<String> = locks.iter().map(|p| p.display().to_string()).collect();
     let quoted: Vec<String> = list.iter().map(|p| crate::shell::quote(p)).collect();
     format!(

@@ -107,7 +107,7 @@ pub fn push(
 
 /// Whether `git push` would do anything to this mirror that we would not: run hooks, obey
 /// `receive.*` settings, refuse a checked-out branch, check objects.
-pub fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), NotHere> {
+pub(crate) fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), NotHere> {
     let no = |s: &str| Err(NotHere(s.to_string()));
     if mirror_tips.is_empty() {
         return no("the mirror has no refs yet (a first push)");
