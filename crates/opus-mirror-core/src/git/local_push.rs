@@ -497,4 +497,3 @@ mod tests {
         git(&mirror, &["fsck", "--full", "--no-dangling"]);
     }
 }
-
