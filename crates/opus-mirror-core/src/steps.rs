@@ -104,7 +104,11 @@ pub fn snapshot_one(
     }
     let mut ev = Event::new(now, "snapshot", Some(&source.name), None, exit, describe(&o));
     ev.data = serde_json::json!({"snapshot": o.snapshot, "created": o.created, "files": o.counts.files, "bytes": o.counts.bytes});
-    state::record(&cfg.state_dir, &ev)?;
+    // The snapshot is in the backup repo whatever becomes of its history line: a warning
+    // (exit 3), not a failure that would hide a snapshot that landed.
+    if !state::record_or_warn(&cfg.state_dir, &ev) {
+        exit = exit.combine(Exit::Warnings);
+    }
     Ok((o, exit))
 }
 
