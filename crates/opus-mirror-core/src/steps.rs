@@ -130,7 +130,7 @@ pub fn record_bundle(
                 Exit::Ok,
                 o.file.clone().or(o.reason.clone()).unwrap_or_default(),
             );
-            ev.data = serde_json::json!({"file": o.file, "size": o.size, "kind": o.kind, "status": o.status});
+            ev.data = serde_json::json!({"file": o.file, "size": o.size, "kind": o.kind, "status": o.status, "current_in": o.current_in});
             ev
         }
         Err(e) => crate::state::Event::new(
