@@ -14,11 +14,14 @@ use toml::Spanned;
 use crate::exit::{Exit, HasExit};
 
 mod mask;
+mod origins;
 mod render;
+mod spans;
 mod starter;
 
 pub use mask::{mask, mask_endpoint, mask_url, mask_urls_in, secret_key};
 pub use render::{effective_rest, render_effective};
+use spans::{key_at, line_of};
 pub use starter::{name_for, starter_config};
 
 /// The file name of the configuration inside `$XDG_CONFIG_HOME/opus-mirror/`.
@@ -954,36 +957,7 @@ fn parse(
     let read_data_within = dur(run.and_then(|r| r.read_data_within.as_ref()), "run.read_data_within")?
         .unwrap_or(chrono::Duration::days(30));
 
-    // Every other key: the file's line when it sets the key, else the default. A source
-    // without a mirror of its own inherits `[mirror] url`, and says so.
-    let lines = key_lines(text);
-    let inherited = global_mirror.map(|u| format!("{file_disp} line {} ([mirror] url)", at(u.span())));
-    let mut keys: Vec<(String, Option<String>)> = Vec::new();
-    for (i, rs) in raw.sources.iter().enumerate() {
-        for k in SOURCE_KEYS {
-            let fallback = (*k == "mirror" && rs.mirror.is_none()).then(|| inherited.clone()).flatten();
-            keys.push((format!("source[{}].{k}", i + 1), fallback));
-        }
-    }
-    for (i, t) in targets.iter().enumerate() {
-        let place: &[&str] = match t.kind {
-            TargetKind::Dir { .. } => &["path", "require_mount"],
-            TargetKind::Rclone { .. } => &["remote", "rclone_config"],
-        };
-        for k in TARGET_KEYS.iter().chain(place) {
-            keys.push((format!("target[{}].{k}", i + 1), None));
-        }
-    }
-    for (section, names) in SECTION_KEYS {
-        keys.extend(names.iter().map(|k| (format!("{section}.{k}"), None)));
-    }
-    for (k, fallback) in keys {
-        let origin = match lines.get(&k) {
-            Some(n) => format!("{file_disp} line {n}"),
-            None => fallback.unwrap_or_else(|| "default".into()),
-        };
-        origins.entry(k).or_insert(origin);
-    }
+    origins::complete(&mut origins, &file_disp, text, &raw.sources, global_mirror, &targets);
     Ok(Config {
         file: path.to_path_buf(),
         state_dir,
@@ -1157,145 +1131,6 @@ fn parse_targets(
     Ok(out)
 }
 
-// ---- where each setting came from ------------------------------------------------------
-
-/// The keys of each `[[source]]` that `config check` shows.
-const SOURCE_KEYS: &[&str] = &[
-    "name",
-    "path",
-    "exclude",
-    "include_secrets",
-    "keep_secrets",
-    "snapshot_branch",
-    "mirror",
-    "mirror_refs",
-    "recovery_doc",
-    "health_note",
-];
-
-/// The keys of each `[[target]]` that `config check` shows, besides those of its kind (`path`
-/// and `require_mount`, or `remote` and `rclone_config`).
-const TARGET_KEYS: &[&str] = &[
-    "name",
-    "kind",
-    "every",
-    "mode",
-    "full_every",
-    "keep.last",
-    "keep.hourly",
-    "keep.daily",
-    "keep.weekly",
-    "keep.monthly",
-    "keep.yearly",
-    "keep.within",
-    "sources",
-    "encrypt.age_recipients",
-    "encrypt.identity_file",
-];
-
-/// The keys of the single tables, as `config check` shows them.
-const SECTION_KEYS: &[(&str, &[&str])] = &[
-    ("mirror", &["url"]),
-    ("network", &["transport", "ssh_key", "token_env", "timeout", "deadline"]),
-    (
-        "notify",
-        &[
-            "healthcheck",
-            "healthcheck_warnings",
-            "on_failure.command",
-            "on_failure.webhook",
-            "on_warning.command",
-            "on_warning.webhook",
-            "on_success.command",
-            "on_success.webhook",
-        ],
-    ),
-    ("guard", &["max_deleted_percent", "max_changed_percent", "max_truncated_files", "min_files"]),
-    ("status", &["max_age"]),
-    ("verify", &["grace"]),
-    ("run", &["check_every", "drill_every", "read_data_within"]),
-    ("hooks", &["before_run", "after_run", "on_error", "timeout"]),
-];
-
-/// The line of every key the file sets, by key path: `state_dir`, `source[1].exclude`,
-/// `target[2].keep.daily`, `notify.on_failure.webhook` — however the file spells the table
-/// (`[notify.on_failure]`, an inline table, or dotted keys). Read from toml_edit's spans (the
-/// parser under toml), rather than wrapping every raw field in `Spanned`.
-fn key_lines(text: &str) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    walk_keys(text, &mut |path, key, _| {
-        if let Some(span) = key {
-            out.insert(path.to_string(), line_of(text, span.start));
-        }
-    });
-    out
-}
-
-/// The path of the innermost key whose value holds byte `offset` (where a type error points),
-/// so the error names `source[1].exclude`, never the value that was wrong.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let mut best: Option<(usize, String)> = None;
-    walk_keys(text, &mut |path, _, value| {
-        if let Some(v) = value.filter(|v| v.contains(&offset) || v.start == offset) {
-            if best.as_ref().is_none_or(|(len, _)| v.len() <= *len) {
-                best = Some((v.len(), path.to_string()));
-            }
-        }
-    });
-    best.map(|(_, p)| p)
-}
-
-type Span = std::ops::Range<usize>;
-/// What [`walk_keys`] calls for every key: its path, the span of the key, the span of its value.
-type Visit<'a> = dyn FnMut(&str, Option<Span>, Option<Span>) + 'a;
-
-/// Calls `visit(path, key span, value span)` for every key of the document (tables of an
-/// array of tables as `name[N]`, with no key span of their own).
-fn walk_keys(text: &str, visit: &mut Visit<'_>) {
-    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
-        walk_table(doc.as_table(), "", visit);
-    }
-}
-
-fn walk_table(table: &toml_edit::Table, prefix: &str, visit: &mut Visit<'_>) {
-    for (name, _) in table.iter() {
-        if let Some((key, item)) = table.get_key_value(name) {
-            walk_item(key, item, &join_key(prefix, name), visit);
-        }
-    }
-}
-
-fn walk_item(key: &toml_edit::Key, item: &toml_edit::Item, path: &str, visit: &mut Visit<'_>) {
-    use toml_edit::{Item, Value};
-    visit(path, key.span().or_else(|| item.span()), item.span());
-    match item {
-        Item::Table(t) => walk_table(t, path, visit),
-        Item::Value(Value::InlineTable(t)) => {
-            for (name, _) in t.iter() {
-                if let Some((k, v)) = t.get_key_value(name) {
-                    walk_item(k, v, &join_key(path, name), visit);
-                }
-            }
-        }
-        Item::ArrayOfTables(a) => {
-            for (i, t) in a.iter().enumerate() {
-                let at = format!("{path}[{}]", i + 1);
-                visit(&at, t.span(), t.span());
-                walk_table(t, &at, visit);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn join_key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
-
 /// Parses an optional duration setting; an error names the file, line and key.
 fn duration(
     path: &Path,
@@ -1362,10 +1197,6 @@ fn expand_path(s: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Pa
     } else {
         base.join(p)
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// Turns a TOML/serde error into one that names line and key and suggests a fix.
@@ -1476,82 +1307,5 @@ mod tests {
             PathBuf::from("/home/u/.config/opus-mirror/config.toml")
         );
         assert!(locate(None, &no_env).is_err());
-    }
-
-    #[test]
-    fn every_setting_names_the_line_that_set_it_or_the_default() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a")).unwrap();
-        std::fs::create_dir_all(dir.path().join("b")).unwrap();
-        let file = dir.path().join("c.toml");
-        let text = "state_dir = \"st\"\n\
-                    [mirror]\n\
-                    url = \"/srv/shared.git\"\n\
-                    [[source]]\n\
-                    name = \"a\"\n\
-                    path = \"a\"\n\
-                    exclude = [\n  \"*.tmp\",\n]\n\
-                    [[source]]\n\
-                    name = \"b\"\n\
-                    path = \"b\"\n\
-                    mirror = \"/srv/b.git\"\n\
-                    [[target]]\n\
-                    name = \"t\"\n\
-                    kind = \"dir\"\n\
-                    path = \"d\"\n\
-                    keep.weekly = 4\n\
-                    [notify.on_failure]\n\
-                    webhook = \"https://ntfy.sh/x\"\n\
-                    [guard]\n\
-                    min_files = 5\n";
-        let f = file.display();
-        let line = |n: usize| format!("{f} line {n}");
-        let cfg = parse(&file, text, &Dotenv::default(), &no_env).unwrap();
-        let o = |k: &str| cfg.origins.get(k).unwrap_or_else(|| panic!("no origin for {k}")).clone();
-        assert_eq!(o("state_dir"), line(1));
-        assert_eq!(o("mirror.url"), line(3));
-        assert_eq!(o("source[1].name"), line(5));
-        assert_eq!(o("source[1].exclude"), line(7), "a multi-line value: the line of its key");
-        assert_eq!(o("source[1].mirror"), format!("{} ([mirror] url)", line(3)));
-        assert_eq!(o("source[1].snapshot_branch"), "default");
-        assert_eq!(o("source[2].mirror"), line(13));
-        assert_eq!(o("target[1].path"), line(17));
-        assert_eq!(o("target[1].require_mount"), "default");
-        assert_eq!(o("target[1].keep.weekly"), line(18), "a dotted key");
-        assert_eq!(o("target[1].keep.daily"), "default");
-        assert_eq!(o("notify.on_failure.webhook"), line(20), "a key under [notify.on_failure]");
-        assert_eq!(o("notify.on_failure.command"), "default");
-        assert_eq!(o("guard.min_files"), line(22));
-        assert_eq!(o("guard.max_deleted_percent"), "default");
-        assert_eq!(o("run.drill_every"), "default");
-        assert!(!cfg.origins.contains_key("target[1].remote"), "a dir target has no remote");
-        // The text shows each with its origin (the config file by name), aligned per table.
-        let shown = render_effective(&cfg);
-        let unaligned: String =
-            shown.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n").collect();
-        for want in [
-            "min_files = 5 # c.toml line 22\n",
-            "max_deleted_percent = 20.0 # default\n",
-            "keep.weekly = 4 # c.toml line 18\n",
-            "mirror = \"/srv/shared.git\" # c.toml line 3 ([mirror] url)\n",
-            "on_failure.webhook = \"https://ntfy.sh/****\" # c.toml line 20\n",
-            "# on_success (not set)\n",
-        ] {
-            assert!(unaligned.contains(want), "{want}not in:\n{shown}");
-        }
-
-        // .env beats the file, the environment beats .env.
-        let mut dotenv = Dotenv { file: dir.path().join(".env"), entries: BTreeMap::new() };
-        dotenv.entries.insert("OPUS_MIRROR_STATE_DIR".into(), DotenvEntry { value: "/e".into(), line: 3 });
-        let cfg = parse(&file, text, &dotenv, &no_env).unwrap();
-        assert_eq!(cfg.origins["state_dir"], format!("{} line 3", dir.path().join(".env").display()));
-        assert!(render_effective(&cfg).contains("state_dir = \"/e\"  # .env line 3\n"));
-        let env = |k: &str| (k == "OPUS_MIRROR_STATE_DIR").then(|| "/x".to_string());
-        let cfg = parse(&file, text, &dotenv, &env).unwrap();
-        assert_eq!(cfg.origins["state_dir"], "environment OPUS_MIRROR_STATE_DIR");
-        let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
-        let cfg =
-            parse(&file, &text.replace("state_dir = \"st\"\n", "\n"), &Dotenv::default(), &home).unwrap();
-        assert_eq!(cfg.origins["state_dir"], "default ($XDG_DATA_HOME/opus-mirror)");
     }
 }
