@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::mask::{mask, mask_endpoint, mask_url, mask_urls_in};
-use super::{Channel, Config, TargetKind};
+use super::types::{Channel, Config, TargetKind};
 
 /// Every effective setting besides sources and `state_dir`, credentials masked: targets,
 /// network, notify, guard and the timing keys — what `config check` shows and `--json` prints.

@@ -78,7 +78,10 @@ pub fn name_for(path: &Path, taken: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse, Config, Dotenv, DEFAULT_SNAPSHOT_BRANCH};
+    use crate::config::dotenv::Dotenv;
+    use crate::config::types::Config;
+    use crate::config::validate::parse;
+    use crate::config::DEFAULT_SNAPSHOT_BRANCH;
 
     fn no_env(_: &str) -> Option<String> {
         None
