@@ -2,25 +2,26 @@
 //! [`Config`] that every other module can trust — or the first problem, as a [`ConfigError`]
 //! naming the file, the line and the key path (`source[2].path`, `target[1].keep.within`).
 //!
-//! Nothing past this point reads TOML or checks a setting again. `[[target]]` tables are
-//! validated in [`target`].
+//! Nothing past this point reads TOML or checks a setting again. `[[source]]` tables are
+//! validated in [`source`], `[[target]]` tables in [`target`].
 
+mod source;
 mod target;
 
+pub use source::keep_matcher;
+
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use toml::Spanned;
 
 use super::dotenv::Dotenv;
 use super::error::ConfigError;
-use super::mask::mask_url;
 use super::origins;
 use super::paths::{expand_path, xdg_dir};
-use super::raw::{self, HealthcheckWarnings, OneOf, RawChannel, RawConfig, RawNetwork, RawSource, RefKind};
+use super::raw::{self, HealthcheckWarnings, OneOf, RawChannel, RawConfig, RawNetwork};
 use super::spans::line_of;
-use super::types::{url_host, Channel, Config, Hooks, MirrorRefs, Network, NotifyConfig, Source, Timeouts};
-use super::DEFAULT_SNAPSHOT_BRANCH;
+use super::types::{url_host, Channel, Config, Hooks, Network, NotifyConfig, Timeouts};
 
 /// Parses and validates config text. Separate from [`super::load`] so tests can feed text
 /// directly.
@@ -59,7 +60,7 @@ pub(super) fn parse(
     let mut sources = Vec::new();
     let mut seen = HashSet::new();
     for (i, rs) in raw.sources.iter().enumerate() {
-        sources.push(source(&at, i, rs, &mut seen, &base, env)?);
+        sources.push(source::validate(&at, i, rs, &mut seen, &base, env)?);
         origins.insert(format!("source[{}].path", i + 1), format!("{file_disp} line {}", at.line(&rs.path)));
     }
 
@@ -69,7 +70,7 @@ pub(super) fn parse(
     for s in sources.iter_mut().filter(|s| s.mirror.is_none()) {
         s.mirror = global_mirror.map(|u| u.get_ref().clone());
     }
-    one_mirror_per_source(&at, &sources, &raw.sources, global_mirror)?;
+    source::one_mirror_per_source(&at, &sources, &raw.sources, global_mirror)?;
 
     let mut network = match &raw.network {
         Some(n) => network(&at, n, &base, env)?,
@@ -194,177 +195,6 @@ impl Lines<'_> {
     }
 }
 
-/// Validates the `i`th `[[source]]` (0-based); `seen` holds the names of those before it.
-fn source(
-    at: &Lines<'_>,
-    i: usize,
-    rs: &RawSource,
-    seen: &mut HashSet<String>,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Source, ConfigError> {
-    let key = |k: &str| format!("source[{}].{k}", i + 1);
-    let name = rs.name.get_ref().clone();
-    if !valid_name(&name) {
-        return Err(at.error(
-            &rs.name,
-            key("name"),
-            format!("`{name}` is not a valid source name"),
-            "use letters, digits, '.', '_' and '-' only, starting with a letter or digit",
-        ));
-    }
-    if !seen.insert(name.clone()) {
-        return Err(at.error(
-            &rs.name,
-            key("name"),
-            format!("the source name `{name}` is used twice"),
-            "give every [[source]] its own name",
-        ));
-    }
-    let spath = expand_path(rs.path.get_ref(), base, env);
-    match std::fs::metadata(&spath) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(at.error(
-                &rs.path,
-                key("path"),
-                format!("{} is a file, not a directory", spath.display()),
-                "point path at the directory to back up (a git work tree or a plain folder)",
-            ))
-        }
-        Err(_) => {
-            return Err(at.error(
-                &rs.path,
-                key("path"),
-                format!("the directory {} does not exist", spath.display()),
-                "correct the path, or create the directory",
-            ))
-        }
-    }
-    let branch = match &rs.snapshot_branch {
-        Some(b) => {
-            if !git2::Reference::is_valid_name(&format!("refs/heads/{}", b.get_ref())) {
-                return Err(at.error(
-                    b,
-                    key("snapshot_branch"),
-                    format!("`{}` is not a valid git branch name", b.get_ref()),
-                    &format!("use a simple name such as `{DEFAULT_SNAPSHOT_BRANCH}`"),
-                ));
-            }
-            b.get_ref().clone()
-        }
-        None => DEFAULT_SNAPSHOT_BRANCH.to_string(),
-    };
-    for (j, pat) in rs.exclude.iter().enumerate() {
-        if let Err(e) = globset::Glob::new(pat.trim_start_matches('/').trim_end_matches('/')) {
-            // The list's own span is not kept: the error points at the source's name.
-            return Err(at.error(
-                &rs.name,
-                format!("{}[{}]", key("exclude"), j + 1),
-                format!("`{pat}` is not a valid pattern: {}", e.kind()),
-                "use gitignore-style globs such as `*.tmp`, `node_modules/`, `/build`",
-            ));
-        }
-    }
-    let keep_secrets = match &rs.keep_secrets {
-        Some(list) => {
-            for (j, pat) in list.get_ref().iter().enumerate() {
-                if let Err(problem) = keep_matcher(&spath, std::slice::from_ref(pat)) {
-                    return Err(at.error(
-                        list,
-                        format!("{}[{}]", key("keep_secrets"), j + 1),
-                        problem,
-                        "use gitignore-style globs relative to the source path, such as `*.key` or `deploy/.env.staging`",
-                    ));
-                }
-            }
-            list.get_ref().clone()
-        }
-        None => Vec::new(),
-    };
-    let mut mirror_refs = MirrorRefs::default();
-    if let Some(list) = &rs.mirror_refs {
-        let bad = |problem: String| {
-            at.error(
-                list,
-                key("mirror_refs"),
-                problem,
-                "list some of \"code\", \"snapshot\", \"preserved\" (leave out mirror_refs for all)",
-            )
-        };
-        mirror_refs = MirrorRefs { code: false, snapshot: false, preserved: false };
-        for v in list.get_ref() {
-            match v {
-                OneOf::Known(RefKind::Code) => mirror_refs.code = true,
-                OneOf::Known(RefKind::Snapshot) => mirror_refs.snapshot = true,
-                OneOf::Known(RefKind::Preserved) => mirror_refs.preserved = true,
-                OneOf::Unknown(other) => return Err(bad(format!("`{other}` is not a kind of ref"))),
-            }
-        }
-        if list.get_ref().is_empty() {
-            return Err(bad("an empty list would push nothing".into()));
-        }
-    }
-    let health_note = match &rs.health_note {
-        Some(h) => {
-            let p = PathBuf::from(h.get_ref());
-            let inside = !p.as_os_str().is_empty()
-                && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-            if !inside {
-                return Err(at.error(
-                    h,
-                    key("health_note"),
-                    format!("`{}` is not a path inside the source", h.get_ref()),
-                    "give a relative path such as \"00_system/backup-health.md\"",
-                ));
-            }
-            Some(p)
-        }
-        None => None,
-    };
-    Ok(Source {
-        name,
-        path: spath,
-        exclude: rs.exclude.clone(),
-        include_secrets: rs.include_secrets,
-        keep_secrets,
-        snapshot_branch: branch,
-        mirror: rs.mirror.as_ref().map(|m| m.get_ref().clone()),
-        mirror_refs,
-        recovery_doc: rs.recovery_doc.as_ref().map(PathBuf::from),
-        health_note,
-    })
-}
-
-/// Two sources must never push into one repository (their refs would overwrite each other).
-fn one_mirror_per_source(
-    at: &Lines<'_>,
-    sources: &[Source],
-    raw: &[RawSource],
-    global_mirror: Option<&Spanned<String>>,
-) -> Result<(), ConfigError> {
-    let mut urls: BTreeMap<&str, &str> = BTreeMap::new();
-    for (i, s) in sources.iter().enumerate() {
-        let Some(url) = s.mirror.as_deref() else { continue };
-        if let Some(other) = urls.insert(url, &s.name) {
-            let line = raw[i].mirror.as_ref().or(global_mirror).map(|m| at.line(m));
-            return Err(ConfigError {
-                file: Some(at.path.to_path_buf()),
-                line,
-                key: Some("mirror".into()),
-                problem: format!(
-                    "sources `{other}` and `{}` would push into the same mirror {}",
-                    s.name,
-                    mask_url(url)
-                ),
-                fix: "give each [[source]] its own `mirror = \"URL\"` (one private repository per source)"
-                    .into(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// `[network]`, but for `token_hosts` (the mirrors' hosts, known once sources are).
 fn network(
     at: &Lines<'_>,
@@ -434,24 +264,6 @@ fn valid_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
         && name.len() <= 64
-}
-
-/// The matcher of `keep_secrets` patterns (gitignore syntax, relative to the source `root`);
-/// the error names the first pattern that is not valid. Also how the config validates them,
-/// as strictly as `exclude`: the gitignore matcher takes `a[` as a literal, which is never
-/// what a user meant.
-pub fn keep_matcher(root: &Path, patterns: &[String]) -> Result<ignore::gitignore::Gitignore, String> {
-    let mut b = ignore::gitignore::GitignoreBuilder::new(root);
-    for pat in patterns {
-        let bad = |e: &dyn std::fmt::Display| format!("`{pat}` is not a valid pattern: {e}");
-        if pat.trim().is_empty() {
-            return Err(bad(&"it is empty"));
-        }
-        globset::Glob::new(pat.trim_start_matches('!').trim_start_matches('/').trim_end_matches('/'))
-            .map_err(|e| bad(&e.kind()))?;
-        b.add_line(None, pat).map_err(|e| bad(&e))?;
-    }
-    b.build().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -539,5 +351,53 @@ mod tests {
         let cfg =
             parse(&file, &text.replace("state_dir = \"st\"\n", "\n"), &Dotenv::default(), &home).unwrap();
         assert_eq!(cfg.origins["state_dir"], "default ($XDG_DATA_HOME/opus-mirror)");
+    }
+
+    /// A word that a key with a fixed set of words does not know is refused with the key, the
+    /// line of the word and what it is not (the raw enums keep the word for this message).
+    #[test]
+    fn an_unknown_word_is_named_with_its_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("v")).unwrap();
+        let file = dir.path().join("c.toml");
+        let home = |k: &str| (k == "HOME").then(|| "/h".to_string());
+        let source = "[[source]]\nname = \"v\"\npath = \"v\"\n";
+        let target = "[[target]]\nname = \"t\"\nkind = \"dir\"\npath = \"d\"\n";
+        for (text, word, key, problem) in [
+            (
+                format!("{source}mirror_refs = [\"code\", \"vault\"]\n"),
+                "vault",
+                "source[1].mirror_refs",
+                "`vault` is not a kind of ref",
+            ),
+            (
+                format!("{source}{target}mode = \"Full\"\n"),
+                "Full",
+                "target[1].mode",
+                "`Full` is not a bundle mode",
+            ),
+            (
+                format!("{source}[[target]]\nname = \"t\"\nkind = \"tape\"\n"),
+                "tape",
+                "target[1].kind",
+                "`tape` is not a target kind",
+            ),
+            (
+                format!("[network]\ntransport = \"ssh\"\n{source}"),
+                "ssh",
+                "network.transport",
+                "`ssh` is not a transport",
+            ),
+            (
+                format!("[notify]\nhealthcheck_warnings = \"warn\"\n{source}"),
+                "warn",
+                "notify.healthcheck_warnings",
+                "`warn` is neither \"success\" nor \"fail\"",
+            ),
+        ] {
+            let e = parse(&file, &text, &Dotenv::default(), &home).expect_err(&text);
+            let line = text.lines().position(|l| l.contains(word)).map(|i| i + 1);
+            assert_eq!((e.key.as_deref(), e.problem.as_str(), e.line), (Some(key), problem, line), "{text}");
+        }
     }
 }
