@@ -1,8 +1,9 @@
 //! What `config check` shows: every effective setting with where it came from, credentials
-//! masked — as text (`render_effective`) and as the JSON that `--json` prints
-//! (`effective_rest`).
+//! masked — as text (`render_effective`), and as the JSON that `--json` prints for all but the
+//! sources and `state_dir` (`effective_rest`).
 //!
-//! The text is built from the JSON, so the two cannot disagree about a value or its masking.
+//! The text of the targets and of the single tables is built from that JSON, so both show
+//! the same values, masked alike.
 
 use std::path::PathBuf;
 

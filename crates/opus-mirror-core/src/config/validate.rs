@@ -23,7 +23,7 @@ use super::raw::{self, HealthcheckWarnings, OneOf, RawChannel, RawConfig, RawNet
 use super::spans::line_of;
 use super::types::{url_host, Channel, Config, Hooks, Network, NotifyConfig, Timeouts};
 
-/// Parses and validates config text. Separate from [`super::load`] so tests can feed text
+/// Parses and validates config text. Separate from [`super::load()`] so tests can feed text
 /// directly.
 pub(super) fn parse(
     path: &Path,
