@@ -42,6 +42,9 @@ pub struct Outcome {
     /// Skipped because this verified bundle on the target (the tip of its chain) already
     /// holds every current ref: the target's copy was confirmed current at this run.
     pub current_in: Option<String>,
+    /// Pending bundles of an interrupted run that this call settled (marked verified or
+    /// removed): the target is no longer what a listing taken before showed.
+    pub settled: Vec<String>,
 }
 
 /// The refs a bundle carries: code refs, notes, tags, the snapshot branch, preserved tips.
@@ -167,6 +170,7 @@ fn create_unexplained(
         objects: 0,
         elapsed_ms: 0,
         current_in: None,
+        settled: Vec::new(),
     };
     target::check(t, &cfg.state_dir)?;
     let settled = target::settle(t, &source.name, &cfg.state_dir)?;
@@ -175,6 +179,7 @@ fn create_unexplained(
     }
     let backup = BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &source.name))?;
     let known = known.filter(|_| settled.is_empty());
+    out.settled = settled;
     let listed = match known {
         Some(k) => k.listed.to_vec(),
         None => target::list(t, &source.name)?,

@@ -221,6 +221,10 @@ fn bundle(
     crate::steps::record_bundle(cfg, s, tg, now, &r);
     match r {
         Ok(o) => {
+            if !o.settled.is_empty() && !done.changed.contains(&tg.name) {
+                // A pending bundle settled: the plan's listing no longer says what is there.
+                done.changed.push(tg.name.clone());
+            }
             let detail = match (&o.file, &o.reason) {
                 (Some(f), _) => {
                     done.written.push((tg.name.clone(), f.clone()));
@@ -414,14 +418,17 @@ fn drill(
     let tg = cfg.targets.iter().find(|t| t.name == *name).expect("the plan names configured targets");
     journal.doing("drill", Some(&tg.name));
     let (exit, detail) = match crate::drill::drill_and_record(cfg, s, tg, now, tg.identity_file.as_deref()) {
-        Ok(r) if r.ok() => (
-            Exit::Ok,
-            format!(
+        Ok(r) if r.ok() => {
+            let mut detail = format!(
                 "{} files restored and identical; time-to-recover {:.1}s",
                 r.files,
                 r.ttr_ms as f64 / 1000.0
-            ),
-        ),
+            );
+            for w in &r.warnings {
+                detail.push_str(&format!("\nwarning: {w}"));
+            }
+            (if r.warnings.is_empty() { Exit::Ok } else { Exit::Warnings }, detail)
+        }
         Ok(r) => (Exit::Failed, r.problems.join("\n")),
         Err(e) => (Exit::Failed, format!("{e:#}")),
     };
