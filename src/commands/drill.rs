@@ -59,6 +59,10 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
                         );
                         notify::deliver(&cfg.notify, &a);
                     }
+                    for w in &r.warnings {
+                        ctx.warn(w, Some(&s.name), Some(&t.name));
+                        exit = exit.combine(Exit::Warnings);
+                    }
                     reports.push(r);
                 }
                 Err(e) => {

@@ -509,3 +509,33 @@ fn corruption_deep_in_a_long_history_is_named_by_a_readable_path() {
     );
     assert!(!r.stderr.contains("parent of"), "{}", r.stderr);
 }
+
+/// A drill that ran is not failed by a history line that cannot be written (it exited 1 with
+/// "Is a directory", the restore it had verified lost): the drill's verdict stands, the lost
+/// line is a warning naming the file (exit 3), in `drill` and in `run`'s drill step.
+#[test]
+fn a_drill_whose_history_cannot_be_written_still_reports_its_verdict() {
+    let (mut env, _vault, _drive) = setup("");
+    let history = env.state.join("state/history.jsonl");
+    fs::remove_file(&history).unwrap();
+    fs::create_dir_all(&history).unwrap();
+    let r = env.run(&["drill"]).code(3);
+    assert!(
+        r.stdout.contains("vault from drive: restored"),
+        "the verdict is gone:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("cannot append to {}", history.display())),
+        "no warning naming the file:\n{}",
+        r.stderr
+    );
+    let j = env.run(&["drill", "--json"]).code(3).json();
+    assert_eq!(j[0]["problems"], serde_json::json!([]), "{j:#}");
+    env.now = Some("2026-12-21T03:30:00Z".into());
+    let r = env.run(&["run"]).code(3);
+    assert!(r.stdout.contains("files restored and identical"), "{}\n{}", r.stdout, r.stderr);
+    let line = r.stdout.lines().find(|l| l.contains(" drill ")).expect("a drill step line");
+    assert!(!line.starts_with("FAIL"), "the drill step failed:\n{}", r.stdout);
+}

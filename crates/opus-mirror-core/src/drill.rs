@@ -38,6 +38,10 @@ pub struct Report {
     /// None: git is not installed.
     pub stock_git_ok: Option<bool>,
     pub problems: Vec<String>,
+    /// What went wrong around a drill that ran (its state or history line not written):
+    /// said, never a failure of the drill.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -333,6 +337,7 @@ pub fn drill(
         ttr_ms,
         stock_git_ok,
         problems,
+        warnings: Vec::new(),
     })
 }
 
@@ -385,10 +390,14 @@ pub fn drill_and_record(
 ) -> Result<Report> {
     use crate::exit::Exit;
     use crate::state::{self, Event};
-    let r = drill(cfg, source, t, now, identity);
-    let ev = match &r {
+    let mut r = drill(cfg, source, t, now, identity);
+    let ev = match &mut r {
         Ok(r) => {
-            state::save(&cfg.state_dir, &state_name(&source.name, &t.name), r)?;
+            // The verdict stands whatever becomes of its records: a state file or history
+            // line that cannot be written is a warning, not a failed drill.
+            if let Err(e) = state::save(&cfg.state_dir, &state_name(&source.name, &t.name), &*r) {
+                r.warnings.push(format!("the drill's result was not saved for status: {e:#}"));
+            }
             let e = if r.ok() { Exit::Ok } else { Exit::Failed };
             let mut ev = Event::new(
                 now,
@@ -410,7 +419,14 @@ pub fn drill_and_record(
             format!("{e:#}"),
         ),
     };
-    state::record(&cfg.state_dir, &ev)?;
+    if let Err(e) = state::record(&cfg.state_dir, &ev) {
+        let w = format!("cannot record the run history: {e:#}");
+        match &mut r {
+            Ok(r) => r.warnings.push(w),
+            // The drill's own error is the one to report; the lost line is still said.
+            Err(_) => tracing::warn!("{w}"),
+        }
+    }
     r
 }
 

@@ -217,6 +217,7 @@ pub struct Drill {
     pub files: u64,
     pub ttr_ms: u64,
     pub problems: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
