@@ -903,3 +903,35 @@ fn a_pending_bundle_settled_by_the_run_counts_for_every() {
     assert_eq!(bundles_in(&drive), 1, "a second bundle was written:\n{}", r.stdout);
     assert!(Path::new(&manifest).exists(), "the pending bundle was not settled:\n{}", r.stderr);
 }
+
+/// Every step a run takes leaves its line in the history, not only the steps that record
+/// themselves: prune (what it removed from which target) and the health note were missing,
+/// so `log` could not say when a bundle was pruned.
+#[test]
+fn every_step_of_a_run_is_in_the_history_with_its_target() {
+    let (mut env, vault, _drive) = a_vault_with_a_daily_drive();
+    env.run(&["run"]).ok();
+    let history = fs::read_to_string(env.state.join("state/history.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<(String, Option<String>)> = events
+        .iter()
+        .map(|e| (e["step"].as_str().unwrap().to_string(), e["target"].as_str().map(str::to_string)))
+        .collect();
+    for want in [
+        ("snapshot", None),
+        ("bundle", Some("drive")),
+        ("prune", Some("drive")),
+        ("check", None),
+        ("drill", Some("drive")),
+        ("run", None),
+    ] {
+        assert!(
+            steps.contains(&(want.0.to_string(), want.1.map(str::to_string))),
+            "no {want:?} in the history:\n{history}"
+        );
+    }
+    let prune = events.iter().find(|e| e["step"] == "prune").unwrap();
+    assert_eq!(prune["outcome"], "ok", "{prune}");
+    assert!(prune["detail"].as_str().unwrap().contains("kept"), "{prune}");
+    let _ = vault;
+}

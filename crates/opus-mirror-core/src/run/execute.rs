@@ -114,6 +114,13 @@ fn step(
         (StepKind::Drill { .. }, _) => return drill(cfg, s, p, now, journal, done),
         (StepKind::Health, _) => health(cfg, s)?,
     };
+    // Snapshot, mirror, bundle, check and drill record their own line (with their data);
+    // the others are recorded here, so the history holds every step a run took.
+    if matches!(p.kind, StepKind::Verify | StepKind::Runbook | StepKind::Prune | StepKind::Health) {
+        let ev =
+            Event::new(now, p.kind.name(), Some(&s.name), p.target.as_deref(), result.0, result.1.clone());
+        record(cfg, &ev);
+    }
     Some(StepResult { target: p.target.clone(), exit: result.0, detail: result.1 })
 }
 
