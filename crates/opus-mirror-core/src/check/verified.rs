@@ -233,7 +233,7 @@ impl Ledger {
     }
 
     /// Forgets the items of `area` that are gone (keys starting with `prefix` not in `keep`).
-    pub fn forget_gone(&mut self, prefix: &str, keep: &[Item]) {
+    pub(crate) fn forget_gone(&mut self, prefix: &str, keep: &[Item]) {
         let keep: std::collections::HashSet<&str> = keep.iter().map(|i| i.key.as_str()).collect();
         self.items.retain(|k, _| !k.starts_with(prefix) || keep.contains(k.as_str()));
     }

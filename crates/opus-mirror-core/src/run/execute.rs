@@ -396,7 +396,7 @@ fn check(
 
 /// The not-drilled warning for a target nobody can decrypt: a drill is never skipped without
 /// a word.
-pub fn unkeyed(enc: &str) -> String {
+pub(crate) fn unkeyed(enc: &str) -> String {
     format!(
         "not drilled: target `{enc}` is encrypted and no key is configured\n  fix: set encrypt.identity_file = \"PATH\" (an age identity kept off that drive) in its [[target]], or run `opus-mirror drill --target {enc} --identity PATH`"
     )
