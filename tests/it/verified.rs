@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::helpers::{vaultgen, Env};
+use crate::helpers::{vaultgen, Env, Run};
 
 /// A vault with two snapshots and two bundles on a drive, all verified by a full check.
 fn verified_world() -> (Env, PathBuf, PathBuf) {
@@ -202,4 +202,24 @@ fn a_hook_run_defers_a_due_drill_a_timer_run_drills_and_an_overdue_one_is_drille
 
     env.now = Some("2026-11-23T05:30:00Z".into());
     assert!(steps(&env, "hook").contains(&"drill".to_string()), "a drill 14 days late was left undone");
+}
+
+/// A FIFO where the ledger was: the check never blocks on it (it hung until something wrote
+/// to the pipe), reads everything with a warning and replaces it with a regular file.
+#[test]
+fn a_fifo_for_a_ledger_never_blocks_the_check() {
+    let (env, _vault, _drive) = verified_world();
+    let ledger = env.state.join("state/verified-v.json");
+    fs::remove_file(&ledger).expect("rm");
+    let st = std::process::Command::new("mkfifo").arg(&ledger).status().expect("mkfifo (coreutils)");
+    assert!(st.success());
+    let out = env
+        .wrapped(&["timeout".into(), "30".into()], &["check", "--incremental", "--json"])
+        .output()
+        .expect("run opus-mirror");
+    let r = Run::from(out).code(3);
+    let (read, skipped) = read_and_skipped(&r.json());
+    assert!(skipped.is_empty() && read.len() >= 3, "everything read: {read:?} {skipped:?}");
+    assert!(r.envelope()["warnings"].to_string().contains("verified-v.json is unusable"), "{}", r.stderr);
+    assert!(fs::symlink_metadata(&ledger).expect("stat").file_type().is_file(), "replaced by a regular file");
 }

@@ -125,7 +125,8 @@ pub fn load(state_dir: &Path, source: &str) -> (Ledger, Option<String>) {
 fn read(path: &Path) -> Result<Option<Ledger>, String> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        // Never follow a symlink, never wait on a FIFO (it is refused as not a regular file).
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(path);
     let f = match f {
         Ok(f) => f,
