@@ -539,3 +539,23 @@ fn a_drill_whose_history_cannot_be_written_still_reports_its_verdict() {
     let line = r.stdout.lines().find(|l| l.contains(" drill ")).expect("a drill step line");
     assert!(!line.starts_with("FAIL"), "the drill step failed:\n{}", r.stdout);
 }
+
+/// A FIFO (or a symlink) where a state file was (the last drill's result) never blocks
+/// `status`: it hung until something wrote to the pipe. It reads as no state.
+#[test]
+fn a_fifo_for_a_state_file_never_blocks_status() {
+    let (env, _vault, _drive) = setup("");
+    env.run(&["drill"]).ok();
+    let state = env.state.join("state/drill-vault-drive.json");
+    assert!(state.exists(), "the drill saved its result");
+    fs::remove_file(&state).unwrap();
+    let st = std::process::Command::new("mkfifo").arg(&state).status().expect("mkfifo (coreutils)");
+    assert!(st.success());
+    let out = env
+        .wrapped(&["timeout".into(), "30".into()], &["status", "--json", "--max-age", "1000d"])
+        .output()
+        .expect("run opus-mirror");
+    let r = crate::helpers::Run::from(out);
+    assert!(r.code == 0 || r.code == 3, "exit {}:\n{}", r.code, r.stderr);
+    assert!(r.json()["sources"][0]["last_drill"].is_null(), "{}", r.stdout);
+}

@@ -909,7 +909,7 @@ fn a_pending_bundle_settled_by_the_run_counts_for_every() {
 /// so `log` could not say when a bundle was pruned.
 #[test]
 fn every_step_of_a_run_is_in_the_history_with_its_target() {
-    let (mut env, vault, _drive) = a_vault_with_a_daily_drive();
+    let (env, vault, _drive) = a_vault_with_a_daily_drive();
     env.run(&["run"]).ok();
     let history = fs::read_to_string(env.state.join("state/history.jsonl")).unwrap();
     let events: Vec<serde_json::Value> = history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -13,8 +13,6 @@
 //! counts as none.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
@@ -123,25 +121,11 @@ pub fn load(state_dir: &Path, source: &str) -> (Ledger, Option<String>) {
 }
 
 fn read(path: &Path) -> Result<Option<Ledger>, String> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        // Never follow a symlink, never wait on a FIFO (it is refused as not a regular file).
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path);
-    let f = match f {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot open it: {e}")),
+    let bytes = match crate::state::read_regular(path, MAX_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
     };
-    let meta = f.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(format!("{} bytes, more than any ledger", meta.len()));
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     let l: Ledger = serde_json::from_slice(&bytes).map_err(|e| format!("not a ledger: {e}"))?;
     if l.format != FORMAT {
         return Err(format!("format {}, this version reads {FORMAT}", l.format));
