@@ -405,9 +405,9 @@ fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
         let Some(bundle) = name.strip_suffix(".json") else { continue };
-        if let Some(m) =
-            std::fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-        {
+        // The drive is not trusted: a FIFO is never waited on, a symlink never followed.
+        let bytes = opus_mirror_core::safe_fs::read_regular(&e.path(), 16 << 20).ok().flatten();
+        if let Some(m) = bytes.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) {
             if m.file == bundle {
                 out.push(m);
             }

@@ -559,3 +559,39 @@ fn a_fifo_for_a_state_file_never_blocks_status() {
     assert!(r.code == 0 || r.code == 3, "exit {}:\n{}", r.code, r.stderr);
     assert!(r.json()["sources"][0]["last_drill"].is_null(), "{}", r.stdout);
 }
+
+/// Whoever controls the drive puts FIFOs where the marker, a manifest, a pending manifest and
+/// RESTORE.md were: no command waits on one (each hung until something wrote to the pipe).
+/// A FIFO marker makes the drive unavailable, a FIFO manifest leaves its bundle unverified.
+#[test]
+fn fifos_on_a_hostile_drive_never_block_a_command() {
+    let (mut env, _vault, drive) = setup("");
+    let fifo = |p: &Path| {
+        let _ = fs::remove_file(p);
+        let st = std::process::Command::new("mkfifo").arg(p).status().expect("mkfifo (coreutils)");
+        assert!(st.success());
+    };
+    let within = |env: &Env, args: &[&str]| {
+        let mut w = vec!["timeout".to_string(), "30".to_string()];
+        w.extend(args.iter().map(|a| a.to_string()));
+        let out = env.wrapped(&w[..2], args).output().expect("run opus-mirror");
+        let r = crate::helpers::Run::from(out);
+        assert_ne!(r.code, 124, "{args:?} blocked on a FIFO:\n{}", r.stderr);
+        r
+    };
+    let manifest = files(&drive, "-incr.bundle.json")[0].clone();
+    fifo(&manifest);
+    fifo(&drive.join("v-2026-11-21T040000Z-incr.bundle.pending.json"));
+    fifo(&drive.join("RESTORE.md"));
+    env.now = Some("2026-11-22T03:30:00Z".into());
+    let r = within(&env, &["check"]);
+    assert_eq!(r.code, 1, "a bundle without a usable manifest is a problem:\n{}", r.stderr);
+    within(&env, &["status"]);
+    within(&env, &["run"]);
+    let fresh = Env::new();
+    let to = env.path("recovered");
+    within(&fresh, &["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]);
+    fifo(&drive.join(".opus-mirror-target"));
+    let r = within(&env, &["bundle"]);
+    assert!(r.stderr.contains("marker"), "a FIFO marker is no marker:\n{}", r.stderr);
+}

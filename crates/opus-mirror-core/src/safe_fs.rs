@@ -365,6 +365,33 @@ fn split(rel: &[u8]) -> Result<(&[u8], &OsStr), SafeError> {
     Ok((parent, check_name(name)?))
 }
 
+/// The bytes of the regular file at `path`, or None when nothing is there. Like everything
+/// read back it is not trusted: a symlink is never followed, a FIFO never waited on (both
+/// are errors: not a regular file), and more than `max` bytes is an error, not an allocation.
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!("{} bytes, more than it can hold", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other("it grew past its limit while being read"));
+    }
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,39 +110,12 @@ fn parse_line(line: &[u8]) -> Option<Event> {
 
 /// Reads a JSON state file, if it exists and parses.
 pub fn load<T: DeserializeOwned>(state_dir: &Path, name: &str) -> Option<T> {
-    let bytes = read_regular(&dir(state_dir).join(name), MAX_STATE_BYTES).ok().flatten()?;
+    let bytes = crate::safe_fs::read_regular(&dir(state_dir).join(name), MAX_STATE_BYTES).ok().flatten()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Bigger than any state file we write (a drill report, an alarm, a ledger).
 pub const MAX_STATE_BYTES: u64 = 16 << 20;
-
-/// The bytes of the regular file at `path`, or None when nothing is there. Like everything
-/// read back it is not trusted: a symlink is never followed, a FIFO never waited on (both
-/// are errors: not a regular file), and more than `max` bytes is an error, not an allocation.
-pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let f = match OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > max {
-        return Err(std::io::Error::other(format!("{} bytes, more than it can hold", meta.len())));
-    }
-    let mut bytes = Vec::new();
-    f.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(std::io::Error::other("it grew past its limit while being read"));
-    }
-    Ok(Some(bytes))
-}
 
 /// Writes a JSON state file atomically.
 pub fn save<T: Serialize>(state_dir: &Path, name: &str, value: &T) -> Result<()> {

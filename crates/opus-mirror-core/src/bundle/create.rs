@@ -380,7 +380,9 @@ impl<W: Write> Write for Counted<'_, W> {
 fn place_runbook(cfg: &Config, dir: &Path) {
     let text = crate::recovery::render(cfg);
     let dest = dir.join("RESTORE.md");
-    if std::fs::read_to_string(&dest).is_ok_and(|old| old == text) {
+    // Read like anything on the drive: a FIFO or symlink there is never waited on or followed.
+    let old = crate::safe_fs::read_regular(&dest, text.len() as u64 + 1).ok().flatten();
+    if old.is_some_and(|old| old == text.as_bytes()) {
         return;
     }
     if let Err(e) = crate::atomic::write_file(&dest, text.as_bytes()) {

@@ -121,7 +121,7 @@ pub fn load(state_dir: &Path, source: &str) -> (Ledger, Option<String>) {
 }
 
 fn read(path: &Path) -> Result<Option<Ledger>, String> {
-    let bytes = match crate::state::read_regular(path, MAX_BYTES) {
+    let bytes = match crate::safe_fs::read_regular(path, MAX_BYTES) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(None),
         Err(e) => return Err(e.to_string()),

@@ -16,6 +16,9 @@ use crate::bundle::manifest::Manifest;
 
 pub const MARKER: &str = ".opus-mirror-target";
 
+/// Bigger than any marker or manifest we write: what the drive holds beyond it is not ours.
+const MAX_JSON: u64 = 16 << 20;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
     uuid: String,
@@ -42,7 +45,11 @@ pub fn mark(name: &str, path: &Path, state_dir: &Path, now: chrono::DateTime<chr
     fs::create_dir_all(path)
         .with_context(|| format!("cannot create the target directory {}", path.display()))?;
     let marker = path.join(MARKER);
-    let uuid = match fs::read(&marker).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
+    let uuid = match crate::safe_fs::read_regular(&marker, MAX_JSON)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+    {
         Some(m) => m.uuid,
         None => {
             let m = Marker { uuid: random_uuid(), target: name.into(), created: now.to_rfc3339() };
@@ -81,7 +88,11 @@ pub fn check(name: &str, path: &Path, require_mount: bool, state_dir: &Path) -> 
         .into());
     }
     let marker = path.join(MARKER);
-    let Some(m) = fs::read(&marker).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) else {
+    let Some(m) = crate::safe_fs::read_regular(&marker, MAX_JSON)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+    else {
         return Err(unavailable(
             format!("no marker file {} (is the drive plugged in?)", marker.display()),
             "plug in the drive; if this is the right place, run `opus-mirror init` to mark it",
@@ -109,8 +120,9 @@ pub fn list(path: &Path, source: &str) -> Result<Vec<Listed>> {
         if !super::is_bundle_of(&name, source) {
             continue;
         }
-        let manifest = fs::read(path.join(format!("{name}.json")))
+        let manifest = crate::safe_fs::read_regular(&path.join(format!("{name}.json")), MAX_JSON)
             .ok()
+            .flatten()
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
         out.push(Listed { name, size: e.metadata()?.len(), manifest });
     }
@@ -141,7 +153,10 @@ pub fn settle(path: &Path, source: &str) -> Result<Vec<String>> {
             let pending = path.join(file);
             let bundle = path.join(name);
             let verified = path.join(format!("{name}.json"));
-            let m = fs::read(&pending).ok().and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
+            let m = crate::safe_fs::read_regular(&pending, MAX_JSON)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
             if verified.exists() {
                 // Killed after the verified manifest was written: only the marker is left.
             } else if let Some(m) =
