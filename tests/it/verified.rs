@@ -223,3 +223,52 @@ fn a_fifo_for_a_ledger_never_blocks_the_check() {
     assert!(r.envelope()["warnings"].to_string().contains("verified-v.json is unusable"), "{}", r.stderr);
     assert!(fs::symlink_metadata(&ledger).expect("stat").file_type().is_file(), "replaced by a regular file");
 }
+
+/// A full bundle due (`full_every = 7d`) is the other weekly cost: a hook run writes an
+/// incremental one and leaves the full one to the timer (the year benchmark's hook runs peaked
+/// at 7.3x their median on exactly those runs), and says so in its plan; a timer run writes
+/// it; a hook run writes it once the newest full bundle is twice `full_every` old.
+#[test]
+fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_with_drive("v", &vault, "", &drive, "mode = \"incremental\"\nfull_every = \"7d\"");
+    env.run(&["init"]).ok();
+    let mut day = 0;
+    let mut kind_of_run = |env: &mut Env, when: &str, trigger: &str| -> String {
+        day += 1;
+        fs::write(vault.join(format!("day-{day}.md")), format!("session {day}")).expect("edit");
+        env.now = Some(when.into());
+        let r = env.run(&["run", "--trigger", trigger, "--json"]);
+        assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
+        let b = r.json()["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == "bundle")
+            .expect("a bundle step")["detail"]
+            .as_str()
+            .expect("detail")
+            .to_string();
+        if b.contains("-incr.bundle") {
+            "incremental".into()
+        } else if b.contains(".bundle") {
+            "full".into()
+        } else {
+            b
+        }
+    };
+    assert_eq!(kind_of_run(&mut env, "2026-11-01T03:30:00Z", "timer"), "full");
+    assert_eq!(kind_of_run(&mut env, "2026-11-05T03:30:00Z", "hook"), "incremental");
+    // 8 days after the full one: due, but a hook run leaves it to the timer.
+    env.now = Some("2026-11-09T03:00:00Z".into());
+    let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
+    assert!(plan.contains("a full bundle (full_every = 1w) is left to a timer or manual run"), "{plan}");
+    assert_eq!(kind_of_run(&mut env, "2026-11-09T03:30:00Z", "hook"), "incremental");
+    assert_eq!(kind_of_run(&mut env, "2026-11-09T04:30:00Z", "timer"), "full");
+    // Hooks alone: the full bundle comes 14 days after the last one.
+    assert_eq!(kind_of_run(&mut env, "2026-11-20T03:30:00Z", "hook"), "incremental");
+    assert_eq!(kind_of_run(&mut env, "2026-11-23T05:30:00Z", "hook"), "full");
+}

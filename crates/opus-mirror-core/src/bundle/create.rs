@@ -101,6 +101,25 @@ pub fn not_due(t: &Target, listed: &[Listed], ranks: &[u64], now: DateTime<Utc>)
         .map(|_| format!("{} is younger than every = {}", newest.file, crate::human::human_duration(every)))
 }
 
+/// How a bundle step decides what to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Decide {
+    /// Write one even when none is due by `every`.
+    pub force: bool,
+    /// A full bundle once the newest verified full one is this old (the target's
+    /// `full_every`; a hook run passes more, leaving the full bundle to the timer).
+    pub full_every: chrono::Duration,
+}
+
+/// Whether, on a target listing `listed`, the next bundle would be a full one under
+/// `full_every`: there is no verified full bundle younger than that (one dated in the
+/// future says nothing about its age).
+pub fn full_due(listed: &[Listed], ranks: &[u64], now: DateTime<Utc>, full_every: chrono::Duration) -> bool {
+    let done = verified(listed, ranks);
+    let newest_full = done.iter().rev().find(|m| m.kind == BundleKind::Full);
+    !newest_full.is_some_and(|full| dated_before(full, now).is_some_and(|c| c > now - full_every))
+}
+
 /// What the caller already read of a target: the bundles of the source (`target::list`) and
 /// their ranks by content (`ranking::by_content`, parallel to `listed`; empty when not ranked).
 /// A run's plan reads them once, so its bundle step does not list the drive and walk the
@@ -121,7 +140,7 @@ pub fn create(
     force: bool,
     progress: &dyn Report,
 ) -> Result<Outcome> {
-    create_from(cfg, source, t, now, force, progress, None)
+    create_from(cfg, source, t, now, Decide { force, full_every: t.full_every }, progress, None)
 }
 
 /// [`create`], deciding from `known` (what the caller listed earlier in this process, with the
@@ -132,11 +151,11 @@ pub fn create_from(
     source: &Source,
     t: &Target,
     now: DateTime<Utc>,
-    force: bool,
+    how: Decide,
     progress: &dyn Report,
     known: Option<Known>,
 ) -> Result<Outcome> {
-    create_unexplained(cfg, source, t, now, force, progress, known).map_err(|e| {
+    create_unexplained(cfg, source, t, now, how, progress, known).map_err(|e| {
         let place = match &t.kind {
             TargetKind::Dir { path, .. } => path.clone(),
             TargetKind::Rclone { .. } => crate::heal::scratch_root(&cfg.state_dir),
@@ -154,7 +173,7 @@ fn create_unexplained(
     source: &Source,
     t: &Target,
     now: DateTime<Utc>,
-    force: bool,
+    how: Decide,
     progress: &dyn Report,
     known: Option<Known>,
 ) -> Result<Outcome> {
@@ -189,7 +208,7 @@ fn create_unexplained(
         _ => crate::ranking::by_content(cfg, source, &listed, now),
     };
     let done = verified(&listed, &ranks);
-    if let (false, Some(why)) = (force, not_due(t, &listed, &ranks, now)) {
+    if let (false, Some(why)) = (how.force, not_due(t, &listed, &ranks, now)) {
         out.reason = Some(why);
         return Ok(out);
     }
@@ -202,11 +221,8 @@ fn create_unexplained(
         .into());
     }
     // Incremental on top of the newest verified bundle while the newest full one is recent.
-    let newest_full = done.iter().rev().find(|m| m.kind == BundleKind::Full);
-    let base = match (t.incremental, newest_full, done.last()) {
-        (true, Some(full), Some(tip)) if dated_before(full, now).is_some_and(|c| c > now - t.full_every) => {
-            Some(*tip)
-        }
+    let base = match (t.incremental, done.last()) {
+        (true, Some(tip)) if !full_due(&listed, &ranks, now, how.full_every) => Some(*tip),
         _ => None,
     };
     let current: BTreeMap<String, String> = refs.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();

@@ -95,14 +95,15 @@ fn step(
             journal.doing("mirror", None);
             mirror(cfg, s, now)
         }
-        (StepKind::Bundle, due) => {
+        (StepKind::Bundle { full_every }, due) => {
             let tg = target.expect("the plan names configured targets");
             journal.doing("bundle", Some(&tg.name));
             let known = match facts.bundles.get(&(s.name.clone(), tg.name.clone())) {
                 Some(Ok(l)) => Some(create::Known { listed: &l.listed, ranks: &l.ranks }),
                 _ => None,
             };
-            bundle(cfg, s, tg, due, known, now, done, journal.progress)
+            let how = create::Decide { force: false, full_every: *full_every };
+            bundle(cfg, s, tg, due, how, known, now, done, journal.progress)
         }
         (StepKind::Prune, _) => {
             prune(cfg, s, target.expect("the plan names configured targets"), now, journal, done)?
@@ -210,6 +211,7 @@ fn bundle(
     s: &Source,
     tg: &Target,
     due: &Due,
+    how: create::Decide,
     known: Option<create::Known>,
     now: DateTime<Utc>,
     done: &mut Done,
@@ -224,7 +226,7 @@ fn bundle(
     }
     // The plan listed this target moments ago and nothing since has written to it (the run
     // lock is held): decide from that listing rather than list the drive once more.
-    let r = create::create_from(cfg, s, tg, now, false, progress, known);
+    let r = create::create_from(cfg, s, tg, now, how, progress, known);
     crate::steps::record_bundle(cfg, s, tg, now, &r);
     match r {
         Ok(o) => {

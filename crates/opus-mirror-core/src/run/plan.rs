@@ -35,7 +35,7 @@ impl From<anyhow::Error> for Blocked {
 }
 
 /// A target's bundles of one source, with their ranks by content (parallel to `listed`; empty
-/// for a target without `every`, the only thing the plan ranks them for).
+/// for a target with neither `every` nor incremental bundles, the things they are ranked for).
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     pub listed: Vec<Listed>,
@@ -65,10 +65,12 @@ impl Facts {
             for s in sources.iter().filter(|s| tg.takes(&s.name)) {
                 let listing = usable.clone().and_then(|()| {
                     let listed = crate::target::list(tg, &s.name)?;
-                    // Only `every` needs the order by content (it walks the snapshot branch).
-                    let ranks = match tg.every {
-                        Some(_) => crate::ranking::by_content(cfg, s, &listed, now),
-                        None => Vec::new(),
+                    // Only `every` and an incremental target's chain need the order by
+                    // content (it walks the snapshot branch); the bundle step reuses it.
+                    let ranks = if tg.every.is_some() || tg.incremental {
+                        crate::ranking::by_content(cfg, s, &listed, now)
+                    } else {
+                        Vec::new()
                     };
                     Ok(Listing { listed, ranks })
                 });
@@ -97,7 +99,11 @@ pub enum StepKind {
     Runbook,
     Snapshot,
     Mirror,
-    Bundle,
+    /// A full bundle once the newest verified full one is `full_every` old (the target's; a
+    /// hook run's plan doubles it, leaving the weekly full bundle to the timer).
+    Bundle {
+        full_every: chrono::Duration,
+    },
     /// Only after this target's bundle succeeded and nothing in the run failed.
     Prune,
     /// The backup repo and the drives' bundles, as far as `scope` reads them (what is new,
@@ -126,7 +132,7 @@ impl StepKind {
             StepKind::Runbook => "runbook",
             StepKind::Snapshot => "snapshot",
             StepKind::Mirror => "mirror",
-            StepKind::Bundle => "bundle",
+            StepKind::Bundle { .. } => "bundle",
             StepKind::Prune => "prune",
             StepKind::Check { .. } => "check",
             StepKind::Drill { .. } => "drill",
@@ -209,7 +215,8 @@ fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, trig
     }
     let targets: Vec<&Target> = cfg.targets.iter().filter(|t| t.takes(&s.name)).collect();
     for tg in &targets {
-        steps.push(step(StepKind::Bundle, Some(&tg.name), bundle_due(tg, s, facts, now)));
+        let (full_every, due) = bundle_plan(tg, s, facts, now, trigger);
+        steps.push(step(StepKind::Bundle { full_every }, Some(&tg.name), due));
     }
     for tg in targets.iter().filter(|t| !t.keep.is_empty()) {
         let why = "after its bundle, unless a step of this run failed".to_string();
@@ -239,6 +246,38 @@ fn bundle_due(tg: &Target, s: &Source, facts: &Facts, now: DateTime<Utc>) -> Due
             }),
         },
     }
+}
+
+/// [`bundle_due`], and when a full bundle comes: after `full_every`, or in a hook run after
+/// [`HOOK_OVERDUE`] times that (writing a full bundle is the other weekly cost a hook run
+/// leaves to the timer), which the plan says when it happens.
+fn bundle_plan(
+    tg: &Target,
+    s: &Source,
+    facts: &Facts,
+    now: DateTime<Utc>,
+    trigger: Trigger,
+) -> (chrono::Duration, Due) {
+    let due = bundle_due(tg, s, facts, now);
+    if trigger != Trigger::Hook || !tg.incremental {
+        return (tg.full_every, due);
+    }
+    let patient = tg.full_every * HOOK_OVERDUE;
+    let due = match (due, facts.bundles.get(&(s.name.clone(), tg.name.clone()))) {
+        (Due::Yes(why), Some(Ok(l)))
+            if crate::bundle::create::full_due(&l.listed, &l.ranks, now, tg.full_every)
+                && !crate::bundle::create::full_due(&l.listed, &l.ranks, now, patient) =>
+        {
+            Due::Yes(format!(
+                "{why}; a full bundle (full_every = {}) is left to a timer or manual run, an \
+                 incremental one is written (a hook run writes the full one when the newest is {} old)",
+                human_duration(tg.full_every),
+                human_duration(patient)
+            ))
+        }
+        (due, _) => due,
+    };
+    (patient, due)
 }
 
 /// The check of every run: what is new since the last one (so it costs what the run added);

@@ -32,11 +32,13 @@ pub fn source(cfg: &Config, s: &Source, plan: &SourcePlan, now: DateTime<Utc>, j
                 (None, e, d)
             }
             (StepKind::Mirror, _) => (None, Exit::Ok, mirror(s)),
-            (StepKind::Bundle, Due::Blocked(b)) => {
+            (StepKind::Bundle { .. }, Due::Blocked(b)) => {
                 (p.target.clone(), Exit::Ok, format!("unavailable: {}", b.detail))
             }
-            (StepKind::Bundle, Due::No(why)) => (p.target.clone(), Exit::Ok, format!("not due: {why}")),
-            (StepKind::Bundle, Due::Yes(why)) => {
+            (StepKind::Bundle { .. }, Due::No(why)) => {
+                (p.target.clone(), Exit::Ok, format!("not due: {why}"))
+            }
+            (StepKind::Bundle { .. }, Due::Yes(why)) => {
                 (p.target.clone(), Exit::Ok, format!("would write a bundle if anything changed ({why})"))
             }
             (StepKind::Prune, Due::Yes(why)) => {
