@@ -1,0 +1,187 @@
+//! Our pack indexer (`git::pack::index`) against stock git: the `.idx` it writes for a pack
+//! with deltas is `git index-pack`'s byte for byte; a repository it unbundled passes `git
+//! verify-pack -v` and `git fsck --full`; stock git's thin incremental bundles still unbundle;
+//! a damaged bundle is refused by `unbundle` and `check`, naming the file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use opus_mirror_core::git::pack::index::{index_file, Options};
+use sha2::Digest;
+
+use crate::helpers::coderepo::CodeRepo;
+use crate::helpers::{git, Env};
+
+/// A note long enough for git to store its later versions as deltas.
+fn note(version: usize) -> String {
+    (0..200)
+        .map(|i| format!("line {i} of a long note, version {}\n", if i == 100 { version } else { 0 }))
+        .collect()
+}
+
+/// A code repo whose `notes.md` has `versions` commits, repacked so they are deltas.
+fn repo_with_deltas(env: &Env, versions: usize) -> (CodeRepo, Vec<String>) {
+    let code = CodeRepo::new(&env.path("code"));
+    let commits = (0..versions).map(|v| code.commit("notes.md", &note(v), &format!("v{v}"))).collect();
+    code.git(&["tag", "-a", "v1", "-m", "annotated"]).ok();
+    code.git(&["repack", "-q", "-a", "-d", "-f", "--depth=50", "--window=10"]).ok();
+    (code, commits)
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Where a bundle's pack starts (after the blank line ending its header).
+fn pack_start(b: &[u8]) -> usize {
+    b.windows(2).position(|w| w == b"\n\n").expect("a bundle header") + 2
+}
+
+#[test]
+fn our_idx_is_byte_identical_to_git_index_pack() {
+    let env = Env::new();
+    let (code, _) = repo_with_deltas(&env, 8);
+    let packs = files_with(&code.work.join(".git/objects/pack"), "pack");
+    assert_eq!(packs.len(), 1);
+    let verify = git(&code.work, &["verify-pack", "-v", packs[0].to_str().unwrap()]).ok().stdout;
+    assert!(verify.contains("chain length = "), "the test pack has no deltas:\n{verify}");
+    let copy = env.path("copy.pack");
+    fs::copy(&packs[0], &copy).unwrap();
+    git(env.dir.path(), &["index-pack", "-o", env.path("git.idx").to_str().unwrap(), copy.to_str().unwrap()])
+        .ok();
+    let out = env.path("ours");
+    let got = index_file(&copy, 0, &Options { write_to: Some(&out), ..Default::default() }).expect("indexed");
+    let name = got.name.expect("written");
+    assert_eq!(fs::read(out.join(format!("pack-{name}.pack"))).unwrap(), fs::read(&copy).unwrap());
+    assert!(
+        fs::read(out.join(format!("pack-{name}.idx"))).unwrap() == fs::read(env.path("git.idx")).unwrap(),
+        "our .idx differs from git index-pack's"
+    );
+}
+
+#[test]
+fn a_repository_we_unbundled_passes_verify_pack_and_fsck() {
+    let env = Env::new();
+    let (code, _) = repo_with_deltas(&env, 8);
+    let full = env.path("full.bundle");
+    code.git(&["bundle", "create", "-q", full.to_str().unwrap(), "--all"]).ok();
+    let bare = env.path("r.git");
+    let repo = git2::Repository::init_bare(&bare).unwrap();
+    opus_mirror_core::bundle::read::unbundle(&repo, &full).expect("unbundled");
+    for p in files_with(&bare.join("objects/pack"), "pack") {
+        let r = git(&bare, &["verify-pack", "-v", p.to_str().unwrap()]).ok();
+        assert!(r.stdout.contains("chain length = "), "the unbundled pack has no deltas");
+    }
+    crate::helpers::assert_fsck(&bare);
+    assert_eq!(git(&bare, &["rev-parse", "main"]).ok().stdout.trim(), code.head());
+}
+
+#[test]
+fn a_thin_incremental_bundle_from_stock_git_unbundles() {
+    let env = Env::new();
+    let (code, commits) = repo_with_deltas(&env, 3);
+    let full = env.path("full.bundle");
+    code.git(&["bundle", "create", "-q", full.to_str().unwrap(), "main"]).ok();
+    code.commit("notes.md", &note(99), "v99");
+    let inc = env.path("inc.bundle");
+    code.git(&["bundle", "create", "-q", inc.to_str().unwrap(), "main", &format!("^{}", commits[2])]).ok();
+    // It is thin: a delta against a blob only the prerequisite has.
+    let b = fs::read(&inc).unwrap();
+    let alone = index_file(&inc, pack_start(&b) as u64, &Options::default()).expect("readable alone");
+    assert!(alone.unverified > 0, "stock git wrote no thin delta: the test proves nothing");
+
+    let bare = env.path("r.git");
+    let repo = git2::Repository::init_bare(&bare).unwrap();
+    opus_mirror_core::bundle::read::unbundle(&repo, &full).expect("full");
+    opus_mirror_core::bundle::read::unbundle(&repo, &inc).expect("thin incremental");
+    // Every pack we wrote stands on its own (verify-pack refuses a thin one).
+    for p in files_with(&bare.join("objects/pack"), "pack") {
+        git(&bare, &["verify-pack", p.to_str().unwrap()]).ok();
+    }
+    crate::helpers::assert_fsck(&bare);
+    assert_eq!(git(&bare, &["rev-parse", "main"]).ok().stdout.trim(), code.head());
+}
+
+#[test]
+fn a_damaged_pack_in_a_bundle_is_refused_naming_the_file() {
+    let env = Env::new();
+    let (code, _) = repo_with_deltas(&env, 4);
+    let full = env.path("full.bundle");
+    code.git(&["bundle", "create", "-q", full.to_str().unwrap(), "--all"]).ok();
+    let good = fs::read(&full).unwrap();
+    let start = pack_start(&good);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() - 40].to_vec()),
+        ("flipped", {
+            let mut b = good.clone();
+            b[start + (good.len() - start) / 2] ^= 0x10;
+            b
+        }),
+        ("trailer", {
+            let mut b = good.clone();
+            let n = b.len();
+            b[n - 3] ^= 1;
+            b
+        }),
+        ("count", {
+            let mut b = good.clone();
+            b[start + 11] += 1;
+            b
+        }),
+    ];
+    for (what, bytes) in cases {
+        let path = env.path(&format!("{what}.bundle"));
+        fs::write(&path, bytes).unwrap();
+        let repo = git2::Repository::init_bare(env.path(&format!("{what}.git"))).unwrap();
+        let e = format!("{:#}", opus_mirror_core::bundle::read::unbundle(&repo, &path).expect_err(what));
+        assert!(e.contains(&path.display().to_string()) && e.contains("damaged"), "{what}: {e}");
+        let e = opus_mirror_core::check::bundle_file_ok(&path, &env.state).expect_err(what);
+        assert!(e.starts_with("pack: "), "{what}: {e}");
+    }
+}
+
+/// `check` reads the pack of a bundle whose manifest matches (whoever wrote the bundle wrote
+/// the manifest too) and names the file.
+#[test]
+fn check_refuses_a_bundle_whose_pack_is_damaged() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    fs::create_dir_all(&vault).unwrap();
+    for i in 0..20 {
+        fs::write(vault.join(format!("n{i}.md")), note(i)).unwrap();
+    }
+    let drive = env.path("drive");
+    env.write_config_with_drive("notes", &vault, "", &drive, "");
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    env.run(&["check"]).ok();
+    let bundle = files_with(&drive, "bundle").pop().expect("a bundle");
+    let mut b = fs::read(&bundle).unwrap();
+    let start = pack_start(&b);
+    // Damage an entry and give the pack a matching trailer: only the entries' own checks can tell.
+    let at = start + (b.len() - start) / 2;
+    b[at] ^= 0x10;
+    let n = b.len();
+    let sum: [u8; 20] = sha1::Sha1::digest(&b[start..n - 20]).into();
+    b[n - 20..].copy_from_slice(&sum);
+    fs::write(&bundle, &b).unwrap();
+    let manifest = PathBuf::from(format!("{}.json", bundle.display()));
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    m["sha256"] = hex::encode(sha2::Sha256::digest(&b)).into();
+    fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let r = env.run(&["check"]);
+    assert_ne!(r.code, 0, "check passed a damaged pack\n{}", r.stdout);
+    let name = bundle.file_name().unwrap().to_str().unwrap();
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains(&format!("{name}: pack: object")),
+        "check does not name the bundle and the object:\n{all}"
+    );
+}
