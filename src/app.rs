@@ -35,7 +35,7 @@ pub fn init_logging(g: &Global) {
 /// Everything opus-mirror creates is private: the state dir, packs it writes or fetches,
 /// history, scratch, unbundled repos, bundles on a drive, restored files (0600, dirs 0700).
 /// Backups hold everything a user has; nobody else on the machine reads them by default.
-pub fn private_umask() {
+pub(crate) fn private_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
@@ -103,7 +103,7 @@ pub fn command_line_error(err: clap::Error) -> std::process::ExitCode {
 }
 
 /// The subcommand as the user typed it, for the envelope.
-pub fn command_name(c: &Command) -> String {
+pub(crate) fn command_name(c: &Command) -> String {
     use crate::cli::{GuardCommand, HookCommand, NotifyCommand, ScheduleCommand};
     let name = match c {
         Command::Init(_) => "init",

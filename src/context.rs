@@ -25,7 +25,7 @@ pub struct Context<'a> {
 }
 
 /// Reads the process environment (one place, so the config layer can be given another).
-pub fn env_var(key: &str) -> Option<String> {
+pub(crate) fn env_var(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
@@ -60,7 +60,7 @@ impl Context<'_> {
 
     /// One item (a source, a target) failed and the others go on: `error: LABEL: ERROR` on
     /// stderr as always, and the same error, naming its source and target, in the envelope.
-    pub fn item_error(
+    pub(crate) fn item_error(
         &mut self,
         label: &str,
         source: Option<&str>,
@@ -77,7 +77,7 @@ impl Context<'_> {
 
     /// An error found without an `Err` (a damaged bundle, a failed alert): the envelope only,
     /// the command prints its own human line.
-    pub fn note_error(&mut self, text: &str, source: Option<&str>, target: Option<&str>) {
+    pub(crate) fn note_error(&mut self, text: &str, source: Option<&str>, target: Option<&str>) {
         self.collected.errors.push(Problem::from_text(text).on(source, target));
     }
 
@@ -88,7 +88,7 @@ impl Context<'_> {
     }
 
     /// A warning for the envelope only (the human line was printed elsewhere).
-    pub fn note_warning(&mut self, text: &str, source: Option<&str>, target: Option<&str>) {
+    pub(crate) fn note_warning(&mut self, text: &str, source: Option<&str>, target: Option<&str>) {
         self.collected.warnings.push(Problem::from_text(text).on(source, target));
     }
 }
@@ -103,7 +103,7 @@ pub struct Held {
 
 /// Takes the run lock (waiting up to `wait`), then removes the leftovers of killed runs: with
 /// the lock held they are certainly orphans (see [`opus_mirror_core::heal`]).
-pub fn lock_and_heal(cfg: &Config, wait: Duration) -> Result<Held> {
+pub(crate) fn lock_and_heal(cfg: &Config, wait: Duration) -> Result<Held> {
     let lock = RunLock::acquire(&cfg.state_dir, wait)?;
     let healed = opus_mirror_core::heal::heal(cfg, &lock);
     // Children write their temp files (rclone's partial downloads, git's) into a scratch dir
@@ -117,7 +117,7 @@ pub fn lock_and_heal(cfg: &Config, wait: Duration) -> Result<Held> {
 
 /// Text a command prints as it is (completions, the man page, the runbook): under `--json`,
 /// the envelope's `data` is `{"text": ...}` instead.
-pub fn print_text(ctx: &mut Context, text: &[u8]) -> Result<()> {
+pub(crate) fn print_text(ctx: &mut Context, text: &[u8]) -> Result<()> {
     if ctx.mode.json {
         ctx.json(&serde_json::json!({ "text": String::from_utf8_lossy(text) }))
     } else {

@@ -46,7 +46,7 @@ pub struct Problem {
 impl Problem {
     /// From the text a human line shows (`problem\n  fix: what to do`); URLs have their
     /// credentials masked as everywhere else.
-    pub fn from_text(text: &str) -> Problem {
+    pub(crate) fn from_text(text: &str) -> Problem {
         let text = opus_mirror_core::config::mask_urls_in(text);
         let (message, fix) = match text.split_once("\n  fix: ") {
             Some((m, f)) => (m.to_string(), Some(f.trim_end().to_string())),
@@ -81,7 +81,7 @@ pub struct Collected {
 impl Collected {
     /// The envelope of a command that ended with `result`. A command that set no payload
     /// reports what it did as `{"messages": [...]}`.
-    pub fn into_envelope(mut self, command: String, result: &anyhow::Result<Exit>) -> Envelope {
+    pub(crate) fn into_envelope(mut self, command: String, result: &anyhow::Result<Exit>) -> Envelope {
         let exit = match result {
             Ok(e) => *e,
             Err(err) => {

@@ -96,7 +96,7 @@ impl Progress {
     }
 
     /// Whether it draws anything.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.0.is_some()
     }
 
@@ -164,7 +164,7 @@ impl<W: Write> Write for QuietPipe<W> {
 }
 
 /// Prints a value as pretty JSON followed by a newline.
-pub fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
     Ok(())

@@ -65,7 +65,7 @@ pub fn run(ctx: &mut Context, cmd: &GuardCommand) -> Result<Exit> {
     }
 }
 
-pub fn notify_test(ctx: &mut Context) -> Result<Exit> {
+pub(crate) fn notify_test(ctx: &mut Context) -> Result<Exit> {
     let cfg = ctx.config()?;
     if cfg.notify.is_empty() {
         ctx.say("no [notify] channel is configured")?;

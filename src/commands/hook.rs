@@ -34,7 +34,7 @@ fn command(config: &Path, state_dir: &Path) -> Result<String> {
 }
 
 /// The git hook script.
-pub fn git_hook_script(hook: &str, cmd: &str) -> String {
+pub(crate) fn git_hook_script(hook: &str, cmd: &str) -> String {
     format!(
         "#!/bin/sh\n{MARK}: backs up after `git {hook}` in the background; never fails git.\n\
          # Installed by `opus-mirror hook install`; `opus-mirror hook uninstall` removes it and\n\

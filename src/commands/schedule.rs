@@ -26,13 +26,15 @@ fn parse_at(at: &str) -> Result<(u32, u32)> {
     Ok((h, m))
 }
 
-/// The systemd service and timer units.
-pub fn systemd_units(exe: &Path, config: &Path, h: u32, m: u32) -> (String, String) {
-    systemd_units_as(exe, config, h, m, None)
-}
-
-/// The units, for a system timer that runs as `user` (None: root).
-pub fn systemd_units_as(exe: &Path, config: &Path, h: u32, m: u32, user: Option<&str>) -> (String, String) {
+/// The systemd service and timer units; for a system timer, it runs as `user` (None: root,
+/// or the user's own for a user timer).
+pub(crate) fn systemd_units_as(
+    exe: &Path,
+    config: &Path,
+    h: u32,
+    m: u32,
+    user: Option<&str>,
+) -> (String, String) {
     // User= takes a plain name (systemd does not unquote it): only names that need no quoting.
     let run_as = user.filter(|u| valid_user(u)).map(|u| format!("User={u}\n")).unwrap_or_default();
     let service = format!(
@@ -56,7 +58,7 @@ fn valid_user(u: &str) -> bool {
 }
 
 /// The crontab line.
-pub fn cron_line(exe: &Path, config: &Path, h: u32, m: u32) -> String {
+pub(crate) fn cron_line(exe: &Path, config: &Path, h: u32, m: u32) -> String {
     format!(
         "{m} {h} * * * OPUS_MIRROR_CONFIG={} {} run --quiet --trigger timer {CRON_MARK}",
         cron_word(&config.display().to_string()),
@@ -260,8 +262,13 @@ mod tests {
         let evil =
             cron_line(Path::new("/usr/bin/opus-mirror"), Path::new("/h/it's $(touch x) 50%.toml"), 3, 30);
         assert!(evil.contains("'/h/it'\\''s $(touch x) 50\\%.toml'"), "{evil}");
-        let (service, _) =
-            systemd_units(Path::new("/opt/om bin/opus-mirror"), Path::new("/h/50% $HOME.toml"), 3, 30);
+        let (service, _) = systemd_units_as(
+            Path::new("/opt/om bin/opus-mirror"),
+            Path::new("/h/50% $HOME.toml"),
+            3,
+            30,
+            None,
+        );
         assert!(service.contains("Environment=\"OPUS_MIRROR_CONFIG=/h/50%% $$HOME.toml\""), "{service}");
         assert!(service.contains("ExecStart=\"/opt/om bin/opus-mirror\" run"), "{service}");
     }

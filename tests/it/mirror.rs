@@ -466,3 +466,39 @@ fn a_mirror_with_a_symlinked_pack_dir_is_pushed_by_git() {
         assert!(refs(&mirror).contains(line), "the mirror lacks {line}");
     }
 }
+
+/// Our own day's push writes one pack per day into the mirror and skips receive-pack, so it
+/// runs git's after-push upkeep itself (`receive.autogc`): the mirror's packs stay bounded.
+/// Here gc may keep 3 packs and does not detach, so the upkeep is seen when the push returns.
+#[test]
+fn days_of_pushes_keep_the_mirrors_packs_bounded() {
+    let (env, code, mirror) = setup(None);
+    env.run(&["snapshot"]).ok();
+    env.run(&["mirror"]).ok();
+    let m = mirror.to_str().unwrap();
+    for (k, v) in [("gc.autoPackLimit", "3"), ("gc.autoDetach", "false")] {
+        git(Path::new("/"), &["--git-dir", m, "config", k, v]).ok();
+    }
+    let packs = || {
+        fs::read_dir(mirror.join("objects/pack"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".pack"))
+            .count()
+    };
+    let mut most = 0;
+    for day in 0..5 {
+        code.commit(&format!("day{day}.md"), "work", &format!("day {day}"));
+        env.run(&["snapshot"]).ok();
+        let trace = env.path(&format!("trace-{day}.txt"));
+        let mut c = env.command(&["mirror"]);
+        c.env("GIT_TRACE2", &trace);
+        assert!(c.status().unwrap().success());
+        assert!(
+            !fs::read_to_string(&trace).unwrap().contains("receive-pack"),
+            "day {day} went through git push"
+        );
+        most = most.max(packs());
+    }
+    assert!(most <= 4, "the mirror grew to {most} packs: its upkeep never ran");
+    assert_fsck(&mirror);
+}

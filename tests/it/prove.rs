@@ -154,6 +154,27 @@ fn drill_restores_and_catches_a_bundle_holding_another_tree() {
     let _ = vault;
 }
 
+/// An untouched vault over a weekend is not stale: each day's run found the drive's verified
+/// bundles already holding the current snapshot ("nothing changed"), which confirms the
+/// off-machine copy as current then. Once the runs stop, the alarm comes as before.
+#[test]
+fn an_untouched_vault_backed_up_by_daily_runs_is_not_stale() {
+    let (mut env, _vault, drive) = setup("[status]\nmax_age = \"26h\"");
+    let bundles = files(&drive, ".bundle");
+    for day in ["2026-11-22", "2026-11-23", "2026-11-24"] {
+        env.now = Some(format!("{day}T03:30:00Z"));
+        env.run(&["run", "--quiet"]).ok();
+    }
+    assert_eq!(files(&drive, ".bundle"), bundles, "nothing changed, yet a bundle was written");
+    env.now = Some("2026-11-24T12:00:00Z".into());
+    let j = env.run(&["status", "--json"]).ok().json();
+    assert_eq!(j["stale"], false, "{j:#}");
+    assert_eq!(j["sources"][0]["newest_good_backup"], "2026-11-24T03:30:00Z", "{j:#}");
+    env.now = Some("2026-11-26T12:00:00Z".into());
+    let r = env.run(&["status"]).code(8);
+    assert!(r.stdout.contains("vault: STALE"), "{}", r.stdout);
+}
+
 #[test]
 fn status_raises_the_stale_alarm_from_backdated_state() {
     let (mut env, _vault, _drive) = setup("[status]\nmax_age = \"26h\"");
@@ -177,7 +198,9 @@ fn status_raises_the_stale_alarm_from_backdated_state() {
 #[test]
 fn alerts_reach_a_webhook_a_healthcheck_and_a_command() {
     let sink = HttpSink::start();
-    let out = std::env::temp_dir().join(format!("om-alert-{}", std::process::id()));
+    // `notify test` below runs the command again: the file lives in a dir that goes with the test.
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("alert-env");
     let notify = format!(
         "[notify]\nhealthcheck = {:?}\n[notify.on_failure]\nwebhook = {:?}\ncommand = [\"sh\", \"-c\", \"env | grep ^OPUS_MIRROR_ALERT_ | sort > {}\"]\n",
         sink.url("/ping/abc"),
@@ -197,7 +220,7 @@ fn alerts_reach_a_webhook_a_healthcheck_and_a_command() {
     assert_eq!(body["level"], "failure");
     assert!(body["text"].as_str().unwrap().contains("check found damage in vault"), "{body}");
     let env_dump = fs::read_to_string(&out).unwrap();
-    let _ = fs::remove_file(&out);
+    fs::remove_file(&out).unwrap();
     assert!(
         env_dump.contains("OPUS_MIRROR_ALERT_LEVEL=failure")
             && env_dump.contains("OPUS_MIRROR_ALERT_SOURCE=vault"),
@@ -207,6 +230,7 @@ fn alerts_reach_a_webhook_a_healthcheck_and_a_command() {
     let before = sink.received().len();
     env.run(&["notify", "test"]).ok();
     assert!(sink.received().len() > before);
+    assert!(out.exists(), "notify test did not run the command");
 }
 
 #[test]

@@ -443,3 +443,24 @@ fn secret_files_are_left_out_and_named() {
         .stdout;
     assert_eq!(listed.trim(), "note.md");
 }
+
+/// A history that cannot be written (here its file is a directory) does not cost the
+/// snapshot: it is taken, the lost history line is said with its file, and the exit is a
+/// warning (3), not a failure that would hide a snapshot that landed.
+#[test]
+fn a_history_that_cannot_be_written_is_warned_and_the_snapshot_still_lands() {
+    let (env, vault) = vault_env(false);
+    env.run(&["init"]).ok();
+    let history = env.state.join("state/history.jsonl");
+    fs::create_dir_all(&history).unwrap();
+    fs::write(vault.join("new-note.md"), "written after the history broke").unwrap();
+    let r = env.run(&["snapshot"]).code(3);
+    assert!(
+        r.stderr.contains("cannot record the run history")
+            && r.stderr.contains(&format!("cannot append to {}", history.display())),
+        "no warning naming the file:\n{}",
+        r.stderr
+    );
+    let ls = env.run(&["ls"]).ok();
+    assert!(ls.stdout.contains("new-note.md"), "the snapshot did not land:\n{}", ls.stdout);
+}

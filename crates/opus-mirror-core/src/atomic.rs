@@ -12,7 +12,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Writes a file atomically, letting `fill` stream its content into the temp file.
-pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
     let mut tmp = temp_in(dir)?;
@@ -25,18 +25,12 @@ pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -
 
 /// A temp file in `dir` named `.opus-mirror-tmp-PID-RANDOM`: the pid tells the next run
 /// whether its writer is gone (see `heal`). Removed when dropped unless persisted.
-pub fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+pub(crate) fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     tempfile::Builder::new().prefix(&format!(".opus-mirror-tmp-{}-", std::process::id())).tempfile_in(dir)
 }
 
-/// Renames `from` to `to` and makes the rename durable by syncing the directory.
-pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(from, to)?;
-    sync_dir(parent_dir(to))
-}
-
 /// fsyncs a directory so that a rename or create inside it survives a power cut.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

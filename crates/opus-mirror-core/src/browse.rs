@@ -49,7 +49,7 @@ impl PathFilter {
     }
 
     /// [`PathFilter::matches`] for a path as stored in a tree (bytes, maybe not UTF-8).
-    pub fn matches_bytes(&self, path: &[u8]) -> bool {
+    pub(crate) fn matches_bytes(&self, path: &[u8]) -> bool {
         let mut path = path;
         while let Some(rest) = path.strip_prefix(b"/") {
             path = rest;

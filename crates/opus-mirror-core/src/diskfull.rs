@@ -6,7 +6,7 @@
 use std::path::Path;
 
 /// Whether the error (or anything it wraps) is "no space left" or "quota exceeded".
-pub fn is_disk_full(err: &anyhow::Error) -> bool {
+pub(crate) fn is_disk_full(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             return matches!(io.raw_os_error(), Some(28) | Some(122))
@@ -19,7 +19,7 @@ pub fn is_disk_full(err: &anyhow::Error) -> bool {
 }
 
 /// Free bytes on the filesystem holding `path` (or its nearest existing parent).
-pub fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     let mut p = Some(path);
     while let Some(cur) = p {
         if let Ok(s) = rustix::fs::statvfs(cur) {

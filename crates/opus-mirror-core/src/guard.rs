@@ -28,7 +28,13 @@ pub fn state_name(source: &str) -> String {
 }
 
 /// Which thresholds a change crosses (empty: none).
-pub fn evaluate(g: &Guard, previous_files: u64, deleted: u64, modified: u64, truncated: u64) -> Vec<String> {
+pub(crate) fn evaluate(
+    g: &Guard,
+    previous_files: u64,
+    deleted: u64,
+    modified: u64,
+    truncated: u64,
+) -> Vec<String> {
     let mut why = Vec::new();
     if previous_files == 0 || previous_files < g.min_files {
         return why;

@@ -38,13 +38,13 @@ impl<W: Write, D: Digest> Write for DigestWriter<W, D> {
 /// The git blob id of an open file, read in bounded buffers (64 KiB): the size comes from
 /// its metadata, so the `blob SIZE\0` header is hashed first. A file that grows or shrinks
 /// while it is read is an error, not a wrong id.
-pub fn file_blob_id(f: &mut File) -> io::Result<Oid> {
+pub(crate) fn file_blob_id(f: &mut File) -> io::Result<Oid> {
     let len = f.metadata()?.len();
     crate::git::objects::hash_reader(f, len)
 }
 
 /// The sha256 of a file, as hex.
-pub fn sha256_file(p: &std::path::Path) -> io::Result<String> {
+pub(crate) fn sha256_file(p: &std::path::Path) -> io::Result<String> {
     let mut f = File::open(p)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

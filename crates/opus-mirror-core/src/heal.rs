@@ -5,7 +5,9 @@
 //! is still alive (a read-only command such as `status` does not take the lock).
 //!
 //! A mirror is not ours alone (the user or a server may be pushing to it): its lock files are
-//! only reported, with the command that removes them, once they are older than any push.
+//! only reported, with the command that removes them, once they are older than any push. What
+//! our own killed push left there (made since it began, recorded in the backup repo) is
+//! removed only once no other process is working in the mirror.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,9 +21,12 @@ use crate::lock::RunLock;
 /// A lock older than this on a mirror belongs to no push still running.
 pub const MIRROR_LOCK_STALE: Duration = Duration::from_secs(10 * 60);
 
+/// How long a sweep of a mirror waits for another process working in it to finish.
+const QUIET_WAIT: Duration = Duration::from_secs(3);
+
 /// Where a command keeps scratch files: in the state dir (private, on a disk rather than a
 /// tmpfs, and swept by the next command when a kill leaves them behind).
-pub fn scratch_root(state_dir: &Path) -> PathBuf {
+pub(crate) fn scratch_root(state_dir: &Path) -> PathBuf {
     state_dir.join("tmp")
 }
 
@@ -151,20 +156,21 @@ fn push_record_path(backup: &Path) -> PathBuf {
 }
 
 /// Records a push into the local mirror `mirror` until the guard is dropped.
-pub fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
+pub(crate) fn record_push(backup: &Path, mirror: &Path) -> Option<PushGuard> {
     let path = push_record_path(backup);
     let started =
         SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let rec = PushRecord { pid: std::process::id(), mirror: mirror.to_path_buf(), started };
     let bytes = serde_json::to_vec(&rec).ok()?;
     crate::atomic::write_file(&path, &bytes).ok()?;
-    Some(PushGuard { path, rec })
+    Some(PushGuard { path, rec, keep_record: false })
 }
 
 /// Removes the push record when the push returns (not when the process is killed).
 pub struct PushGuard {
     path: PathBuf,
     rec: PushRecord,
+    keep_record: bool,
 }
 
 impl PushGuard {
@@ -175,9 +181,11 @@ impl PushGuard {
     /// on stderr, since the record that would tell a later run it is ours goes with the guard.
     /// After a push that succeeded, lock files are left alone: none of ours can remain then,
     /// and one made meanwhile belongs to someone else's ref update.
-    pub fn finished(self, ok: bool) -> Vec<Healed> {
+    pub fn finished(mut self, ok: bool) -> Vec<Healed> {
         let mut out = Vec::new();
-        sweep_push(&self.rec, !ok, &mut out);
+        // Left for later: the record stays, so the next run's `own_push` sweeps once the
+        // other writer is gone (this process will be gone too by then).
+        self.keep_record = !sweep_push(&self.rec, !ok, &mut out);
         for h in &out {
             tracing::warn!("{h}");
         }
@@ -187,7 +195,9 @@ impl PushGuard {
 
 impl Drop for PushGuard {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if !self.keep_record {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -202,17 +212,37 @@ fn own_push(backup: &Path, out: &mut Vec<Healed>) {
     if alive(rec.pid) {
         return;
     }
-    sweep_push(&rec, true, out);
-    let _ = fs::remove_file(&path);
+    if sweep_push(&rec, true, out) {
+        let _ = fs::remove_file(&path);
+    }
 }
 
 /// Removes from the mirror of `rec` the temp packs and temp files, packs without an index, quarantine dirs,
 /// receive-pack `.keep` files and (with `locks`) lock files made since that push began.
-fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
+/// Returns false when it left them for later (see [`busy`]).
+fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) -> bool {
     let since = SystemTime::UNIX_EPOCH + Duration::from_secs(rec.started.max(1) as u64 - 1);
     let recent = |p: &Path| fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
     if !rec.mirror.join("HEAD").exists() {
-        return;
+        return true;
+    }
+    // What was made since our push began is ours only if nobody else was writing meanwhile:
+    // while another git process works in the mirror, its locks, quarantine and `.keep` look
+    // just like ours. Once the mirror is quiet, what is left was abandoned (a writer that
+    // finished cleaned up after itself). A writer (or an orphaned hook of ours) gets a moment
+    // to finish; after that, the sweep is left for later (the record stays for `own_push`).
+    let waiting = std::time::Instant::now();
+    let mut in_the_way = busy(&rec.mirror);
+    while in_the_way.is_some() && waiting.elapsed() < QUIET_WAIT {
+        std::thread::sleep(Duration::from_millis(50));
+        in_the_way = busy(&rec.mirror);
+    }
+    if let Some(pid) = in_the_way {
+        tracing::warn!(
+            "left the leftovers of our interrupted push in {} for a later run: process {pid} is using the mirror",
+            rec.mirror.display()
+        );
+        return false;
     }
     // Decided for every file before any is removed: whether a pack is ours is read from its
     // `.keep`, which is itself swept.
@@ -244,6 +274,7 @@ fn sweep_push(rec: &PushRecord, locks: bool, out: &mut Vec<Healed>) {
     for p in doomed {
         remove(&p, "leftover of our interrupted push to the mirror", out);
     }
+    true
 }
 
 /// `.opus-mirror-tmp-*` files of atomic writes directly in `dir`, unless a live process
@@ -346,9 +377,27 @@ fn orphaned(rest: &str, path: &Path) -> bool {
     }
 }
 
+/// A live process other than this one whose working directory is inside `git_dir`: git's
+/// receive-pack, index-pack, repack and gc all run there. Where `/proc` is missing the mirror
+/// counts as busy, so nothing is removed on a guess; processes of other users whose working
+/// directory cannot be read are not counted (they cannot write a mirror of ours).
+fn busy(git_dir: &Path) -> Option<u32> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Some(0);
+    }
+    let root = fs::canonicalize(git_dir).ok()?;
+    let me = std::process::id();
+    fs::read_dir(proc).ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+        let cwd = fs::read_link(e.path().join("cwd")).ok()?;
+        (pid != me && cwd.starts_with(&root)).then_some(pid)
+    })
+}
+
 /// Whether process `pid` exists. Where `/proc` is missing every process counts as alive,
 /// so nothing is removed on a guess.
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
     !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
@@ -375,7 +424,7 @@ fn remove(path: &Path, what: &'static str, out: &mut Vec<Healed>) {
 
 /// Lock files in a mirror on this machine older than [`MIRROR_LOCK_STALE`]: a push that was
 /// killed. Reported, never removed (someone else may be pushing).
-pub fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
     locks_in(git_dir)
         .filter(|e| older_than(e.path(), MIRROR_LOCK_STALE))
         .map(|e| e.path().to_path_buf())
@@ -383,7 +432,7 @@ pub fn stale_mirror_locks(git_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The message for stale mirror locks, with the exact command that clears them.
-pub fn mirror_lock_message(url: &str, locks: &[PathBuf]) -> String {
+pub(crate) fn mirror_lock_message(url: &str, locks: &[PathBuf]) -> String {
     let list: Vec<String> = locks.iter().map(|p| p.display().to_string()).collect();
     let quoted: Vec<String> = list.iter().map(|p| crate::shell::quote(p)).collect();
     format!(
@@ -407,5 +456,67 @@ mod tests {
         assert!(orphaned("4194321-abc", &p));
         // No pid and fresh: maybe a write of an older version still running.
         assert!(!orphaned("abc", &p));
+    }
+}
+
+#[cfg(test)]
+mod push_sweep_tests {
+    use super::*;
+
+    fn record(mirror: &Path) -> PushRecord {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+        PushRecord { pid: 4194321, mirror: mirror.to_path_buf(), started: now - 5 }
+    }
+
+    /// A failed push of ours is followed by another writer's push to the same mirror: the ref
+    /// lock and quarantine that writer holds are new (made since our push began) but not ours,
+    /// and removing them would break its ref update. A live git process in the mirror (its
+    /// working directory there, as receive-pack's and index-pack's are) keeps the sweep off;
+    /// once it is gone, the leftovers are removed.
+    #[test]
+    fn a_failed_push_never_sweeps_what_another_live_writer_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let mirror = d.path().join("mirror.git");
+        git2::Repository::init_bare(&mirror).unwrap();
+        let lock = mirror.join("refs/heads/main.lock");
+        fs::write(&lock, "0123\n").unwrap();
+        let quarantine = mirror.join("objects/tmp_objdir-incoming-abc123");
+        fs::create_dir_all(&quarantine).unwrap();
+        let mut other =
+            std::process::Command::new("sleep").arg("60").current_dir(&quarantine).spawn().unwrap();
+
+        let mut out = Vec::new();
+        sweep_push(&record(&mirror), true, &mut out);
+        let kept = (lock.exists(), quarantine.exists());
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(kept, (true, true), "removed while another writer was in the mirror: {out:?}");
+        assert!(out.is_empty(), "{out:?}");
+
+        sweep_push(&record(&mirror), true, &mut out);
+        assert!(!lock.exists() && !quarantine.exists(), "left after the writer was gone: {out:?}");
+    }
+
+    /// When the sweep after a failed push is left for later, the push record stays so that
+    /// the next run (`own_push`) sweeps; when nothing was in the way, it goes with the guard.
+    #[test]
+    fn a_sweep_left_for_later_keeps_the_push_record() {
+        let d = tempfile::tempdir().unwrap();
+        let (backup, mirror) = (d.path().join("backup.git"), d.path().join("mirror.git"));
+        fs::create_dir_all(&backup).unwrap();
+        git2::Repository::init_bare(&mirror).unwrap();
+        let mut other = std::process::Command::new("sleep").arg("60").current_dir(&mirror).spawn().unwrap();
+        let guard = record_push(&backup, &mirror).unwrap();
+        fs::write(mirror.join("packed-refs.lock"), "").unwrap();
+        guard.finished(false);
+        let kept = push_record_path(&backup).exists();
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert!(kept, "the record went while the sweep was left for later");
+        assert!(mirror.join("packed-refs.lock").exists());
+
+        let guard = record_push(&backup, &mirror).unwrap();
+        guard.finished(false);
+        assert!(!push_record_path(&backup).exists());
     }
 }

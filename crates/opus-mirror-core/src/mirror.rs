@@ -46,7 +46,7 @@ pub struct Report {
 }
 
 /// The time part of preserved ref names (no ':' allowed in ref names).
-pub fn stamp(now: DateTime<Utc>) -> String {
+pub(crate) fn stamp(now: DateTime<Utc>) -> String {
     now.format("%Y-%m-%dT%H%M%SZ").to_string()
 }
 

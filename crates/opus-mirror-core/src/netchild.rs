@@ -46,7 +46,7 @@ pub fn run(c: Command, idle: Option<Duration>, deadline: Duration) -> Result<Fin
 
 /// [`run`], handing each complete line of the child's stderr to `line` as it arrives (a
 /// progress report), on the calling thread. The lines are kept in [`Finished::stderr`] too.
-pub fn run_watching(
+pub(crate) fn run_watching(
     mut c: Command,
     idle: Option<Duration>,
     deadline: Duration,

@@ -64,7 +64,7 @@ impl SnapshotHistory {
     }
 
     /// The generation of the snapshot a bundle holds, if it is on the branch.
-    pub fn generation(&self, m: &Manifest) -> Option<u64> {
+    pub(crate) fn generation(&self, m: &Manifest) -> Option<u64> {
         self.generation.get(m.snapshot.as_ref()?).copied()
     }
 }
@@ -100,7 +100,7 @@ pub fn ranks(history: &SnapshotHistory, listed: &[Listed], now: DateTime<Utc>) -
 }
 
 /// `ranks` after reading the source's snapshot history.
-pub fn by_content(cfg: &Config, source: &Source, listed: &[Listed], now: DateTime<Utc>) -> Vec<u64> {
+pub(crate) fn by_content(cfg: &Config, source: &Source, listed: &[Listed], now: DateTime<Utc>) -> Vec<u64> {
     ranks(&SnapshotHistory::of(cfg, source, listed), listed, now)
 }
 

@@ -12,7 +12,7 @@ pub const RUNBOOK: &str = include_str!("../../../docs/disaster-recovery.md");
 
 /// The `sh` blocks of the runbook's sections whose headings start with `prefix` ("0.", "2."):
 /// what the drill runs, so the drill and the documented restore can never disagree.
-pub fn runbook_blocks(prefix: &str) -> Vec<String> {
+pub(crate) fn runbook_blocks(prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_section = false;
     let mut block: Option<String> = None;
@@ -37,7 +37,11 @@ pub fn runbook_blocks(prefix: &str) -> Vec<String> {
 /// Runs the runbook's section 0 (its helpers), then the sections named by `sections`, then
 /// `then`, under `bash -euo pipefail` with `vars`: the product runs the documented commands
 /// themselves, so the two cannot drift apart. The error is the script's last line on stderr.
-pub fn run_runbook(sections: &[&str], then: &str, vars: &[(&str, &std::ffi::OsStr)]) -> Result<(), String> {
+pub(crate) fn run_runbook(
+    sections: &[&str],
+    then: &str,
+    vars: &[(&str, &std::ffi::OsStr)],
+) -> Result<(), String> {
     let mut script = String::from("set -euo pipefail\n");
     for s in std::iter::once(&"0.").chain(sections) {
         runbook_blocks(s).iter().for_each(|b| script.push_str(b));

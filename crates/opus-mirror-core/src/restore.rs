@@ -301,7 +301,7 @@ pub fn to_dir(
 
 /// Gives every directory of `items` (below the root) its recorded bits, deepest first, after
 /// everything is written (a read-only directory would refuse the files going into it).
-pub fn apply_dir_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
+pub(crate) fn apply_dir_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
     for d in tree::dirs_of(items) {
         root.set_mode(d, modes.of_dir(d)).with_context(|| format!("while restoring {}", display_path(d)))?;
     }
@@ -309,7 +309,7 @@ pub fn apply_dir_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result
 }
 
 /// Gives every file and directory of `items` its recorded bits (after stock git wrote them).
-pub fn apply_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
+pub(crate) fn apply_modes(root: &mut Root, items: &[Item], modes: &Modes) -> Result<()> {
     for item in items.iter().filter(|i| !i.is_empty_dir() && i.mode != MODE_LINK) {
         root.set_mode(&item.path, modes.of_file(&item.path, item.mode == MODE_EXEC))
             .with_context(|| format!("while restoring {}", display_path(&item.path)))?;

@@ -73,13 +73,13 @@ impl Root {
 
     /// Files are written with exactly the bits asked for, not masked by the umask: for a
     /// restore whose snapshot recorded each file's real permission bits.
-    pub fn exact_modes(&mut self) {
+    pub(crate) fn exact_modes(&mut self) {
         self.umask = 0;
     }
 
     /// Sets the permission bits of the file or directory at `rel` (empty: the root), through
     /// a descriptor opened without following a link: a symlink there is left alone (false).
-    pub fn set_mode(&mut self, rel: &[u8], bits: u32) -> Result<bool, SafeError> {
+    pub(crate) fn set_mode(&mut self, rel: &[u8], bits: u32) -> Result<bool, SafeError> {
         let fd = if rel.is_empty() {
             rustix::io::dup(&self.fd).map_err(io_at(rel))?
         } else {
@@ -164,7 +164,7 @@ impl Root {
 
     /// Opens the regular file at `rel` for reading, never following a link and never blocking
     /// on a FIFO; None when it is not a regular file.
-    pub fn open_file(&mut self, rel: &[u8]) -> Result<Option<File>, SafeError> {
+    pub(crate) fn open_file(&mut self, rel: &[u8]) -> Result<Option<File>, SafeError> {
         let (parent, name) = split(rel)?;
         let Some(dir) = self.dir(parent, false, 0)? else { return Ok(None) };
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -295,7 +295,7 @@ pub enum OpenFail {
 /// at any depth and never blocking on a FIFO: what a snapshot reads is what is at that path
 /// inside the source, or nothing. One `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where
 /// the kernel has it (Linux 5.6+), else a walk one component at a time.
-pub fn open_beneath(root: &OwnedFd, rel: &[u8]) -> Result<File, OpenFail> {
+pub(crate) fn open_beneath(root: &OwnedFd, rel: &[u8]) -> Result<File, OpenFail> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let path = OsStr::from_bytes(rel);
     let how = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
@@ -334,7 +334,7 @@ fn walk_open(root: &OwnedFd, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno
 }
 
 /// Opens a directory to read below with [`open_beneath`].
-pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
 }
 

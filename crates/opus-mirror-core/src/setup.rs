@@ -63,7 +63,7 @@ pub fn current(cfg: &Config, source: &Source) -> Result<Setup> {
 /// `raw` (a config file's text) reduced to the source `name`: no `state_dir` (a new machine
 /// has its own), no other source, and no value that holds a credential (a URL with a
 /// password or token, a secret-looking key). Returns the TOML and the keys left out.
-pub fn reduce(raw: &str, name: &str) -> Result<(String, Vec<String>)> {
+pub(crate) fn reduce(raw: &str, name: &str) -> Result<(String, Vec<String>)> {
     let mut t: toml::Table = raw.parse().context("the config is not valid TOML")?;
     t.remove("state_dir");
     if let Some(toml::Value::Array(sources)) = t.get_mut("source") {
@@ -144,7 +144,7 @@ fn tree_of(setup: &Setup) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 
 /// Adds a new setup record to `pack` when the setup changed; returns the commit to move
 /// [`REF`] to once the pack is installed (None when nothing changed).
-pub fn stage(
+pub(crate) fn stage(
     repo: &BackupRepo,
     setup: &Setup,
     pack: &mut PackWriter,

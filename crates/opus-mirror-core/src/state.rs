@@ -66,22 +66,28 @@ pub fn outcome_word(e: Exit) -> &'static str {
 
 /// Appends an event to the history (one JSON line, synced).
 pub fn record(state_dir: &Path, e: &Event) -> Result<()> {
-    let d = dir(state_dir);
-    std::fs::create_dir_all(&d)?;
-    let mut f = OpenOptions::new().create(true).append(true).open(d.join("history.jsonl"))?;
-    let mut line = serde_json::to_vec(e)?;
-    line.push(b'\n');
-    f.write_all(&line)?;
-    f.sync_data()?;
-    Ok(())
+    let p = dir(state_dir).join("history.jsonl");
+    let append = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir(state_dir))?;
+        let mut f = OpenOptions::new().create(true).append(true).open(&p)?;
+        let mut line = serde_json::to_vec(e)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_data()
+    };
+    append().with_context(|| format!("cannot append to {}", p.display()))
 }
 
 /// [`record`] for a step whose own outcome matters more than its history line: a history
 /// that cannot be written is said (a warning), never silently dropped, and never turns the
-/// step into a failure.
-pub fn record_or_warn(state_dir: &Path, e: &Event) {
-    if let Err(err) = record(state_dir, e) {
-        tracing::warn!("cannot record the run history: {err:#}");
+/// step into a failure. Returns whether the line was written.
+pub fn record_or_warn(state_dir: &Path, e: &Event) -> bool {
+    match record(state_dir, e) {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!("cannot record the run history: {err:#}");
+            false
+        }
     }
 }
 

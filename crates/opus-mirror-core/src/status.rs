@@ -125,13 +125,13 @@ pub fn of(
         .filter(|_| s.mirror.is_some())
         .and_then(|p| DateTime::parse_from_rfc3339(&p.time).ok())
         .map(|t| t.with_timezone(&Utc));
+    // A bundle written, or a run that found the target's verified chain already holding every
+    // current ref (nothing changed since): either way the target held a current copy then.
     let bundled = history
         .iter()
         .filter(|e| {
-            mine(e)
-                && e.step == "bundle"
-                && e.outcome == "ok"
-                && e.data.get("file").is_some_and(|f| !f.is_null())
+            let named = |k: &str| e.data.get(k).is_some_and(|f| !f.is_null());
+            mine(e) && e.step == "bundle" && e.outcome == "ok" && (named("file") || named("current_in"))
         })
         .filter_map(|e| e.at());
     let good: Vec<DateTime<Utc>> = if off_machine {

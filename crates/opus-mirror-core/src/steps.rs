@@ -104,7 +104,11 @@ pub fn snapshot_one(
     }
     let mut ev = Event::new(now, "snapshot", Some(&source.name), None, exit, describe(&o));
     ev.data = serde_json::json!({"snapshot": o.snapshot, "created": o.created, "files": o.counts.files, "bytes": o.counts.bytes});
-    state::record(&cfg.state_dir, &ev)?;
+    // The snapshot is in the backup repo whatever becomes of its history line: a warning
+    // (exit 3), not a failure that would hide a snapshot that landed.
+    if !state::record_or_warn(&cfg.state_dir, &ev) {
+        exit = exit.combine(Exit::Warnings);
+    }
     Ok((o, exit))
 }
 
@@ -126,7 +130,7 @@ pub fn record_bundle(
                 Exit::Ok,
                 o.file.clone().or(o.reason.clone()).unwrap_or_default(),
             );
-            ev.data = serde_json::json!({"file": o.file, "size": o.size, "kind": o.kind, "status": o.status});
+            ev.data = serde_json::json!({"file": o.file, "size": o.size, "kind": o.kind, "status": o.status, "current_in": o.current_in});
             ev
         }
         Err(e) => crate::state::Event::new(

@@ -333,7 +333,7 @@ pub fn verify(source: &str, path: &Path, net: &Network, offline: bool) -> Result
 /// become warnings only once older than `grace` (until then the snapshot and the mirror hold
 /// them), and are always listed. Stashes and a detached HEAD stay warnings: no backup holds
 /// those commits.
-pub fn for_run(
+pub(crate) fn for_run(
     r: &Report,
     now: chrono::DateTime<chrono::Utc>,
     grace: chrono::Duration,

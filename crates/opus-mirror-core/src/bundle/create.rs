@@ -39,6 +39,9 @@ pub struct Outcome {
     pub size: u64,
     pub objects: u64,
     pub elapsed_ms: u64,
+    /// Skipped because this verified bundle on the target (the tip of its chain) already
+    /// holds every current ref: the target's copy was confirmed current at this run.
+    pub current_in: Option<String>,
 }
 
 /// The refs a bundle carries: code refs, notes, tags, the snapshot branch, preserved tips.
@@ -163,6 +166,7 @@ fn create_unexplained(
         size: 0,
         objects: 0,
         elapsed_ms: 0,
+        current_in: None,
     };
     target::check(t, &cfg.state_dir)?;
     let settled = target::settle(t, &source.name, &cfg.state_dir)?;
@@ -204,6 +208,7 @@ fn create_unexplained(
     if let Some(b) = base {
         if b.refs == current {
             out.reason = Some(format!("nothing changed since {}", b.file));
+            out.current_in = Some(b.file.clone());
             return Ok(out);
         }
     }

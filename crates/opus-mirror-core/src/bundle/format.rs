@@ -40,7 +40,7 @@ pub enum HeaderError {
 
 impl Header {
     /// Serialises the header, blank line included. Writes v3 only when capabilities exist.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut s = String::new();
         s.push_str(if self.capabilities.is_empty() { V2 } else { V3 });
         s.push('\n');

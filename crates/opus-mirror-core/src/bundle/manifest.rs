@@ -60,7 +60,7 @@ impl Manifest {
 }
 
 /// The file name of a bundle: `SOURCE-2026-11-24T101500Z.bundle` (`-incr` for incremental).
-pub fn bundle_name(
+pub(crate) fn bundle_name(
     source: &str,
     created: chrono::DateTime<chrono::Utc>,
     kind: BundleKind,

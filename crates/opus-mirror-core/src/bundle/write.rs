@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use git2::{ObjectType, Odb, Oid};
@@ -91,7 +90,7 @@ struct Loc {
 }
 
 /// Writes a complete pack (header, entries, SHA-1 trailer) of `objs` into `out`.
-pub fn write_pack(
+pub(crate) fn write_pack(
     out: &mut dyn Write,
     odb: &Odb,
     pack_dir: &std::path::Path,
@@ -163,9 +162,4 @@ pub fn write_pack(
     w.write_all(&sum)?;
     w.flush()?;
     Ok(())
-}
-
-/// The pack directory of a bare repo.
-pub fn pack_dir_of(repo: &git2::Repository) -> PathBuf {
-    repo.path().join("objects").join("pack")
 }

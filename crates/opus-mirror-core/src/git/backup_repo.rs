@@ -94,7 +94,7 @@ impl BackupRepo {
     }
 
     /// The full ref name of a branch.
-    pub fn branch_ref(branch: &str) -> String {
+    pub(crate) fn branch_ref(branch: &str) -> String {
         format!("refs/heads/{branch}")
     }
 

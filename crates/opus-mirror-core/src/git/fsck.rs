@@ -65,7 +65,7 @@ impl fmt::Display for Finding {
 
 /// Whether a single name may be a path component on disk (git's `verify_path` rules for
 /// one component, with the `.git` checks git applies for every filesystem).
-pub fn verify_name(name: &[u8]) -> Result<(), Problem> {
+pub(crate) fn verify_name(name: &[u8]) -> Result<(), Problem> {
     match name {
         [] => return Err(Problem::EmptyName),
         b"." => return Err(Problem::Dot),
@@ -127,7 +127,7 @@ fn strict_mode(text: &[u8]) -> Option<u32> {
 }
 
 /// Parses and validates a raw tree object; the first bad entry is the error.
-pub fn check_tree(raw: &[u8]) -> Result<Vec<TreeEntry>, Finding> {
+pub(crate) fn check_tree(raw: &[u8]) -> Result<Vec<TreeEntry>, Finding> {
     let mut out: Vec<TreeEntry> = Vec::new();
     // Sized for the tree up front (an entry is at least 22 bytes): no rehash on large folders.
     let mut names: HashSet<&[u8]> = HashSet::with_capacity(raw.len() / 32);
@@ -149,7 +149,7 @@ pub fn check_tree(raw: &[u8]) -> Result<Vec<TreeEntry>, Finding> {
 }
 
 /// A name as text for messages (invalid UTF-8 replaced, control characters escaped).
-pub fn lossy(b: &[u8]) -> String {
+pub(crate) fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).escape_debug().to_string()
 }
 

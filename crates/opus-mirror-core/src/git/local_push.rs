@@ -107,7 +107,7 @@ pub fn push(
 
 /// Whether `git push` would do anything to this mirror that we would not: run hooks, obey
 /// `receive.*` settings, refuse a checked-out branch, check objects.
-pub fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), NotHere> {
+pub(crate) fn eligible(mirror: &Path, mirror_tips: &[Oid]) -> std::result::Result<(), NotHere> {
     let no = |s: &str| Err(NotHere(s.to_string()));
     if mirror_tips.is_empty() {
         return no("the mirror has no refs yet (a first push)");
@@ -448,5 +448,52 @@ mod tests {
         let mut cfg = Repository::open_bare(d.path()).unwrap().config().unwrap();
         cfg.set_bool("receive.denyDeletes", true).unwrap();
         assert!(eligible(d.path(), &[tip]).is_err(), "a receive setting");
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The listing of the mirror's refs is stale (someone deleted a branch there since, and
+    /// gc took its objects): the walk of what to send trusts that the mirror still has that
+    /// tip's history and leaves it out. The connectivity check catches it, and no ref moves.
+    #[test]
+    fn a_push_that_would_leave_the_mirror_incomplete_moves_no_ref() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, mirror) = (d.path().join("src"), d.path().join("mirror.git"));
+        fs::create_dir_all(&src).unwrap();
+        git(&src, &["init", "-q", "-b", "a"]);
+        for (k, v) in [("user.name", "t"), ("user.email", "t@t")] {
+            git(&src, &["config", k, v]);
+        }
+        fs::write(src.join("one.md"), "one").unwrap();
+        git(&src, &["add", "."]);
+        git(&src, &["commit", "-q", "-m", "one"]);
+        let c1 = Oid::from_str(&git(&src, &["rev-parse", "HEAD"])).unwrap();
+        git(&src, &["checkout", "-q", "-b", "b"]);
+        fs::write(src.join("two.md"), "two").unwrap();
+        git(&src, &["add", "."]);
+        git(&src, &["commit", "-q", "-m", "two"]);
+        let c2 = Oid::from_str(&git(&src, &["rev-parse", "HEAD"])).unwrap();
+        git(&src, &["checkout", "-q", "--orphan", "other"]);
+        git(&src, &["commit", "-q", "-m", "other"]);
+        let other = Oid::from_str(&git(&src, &["rev-parse", "HEAD"])).unwrap();
+        git(d.path(), &["init", "-q", "--bare", "mirror.git"]);
+        git(&src, &["push", "-q", mirror.to_str().unwrap(), "other"]);
+
+        let repo = Repository::open(&src).unwrap();
+        let updates = [RefUpdate { refname: "refs/heads/b".into(), old: None, new: Some(c2) }];
+        let err = push(&repo, &mirror, &updates, &[other, c1]).expect_err("an incomplete push is refused");
+        assert!(format!("{err:#}").contains("would lack objects"), "{err:#}");
+        assert!(Repository::open_bare(&mirror).unwrap().refname_to_id("refs/heads/b").is_err());
+        let keeps: Vec<_> = fs::read_dir(mirror.join("objects/pack"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".keep"))
+            .collect();
+        assert!(keeps.is_empty(), "our pack is still held: {keeps:?}");
+        git(&mirror, &["fsck", "--full", "--no-dangling"]);
     }
 }

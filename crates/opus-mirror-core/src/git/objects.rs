@@ -17,7 +17,7 @@ pub const MODE_GITLINK: u32 = 0o160000;
 
 /// The id of the empty tree. Snapshots store empty directories as entries pointing at it:
 /// git accepts that (`git fsck --strict` is clean) and our restore recreates them.
-pub fn empty_tree() -> Oid {
+pub(crate) fn empty_tree() -> Oid {
     Oid::from_str("4b825dc642cb6eb9a060e54bf8d69288fbee4904").expect("the empty tree id is valid hex")
 }
 
@@ -52,7 +52,7 @@ impl Kind {
 }
 
 /// Starts the SHA-1 of an object of `kind` and `size` bytes: feed it the content next.
-pub fn hasher(kind: Kind, size: u64) -> Sha1 {
+pub(crate) fn hasher(kind: Kind, size: u64) -> Sha1 {
     let mut h = Sha1::new();
     h.update(format!("{} {size}\0", kind.name()).as_bytes());
     h
@@ -65,7 +65,7 @@ pub fn finish(h: Sha1) -> Oid {
 
 /// The id git gives `data` stored as `kind`.
 /// The blob id of `len` bytes read from `r`, streamed; an error if `r` ends early or has more.
-pub fn hash_reader(r: &mut dyn std::io::Read, len: u64) -> std::io::Result<Oid> {
+pub(crate) fn hash_reader(r: &mut dyn std::io::Read, len: u64) -> std::io::Result<Oid> {
     let mut h = hasher(Kind::Blob, len);
     let mut buf = vec![0u8; 64 * 1024];
     let mut left = len;
@@ -101,12 +101,12 @@ pub struct TreeEntry {
 }
 
 impl TreeEntry {
-    pub fn is_tree(&self) -> bool {
+    pub(crate) fn is_tree(&self) -> bool {
         self.mode == MODE_TREE
     }
 
     /// Git's tree order: by name, a directory compared as if it ended in '/'.
-    pub fn git_order(&self, other: &TreeEntry) -> std::cmp::Ordering {
+    pub(crate) fn git_order(&self, other: &TreeEntry) -> std::cmp::Ordering {
         // Compared as iterators: no allocation (fsck compares every neighbour of every tree).
         fn key(e: &TreeEntry) -> impl Iterator<Item = u8> + '_ {
             e.name.iter().copied().chain(e.is_tree().then_some(b'/'))
@@ -116,12 +116,12 @@ impl TreeEntry {
 }
 
 /// Sorts entries in git's tree order: by name, a directory compared as if it ended in '/'.
-pub fn sort_entries(entries: &mut [TreeEntry]) {
+pub(crate) fn sort_entries(entries: &mut [TreeEntry]) {
     entries.sort_by(TreeEntry::git_order);
 }
 
 /// Serialises a tree; `entries` must already be in git order (see [`sort_entries`]).
-pub fn tree_bytes(entries: &[TreeEntry]) -> Vec<u8> {
+pub(crate) fn tree_bytes(entries: &[TreeEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 48);
     for e in entries {
         out.extend_from_slice(format!("{:o} ", e.mode).as_bytes());
@@ -142,7 +142,7 @@ pub struct RawTreeEntry<'a> {
 /// The entries of a tree object's bytes in stored order: the one parser of tree bytes, shared
 /// by [`parse_tree`] and the fsck-style validation. Yields `None` once, last, where the bytes
 /// stop being `MODE SP NAME NUL OID20`.
-pub fn raw_tree_entries(data: &[u8]) -> impl Iterator<Item = Option<RawTreeEntry<'_>>> {
+pub(crate) fn raw_tree_entries(data: &[u8]) -> impl Iterator<Item = Option<RawTreeEntry<'_>>> {
     let mut rest = data;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -167,7 +167,7 @@ fn split_entry<'a>(rest: &mut &'a [u8]) -> Option<RawTreeEntry<'a>> {
 }
 
 /// Parses a tree object's bytes (used where libgit2's API would copy more than we need).
-pub fn parse_tree(data: &[u8]) -> Option<Vec<TreeEntry>> {
+pub(crate) fn parse_tree(data: &[u8]) -> Option<Vec<TreeEntry>> {
     raw_tree_entries(data)
         .map(|e| {
             let e = e?;
@@ -187,7 +187,7 @@ pub struct Signature {
 }
 
 /// Serialises a commit object.
-pub fn commit_bytes(tree: Oid, parent: Option<Oid>, sig: &Signature, message: &str) -> Vec<u8> {
+pub(crate) fn commit_bytes(tree: Oid, parent: Option<Oid>, sig: &Signature, message: &str) -> Vec<u8> {
     let mut s = format!("tree {tree}\n");
     if let Some(p) = parent {
         s.push_str(&format!("parent {p}\n"));

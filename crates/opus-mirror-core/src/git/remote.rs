@@ -217,7 +217,7 @@ pub fn resolve_url(repo: &Repository, url: &str) -> String {
 }
 
 /// The git dir of a remote on this machine (an absolute path or a `file://` URL).
-pub fn local_git_dir(url: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn local_git_dir(url: &str) -> Option<std::path::PathBuf> {
     let path = url.strip_prefix("file://").unwrap_or(url);
     Path::new(path).is_absolute().then(|| Path::new(path).to_path_buf())
 }
@@ -236,14 +236,14 @@ pub fn locked(url: &str, detail: &str) -> Option<RemoteError> {
 }
 
 /// Whether the token may be offered to `url`: only an https mirror's own host.
-pub fn offers_token(net: &Network, url: &str) -> bool {
+pub(crate) fn offers_token(net: &Network, url: &str) -> bool {
     url.starts_with("https://") && crate::config::url_host(url).is_some_and(|h| net.token_hosts.contains(&h))
 }
 
 /// git `-c` arguments that give the token to the mirrors' hosts only (`credential.<url>.helper`
 /// is consulted for that URL alone). The helper reads the token from the environment when git
 /// asks: it is never on a command line or in a log.
-pub fn token_helper_args(net: &Network) -> Vec<String> {
+pub(crate) fn token_helper_args(net: &Network) -> Vec<String> {
     let Some(var) = &net.token_env else { return Vec::new() };
     let mut out = Vec::new();
     for host in &net.token_hosts {

@@ -66,13 +66,13 @@ impl Filter {
     }
 
     /// Leaves out our own directories inside the source (see [`own_dirs`]).
-    pub fn with_own(mut self, own: &[OwnDir]) -> Filter {
+    pub(crate) fn with_own(mut self, own: &[OwnDir]) -> Filter {
         self.own = own.iter().map(|o| o.rel.clone()).collect();
         self
     }
 
     /// Whether the entry at `rel` (relative to the source root) is left out.
-    pub fn excluded(&self, rel: &[u8], name: &[u8], is_dir: bool) -> Option<Excluded> {
+    pub(crate) fn excluded(&self, rel: &[u8], name: &[u8], is_dir: bool) -> Option<Excluded> {
         if name == b".git" {
             return Some(Excluded::Git);
         }
@@ -151,13 +151,13 @@ fn resolve_lexically(p: &Path) -> std::path::PathBuf {
 
 /// Temp files opus-mirror itself writes next to their final name (atomic writes, restores):
 /// a killed run may leave one behind, and it is never the user's data.
-pub fn is_own_temp(name: &[u8]) -> bool {
+pub(crate) fn is_own_temp(name: &[u8]) -> bool {
     name.starts_with(b".opus-mirror-tmp-") || name.starts_with(b".opus-mirror-restore-")
 }
 
 /// Whether the file at `rel` (relative to the source root) looks secret, by its name or by
 /// where it lives (`.aws/credentials`): what snapshots leave out unless told otherwise.
-pub fn looks_secret(rel: &[u8]) -> bool {
+pub(crate) fn looks_secret(rel: &[u8]) -> bool {
     let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
     is_secret(name) || is_secret_path(rel)
 }
@@ -192,7 +192,7 @@ pub fn is_secret(name: &[u8]) -> bool {
 }
 
 /// Secret files known by where they live rather than by name alone.
-pub fn is_secret_path(rel: &[u8]) -> bool {
+pub(crate) fn is_secret_path(rel: &[u8]) -> bool {
     let r = rel.to_ascii_lowercase();
     [&b".docker/config.json"[..], b".kube/config", b".aws/credentials", b".config/gh/hosts.yml"]
         .iter()

@@ -109,7 +109,7 @@ fn hash_stream(root: &OwnedFd, rel: &[u8]) -> Result<(Oid, Stat, flate2::Compres
 
 /// Fills `oid` of every file in `files`, writing missing blobs into `pack` when given.
 /// Files that cannot be read keep `oid: None` and are listed in `skipped`.
-pub fn hash_files(
+pub(crate) fn hash_files(
     root: &Path,
     files: Vec<&mut FileRec>,
     odb: &Odb,

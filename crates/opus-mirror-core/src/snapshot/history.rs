@@ -39,19 +39,19 @@ pub const LEFT_OUT: &str = "Left-Out";
 
 /// What a snapshot recorded as staged: (added or changed, removed). Paths come from a backup:
 /// the caller hands them to git as literal pathspecs, which git confines to the work tree.
-pub fn staged_of(repo: &BackupRepo, info: &Info) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub(crate) fn staged_of(repo: &BackupRepo, info: &Info) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let Ok(c) = repo.repo.find_commit(oid(info)) else { return Default::default() };
     staged_in(c.message_raw_bytes())
 }
 
 /// What a snapshot message records as staged: (added or changed, removed).
-pub fn staged_in(msg: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub(crate) fn staged_in(msg: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (trailer_paths(msg, STAGED), trailer_paths(msg, STAGED_DELETE))
 }
 
 /// The paths of every `KEY: PATH` line of a snapshot message (git-quoted where needed);
 /// lines that do not unquote are ignored: the message comes from a backup.
-pub fn trailer_paths(msg: &[u8], key: &str) -> Vec<Vec<u8>> {
+pub(crate) fn trailer_paths(msg: &[u8], key: &str) -> Vec<Vec<u8>> {
     let prefix = format!("{key}: ");
     String::from_utf8_lossy(msg)
         .lines()
@@ -62,7 +62,7 @@ pub fn trailer_paths(msg: &[u8], key: &str) -> Vec<Vec<u8>> {
 
 /// The tracked secret-looking files a snapshot left out (its `Left-Out:` lines): a restore by
 /// stock git checks them out from the branch, so they are there beside the snapshot's files.
-pub fn left_out(msg: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn left_out(msg: &[u8]) -> Vec<Vec<u8>> {
     trailer_paths(msg, LEFT_OUT)
 }
 
@@ -71,7 +71,7 @@ pub const HEAD: &str = "Head";
 
 /// The commit and branch a snapshot recorded as the source's HEAD (None for a plain folder,
 /// an older snapshot, or a record that does not parse).
-pub fn head_of(repo: &BackupRepo, info: &Info) -> Option<(Oid, String)> {
+pub(crate) fn head_of(repo: &BackupRepo, info: &Info) -> Option<(Oid, String)> {
     let c = repo.repo.find_commit(oid(info)).ok()?;
     let msg = String::from_utf8_lossy(c.message_raw_bytes()).into_owned();
     let rest = msg.lines().find_map(|l| l.strip_prefix(HEAD).and_then(|r| r.strip_prefix(": ")))?;
@@ -94,7 +94,7 @@ fn trailer(msg: &str, key: &str) -> u64 {
 }
 
 /// The number of files a snapshot commit records.
-pub fn file_count(repo: &BackupRepo, commit: Oid) -> Result<u64> {
+pub(crate) fn file_count(repo: &BackupRepo, commit: Oid) -> Result<u64> {
     let c = repo.repo.find_commit(commit)?;
     Ok(trailer(c.message_raw().unwrap_or_default(), "Files"))
 }
@@ -106,7 +106,7 @@ pub fn list(repo: &BackupRepo, branch: &str) -> Result<Vec<Info>> {
 
 /// The newest `limit` snapshots on `branch`, newest first: what reads only the recent end
 /// of a long history (`status`, the health note) costs that much, not the whole chain.
-pub fn list_newest(repo: &BackupRepo, branch: &str, limit: usize) -> Result<Vec<Info>> {
+pub(crate) fn list_newest(repo: &BackupRepo, branch: &str, limit: usize) -> Result<Vec<Info>> {
     let mut out = Vec::new();
     let mut next = repo.tip(branch)?;
     while let Some(id) = next.filter(|_| out.len() < limit) {

@@ -25,7 +25,7 @@ pub const MAX_PACKS: usize = 16;
 const FACTOR: u64 = 2;
 
 /// Called after every snapshot.
-pub fn after_snapshot(repo: &BackupRepo) -> Result<()> {
+pub(crate) fn after_snapshot(repo: &BackupRepo) -> Result<()> {
     let packs = list_packs(&repo.pack_dir())?;
     if packs.len() <= MAX_PACKS {
         return Ok(());
@@ -44,7 +44,7 @@ pub fn after_snapshot(repo: &BackupRepo) -> Result<()> {
 
 /// How many of the smallest packs (`weights` sorted ascending) to merge so that the packs left,
 /// with the merged one, form a geometric progression: git's `repack --geometric` split.
-pub fn geometric_split(weights: &[u64]) -> usize {
+pub(crate) fn geometric_split(weights: &[u64]) -> usize {
     let n = weights.len();
     if n < 2 {
         return 0;

@@ -36,7 +36,7 @@ use tree::{Counts, TreeBuilder};
 use walk::Skipped;
 
 /// Where a source's stat cache lives.
-pub fn cache_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
+pub(crate) fn cache_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
     state_dir.join("cache").join(format!("{name}.statcache"))
 }
 

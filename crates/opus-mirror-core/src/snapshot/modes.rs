@@ -56,7 +56,7 @@ impl Modes {
     }
 
     /// The bits of the directory at `path`.
-    pub fn of_dir(&self, path: &[u8]) -> u32 {
+    pub(crate) fn of_dir(&self, path: &[u8]) -> u32 {
         Self::safe(self.except.get(path).copied().unwrap_or(self.dir))
     }
 

@@ -84,7 +84,7 @@ impl<'a> TreeBuilder<'a> {
 }
 
 /// Reads a tree's entries, from `known` (built this run) or the repo.
-pub fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> Result<Vec<TreeEntry>> {
+pub(crate) fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> Result<Vec<TreeEntry>> {
     if let Some(e) = known.get(&oid) {
         return Ok(e.clone());
     }
@@ -96,7 +96,7 @@ pub fn read_tree(odb: &Odb, known: &HashMap<Oid, Vec<TreeEntry>>, oid: Oid) -> R
 /// Reads a tree as restore and drill must: a tree read back is untrusted, so every entry is
 /// validated like git's fsck (`..`, `/`, `.git`, duplicates, order, modes) and a bad one is
 /// an error naming the tree, where it sits (`at`, relative to the snapshot) and the entry.
-pub fn read_checked(odb: &Odb, oid: Oid, at: &[u8]) -> Result<Vec<TreeEntry>> {
+pub(crate) fn read_checked(odb: &Odb, oid: Oid, at: &[u8]) -> Result<Vec<TreeEntry>> {
     read_stored(odb, oid, |data| {
         fsck::check_tree(data).map_err(|finding| {
             let path = format!("/{}", fsck::lossy(at));
@@ -130,14 +130,14 @@ pub struct Item {
 }
 
 impl Item {
-    pub fn is_empty_dir(&self) -> bool {
+    pub(crate) fn is_empty_dir(&self) -> bool {
         self.mode == MODE_TREE
     }
 }
 
 /// Every directory `items` live in or are (empty ones), below the root, deepest first: the
 /// order in which their permission bits can be set without locking out the ones below.
-pub fn dirs_of(items: &[Item]) -> Vec<&[u8]> {
+pub(crate) fn dirs_of(items: &[Item]) -> Vec<&[u8]> {
     let mut dirs = std::collections::BTreeSet::new();
     for item in items {
         if item.is_empty_dir() {

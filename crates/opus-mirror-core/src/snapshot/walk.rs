@@ -184,7 +184,7 @@ fn scan_dir(
 }
 
 /// Visits every file record mutably (for hashing) in walk order.
-pub fn files_mut<'a>(nodes: &'a mut [(Vec<u8>, Node)], out: &mut Vec<&'a mut FileRec>) {
+pub(crate) fn files_mut<'a>(nodes: &'a mut [(Vec<u8>, Node)], out: &mut Vec<&'a mut FileRec>) {
     for (_, n) in nodes.iter_mut() {
         match n {
             Node::File(f) => out.push(f),

@@ -83,7 +83,7 @@ pub fn settle(t: &Target, source: &str, state_dir: &Path) -> Result<Vec<String>>
 /// Whether a manifest belongs to the bundle it was listed with: its `file` is exactly that
 /// name (a plain name, never a path) and its source is this source. Anything else is a
 /// hostile or misplaced manifest and is ignored.
-pub fn manifest_matches(m: &Manifest, name: &str, source: &str) -> bool {
+pub(crate) fn manifest_matches(m: &Manifest, name: &str, source: &str) -> bool {
     m.file == name && m.source == source
 }
 
@@ -107,7 +107,7 @@ pub fn delete(t: &Target, name: &str) -> Result<()> {
 }
 
 /// Whether a file name is a bundle of `source` (not another source sharing the target).
-pub fn is_bundle_of(name: &str, source: &str) -> bool {
+pub(crate) fn is_bundle_of(name: &str, source: &str) -> bool {
     name.strip_prefix(source).and_then(|r| r.strip_prefix('-')).is_some_and(|r| {
         r.len() >= 17
             && r.as_bytes()[0].is_ascii_digit()

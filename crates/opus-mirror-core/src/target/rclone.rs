@@ -319,7 +319,7 @@ pub fn store(
 }
 
 /// md5 and sha1 of a local file, as hex.
-pub fn local_hashes(p: &Path) -> Result<(String, String)> {
+pub(crate) fn local_hashes(p: &Path) -> Result<(String, String)> {
     let mut f = std::fs::File::open(p)?;
     let mut md5 = md5::Md5::new();
     let mut sha1 = sha1::Sha1::new();
@@ -339,7 +339,7 @@ pub fn local_hashes(p: &Path) -> Result<(String, String)> {
 pub type Listing = std::collections::BTreeMap<String, (u64, std::collections::BTreeMap<String, String>)>;
 
 /// Size and hashes of every file in the remote directory, by name (one listing call).
-pub fn hashes(t: &Target) -> Result<Listing> {
+pub(crate) fn hashes(t: &Target) -> Result<Listing> {
     let (remote, _) = parts(t);
     let entries = lsjson(t, &["--hash", "--files-only", remote])?;
     Ok(entries.into_iter().map(|e| (e.name, (e.size.max(0) as u64, e.hashes))).collect())
