@@ -185,3 +185,117 @@ fn check_refuses_a_bundle_whose_pack_is_damaged() {
         "check does not name the bundle and the object:\n{all}"
     );
 }
+
+/// A pack of these raw entries (count as given) with its trailer.
+fn raw_pack(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = b"PACK\0\0\0\x02".to_vec();
+    b.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for e in entries {
+        b.extend_from_slice(e);
+    }
+    let sum: [u8; 20] = sha1::Sha1::digest(&b).into();
+    b.extend_from_slice(&sum);
+    b
+}
+
+/// A full bundle (no prerequisites) whose one ref `refs/heads/main` names `tip`.
+fn raw_bundle(tip: git2::Oid, pack: &[u8]) -> Vec<u8> {
+    let mut b = format!("# v2 git bundle\n{tip} refs/heads/main\n\n").into_bytes();
+    b.extend_from_slice(pack);
+    b
+}
+
+/// A ref delta against `base` that makes one byte from a one-byte base.
+fn ref_delta(base: git2::Oid) -> Vec<u8> {
+    use opus_mirror_core::git::{objects::Kind, pack};
+    let d = [1u8, 1, 1, b'x'];
+    let mut e = pack::entry_header(Kind::Blob, d.len() as u64);
+    e[0] = (e[0] & 0x8f) | (7 << 4);
+    e.extend_from_slice(base.as_bytes());
+    e.extend(pack::compress(&d));
+    e
+}
+
+/// Bundles made by hand to attack the reader: a declared size of a petabyte, deltas that name
+/// each other, a ref naming an object the pack does not hold. `unbundle` and `check` refuse each
+/// (no panic, nothing allocated for the declared size), naming the file.
+#[test]
+fn handmade_hostile_bundles_are_refused_naming_the_file() {
+    use opus_mirror_core::git::{objects, objects::Kind, pack};
+    let env = Env::new();
+    let blob = |data: &[u8]| {
+        let mut e = pack::entry_header(Kind::Blob, data.len() as u64);
+        e.extend(pack::compress(data));
+        e
+    };
+    let (a, b) = (objects::hash(Kind::Blob, b"a"), objects::hash(Kind::Blob, b"b"));
+    let hello = objects::hash(Kind::Blob, b"hello");
+    let huge = {
+        let mut e = pack::entry_header(Kind::Blob, 1 << 50);
+        e.extend(pack::compress(b"small"));
+        e
+    };
+    let absent = objects::hash(Kind::Commit, b"not in the pack");
+    let tip = format!("ref refs/heads/main names {absent}, which is not in the pack");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("huge", raw_bundle(hello, &raw_pack(&[huge])), "not the 1125899906842624 it declares"),
+        ("loop", raw_bundle(hello, &raw_pack(&[ref_delta(b), ref_delta(a)])), "which the pack does not hold"),
+        ("tip", raw_bundle(absent, &raw_pack(&[blob(b"hello")])), &tip),
+    ];
+    for (what, bytes, why) in &cases {
+        let path = env.path(&format!("{what}.bundle"));
+        fs::write(&path, bytes).unwrap();
+        let e = opus_mirror_core::check::bundle_file_ok(&path, &env.state).expect_err(what);
+        assert!(e.starts_with("pack: ") && e.contains(why), "{what}: {e}");
+        let repo = git2::Repository::init_bare(env.path(&format!("{what}.git"))).unwrap();
+        let e = format!("{:#}", opus_mirror_core::bundle::read::unbundle(&repo, &path).expect_err(what));
+        assert!(e.contains(&path.display().to_string()), "{what}: {e}");
+    }
+}
+
+/// A full bundle whose header names a commit its pack does not hold would restore nothing for
+/// that ref: `check` reads the header's refs against the pack, and names the bundle and the ref.
+#[test]
+fn check_refuses_a_full_bundle_whose_ref_is_not_in_its_pack() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    fs::create_dir_all(&vault).unwrap();
+    for i in 0..5 {
+        fs::write(vault.join(format!("n{i}.md")), note(i)).unwrap();
+    }
+    let drive = env.path("drive");
+    env.write_config_with_drive("notes", &vault, "", &drive, "");
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    env.run(&["check"]).ok();
+    let bundle = files_with(&drive, "bundle").pop().expect("a bundle");
+    let b = fs::read(&bundle).unwrap();
+    let start = pack_start(&b);
+    let header = String::from_utf8(b[..start].to_vec()).unwrap();
+    // A branch's line in the header names a commit that is nowhere (HEAD still names the tip).
+    let line = header.lines().find(|l| l.contains("refs/heads/")).expect("a branch in the header");
+    let name = line.split_once(' ').unwrap().1;
+    let absent = opus_mirror_core::git::objects::hash(
+        opus_mirror_core::git::objects::Kind::Commit,
+        b"a commit that is in no pack",
+    )
+    .to_string();
+    let mut forged = header.replacen(line, &format!("{absent} {name}"), 1).into_bytes();
+    forged.extend_from_slice(&b[start..]);
+    fs::write(&bundle, &forged).unwrap();
+    let manifest = PathBuf::from(format!("{}.json", bundle.display()));
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    m["sha256"] = hex::encode(sha2::Sha256::digest(&forged)).into();
+    fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let r = env.run(&["check"]);
+    assert_ne!(r.code, 0, "check passed a bundle whose ref is not in it\n{}", r.stdout);
+    let file = bundle.file_name().unwrap().to_str().unwrap();
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains(&format!("{file}: pack: the bundle's ref"))
+            && all.contains(name)
+            && all.contains(&absent),
+        "check does not name the bundle, the ref and its object:\n{all}"
+    );
+}

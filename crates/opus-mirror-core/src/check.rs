@@ -94,14 +94,17 @@ fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
 }
 
 /// Reads a bundle file fully: header, and the pack through our indexer (every object hashed,
-/// every delta resolved, the trailer checked). A full bundle must also be complete on its own
-/// (an incremental one is completed by its chain, checked above).
+/// every delta resolved, the trailer checked). A full bundle must also be complete on its own,
+/// its refs included (an incremental one is completed by its chain, checked above).
 pub fn bundle_file_ok(path: &Path, _state_dir: &Path) -> Result<(), String> {
     let mut r = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
     let (h, start) = crate::bundle::format::Header::read(&mut r).map_err(|e| format!("header: {e}"))?;
     drop(r);
-    let opts =
-        crate::git::pack::index::Options { complete: h.prerequisites.is_empty(), ..Default::default() };
+    let opts = crate::git::pack::index::Options {
+        complete: h.prerequisites.is_empty(),
+        tips: &h.refs,
+        ..Default::default()
+    };
     crate::git::pack::index::index_file(path, start, &opts).map_err(|e| format!("pack: {e}"))?;
     Ok(())
 }

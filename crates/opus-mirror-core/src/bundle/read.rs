@@ -46,7 +46,7 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
     // No connectivity check here: `check_trees`, which every caller runs next, reads every
     // commit and tree from the refs and finds every blob they name.
     let opts =
-        crate::git::pack::index::Options { write_to: Some(&pack_dir), odb: Some(&odb), complete: false };
+        crate::git::pack::index::Options { write_to: Some(&pack_dir), odb: Some(&odb), ..Default::default() };
     crate::git::pack::index::index_file(path, start, &opts)
         .with_context(|| format!("the pack inside {} is damaged or incomplete", path.display()))?;
     odb.refresh()?;

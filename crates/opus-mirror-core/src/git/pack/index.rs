@@ -62,6 +62,8 @@ pub enum IndexError {
     TooDeep { offset: u64 },
     #[error("incomplete: {missing} (named by {by}) is not in the pack")]
     Incomplete { missing: Oid, by: Oid },
+    #[error("the bundle's ref {name} names {oid}, which is not in the pack")]
+    MissingTip { name: String, oid: Oid },
 }
 
 type Res<T> = Result<T, IndexError>;
@@ -77,6 +79,8 @@ pub struct Options<'a> {
     pub odb: Option<&'a git2::Odb<'a>>,
     /// Every object a commit, tree or tag in the pack names must be in it (a full bundle).
     pub complete: bool,
+    /// Refs (a bundle header's) whose objects must be in the pack; checked when `complete`.
+    pub tips: &'a [(String, Oid)],
 }
 
 /// What indexing found.
@@ -378,6 +382,9 @@ fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Ent
     if opts.complete {
         if let Some((missing, by)) = links.need.iter().find(|(o, _)| !have.contains(o)) {
             return Err(IndexError::Incomplete { missing: *missing, by: *by });
+        }
+        if let Some((name, oid)) = opts.tips.iter().find(|(_, o)| !have.contains(o)) {
+            return Err(IndexError::MissingTip { name: name.clone(), oid: *oid });
         }
     }
     Ok((entries, ext))
