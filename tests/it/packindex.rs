@@ -299,3 +299,33 @@ fn check_refuses_a_full_bundle_whose_ref_is_not_in_its_pack() {
         "check does not name the bundle, the ref and its object:\n{all}"
     );
 }
+
+/// A bundle changed after its manifest was written is reported by its sha256 (the manifest is
+/// the record of what was written), not by whatever its pack then looks like; the sha256 and the
+/// pack are read in one pass.
+#[test]
+fn check_reports_a_bundle_that_is_not_what_its_manifest_says_by_its_sha256() {
+    let env = Env::new();
+    let vault = env.path("vault");
+    fs::create_dir_all(&vault).unwrap();
+    for i in 0..5 {
+        fs::write(vault.join(format!("n{i}.md")), note(i)).unwrap();
+    }
+    let drive = env.path("drive");
+    env.write_config_with_drive("notes", &vault, "", &drive, "");
+    env.run(&["init"]).ok();
+    env.run(&["snapshot"]).ok();
+    env.run(&["bundle"]).ok();
+    let bundle = files_with(&drive, "bundle").pop().expect("a bundle");
+    let mut b = fs::read(&bundle).unwrap();
+    let (start, n) = (pack_start(&b), b.len());
+    b[start + (n - start) / 2] ^= 0x10;
+    fs::write(&bundle, &b).unwrap();
+    let want = hex::encode(sha2::Sha256::digest(&b));
+    let r = env.run(&["check"]);
+    assert_ne!(r.code, 0, "check passed a changed bundle\n{}", r.stdout);
+    let file = bundle.file_name().unwrap().to_str().unwrap();
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains(&format!("{file}: sha256 {want}, but its manifest says")), "{all}");
+    assert!(!all.contains("pack: "), "the pack's own problem is not reported beside it:\n{all}");
+}
