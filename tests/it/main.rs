@@ -16,6 +16,7 @@ mod json_contract;
 mod mirror;
 mod modes;
 mod no_panic;
+mod packindex;
 mod private;
 mod prop;
 mod prove;

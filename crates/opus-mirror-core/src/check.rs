@@ -1,8 +1,8 @@
 //! `check`: prove the backups are whole. libgit2 has no fsck, so the backup repo is walked
 //! from every ref and every object read, inflated and re-hashed; pack trailers are checked.
 //! Bundles are checked beyond `git bundle verify` (which never reads the pack): sha256
-//! against the manifest, the header, and the pack fed through libgit2's indexer (every
-//! object hashed, the trailer checked); chains must be complete. Off-site bundles are
+//! against the manifest, the header, and the pack read by our own indexer (every object
+//! hashed, the trailer checked); chains must be complete. Off-site bundles are
 //! checked from the listing (size, md5) unless `--read-data` downloads them. The mirror
 //! must still have what was last pushed. Every problem names its file, ref or object.
 
@@ -157,18 +157,19 @@ fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a bundle file fully: header, and the pack through the indexer.
-pub fn bundle_file_ok(path: &Path, state_dir: &Path) -> Result<(), String> {
-    let mut r = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| e.to_string())?);
-    let (h, _) = crate::bundle::format::Header::read(&mut r).map_err(|e| format!("header: {e}"))?;
-    let tmp = crate::heal::scratch_dir(state_dir, "index").map_err(|e| e.to_string())?;
-    // Every object is hashed and the trailer checked either way; a full bundle must also be
-    // complete on its own (an incremental one is completed by its chain, checked above).
-    let complete = h.prerequisites.is_empty();
-    let mut idx =
-        git2::Indexer::new(None, tmp.path(), 0o644, complete).map_err(|e| e.message().to_string())?;
-    io::copy(&mut r, &mut idx).map_err(|e| format!("pack: {e}"))?;
-    idx.commit().map_err(|e| format!("pack: {}", e.message()))?;
+/// Reads a bundle file fully: header, and the pack through our indexer (every object hashed,
+/// every delta resolved, the trailer checked). A full bundle must also be complete on its own,
+/// its refs included (an incremental one is completed by its chain, checked above).
+pub fn bundle_file_ok(path: &Path, _state_dir: &Path) -> Result<(), String> {
+    let mut r = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
+    let (h, start) = crate::bundle::format::Header::read(&mut r).map_err(|e| format!("header: {e}"))?;
+    drop(r);
+    let opts = crate::git::pack::index::Options {
+        complete: h.prerequisites.is_empty(),
+        tips: &h.refs,
+        ..Default::default()
+    };
+    crate::git::pack::index::index_file(path, start, &opts).map_err(|e| format!("pack: {e}"))?;
     Ok(())
 }
 

@@ -1,13 +1,13 @@
 //! Reading bundles ourselves: the header is parsed, prerequisites are checked, and the pack
-//! is streamed into libgit2's indexer with the repository's object database (which resolves
-//! the thin packs stock git writes for incremental bundles). Every object is hashed by the
-//! indexer and the pack trailer checked, which `git bundle verify` does not do. A bundle is
-//! untrusted input (whoever can write to a target can plant one): every tree it brings is
-//! judged by git's fsck rules before its refs are believed.
+//! is read by our own indexer ([`crate::git::pack::index`]) with the repository's object
+//! database (which completes the thin packs stock git writes for incremental bundles). Every
+//! object is hashed and the pack trailer checked, which `git bundle verify` does not do. A
+//! bundle is untrusted input (whoever can write to a target can plant one): every tree it
+//! brings is judged by git's fsck rules before its refs are believed.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -30,8 +30,9 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
         1 << 20,
         File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
     );
-    let (h, _) =
+    let (h, start) =
         Header::read(&mut r).with_context(|| format!("{} is not a readable git bundle", path.display()))?;
+    drop(r);
     let odb = repo.odb()?;
     for (oid, _) in &h.prerequisites {
         if !odb.exists(*oid) {
@@ -42,14 +43,12 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
         }
     }
     let pack_dir = repo.path().join("objects").join("pack");
-    std::fs::create_dir_all(&pack_dir)?;
-    // No libgit2 connectivity check here: it keeps a copy of every object it indexes in memory
-    // (a 2 GB file cost 2.1 GB resident in a drill). `check_trees`, which every caller runs
-    // next, reads every commit and tree from the refs and finds every blob they name.
-    let mut idx = git2::Indexer::new(Some(&odb), &pack_dir, 0o444, false)?;
-    io::copy(&mut r, &mut idx)
-        .with_context(|| format!("the pack inside {} is damaged or truncated", path.display()))?;
-    idx.commit().with_context(|| format!("the pack inside {} is damaged or incomplete", path.display()))?;
+    // No connectivity check here: `check_trees`, which every caller runs next, reads every
+    // commit and tree from the refs and finds every blob they name.
+    let opts =
+        crate::git::pack::index::Options { write_to: Some(&pack_dir), odb: Some(&odb), ..Default::default() };
+    crate::git::pack::index::index_file(path, start, &opts)
+        .with_context(|| format!("the pack inside {} is damaged or incomplete", path.display()))?;
     odb.refresh()?;
     for (name, oid) in &h.refs {
         if name == "HEAD" {

@@ -26,10 +26,10 @@ pub const LEVEL: u32 = 1;
 
 /// One object's place in the pack, for the index.
 #[derive(Clone, Copy, Debug)]
-struct IdxEntry {
-    oid: Oid,
-    crc: u32,
-    offset: u64,
+pub(super) struct IdxEntry {
+    pub(super) oid: Oid,
+    pub(super) crc: u32,
+    pub(super) offset: u64,
 }
 
 /// A pack being written. Nothing is visible to git until [`PackWriter::finish`].
@@ -301,7 +301,7 @@ impl PackWriter {
 
 /// Renames the pack into place, then writes the index beside it (last: it makes the pack
 /// visible), then syncs the directory.
-fn install(dir: &Path, tmp_pack: &Path, name: &str, idx: &[u8]) -> io::Result<()> {
+pub(super) fn install(dir: &Path, tmp_pack: &Path, name: &str, idx: &[u8]) -> io::Result<()> {
     let pack_path = dir.join(format!("pack-{name}.pack"));
     fs::rename(tmp_pack, &pack_path)?;
     atomic::write_file(&dir.join(format!("pack-{name}.idx")), idx)?;
@@ -309,7 +309,7 @@ fn install(dir: &Path, tmp_pack: &Path, name: &str, idx: &[u8]) -> io::Result<()
 }
 
 /// Builds a version-2 pack index.
-fn index_bytes(entries: &mut [IdxEntry], pack_sum: &[u8; 20]) -> Vec<u8> {
+pub(super) fn index_bytes(entries: &mut [IdxEntry], pack_sum: &[u8; 20]) -> Vec<u8> {
     entries.sort_by(|a, b| a.oid.as_bytes().cmp(b.oid.as_bytes()));
     let mut out = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
     out.extend_from_slice(b"\xfftOc\0\0\0\x02");
