@@ -117,7 +117,7 @@ pub struct Decide {
 pub fn full_due(listed: &[Listed], ranks: &[u64], now: DateTime<Utc>, full_every: chrono::Duration) -> bool {
     let done = verified(listed, ranks);
     let newest_full = done.iter().rev().find(|m| m.kind == BundleKind::Full);
-    !newest_full.is_some_and(|full| dated_before(full, now).is_some_and(|c| c > now - full_every))
+    newest_full.is_none_or(|full| dated_before(full, now).is_none_or(|c| c <= now - full_every))
 }
 
 /// What the caller already read of a target: the bundles of the source (`target::list`) and
