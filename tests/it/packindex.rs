@@ -146,14 +146,13 @@ fn a_damaged_pack_in_a_bundle_is_refused_naming_the_file() {
     }
 }
 
-/// `check` reads the pack of a bundle whose manifest matches (whoever wrote the bundle wrote
-/// the manifest too) and names the file.
-#[test]
-fn check_refuses_a_bundle_whose_pack_is_damaged() {
+/// A vault of `notes` notes, snapshotted, bundled to a dir target and checked clean: the
+/// environment and the bundle file.
+fn checked_bundle(notes: usize) -> (Env, PathBuf) {
     let env = Env::new();
     let vault = env.path("vault");
     fs::create_dir_all(&vault).unwrap();
-    for i in 0..20 {
+    for i in 0..notes {
         fs::write(vault.join(format!("n{i}.md")), note(i)).unwrap();
     }
     let drive = env.path("drive");
@@ -163,6 +162,14 @@ fn check_refuses_a_bundle_whose_pack_is_damaged() {
     env.run(&["bundle"]).ok();
     env.run(&["check"]).ok();
     let bundle = files_with(&drive, "bundle").pop().expect("a bundle");
+    (env, bundle)
+}
+
+/// `check` reads the pack of a bundle whose manifest matches (whoever wrote the bundle wrote
+/// the manifest too) and names the file.
+#[test]
+fn check_refuses_a_bundle_whose_pack_is_damaged() {
+    let (env, bundle) = checked_bundle(20);
     let mut b = fs::read(&bundle).unwrap();
     let start = pack_start(&b);
     // Damage an entry and give the pack a matching trailer: only the entries' own checks can tell.
@@ -257,19 +264,7 @@ fn handmade_hostile_bundles_are_refused_naming_the_file() {
 /// that ref: `check` reads the header's refs against the pack, and names the bundle and the ref.
 #[test]
 fn check_refuses_a_full_bundle_whose_ref_is_not_in_its_pack() {
-    let env = Env::new();
-    let vault = env.path("vault");
-    fs::create_dir_all(&vault).unwrap();
-    for i in 0..5 {
-        fs::write(vault.join(format!("n{i}.md")), note(i)).unwrap();
-    }
-    let drive = env.path("drive");
-    env.write_config_with_drive("notes", &vault, "", &drive, "");
-    env.run(&["init"]).ok();
-    env.run(&["snapshot"]).ok();
-    env.run(&["bundle"]).ok();
-    env.run(&["check"]).ok();
-    let bundle = files_with(&drive, "bundle").pop().expect("a bundle");
+    let (env, bundle) = checked_bundle(5);
     let b = fs::read(&bundle).unwrap();
     let start = pack_start(&b);
     let header = String::from_utf8(b[..start].to_vec()).unwrap();
@@ -305,18 +300,7 @@ fn check_refuses_a_full_bundle_whose_ref_is_not_in_its_pack() {
 /// pack are read in one pass.
 #[test]
 fn check_reports_a_bundle_that_is_not_what_its_manifest_says_by_its_sha256() {
-    let env = Env::new();
-    let vault = env.path("vault");
-    fs::create_dir_all(&vault).unwrap();
-    for i in 0..5 {
-        fs::write(vault.join(format!("n{i}.md")), note(i)).unwrap();
-    }
-    let drive = env.path("drive");
-    env.write_config_with_drive("notes", &vault, "", &drive, "");
-    env.run(&["init"]).ok();
-    env.run(&["snapshot"]).ok();
-    env.run(&["bundle"]).ok();
-    let bundle = files_with(&drive, "bundle").pop().expect("a bundle");
+    let (env, bundle) = checked_bundle(5);
     let mut b = fs::read(&bundle).unwrap();
     let (start, n) = (pack_start(&b), b.len());
     b[start + (n - start) / 2] ^= 0x10;

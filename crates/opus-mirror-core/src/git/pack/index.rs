@@ -692,32 +692,16 @@ impl Resolver<'_, '_> {
                     match self.oids.iter().position(|o| *o == Some(base)) {
                         Some(j) => at = j,
                         None => {
-                            let mut data = self.outside(base)?;
-                            for &k in chain.iter().rev() {
-                                let d = pack.data(k)?;
-                                data = apply(&data, &d).map_err(|p| IndexError::Entry {
-                                    index: k as u32,
-                                    offset: pack.entries[k].offset,
-                                    problem: p,
-                                })?;
-                            }
-                            return Ok(data);
+                            let base = self.outside(base)?;
+                            return apply_chain(pack, base, &chain);
                         }
                     }
                 }
                 _ => break,
             }
         }
-        let mut data = pack.data(at)?;
-        for &k in chain.iter().rev() {
-            let d = pack.data(k)?;
-            data = apply(&data, &d).map_err(|p| IndexError::Entry {
-                index: k as u32,
-                offset: pack.entries[k].offset,
-                problem: p,
-            })?;
-        }
-        Ok(data)
+        let base = pack.data(at)?;
+        apply_chain(pack, base, &chain)
     }
 
     /// The base id a ref delta names (read again from its header).
@@ -873,6 +857,21 @@ fn install(dir: &Path, tmp: &Path, entries: &mut [Entry], ext: &Externals, opts:
     let bytes = super::write::index_bytes(&mut idx, &sum);
     super::write::install(dir, tmp, &name, &bytes)?;
     Ok(name)
+}
+
+/// Applies the deltas of `chain` (outermost first, as [`Resolver::load`] collects them) to
+/// `base`, innermost first; a delta that does not apply names its entry.
+fn apply_chain(pack: &mut Pack, base: Vec<u8>, chain: &[usize]) -> Res<Vec<u8>> {
+    let mut data = base;
+    for &k in chain.iter().rev() {
+        let d = pack.data(k)?;
+        data = apply(&data, &d).map_err(|p| IndexError::Entry {
+            index: k as u32,
+            offset: pack.entries[k].offset,
+            problem: p,
+        })?;
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
