@@ -3,6 +3,7 @@
 //! checked and indexed (`index`).
 
 pub mod index;
+pub mod merge;
 pub mod read;
 pub mod write;
 
