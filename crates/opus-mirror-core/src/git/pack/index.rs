@@ -36,6 +36,18 @@ pub const MAX_DEPTH: usize = 4095;
 const KEEP_BUDGET: usize = 64 << 20;
 /// The most bytes reserved at once for a size the input declares; more only as data arrives.
 const RESERVE_CAP: usize = 1 << 20;
+/// The largest object held whole in memory: a delta's result or base, a commit, tree or tag.
+/// git never deltifies a file above `core.bigFileThreshold` (512 MiB), so no honest bundle
+/// needs more; without a cap, a few hundred bytes of delta declaring 8 GiB made us allocate
+/// until the process aborted.
+pub const MAX_WHOLE: u64 = 512 << 20;
+
+fn too_big(what: &str, n: u64) -> String {
+    format!(
+        "{what} of {n} bytes, more than the {} MiB an object is held in memory for (git deltifies nothing that big)",
+        MAX_WHOLE >> 20
+    )
+}
 
 /// Why a pack was refused. The caller names the file (a bundle) it came from.
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +348,9 @@ fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Ent
         if (1..=4).contains(&kind) {
             let k = kind_of(kind);
             let keep = opts.complete && kind != 3;
+            if keep && size > MAX_WHOLE {
+                return Err(bad(too_big(&format!("a {}", k.name()), size)));
+            }
             let mut h = objects::hasher(k, size);
             let mut data = Vec::new();
             let got = inflater.stream(&mut c, size, &mut |b| {
@@ -480,6 +495,10 @@ impl Pack<'_> {
     /// The inflated data of entry `i` (an object's content, or a delta's instructions).
     fn data(&mut self, i: usize) -> Res<Vec<u8>> {
         let e = &self.entries[i];
+        if e.size > MAX_WHOLE {
+            let problem = too_big("it is needed whole (a delta or its base)", e.size);
+            return Err(IndexError::Entry { index: i as u32, offset: e.offset, problem });
+        }
         let at = self.start + e.offset + e.header_len as u64;
         super::read::seek_to(&mut self.f, at)?;
         let mut c = Cursor { r: &mut self.f, offset: 0, crc: Default::default() };
@@ -743,6 +762,9 @@ pub fn apply(base: &[u8], d: &[u8]) -> Result<Vec<u8>, String> {
     let mut at = 0;
     let src = varint(d, &mut at)?;
     let dst = varint(d, &mut at)?;
+    if dst > MAX_WHOLE {
+        return Err(too_big("its delta would build an object", dst));
+    }
     if src != base.len() as u64 {
         return Err(format!("its delta expects a base of {src} bytes, the base has {}", base.len()));
     }
@@ -972,6 +994,29 @@ mod tests {
             super::super::read::read_index(&packs.join(format!("pack-{}.idx", got.name.expect("named"))))
                 .expect("our idx reads back");
         assert!(idx.iter().any(|e| e.oid == want), "the delta's result is indexed under its id");
+    }
+
+    /// A delta bomb: a 64 KiB base and a delta of a few hundred bytes declaring 8 GiB (it
+    /// aborted the process, out of memory); a commit declaring 1 GiB, which a complete read
+    /// would hold whole. Both refused from their headers, naming the cap.
+    #[test]
+    fn an_object_declared_too_big_to_hold_is_refused_before_it_is_built() {
+        let base = whole(Kind::Blob, &vec![b'x'; 65536]);
+        let mut d = Vec::new();
+        size_varint(65536, &mut d);
+        size_varint(8 << 30, &mut d);
+        d.extend(std::iter::repeat_n(0x80u8, 200));
+        let bomb = delta_entry(Some(base.len() as u64), None, &d);
+        let e = index(&pack(&[base, bomb], 2), false).expect_err("a delta bomb");
+        assert!(
+            e.to_string()
+                .contains("its delta would build an object of 8589934592 bytes, more than the 512 MiB"),
+            "{e}"
+        );
+        let mut commit = entry_header(Kind::Commit, 1 << 30);
+        commit.extend(compress(b"tree 0\n"));
+        let e = index(&pack(&[commit], 1), true).expect_err("a huge commit");
+        assert!(e.to_string().contains("a commit of 1073741824 bytes, more than"), "{e}");
     }
 
     #[test]
