@@ -595,3 +595,44 @@ fn fifos_on_a_hostile_drive_never_block_a_command() {
     let r = within(&env, &["bundle"]);
     assert!(r.stderr.contains("marker"), "a FIFO marker is no marker:\n{}", r.stderr);
 }
+
+/// A FIFO (or a symlink to /dev/zero) planted as a bundle, with a manifest naming it: no
+/// command waits on it or reads it for ever (check, drill, run, unbundle and recover hung on
+/// the FIFO; check hashed /dev/zero without end). It is refused as not a regular file.
+#[test]
+fn a_fifo_or_a_symlink_planted_as_a_bundle_never_blocks_a_command() {
+    let (mut env, _vault, drive) = setup("");
+    let real = files(&drive, "-incr.bundle.json")[0].clone();
+    let plant = |name: &str| {
+        let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&real).unwrap()).unwrap();
+        m["file"] = name.into();
+        m["created"] = "2026-11-21T04:00:00Z".into();
+        fs::write(drive.join(format!("{name}.json")), serde_json::to_vec(&m).unwrap()).unwrap();
+        drive.join(name)
+    };
+    let within = |env: &Env, args: &[&str]| {
+        let w = ["timeout".to_string(), "30".to_string()];
+        let r = crate::helpers::Run::from(env.wrapped(&w, args).output().expect("run opus-mirror"));
+        assert_ne!(r.code, 124, "{args:?} blocked on a planted bundle:\n{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.stderr);
+        r
+    };
+    let fifo = plant("vault-2026-11-21T040000Z-incr.bundle");
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils)");
+    assert!(st.success());
+    env.now = Some("2026-11-22T03:30:00Z".into());
+    let r = within(&env, &["check"]);
+    assert_eq!(r.code, 1, "a FIFO is no bundle:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    within(&env, &["drill"]);
+    within(&env, &["run"]);
+    let to = env.path("unbundled.git");
+    within(&env, &["unbundle", "--to", to.to_str().unwrap()]);
+    let fresh = Env::new();
+    let rec = env.path("recovered");
+    within(&fresh, &["recover", "--from", drive.to_str().unwrap(), "--to", rec.to_str().unwrap()]);
+    fs::remove_file(&fifo).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &fifo).unwrap();
+    let r = within(&env, &["check"]);
+    assert_eq!(r.code, 1, "a symlink is no bundle:\n{}", r.stderr);
+}

@@ -7,7 +7,6 @@
 //! must still have what was last pushed. Every problem names its file, ref or object.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
@@ -133,7 +132,8 @@ fn pack_trailer_ok(p: &Path) -> Result<(), String> {
     if len < 32 {
         return Err("truncated".into());
     }
-    let mut f = BufReader::with_capacity(1 << 20, File::open(p).map_err(|e| e.to_string())?);
+    let mut f =
+        BufReader::with_capacity(1 << 20, crate::safe_fs::open_regular(p).map_err(|e| e.to_string())?);
     let mut h: DigestWriter<_, Sha1> = DigestWriter::new(io::sink());
     io::copy(&mut (&mut f).take(len - 20), &mut h).map_err(|e| e.to_string())?;
     let mut trailer = [0u8; 20];
@@ -161,7 +161,7 @@ fn big_blob_ok(pack_dir: &Path, oid: Oid) -> Result<(), String> {
 /// every delta resolved, the trailer checked). A full bundle must also be complete on its own,
 /// its refs included (an incremental one is completed by its chain, checked above).
 pub fn bundle_file_ok(path: &Path, _state_dir: &Path) -> Result<(), String> {
-    let mut r = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
+    let mut r = BufReader::new(crate::safe_fs::open_regular(path).map_err(|e| e.to_string())?);
     let (h, start) = crate::bundle::format::Header::read(&mut r).map_err(|e| format!("header: {e}"))?;
     drop(r);
     let opts = crate::git::pack::index::Options {

@@ -45,7 +45,7 @@ pub(crate) fn file_blob_id(f: &mut File) -> io::Result<Oid> {
 
 /// The sha256 of a file, as hex.
 pub(crate) fn sha256_file(p: &std::path::Path) -> io::Result<String> {
-    let mut f = File::open(p)?;
+    let mut f = crate::safe_fs::open_regular(p)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

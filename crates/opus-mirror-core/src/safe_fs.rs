@@ -365,22 +365,36 @@ fn split(rel: &[u8]) -> Result<(&[u8], &OsStr), SafeError> {
     Ok((parent, check_name(name)?))
 }
 
+/// Opens the regular file at `path` for reading, as everything read back from a drive is:
+/// a symlink is never followed and a FIFO never waited on (both refused: "not a regular
+/// file"), so a planted bundle can neither hang a command nor point it at `/dev/zero`.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(std::io::Error::other(format!("{}: a symlink, not a regular file", path.display())))
+        }
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!("{}: not a regular file", path.display())));
+    }
+    Ok(f)
+}
+
 /// The bytes of the regular file at `path`, or None when nothing is there. Like everything
 /// read back it is not trusted: a symlink is never followed, a FIFO never waited on (both
 /// are errors: not a regular file), and more than `max` bytes is an error, not an allocation.
 pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let f = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
+    let f = match open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
     if meta.len() > max {
         return Err(std::io::Error::other(format!("{} bytes, more than it can hold", meta.len())));
     }

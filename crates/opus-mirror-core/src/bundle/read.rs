@@ -6,7 +6,6 @@
 //! brings is judged by git's fsck rules before its refs are believed.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
@@ -17,7 +16,9 @@ use super::format::Header;
 
 /// Parses a bundle file's header.
 pub fn header(path: &Path) -> Result<Header> {
-    let mut r = BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
+    let mut r = BufReader::new(
+        crate::safe_fs::open_regular(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
     let (h, _) =
         Header::read(&mut r).with_context(|| format!("{} is not a readable git bundle", path.display()))?;
     Ok(h)
@@ -28,7 +29,7 @@ pub fn header(path: &Path) -> Result<Header> {
 pub fn unbundle(repo: &Repository, path: &Path) -> Result<Header> {
     let mut r = BufReader::with_capacity(
         1 << 20,
-        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        crate::safe_fs::open_regular(path).with_context(|| format!("cannot open {}", path.display()))?,
     );
     let (h, start) =
         Header::read(&mut r).with_context(|| format!("{} is not a readable git bundle", path.display()))?;

@@ -91,7 +91,10 @@ pub(crate) fn manifest_matches(m: &Manifest, name: &str, source: &str) -> bool {
 pub fn fetch(t: &Target, name: &str, dest: &Path) -> Result<()> {
     match &t.kind {
         TargetKind::Dir { path, .. } => {
-            std::fs::copy(path.join(name), dest)?;
+            // Never through a symlink, never waiting on a FIFO planted on the drive.
+            let mut from = crate::safe_fs::open_regular(&path.join(name))?;
+            let mut to = std::fs::File::create(dest)?;
+            std::io::copy(&mut from, &mut to)?;
             Ok(())
         }
         TargetKind::Rclone { .. } => rclone::fetch(t, name, dest),

@@ -172,7 +172,7 @@ pub fn index_file(path: &Path, start: u64, opts: &Options) -> Res<Indexed> {
 
 /// SHA-1s `path[start..len-20]` (copying it to `copy`) and compares the last 20 bytes.
 fn trailer_and_copy(path: &Path, start: u64, len: u64, copy: Option<&Path>) -> Res<bool> {
-    let mut f = File::open(path)?;
+    let mut f = crate::safe_fs::open_regular(path)?;
     f.seek(SeekFrom::Start(start))?;
     let mut out = match copy {
         Some(p) => Some(BufWriter::with_capacity(1 << 20, OpenOptions::new().write(true).open(p)?)),
@@ -274,7 +274,7 @@ impl<R: BufRead> Cursor<R> {
 
 /// Pass 1 and 2: every entry parsed, inflated, hashed; every delta resolved.
 fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Entry>, Externals)> {
-    let mut f = File::open(path)?;
+    let mut f = crate::safe_fs::open_regular(path)?;
     f.seek(SeekFrom::Start(start))?;
     let mut c = Cursor {
         r: BufReader::with_capacity(1 << 20, f.take(body_end - start)),
@@ -545,7 +545,7 @@ fn resolve(
         ref_children.entry(*base).or_default().push(*i);
     }
     let roots: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].oid.is_some()).collect();
-    let pack_file = BufReader::with_capacity(64 * 1024, File::open(path)?);
+    let pack_file = BufReader::with_capacity(64 * 1024, crate::safe_fs::open_regular(path)?);
     let mut r = Resolver {
         kinds: entries.iter().map(|e| e.kind).collect(),
         oids: entries.iter().map(|e| e.oid).collect(),
