@@ -76,6 +76,8 @@ pub enum IndexError {
     Incomplete { missing: Oid, by: Oid },
     #[error("the bundle's ref {name} names {oid}, which is not in the pack")]
     MissingTip { name: String, oid: Oid },
+    #[error("tree {tree} is unsafe to restore: {finding}")]
+    UnsafeTree { tree: Oid, finding: String },
 }
 
 type Res<T> = Result<T, IndexError>;
@@ -213,15 +215,22 @@ struct Externals {
 #[derive(Default)]
 struct Links {
     need: HashMap<Oid, Oid>,
+    /// The first tree that git's fsck rules refuse (a name like `..`, `.git`, a duplicate):
+    /// what unbundle would refuse to restore, check refuses too.
+    unsafe_tree: Option<(Oid, String)>,
 }
 
 impl Links {
     fn add(&mut self, kind: u8, oid: Oid, data: &[u8]) {
+        let need = &mut self.need;
         let mut add = |o: Oid| {
-            self.need.entry(o).or_insert(oid);
+            need.entry(o).or_insert(oid);
         };
         match kind {
             2 => {
+                if let (None, Err(f)) = (&self.unsafe_tree, crate::git::fsck::check_tree(data)) {
+                    self.unsafe_tree = Some((oid, f.to_string()));
+                }
                 for e in objects::raw_tree_entries(data).map_while(|e| e) {
                     if e.mode != b"160000" {
                         add(e.oid);
@@ -395,6 +404,9 @@ fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Ent
     }
     let ext = resolve(path, start, &mut entries, &ref_bases, opts, &mut links, &mut have)?;
     if opts.complete {
+        if let Some((tree, finding)) = links.unsafe_tree {
+            return Err(IndexError::UnsafeTree { tree, finding });
+        }
         if let Some((missing, by)) = links.need.iter().find(|(o, _)| !have.contains(o)) {
             return Err(IndexError::Incomplete { missing: *missing, by: *by });
         }
@@ -1017,6 +1029,23 @@ mod tests {
         commit.extend(compress(b"tree 0\n"));
         let e = index(&pack(&[commit], 1), true).expect_err("a huge commit");
         assert!(e.to_string().contains("a commit of 1073741824 bytes, more than"), "{e}");
+    }
+
+    /// A complete read (check's full bundles) validates every tree like git's fsck, as unbundle
+    /// does: a tree naming `..` passed check while drill and recover refused it.
+    #[test]
+    fn a_complete_read_refuses_a_tree_that_is_unsafe_to_restore() {
+        let blob = whole(Kind::Blob, b"pwned");
+        let blob_id = objects::hash(Kind::Blob, b"pwned");
+        let mut tree = b"100644 ..\0".to_vec();
+        tree.extend_from_slice(blob_id.as_bytes());
+        let tree_id = objects::hash(Kind::Tree, &tree);
+        let commit = format!("tree {tree_id}\nauthor a <a> 0 +0000\ncommitter a <a> 0 +0000\n\nx\n");
+        let entries = [blob, whole(Kind::Tree, &tree), whole(Kind::Commit, commit.as_bytes())];
+        let e = index(&pack(&entries, 3), true).expect_err("an unsafe tree");
+        assert!(e.to_string().contains(&format!("tree {tree_id} is unsafe to restore")), "{e}");
+        assert!(e.to_string().contains("`..`"), "{e}");
+        index(&pack(&entries, 3), false).expect("an incomplete read does not parse trees");
     }
 
     #[test]
