@@ -593,7 +593,13 @@ fn fifos_on_a_hostile_drive_never_block_a_command() {
     within(&fresh, &["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]);
     fifo(&drive.join(".opus-mirror-target"));
     let r = within(&env, &["bundle"]);
-    assert!(r.stderr.contains("marker"), "a FIFO marker is no marker:\n{}", r.stderr);
+    assert!(
+        r.stderr.contains("marker file")
+            && r.stderr.contains("cannot be used")
+            && r.stderr.contains("not a regular file"),
+        "a FIFO marker is no marker, and is named as what it is:\n{}",
+        r.stderr
+    );
 }
 
 /// A FIFO (or a symlink to /dev/zero) planted as a bundle, with a manifest naming it: no

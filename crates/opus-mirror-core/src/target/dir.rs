@@ -88,11 +88,17 @@ pub fn check(name: &str, path: &Path, require_mount: bool, state_dir: &Path) -> 
         .into());
     }
     let marker = path.join(MARKER);
-    let Some(m) = crate::safe_fs::read_regular(&marker, MAX_JSON)
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
-    else {
+    let read = crate::safe_fs::read_regular(&marker, MAX_JSON);
+    if let Err(e) = &read {
+        // There is something at the marker's path, but not a marker we could read: say so,
+        // rather than send the user looking for an unplugged drive.
+        return Err(unavailable(
+            format!("the marker file {} cannot be used: {e}", marker.display()),
+            "if this is the right drive, remove what is at that path and run `opus-mirror init` to mark it again",
+        )
+        .into());
+    }
+    let Some(m) = read.ok().flatten().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) else {
         return Err(unavailable(
             format!("no marker file {} (is the drive plugged in?)", marker.display()),
             "plug in the drive; if this is the right place, run `opus-mirror init` to mark it",
