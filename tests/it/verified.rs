@@ -272,3 +272,39 @@ fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() 
     assert_eq!(kind_of_run(&mut env, "2026-11-20T03:30:00Z", "hook"), "incremental");
     assert_eq!(kind_of_run(&mut env, "2026-11-23T05:30:00Z", "hook"), "full");
 }
+
+/// Once check has found a bundle of the incremental chain damaged, the next run does not
+/// chain another incremental bundle on it (nothing on the drive would restore the newest
+/// snapshot until `full_every` came round): it writes a full bundle, and says why.
+#[test]
+fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
+    let mut env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_with_drive("v", &vault, "", &drive, "mode = \"incremental\"");
+    env.run(&["init"]).ok();
+    env.now = Some("2026-11-01T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    fs::write(vault.join("day-2.md"), "two").unwrap();
+    env.now = Some("2026-11-02T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    let incr: Vec<PathBuf> =
+        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("-incr")).collect();
+    assert_eq!(incr.len(), 1, "{incr:?}");
+    flip_byte_keeping_mtime(&incr[0]);
+    env.now = Some("2026-11-02T05:30:00Z".into());
+    env.run(&["check"]).code(1);
+    fs::write(vault.join("day-3.md"), "three").unwrap();
+    env.now = Some("2026-11-03T03:30:00Z".into());
+    let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
+    assert!(plan.contains("check found"), "{plan}");
+    let r = env.run(&["run", "--trigger", "hook"]);
+    let written: Vec<PathBuf> =
+        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("2026-11-03")).collect();
+    assert_eq!(written.len(), 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !written[0].to_string_lossy().contains("-incr"),
+        "an incremental bundle on a damaged chain: {written:?}"
+    );
+}

@@ -343,7 +343,12 @@ pub fn bundles(
                     read_log.insert(m.file.clone(), now.to_rfc3339());
                 }
             }
-            Err(p) => r.problems.push(format!("{}: {p}", m.file)),
+            Err(p) => {
+                if let Some(item) = items.iter().find(|i| i.key == format!("{area}/{}", m.file)) {
+                    ledger.damaged(item, now);
+                }
+                r.problems.push(format!("{}: {p}", m.file))
+            }
         }
         if local_dir.is_none() {
             r.read.push(ReadItem { name: m.file.clone(), why: Why::Full });

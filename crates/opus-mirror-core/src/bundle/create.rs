@@ -120,6 +120,14 @@ pub fn full_due(listed: &[Listed], ranks: &[u64], now: DateTime<Utc>, full_every
     newest_full.is_none_or(|full| dated_before(full, now).is_none_or(|c| c <= now - full_every))
 }
 
+/// The verified bundles an incremental bundle written now would build on: the newest full
+/// one and every one after it (in content order).
+pub fn chain_since_full<'a>(listed: &'a [Listed], ranks: &[u64]) -> Vec<&'a Manifest> {
+    let done = verified(listed, ranks);
+    let from = done.iter().rposition(|m| m.kind == BundleKind::Full).unwrap_or(0);
+    done[from..].to_vec()
+}
+
 /// What the caller already read of a target: the bundles of the source (`target::list`) and
 /// their ranks by content (`ranking::by_content`, parallel to `listed`; empty when not ranked).
 /// A run's plan reads them once, so its bundle step does not list the drive and walk the

@@ -90,11 +90,15 @@ pub struct Ledger {
     /// Per area (`pack`, `bundle/TARGET`).
     areas: BTreeMap<String, Area>,
     items: BTreeMap<String, Seen>,
+    /// Items a check read and found damaged (when), until one reads them whole again: a
+    /// run's bundle step starts a new chain rather than build on one of these.
+    #[serde(default)]
+    damaged: BTreeMap<String, String>,
 }
 
 impl Default for Ledger {
     fn default() -> Ledger {
-        Ledger { format: FORMAT, areas: BTreeMap::new(), items: BTreeMap::new() }
+        Ledger { format: FORMAT, areas: BTreeMap::new(), items: BTreeMap::new(), damaged: BTreeMap::new() }
     }
 }
 
@@ -210,8 +214,20 @@ impl Ledger {
         out
     }
 
+    /// Records `item` as read and found damaged at `now` (no longer verified).
+    pub fn damaged(&mut self, item: &Item, now: DateTime<Utc>) {
+        self.items.remove(&item.key);
+        self.damaged.insert(item.key.clone(), stamp(now));
+    }
+
+    /// Whether the last check that read `key` found it damaged.
+    pub fn is_damaged(&self, key: &str) -> bool {
+        self.damaged.contains_key(key)
+    }
+
     /// Records `item` as read whole without a problem at `now`.
     pub fn verified(&mut self, item: &Item, now: DateTime<Utc>) {
+        self.damaged.remove(&item.key);
         let seen =
             Seen { size: item.size, mtime_ns: item.mtime_ns, sha256: item.sha256.clone(), at: stamp(now) };
         self.items.insert(item.key.clone(), seen);
@@ -221,6 +237,7 @@ impl Ledger {
     pub(crate) fn forget_gone(&mut self, prefix: &str, keep: &[Item]) {
         let keep: std::collections::HashSet<&str> = keep.iter().map(|i| i.key.as_str()).collect();
         self.items.retain(|k, _| !k.starts_with(prefix) || keep.contains(k.as_str()));
+        self.damaged.retain(|k, _| !k.starts_with(prefix) || keep.contains(k.as_str()));
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Facts {
     pub usable: BTreeMap<String, Result<(), Blocked>>,
     /// (source, target): the target's bundles of that source, when the target is usable.
     pub bundles: BTreeMap<(String, String), Result<Listing, Blocked>>,
+    /// Each source by name: what its checks verified and found damaged (`check::verified`).
+    pub ledgers: BTreeMap<String, crate::check::verified::Ledger>,
 }
 
 impl Facts {
@@ -79,6 +81,8 @@ impl Facts {
             f.usable.insert(tg.name.clone(), usable);
         }
         for s in sources {
+            // An unusable ledger reads as empty here; the check step says why.
+            f.ledgers.insert(s.name.clone(), crate::check::verified::load(&cfg.state_dir, &s.name).0);
             f.is_git.insert(s.name.clone(), git2::Repository::open(&s.path).is_ok());
         }
         f
@@ -259,6 +263,19 @@ fn bundle_plan(
     trigger: Trigger,
 ) -> (chrono::Duration, Due) {
     let due = bundle_due(tg, s, facts, now);
+    // A chain that holds a bundle check found damaged is not built on: a full bundle starts
+    // a new one (an incremental would restore nothing new until `full_every` came round).
+    let ledger = facts.ledgers.get(&s.name);
+    if let (true, Due::Yes(why), Some(Ok(l)), Some(ledger)) =
+        (tg.incremental, &due, facts.bundles.get(&(s.name.clone(), tg.name.clone())), ledger)
+    {
+        let chain = crate::bundle::create::chain_since_full(&l.listed, &l.ranks);
+        if let Some(bad) = chain.iter().find(|m| ledger.is_damaged(&format!("bundle/{}/{}", tg.name, m.file)))
+        {
+            let why = format!("{why}; a full bundle, as check found {} of the chain damaged", bad.file);
+            return (chrono::Duration::zero(), Due::Yes(why));
+        }
+    }
     if trigger != Trigger::Hook || !tg.incremental {
         return (tg.full_every, due);
     }
