@@ -227,16 +227,23 @@ impl Links {
             need.entry(o).or_insert(oid);
         };
         match kind {
-            2 => {
-                if let (None, Err(f)) = (&self.unsafe_tree, crate::git::fsck::check_tree(data)) {
-                    self.unsafe_tree = Some((oid, f.to_string()));
-                }
-                for e in objects::raw_tree_entries(data).map_while(|e| e) {
-                    if e.mode != b"160000" {
+            // One parse, git's fsck rules and the links together; a tree they refuse is named
+            // and its parseable entries are still followed for the completeness check.
+            2 => match crate::git::fsck::check_tree(data) {
+                Ok(entries) => {
+                    for e in entries.iter().filter(|e| e.mode != objects::MODE_GITLINK) {
                         add(e.oid);
                     }
                 }
-            }
+                Err(f) => {
+                    self.unsafe_tree.get_or_insert((oid, f.to_string()));
+                    for e in objects::raw_tree_entries(data).map_while(|e| e) {
+                        if e.mode != b"160000" {
+                            add(e.oid);
+                        }
+                    }
+                }
+            },
             1 | 4 => {
                 for line in data.split(|&b| b == b'\n') {
                     if line.is_empty() {
