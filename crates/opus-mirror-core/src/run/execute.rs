@@ -322,7 +322,11 @@ fn check(
     offsite: bool,
 ) -> (Exit, String) {
     let mut problems = Vec::new();
-    let (mut ledger, warning) = crate::check::verified::load(&cfg.state_dir, &s.name);
+    // The ledger the plan read (nothing since has written it).
+    let (mut ledger, warning) = match facts.ledgers.get(&s.name) {
+        Some(read) => read.clone(),
+        None => crate::check::verified::load(&cfg.state_dir, &s.name),
+    };
     let mut warnings: Vec<String> = warning.into_iter().collect();
     let (mut read, mut skipped) = (0, 0);
     match BackupRepo::open(&BackupRepo::location(&cfg.state_dir, &s.name))

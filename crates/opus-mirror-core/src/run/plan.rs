@@ -53,8 +53,10 @@ pub struct Facts {
     pub usable: BTreeMap<String, Result<(), Blocked>>,
     /// (source, target): the target's bundles of that source, when the target is usable.
     pub bundles: BTreeMap<(String, String), Result<Listing, Blocked>>,
-    /// Each source by name: what its checks verified and found damaged (`check::verified`).
-    pub ledgers: BTreeMap<String, crate::check::verified::Ledger>,
+    /// Each source by name: what its checks verified and found damaged (`check::verified`),
+    /// and why it could not be used (then it is empty). Only the check step writes it: it
+    /// starts from this one rather than read the file again.
+    pub ledgers: BTreeMap<String, (crate::check::verified::Ledger, Option<String>)>,
 }
 
 impl Facts {
@@ -81,8 +83,7 @@ impl Facts {
             f.usable.insert(tg.name.clone(), usable);
         }
         for s in sources {
-            // An unusable ledger reads as empty here; the check step says why.
-            f.ledgers.insert(s.name.clone(), crate::check::verified::load(&cfg.state_dir, &s.name).0);
+            f.ledgers.insert(s.name.clone(), crate::check::verified::load(&cfg.state_dir, &s.name));
             f.is_git.insert(s.name.clone(), git2::Repository::open(&s.path).is_ok());
         }
         f
@@ -265,7 +266,7 @@ fn bundle_plan(
     let due = bundle_due(tg, s, facts, now);
     // A chain that holds a bundle check found damaged is not built on: a full bundle starts
     // a new one (an incremental would restore nothing new until `full_every` came round).
-    let ledger = facts.ledgers.get(&s.name);
+    let ledger = facts.ledgers.get(&s.name).map(|(l, _)| l);
     if let (true, Due::Yes(why), Some(Ok(l)), Some(ledger)) =
         (tg.incremental, &due, facts.bundles.get(&(s.name.clone(), tg.name.clone())), ledger)
     {
