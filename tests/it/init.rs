@@ -69,7 +69,7 @@ fn the_starter_config_shows_every_section_and_each_example_loads() {
         assert!(text.contains(section), "the starter config lacks {section}:\n{text}");
     }
     env.run(&["config", "check"]).ok();
-    let example = regex_lite_uncomment(&text);
+    let example = opus_mirror_core::config::uncomment_examples(&text);
     env.write_config_text(&example);
     let r = env.run(&["config", "check", "--json"]);
     assert_eq!(r.code, 0, "the uncommented examples do not load:\n{}\n---\n{example}", r.stderr);
@@ -95,25 +95,4 @@ fn the_starter_config_shows_every_section_and_each_example_loads() {
             j["origins"]
         );
     }
-}
-
-/// Uncomments the lines that are TOML examples (`# [table]`, `# key = value`), not prose.
-fn regex_lite_uncomment(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            let body = l.strip_prefix("# ").unwrap_or(l);
-            let key = body.split(" = ").next().unwrap_or("");
-            let is_toml = l.starts_with("# ")
-                && (body.starts_with('[')
-                    || (body.contains(" = ")
-                        && !key.is_empty()
-                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
-            if is_toml {
-                body.to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }

@@ -29,7 +29,7 @@ pub use load::{load, locate};
 pub use mask::{mask, mask_endpoint, mask_url, mask_urls_in, secret_key};
 pub use paths::xdg_dir;
 pub use render::{effective_rest, render_effective};
-pub use starter::{name_for, starter_config};
+pub use starter::{name_for, starter_config, uncomment_examples};
 pub use types::{
     url_host, Channel, Config, Guard, Hooks, MirrorRefs, Network, NotifyConfig, Source, Target, TargetKind,
     Timeouts, Transport,

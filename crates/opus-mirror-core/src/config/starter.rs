@@ -75,6 +75,30 @@ pub fn name_for(path: &Path, taken: &[String]) -> String {
     name
 }
 
+/// The starter text with every example uncommented: the lines that are TOML (`# [table]`,
+/// `# key = value`, a lowercase key), not prose. What the tests load to prove that every key
+/// the starter shows is real and correctly spelled (here, and in `init`'s integration test on
+/// the file it writes).
+pub fn uncomment_examples(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let body = l.strip_prefix("# ").unwrap_or(l);
+            let key = body.split(" = ").next().unwrap_or("");
+            let is_toml = l.starts_with("# ")
+                && (body.starts_with('[')
+                    || (body.contains(" = ")
+                        && !key.is_empty()
+                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+            if is_toml {
+                body.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,28 +116,6 @@ mod tests {
         let home = |k: &str| (k == "HOME").then(|| dir.display().to_string());
         parse(&dir.join("config.toml"), text, &Dotenv::default(), &home)
             .unwrap_or_else(|e| panic!("{e}\n---\n{text}"))
-    }
-
-    /// Uncomments the lines that are TOML examples (`# [table]`, `# key = value`), not prose:
-    /// the same rule as the integration test of `init`.
-    fn uncomment(text: &str) -> String {
-        text.lines()
-            .map(|l| {
-                let body = l.strip_prefix("# ").unwrap_or(l);
-                let key = body.split(" = ").next().unwrap_or("");
-                let is_toml = l.starts_with("# ")
-                    && (body.starts_with('[')
-                        || (body.contains(" = ")
-                            && !key.is_empty()
-                            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
-                if is_toml {
-                    body.to_string()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     #[test]
@@ -163,7 +165,7 @@ mod tests {
         let as_written = load_text(dir.path(), TEMPLATE);
         assert!(as_written.sources.is_empty() && as_written.targets.is_empty());
 
-        let every = load_text(dir.path(), &uncomment(TEMPLATE));
+        let every = load_text(dir.path(), &uncomment_examples(TEMPLATE));
         assert_eq!(every.state_dir, dir.path().join(".local/share/opus-mirror"));
         assert_eq!(every.sources.len(), 1);
         assert_eq!(every.targets.len(), 2);
@@ -173,11 +175,11 @@ mod tests {
 
         let source = load_text(dir.path(), SOURCE);
         assert_eq!(source.sources[0].path, dir.path().join("opus"));
-        let source = load_text(dir.path(), &uncomment(SOURCE));
+        let source = load_text(dir.path(), &uncomment_examples(SOURCE));
         let s = &source.sources[0];
         assert!(s.mirror.is_some() && s.health_note.is_some() && s.recovery_doc.is_some());
 
         let written = starter_config(Some(&dir.path().join("st")), &[("v".into(), dir.path().join("opus"))]);
-        assert_eq!(load_text(dir.path(), &uncomment(&written)).sources[0].name, "v");
+        assert_eq!(load_text(dir.path(), &uncomment_examples(&written)).sources[0].name, "v");
     }
 }
