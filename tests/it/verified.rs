@@ -29,6 +29,17 @@ fn verified_world() -> (Env, PathBuf, PathBuf) {
     (env, vault, drive)
 }
 
+/// A 10-note vault `v` with a dir target `drive` (its extra keys `target`), initialised.
+fn small_world(target: &str) -> (Env, PathBuf, PathBuf) {
+    let env = Env::new();
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    let drive = env.path("drive");
+    env.write_config_with_drive("v", &vault, "", &drive, target);
+    env.run(&["init"]).ok();
+    (env, vault, drive)
+}
+
 /// (read, skipped) names of every area of a `check --json`.
 fn read_and_skipped(data: &Value) -> (Vec<String>, Vec<String>) {
     let mut read = Vec::new();
@@ -165,11 +176,7 @@ fn a_hostile_ledger_means_a_full_check_with_a_warning() {
 /// 14 days late.
 #[test]
 fn a_hook_run_defers_a_due_drill_a_timer_run_drills_and_an_overdue_one_is_drilled_anyway() {
-    let mut env = Env::new();
-    let vault = env.path("vault");
-    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
-    env.write_config_with_drive("v", &vault, "", &env.path("drive"), "");
-    env.run(&["init"]).ok();
+    let (mut env, _vault, _drive) = small_world("");
     let steps = |env: &Env, trigger: &str| -> Vec<String> {
         let r = env.run(&["run", "--trigger", trigger, "--json"]);
         assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
@@ -230,12 +237,7 @@ fn a_fifo_for_a_ledger_never_blocks_the_check() {
 /// it; a hook run writes it once the newest full bundle is twice `full_every` old.
 #[test]
 fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() {
-    let mut env = Env::new();
-    let vault = env.path("vault");
-    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
-    let drive = env.path("drive");
-    env.write_config_with_drive("v", &vault, "", &drive, "mode = \"incremental\"\nfull_every = \"7d\"");
-    env.run(&["init"]).ok();
+    let (mut env, vault, _drive) = small_world("mode = \"incremental\"\nfull_every = \"7d\"");
     let mut day = 0;
     let mut kind_of_run = |env: &mut Env, when: &str, trigger: &str| -> String {
         day += 1;
@@ -278,12 +280,7 @@ fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() 
 /// snapshot until `full_every` came round): it writes a full bundle, and says why.
 #[test]
 fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
-    let mut env = Env::new();
-    let vault = env.path("vault");
-    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
-    let drive = env.path("drive");
-    env.write_config_with_drive("v", &vault, "", &drive, "mode = \"incremental\"");
-    env.run(&["init"]).ok();
+    let (mut env, vault, drive) = small_world("mode = \"incremental\"");
     env.now = Some("2026-11-01T03:30:00Z".into());
     env.run(&["run", "--trigger", "timer"]).ok();
     fs::write(vault.join("day-2.md"), "two").unwrap();
