@@ -22,6 +22,7 @@ mod prop;
 mod prove;
 mod rclone;
 mod recovery;
+mod repack;
 mod restore;
 mod run;
 mod snapshot;

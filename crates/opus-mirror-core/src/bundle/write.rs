@@ -107,6 +107,7 @@ pub(crate) fn write_pack(
             locs.entry(e.oid).or_insert(Loc { pack: i, offset: e.offset, end, crc: e.crc });
         }
     }
+    let wanted: HashSet<Oid> = objs.iter().map(|(o, _)| *o).collect();
     // Copy in pack order: sequential reads.
     let mut order: Vec<(Option<Loc>, Oid, ObjectType)> =
         objs.iter().map(|(o, k)| (locs.get(o).copied(), *o, *k)).collect();
@@ -126,14 +127,13 @@ pub(crate) fn write_pack(
                 }
             };
             seek_to(r, l.offset)?;
-            let mut first = [0u8; 1];
-            r.read_exact(&mut first)?;
-            let t = (first[0] >> 4) & 7;
-            if (1..=4).contains(&t) {
+            let head = pack::read_head(r)?;
+            // Our deltas name their base by id: copied as they are when the base goes too.
+            if head.is_whole() || head.base.is_some_and(|b| wanted.contains(&b)) {
                 let mut crc = crc32fast::Hasher::new();
-                crc.update(&first);
-                w.write_all(&first)?;
-                let mut rest = r.by_ref().take(l.end - l.offset - 1);
+                crc.update(&head.bytes);
+                w.write_all(&head.bytes)?;
+                let mut rest = r.by_ref().take((l.end - l.offset).saturating_sub(head.bytes.len() as u64));
                 let mut buf = vec![0u8; 1 << 16];
                 loop {
                     let n = rest.read(&mut buf)?;
@@ -152,7 +152,7 @@ pub(crate) fn write_pack(
                 continue;
             }
         }
-        // A delta entry or a loose object: read it whole and store it afresh.
+        // A delta without its base here, or a loose object: read it whole and store it afresh.
         let obj = odb.read(oid).with_context(|| format!("object {oid} is missing from the backup repo"))?;
         let z = pack::compress(obj.data());
         w.write_all(&pack::entry_header(Kind::of(kind), obj.data().len() as u64))?;

@@ -66,7 +66,7 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
     ("guard", &["max_deleted_percent", "max_changed_percent", "max_truncated_files", "min_files"]),
     ("status", &["max_age"]),
     ("verify", &["grace"]),
-    ("run", &["check_every", "drill_every", "read_data_within"]),
+    ("run", &["check_every", "drill_every", "read_data_within", "repack_every"]),
     ("hooks", &["before_run", "after_run", "on_error", "timeout"]),
 ];
 

@@ -56,6 +56,7 @@ pub(super) struct RawRun {
     pub(super) check_every: Option<Spanned<String>>,
     pub(super) drill_every: Option<Spanned<String>>,
     pub(super) read_data_within: Option<Spanned<String>>,
+    pub(super) repack_every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

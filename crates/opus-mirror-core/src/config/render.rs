@@ -58,7 +58,7 @@ pub fn effective_rest(cfg: &Config) -> serde_json::Value {
                   "on_error": argv(&cfg.hooks.on_error),
                   "timeout": secs(cfg.hooks.timeout)},
         "run": {"check_every": dur(cfg.check_every), "drill_every": dur(cfg.drill_every),
-                "read_data_within": dur(cfg.read_data_within)},
+                "read_data_within": dur(cfg.read_data_within), "repack_every": dur(cfg.repack_every)},
     })
 }
 

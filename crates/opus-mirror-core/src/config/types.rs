@@ -42,6 +42,9 @@ pub struct Config {
     pub read_data_within: chrono::Duration,
     /// `run` performs a `drill` when the last one is older than this.
     pub drill_every: chrono::Duration,
+    /// `run` merges the backup repo's packs into one, making deltas, when the last repack is
+    /// older than this.
+    pub repack_every: chrono::Duration,
     /// Variables from `.env` that are not opus-mirror's own (tokens for rclone and the like):
     /// kept for child processes, shown masked.
     pub extra_env: BTreeMap<String, String>,

@@ -135,6 +135,8 @@ pub(super) fn parse(
         .unwrap_or(chrono::Duration::days(7));
     let drill_every = dur(run.and_then(|r| r.drill_every.as_ref()), "run.drill_every")?
         .unwrap_or(chrono::Duration::days(7));
+    let repack_every = dur(run.and_then(|r| r.repack_every.as_ref()), "run.repack_every")?
+        .unwrap_or(chrono::Duration::days(7));
     let read_data_within = dur(run.and_then(|r| r.read_data_within.as_ref()), "run.read_data_within")?
         .unwrap_or(chrono::Duration::days(30));
 
@@ -154,6 +156,7 @@ pub(super) fn parse(
         hooks,
         check_every,
         drill_every,
+        repack_every,
         read_data_within,
         extra_env,
     })

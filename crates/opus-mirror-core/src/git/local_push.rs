@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -339,11 +339,13 @@ fn fill(repo: &Repository, odb: &git2::Odb, w: &mut PackWriter, objects: &[Oid])
             }
             let end = entries.get(i + 1).map(|n| n.offset).unwrap_or(len.saturating_sub(20));
             seek_to(&mut r, e.offset)?;
-            let kind = (r.fill_buf()?.first().copied().unwrap_or(0) >> 4) & 7;
-            if (1..=4).contains(&kind) {
+            let head = crate::git::pack::read_head(&mut r)?;
+            // Our deltas name their base by id: copied as they are when the base goes too.
+            if head.is_whole() || head.base.is_some_and(|b| want.contains(&b)) {
                 // On a CRC mismatch nothing is added: the object is read whole below, and
                 // libgit2 checks its id.
-                w.add_raw(e.oid, e.crc, end.saturating_sub(e.offset), &mut r)?;
+                let mut src = (&head.bytes[..]).chain(&mut r);
+                w.add_raw(e.oid, e.crc, end.saturating_sub(e.offset), &mut src)?;
             }
         }
     }

@@ -95,6 +95,11 @@ fn step(
             journal.doing("mirror", None);
             mirror(cfg, s, now)
         }
+        (StepKind::Repack, Due::Yes(_)) => {
+            journal.doing("repack", None);
+            repack(cfg, s, now)?
+        }
+        (StepKind::Repack, _) => return None,
         (StepKind::Bundle { full_every }, due) => {
             let tg = target.expect("the plan names configured targets");
             journal.doing("bundle", Some(&tg.name));
@@ -200,6 +205,40 @@ fn mirror(cfg: &Config, s: &Source, now: DateTime<Utc>) -> (Exit, String) {
     };
     record(cfg, &Event::new(now, "mirror", Some(&s.name), None, exit, detail.clone()));
     (exit, detail)
+}
+
+/// Merges the backup repo's packs into one with deltas, and records what it did; None (said
+/// only in the history, so it is not due again) when there was nothing to do.
+fn repack(cfg: &Config, s: &Source, now: DateTime<Utc>) -> Option<(Exit, String)> {
+    let at = BackupRepo::location(&cfg.state_dir, &s.name);
+    let r = if at.exists() {
+        BackupRepo::open(&at).and_then(|b| crate::snapshot::maintain::repack(&b))
+    } else {
+        Ok(Default::default())
+    };
+    let (exit, detail, data) = match r {
+        Ok(m) if m.packs == 0 => {
+            (Exit::Ok, "nothing to do: one pack and no delta to make".to_string(), serde_json::json!(m))
+        }
+        Ok(m) => {
+            let detail = format!(
+                "{} packs merged into one: {} objects, {} new deltas, {} kept; {} → {}",
+                m.packs,
+                m.objects,
+                m.deltas_made,
+                m.deltas_kept,
+                crate::human::human_bytes(m.bytes_before),
+                crate::human::human_bytes(m.bytes_after)
+            );
+            (Exit::Ok, detail, serde_json::json!(m))
+        }
+        Err(e) => (exit_for(&e).combine(Exit::Failed), format!("{e:#}"), serde_json::Value::Null),
+    };
+    let quiet = exit == Exit::Ok && data.get("packs").and_then(|p| p.as_u64()) == Some(0);
+    let mut ev = Event::new(now, "repack", Some(&s.name), None, exit, detail.clone());
+    ev.data = data;
+    record(cfg, &ev);
+    (!quiet).then_some((exit, detail))
 }
 
 /// Writes a bundle when `create` finds one due; a target the plan found blocked is reported

@@ -104,6 +104,9 @@ pub enum StepKind {
     Runbook,
     Snapshot,
     Mirror,
+    /// Every pack of the backup repo merged into one, older versions of edited files made
+    /// deltas of their newer ones (`run.repack_every`; a hook run waits until it is twice late).
+    Repack,
     /// A full bundle once the newest verified full one is `full_every` old (the target's; a
     /// hook run's plan doubles it, leaving the weekly full bundle to the timer).
     Bundle {
@@ -137,6 +140,7 @@ impl StepKind {
             StepKind::Runbook => "runbook",
             StepKind::Snapshot => "snapshot",
             StepKind::Mirror => "mirror",
+            StepKind::Repack => "repack",
             StepKind::Bundle { .. } => "bundle",
             StepKind::Prune => "prune",
             StepKind::Check { .. } => "check",
@@ -218,6 +222,7 @@ fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, trig
     } else if is_git {
         steps.push(step(StepKind::Mirror, None, Due::Yes("a git source: its refs are imported".into())));
     }
+    steps.push(repack_plan(cfg, s, facts, now, trigger));
     let targets: Vec<&Target> = cfg.targets.iter().filter(|t| t.takes(&s.name)).collect();
     for tg in &targets {
         let (full_every, due) = bundle_plan(tg, s, facts, now, trigger);
@@ -386,6 +391,22 @@ fn drill_plan(
     Planned { kind: StepKind::Drill { candidates, encrypted }, target: None, due }
 }
 
+/// A repack every `run.repack_every`, before the bundles (a full bundle copies its deltas as
+/// they are) and the check (which reads the new pack back).
+fn repack_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, trigger: Trigger) -> Planned {
+    let (_, why) = every(&facts.history, &s.name, "repack", cfg.repack_every, now, "run.repack_every");
+    let age = last_event_age(&facts.history, &s.name, "repack", now);
+    let due = match periodic(age, cfg.repack_every, trigger) {
+        (true, _) => Due::Yes(why),
+        (false, true) => Due::No(format!(
+            "deferred to a timer or manual run ({why}); a hook run repacks when it is {} late",
+            human_duration(cfg.repack_every * HOOK_OVERDUE)
+        )),
+        (false, false) => Due::No(why),
+    };
+    Planned { kind: StepKind::Repack, target: None, due }
+}
+
 /// Whether a step done every `every` is due, and why: ("run.check_every = 7d: last ok 8d ago").
 fn every(
     history: &[Event],
@@ -527,6 +548,7 @@ mod tests {
             names,
             [
                 ("snapshot", None),
+                ("repack", None),
                 ("bundle", Some("drive")),
                 ("bundle", Some("cloud")),
                 ("prune", Some("drive")),
@@ -534,15 +556,15 @@ mod tests {
                 ("drill", None)
             ]
         );
-        assert!(matches!(&s[1].due, Due::Yes(why) if why == "every = 1d: no verified bundle that young"));
-        assert!(matches!(&s[2].due, Due::Blocked(b) if b.exit == Exit::Unreachable));
-        assert_eq!(s[4].kind, StepKind::Check { scope: WEEK, offsite: true });
+        assert!(matches!(&s[2].due, Due::Yes(why) if why == "every = 1d: no verified bundle that young"));
+        assert!(matches!(&s[3].due, Due::Blocked(b) if b.exit == Exit::Unreachable));
+        assert_eq!(s[5].kind, StepKind::Check { scope: WEEK, offsite: true });
         assert!(
-            matches!(&s[4].due, Due::Yes(why) if why.ends_with("off-site targets too (run.check_every = 1w: never done)"))
+            matches!(&s[5].due, Due::Yes(why) if why.ends_with("off-site targets too (run.check_every = 1w: never done)"))
         );
         // The unreachable cloud is no drill candidate.
-        assert_eq!(s[5].kind, StepKind::Drill { candidates: vec!["drive".into()], encrypted: None });
-        assert_eq!(s[5].due, Due::Yes("run.drill_every = 30d: never done".into()));
+        assert_eq!(s[6].kind, StepKind::Drill { candidates: vec!["drive".into()], encrypted: None });
+        assert_eq!(s[6].due, Due::Yes("run.drill_every = 30d: never done".into()));
     }
 
     #[test]
@@ -553,15 +575,15 @@ mod tests {
         let f = facts(history, vec![bundle("2026-11-19T20:00:00Z")]);
         let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
         assert_eq!(
-            s[1].due,
+            s[2].due,
             Due::No("v-2026-11-19T200000Z.bundle is younger than every = 1d".into()),
             "{s:#?}"
         );
-        assert_eq!(s[4].kind, StepKind::Check { scope: WEEK, offsite: false });
+        assert_eq!(s[5].kind, StepKind::Check { scope: WEEK, offsite: false });
         assert!(
-            matches!(&s[4].due, Due::Yes(why) if why.ends_with("off-site targets not due (run.check_every = 1w: last done 2d ago)"))
+            matches!(&s[5].due, Due::Yes(why) if why.ends_with("off-site targets not due (run.check_every = 1w: last done 2d ago)"))
         );
-        assert_eq!(s[5].due, Due::No("run.drill_every = 30d: last done 19d ago".into()));
+        assert_eq!(s[6].due, Due::No("run.drill_every = 30d: last done 19d ago".into()));
     }
 
     #[test]
@@ -572,7 +594,35 @@ mod tests {
         let s = steps(&cfg, &f, "2026-11-20T03:30:00Z");
         assert_eq!(s[0].kind, StepKind::Clock);
         assert!(matches!(&s[0].due, Due::Yes(w) if w.contains("the clock jumped back")));
-        assert_eq!(s[5].kind, StepKind::Check { scope: WEEK, offsite: true });
+        assert_eq!(s[6].kind, StepKind::Check { scope: WEEK, offsite: true });
+    }
+
+    #[test]
+    fn a_repack_is_due_every_repack_every_and_a_hook_run_leaves_it_to_the_timer_until_twice_late() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path());
+        let repacked = |at: &str| facts(vec![ok(at, "repack")], Vec::new());
+        let kind =
+            |s: &[Planned]| s.iter().find(|p| p.kind == StepKind::Repack).expect("planned").due.clone();
+        let now = "2026-11-20T03:30:00Z";
+        assert_eq!(
+            kind(&steps_of(&cfg, &repacked("2026-11-18T03:30:00Z"), now, Trigger::Timer)),
+            Due::No("run.repack_every = 1w: last done 2d ago".into())
+        );
+        assert_eq!(
+            kind(&steps_of(&cfg, &repacked("2026-11-10T03:30:00Z"), now, Trigger::Timer)),
+            Due::Yes("run.repack_every = 1w: last done 10d ago".into())
+        );
+        assert!(matches!(kind(&steps_of(&cfg, &repacked("2026-11-10T03:30:00Z"), now, Trigger::Hook)),
+            Due::No(why) if why.starts_with("deferred to a timer or manual run")));
+        assert!(matches!(
+            kind(&steps_of(&cfg, &repacked("2026-11-05T03:30:00Z"), now, Trigger::Hook)),
+            Due::Yes(_)
+        ));
+        assert!(matches!(
+            kind(&steps_of(&cfg, &facts(Vec::new(), Vec::new()), now, Trigger::Hook)),
+            Due::Yes(_)
+        ));
     }
 
     const WEEK: crate::check::Scope =
@@ -587,20 +637,20 @@ mod tests {
         let due = facts(history("2026-10-10T03:30:00Z"), Vec::new());
         let hook = steps_of(&cfg, &due, "2026-11-20T03:30:00Z", Trigger::Hook);
         assert!(
-            matches!(&hook[5].due, Due::No(why) if why.starts_with("deferred to a timer or manual run (run.drill_every = 30d: last done 41d ago)")),
+            matches!(&hook[6].due, Due::No(why) if why.starts_with("deferred to a timer or manual run (run.drill_every = 30d: last done 41d ago)")),
             "{:?}",
-            hook[5].due
+            hook[6].due
         );
-        let StepKind::Check { scope, .. } = hook[4].kind else { panic!("a check: {:?}", hook[4]) };
+        let StepKind::Check { scope, .. } = hook[5].kind else { panic!("a check: {:?}", hook[5]) };
         assert_eq!(scope, crate::check::Scope::New { every: chrono::Duration::days(14), rotate: false });
         let timer = steps_of(&cfg, &due, "2026-11-20T03:30:00Z", Trigger::Timer);
-        assert!(matches!(&timer[5].due, Due::Yes(why) if why == "run.drill_every = 30d: last done 41d ago"));
+        assert!(matches!(&timer[6].due, Due::Yes(why) if why == "run.drill_every = 30d: last done 41d ago"));
         let manual = steps_of(&cfg, &due, "2026-11-20T03:30:00Z", Trigger::Manual);
-        assert!(matches!(&manual[5].due, Due::Yes(_)));
+        assert!(matches!(&manual[6].due, Due::Yes(_)));
         let overdue = facts(history("2026-09-20T03:30:00Z"), Vec::new());
         let hook = steps_of(&cfg, &overdue, "2026-11-20T03:30:00Z", Trigger::Hook);
-        assert!(matches!(&hook[5].due, Due::Yes(why) if why == "run.drill_every = 30d: last done 61d ago"));
+        assert!(matches!(&hook[6].due, Due::Yes(why) if why == "run.drill_every = 30d: last done 61d ago"));
         let never = facts(Vec::new(), Vec::new());
-        assert!(matches!(&steps_of(&cfg, &never, "2026-11-20T03:30:00Z", Trigger::Hook)[5].due, Due::Yes(_)));
+        assert!(matches!(&steps_of(&cfg, &never, "2026-11-20T03:30:00Z", Trigger::Hook)[6].due, Due::Yes(_)));
     }
 }

@@ -44,6 +44,11 @@ pub fn source(cfg: &Config, s: &Source, plan: &SourcePlan, now: DateTime<Utc>, j
             (StepKind::Prune, Due::Yes(why)) => {
                 (p.target.clone(), Exit::Ok, format!("would apply its keep policy ({why})"))
             }
+            (StepKind::Repack, Due::Yes(why)) => (
+                None,
+                Exit::Ok,
+                format!("would merge the backup repo's packs into one, making deltas ({why})"),
+            ),
             (StepKind::Check { .. }, Due::Yes(why)) => (None, Exit::Ok, format!("would check {why}")),
             (StepKind::Drill { candidates, encrypted }, due) => match (candidates.first(), due, encrypted) {
                 (Some(tg), Due::Yes(why), _) => {

@@ -5,14 +5,23 @@
 //! over its life and no snapshot pays for the whole repo. The merge itself (entries copied
 //! byte for byte, the old packs deleted only once the new one holds all their objects) is
 //! git format code: [`crate::git::pack::merge`].
+//!
+//! Every merge also makes deltas: an older version of a file is stored as a delta of its newer
+//! version when both are in the packs merged. Versions are found in history: each commit's
+//! tree against its first parent's, path by path (a merge of recent packs looks only at the
+//! commits in them). [`repack`] merges every pack, for the edits whose older version sits in
+//! the big old pack that geometric merging rarely touches: the run's periodic `repack` step.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use git2::{Odb, Oid};
 
+use crate::git::objects::{parse_tree, MODE_EXEC, MODE_FILE, MODE_TREE};
 use crate::git::pack::list_packs;
-use crate::git::pack::merge::merge;
+use crate::git::pack::merge::{merge, Merged};
 use crate::git::BackupRepo;
 
 /// More packs than this and the smallest are merged.
@@ -34,9 +43,71 @@ pub(crate) fn after_snapshot(repo: &BackupRepo) -> Result<()> {
     let n = geometric_split(&weights);
     if n >= 2 {
         let chosen: Vec<PathBuf> = sized.into_iter().take(n).map(|(_, p)| p).collect();
-        merge(repo, &chosen)?;
+        let mut inside = HashSet::new();
+        for p in &chosen {
+            inside.extend(crate::git::pack::read_index(&p.with_extension("idx"))?.into_iter().map(|e| e.oid));
+        }
+        merge(repo, &chosen, &versions(repo, Some(&inside)))?;
     }
     Ok(())
+}
+
+/// Merges every pack of the backup repo into one, making a delta of every older version of a
+/// file whose newer version is kept (deltas made before are copied as they are). Costs one
+/// read and one write of the repo; nothing is deleted before the new pack holds everything.
+pub fn repack(repo: &BackupRepo) -> Result<Merged> {
+    let packs = list_packs(&repo.pack_dir())?;
+    if packs.is_empty() {
+        return Ok(Merged::default());
+    }
+    merge(repo, &packs, &versions(repo, None))
+}
+
+/// (older, newer) pairs of blobs that were the same file in a commit and its first parent,
+/// newest commits first, from every ref's history (`only`: the commits among these objects).
+/// A best effort: what cannot be read (a damaged repo) gives fewer pairs, never an error, as
+/// check is the one to report damage.
+pub(crate) fn versions(repo: &BackupRepo, only: Option<&HashSet<Oid>>) -> Vec<(Oid, Oid)> {
+    let mut out = Vec::new();
+    let Ok(odb) = repo.repo.odb() else { return out };
+    let Ok(mut walk) = repo.repo.revwalk() else { return out };
+    let Ok(refs) = crate::bundle::create::bundle_refs(&repo.repo) else { return out };
+    for oid in refs.values() {
+        if let Ok(c) = repo.repo.find_commit(*oid) {
+            let _ = walk.push(c.id());
+        }
+    }
+    for c in walk.flatten() {
+        if only.is_some_and(|set| !set.contains(&c)) {
+            continue;
+        }
+        let Ok(commit) = repo.repo.find_commit(c) else { continue };
+        let Ok(parent) = commit.parent(0) else { continue };
+        pairs(&odb, parent.tree_id(), commit.tree_id(), &mut out, 0);
+    }
+    out
+}
+
+/// The files of tree `new` that `old` held under the same path with other content.
+fn pairs(odb: &Odb, old: Oid, new: Oid, out: &mut Vec<(Oid, Oid)>, depth: usize) {
+    if old == new || depth > 256 {
+        return;
+    }
+    let read = |t: Oid| odb.read(t).ok().and_then(|o| parse_tree(o.data()));
+    let (Some(a), Some(b)) = (read(old), read(new)) else { return };
+    let before: std::collections::HashMap<&[u8], _> = a.iter().map(|e| (e.name.as_slice(), e)).collect();
+    for e in &b {
+        let Some(o) = before.get(e.name.as_slice()) else { continue };
+        if o.oid == e.oid {
+            continue;
+        }
+        let file = |m: u32| m == MODE_FILE || m == MODE_EXEC;
+        match (o.mode, e.mode) {
+            (MODE_TREE, MODE_TREE) => pairs(odb, o.oid, e.oid, out, depth + 1),
+            (m, n) if file(m) && file(n) => out.push((o.oid, e.oid)),
+            _ => {}
+        }
+    }
 }
 
 /// How many of the smallest packs (`weights` sorted ascending) to merge so that the packs left,
@@ -132,7 +203,7 @@ mod tests {
         fs::copy(pack.with_extension("idx"), dup.with_extension("idx")).expect("copy idx");
         let packs = list_packs(&repo.pack_dir()).expect("list");
         assert_eq!(packs.len(), 2);
-        merge(&repo, &packs).expect("merge");
+        merge(&repo, &packs, &[]).expect("merge");
         let fresh = git2::Repository::open_bare(dir.path().join("r.git")).expect("reopen");
         let blob = fresh.find_blob(oid).expect("the object survives the merge");
         assert_eq!(blob.content(), data);

@@ -1,78 +1,130 @@
-//! Merging packs into one: whole-object entries copied byte for byte (they need no
-//! re-compressing), each checked against its index CRC; the old packs are deleted only after
-//! the merged pack is complete, synced, visible and known to hold every one of their objects.
-//! Which packs to merge is the caller's policy (`snapshot::maintain`: geometric, like `git
-//! repack --geometric=2`).
+//! Merging packs into one, and making deltas while doing so. Whole-object entries and our own
+//! `REF_DELTA` entries are copied byte for byte (they need no re-compressing), each checked
+//! against its index CRC; an older version of a file whose newer version is in the same set is
+//! stored as a delta of it (newest whole, as git does: what is restored most is read fastest).
+//! The old packs are deleted only after the merged pack is complete, synced, visible and known
+//! to hold every one of their objects. Which packs to merge, and which objects are versions of
+//! each other, is the caller's policy (`snapshot::maintain`).
+//!
+//! Every delta names its base by id, and its base is always in the same pack, so the entry
+//! stays valid when copied into another pack that holds the base too (a later merge always
+//! does; a bundle or a mirror push copies it only then, and stores the object whole otherwise).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use git2::Oid;
 
-use crate::git::pack::read_index;
-use crate::git::pack::PackWriter;
+use crate::git::pack::delta;
+use crate::git::pack::index::apply;
+use crate::git::pack::{read_head, read_index, seek_to, PackWriter};
 use crate::git::BackupRepo;
 
-/// Merges `packs` into one. Whole-object entries are copied byte for byte; delta entries
-/// (packs libgit2 fetched from the user's repository) are read whole through the object
-/// database and stored afresh, so every pack can be merged.
-pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
-    let mut plan = Vec::new();
-    for p in packs {
-        let mut entries = read_index(&p.with_extension("idx"))?;
-        entries.sort_by_key(|e| e.offset);
-        plan.push((p.clone(), entries));
+/// Delta chains are cut at this depth (git's `pack.depth` default): reading an old version
+/// costs at most this many delta applications.
+pub const MAX_CHAIN: usize = 50;
+/// Only blobs up to this size are made deltas: both versions are held in memory meanwhile,
+/// and large attachments are rarely edited in place.
+pub const DELTA_MAX: u64 = 8 << 20;
+
+/// What a merge did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Merged {
+    /// Packs merged into one (0: nothing was done).
+    pub packs: usize,
+    pub objects: usize,
+    /// Objects stored as a delta for the first time.
+    pub deltas_made: usize,
+    /// Deltas copied as they were.
+    pub deltas_kept: usize,
+    /// The packs' size before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// One object's entry in the packs being merged.
+#[derive(Clone, Copy)]
+struct Stored {
+    pack: usize,
+    offset: u64,
+    end: u64,
+    crc: u32,
+    kind: u8,
+    size: u64,
+    base: Option<Oid>,
+}
+
+/// Merges `packs` into one. `versions` are (older, newer) pairs of the same file: the older is
+/// stored as a delta of the newer when both are in these packs and the delta is worth it.
+/// With one pack, it is rewritten only when there is a delta to make.
+pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> Result<Merged> {
+    let (order, stored) = scan(packs)?;
+    let base_of = plan(&stored, versions);
+    let fresh = base_of.iter().filter(|(o, b)| stored[*o].base != Some(**b)).count();
+    if packs.len() < 2 && fresh == 0 {
+        return Ok(Merged::default());
     }
     let odb = repo.repo.odb()?;
-    if plan.len() < 2 {
-        return Ok(0);
-    }
     let mut out = PackWriter::create(&repo.pack_dir())?;
-    let mut seen = HashSet::new();
-    for (p, entries) in &plan {
-        let len = fs::metadata(p)?.len();
-        let mut r = BufReader::with_capacity(1 << 20, File::open(p)?);
-        for (i, e) in entries.iter().enumerate() {
-            let end = entries.get(i + 1).map(|n| n.offset).unwrap_or(len - 20);
-            if !seen.insert(e.oid) {
-                continue;
+    let mut report = Merged { packs: packs.len(), ..Default::default() };
+    let mut readers: Vec<BufReader<File>> = Vec::with_capacity(packs.len());
+    for p in packs {
+        readers.push(BufReader::with_capacity(1 << 20, crate::safe_fs::open_regular(p)?));
+        report.bytes_before += fs::metadata(p)?.len();
+    }
+    for oid in &order {
+        let s = stored[oid];
+        let r = &mut readers[s.pack];
+        let whole_or_kept = match base_of.get(oid) {
+            Some(b) if s.base == Some(*b) => {
+                report.deltas_kept += 1;
+                true
             }
-            crate::git::pack::seek_to(&mut r, e.offset)?;
-            let kind = (r.fill_buf()?.first().copied().unwrap_or(0) >> 4) & 7;
-            if !(1..=4).contains(&kind) {
-                let obj = odb
-                    .read(e.oid)
-                    .with_context(|| format!("object {} of {} cannot be read", e.oid, p.display()))?;
-                let k = crate::git::objects::Kind::of(obj.kind());
-                out.add_compressed(
-                    e.oid,
-                    k,
-                    obj.data().len() as u64,
-                    &crate::git::pack::compress(obj.data()),
-                )?;
-                continue;
-            }
-            if !out.add_raw(e.oid, e.crc, end - e.offset, &mut r)? {
+            Some(b) => match make_delta(&odb, *oid, *b)? {
+                Some(d) => {
+                    out.add_ref_delta(*oid, *b, &d)?;
+                    report.deltas_made += 1;
+                    false
+                }
+                None => (1..=4).contains(&s.kind),
+            },
+            None => (1..=4).contains(&s.kind),
+        };
+        if out.contains(oid) {
+            continue;
+        }
+        if whole_or_kept {
+            seek_to(r, s.offset)?;
+            if !out.add_raw(*oid, s.crc, s.end - s.offset, r)? {
                 out.abandon();
                 bail!(
-                    "pack {} is damaged at object {} (CRC mismatch); nothing was merged or deleted",
-                    p.display(),
-                    e.oid
+                    "pack {} is damaged at object {oid} (CRC mismatch); nothing was merged or deleted",
+                    packs[s.pack].display()
                 );
             }
+        } else {
+            // A delta that is not kept (an offset delta libgit2 fetched, a chain cut short):
+            // read whole through the object database and stored afresh.
+            let obj = odb
+                .read(*oid)
+                .with_context(|| format!("object {oid} of {} cannot be read", packs[s.pack].display()))?;
+            let k = crate::git::objects::Kind::of(obj.kind());
+            out.add_compressed(*oid, k, obj.data().len() as u64, &crate::git::pack::compress(obj.data()))?;
         }
     }
-    let merged = plan.len();
+    report.objects = out.len();
     let name = out.finish()?.context("merged pack unexpectedly empty")?;
     let new_pack = repo.pack_dir().join(format!("pack-{name}.pack"));
+    report.bytes_after = fs::metadata(&new_pack)?.len();
     // Every object of every input must be in the new index before any input goes.
     let have: HashSet<_> = read_index(&new_pack.with_extension("idx"))?.into_iter().map(|e| e.oid).collect();
-    if let Some(missing) = seen.iter().find(|o| !have.contains(*o)) {
+    if let Some(missing) = order.iter().find(|o| !have.contains(*o)) {
         bail!("merged pack {} lacks object {missing}; nothing was deleted", new_pack.display());
     }
-    for (p, _) in &plan {
+    for p in packs {
         // A re-merge can produce a byte-identical pack under the same name: never delete it.
         if *p == new_pack {
             continue;
@@ -85,5 +137,269 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf]) -> Result<usize> {
     }
     crate::atomic::sync_dir(&repo.pack_dir())?;
     repo.repo.odb()?.refresh()?;
-    Ok(merged)
+    Ok(report)
+}
+
+/// Every object of `packs` once (the first pack that has it), in pack order (reads stay
+/// sequential), with its entry's head.
+fn scan(packs: &[PathBuf]) -> Result<(Vec<Oid>, HashMap<Oid, Stored>)> {
+    let mut order = Vec::new();
+    let mut stored = HashMap::new();
+    for (i, p) in packs.iter().enumerate() {
+        let mut entries = read_index(&p.with_extension("idx"))?;
+        entries.sort_by_key(|e| e.offset);
+        let len = fs::metadata(p)?.len();
+        let mut r = BufReader::with_capacity(1 << 16, crate::safe_fs::open_regular(p)?);
+        for (j, e) in entries.iter().enumerate() {
+            let end = entries.get(j + 1).map(|n| n.offset).unwrap_or(len.saturating_sub(20));
+            if stored.contains_key(&e.oid) {
+                continue;
+            }
+            if end <= e.offset {
+                bail!("pack {} is damaged: its index places {} out of order", p.display(), e.oid);
+            }
+            seek_to(&mut r, e.offset)?;
+            let h =
+                read_head(&mut r).with_context(|| format!("pack {} is damaged at {}", p.display(), e.oid))?;
+            let s = Stored {
+                pack: i,
+                offset: e.offset,
+                end,
+                crc: e.crc,
+                kind: h.kind,
+                size: h.size,
+                base: h.base,
+            };
+            stored.insert(e.oid, s);
+            order.push(e.oid);
+        }
+    }
+    Ok((order, stored))
+}
+
+/// Which object is stored as a delta of which: the deltas already there (kept), then each
+/// older version whose newer one is here too, as long as no chain loops or grows deeper than
+/// [`MAX_CHAIN`] (an entry past it is stored whole).
+fn plan(stored: &HashMap<Oid, Stored>, versions: &[(Oid, Oid)]) -> HashMap<Oid, Oid> {
+    let mut base_of: HashMap<Oid, Oid> = stored
+        .iter()
+        .filter_map(|(o, s)| s.base.filter(|b| stored.contains_key(b)).map(|b| (*o, b)))
+        .collect();
+    for (older, newer) in versions {
+        let (Some(o), Some(n)) = (stored.get(older), stored.get(newer)) else { continue };
+        if older == newer || base_of.contains_key(older) || o.kind != 3 || o.size > DELTA_MAX {
+            continue;
+        }
+        if n.kind == 3 && n.size > DELTA_MAX {
+            continue;
+        }
+        // The newer one's chain must not lead back to the older one.
+        let mut at = *newer;
+        let mut steps = 0;
+        let loops = loop {
+            match base_of.get(&at) {
+                Some(b) if *b == *older => break true,
+                Some(b) if steps <= MAX_CHAIN + 1 => {
+                    at = *b;
+                    steps += 1;
+                }
+                _ => break false,
+            }
+        };
+        if !loops {
+            base_of.insert(*older, *newer);
+        }
+    }
+    cut_chains(&mut base_of);
+    base_of
+}
+
+/// Stores whole every object whose chain is deeper than [`MAX_CHAIN`] (or loops: a damaged
+/// pack's doing), so that every chain left is short.
+fn cut_chains(base_of: &mut HashMap<Oid, Oid>) {
+    let mut depth: HashMap<Oid, usize> = HashMap::new();
+    let keys: Vec<Oid> = base_of.keys().copied().collect();
+    for start in keys {
+        // The chain from `start` down to the first object whose depth is known (or whole).
+        let mut chain = vec![start];
+        let mut seen = HashSet::from([start]);
+        let mut below = 0;
+        while let Some(b) = base_of.get(chain.last().expect("never empty")).copied() {
+            if let Some(d) = depth.get(&b) {
+                below = *d;
+                break;
+            }
+            if !seen.insert(b) {
+                // A loop: the object whose base closes it is stored whole.
+                base_of.remove(chain.last().expect("never empty"));
+                break;
+            }
+            chain.push(b);
+        }
+        // Assign from the bottom up; whatever would exceed the limit starts a new chain.
+        let mut d = below;
+        for o in chain.iter().rev() {
+            d = if base_of.contains_key(o) { d + 1 } else { 0 };
+            if d > MAX_CHAIN {
+                base_of.remove(o);
+                d = 0;
+            }
+            depth.insert(*o, d);
+        }
+    }
+}
+
+/// The delta that rebuilds `oid` from `base`, checked by applying it, when it is under half
+/// the object's size; `None` when the object is better stored whole.
+fn make_delta(odb: &git2::Odb, oid: Oid, base: Oid) -> Result<Option<Vec<u8>>> {
+    let target = odb.read(oid).with_context(|| format!("object {oid} cannot be read"))?;
+    let from = odb.read(base).with_context(|| format!("object {base} cannot be read"))?;
+    if target.kind() != git2::ObjectType::Blob || from.kind() != git2::ObjectType::Blob {
+        return Ok(None);
+    }
+    let d = delta::encode(from.data(), target.data());
+    if d.len() * 2 >= target.data().len() {
+        return Ok(None);
+    }
+    match apply(from.data(), &d) {
+        Ok(back) if back == target.data() => Ok(Some(d)),
+        _ => bail!(
+            "the delta made for object {oid} does not rebuild it (a bug); nothing was merged or deleted"
+        ),
+    }
+}
+
+/// The bytes of entry `s` of a pack, for tests.
+#[cfg(test)]
+fn raw(p: &std::path::Path, offset: u64, len: u64) -> Vec<u8> {
+    use std::io::Read;
+    let mut f = BufReader::new(File::open(p).expect("pack"));
+    seek_to(&mut f, offset).expect("seek");
+    let mut b = vec![0; len as usize];
+    f.read_exact(&mut b).expect("read");
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::objects::Kind;
+
+    fn repo(dir: &std::path::Path) -> BackupRepo {
+        BackupRepo::create(&dir.join("r.git"), "snapshot", dir).expect("repo")
+    }
+
+    fn note(v: usize) -> Vec<u8> {
+        let mut s: String = (0..300).map(|i| format!("line {i} of a long note about the vault\n")).collect();
+        for k in 0..v {
+            s.push_str(&format!("appended in session {k}\n"));
+        }
+        s.into_bytes()
+    }
+
+    /// One pack per version, like one snapshot per session.
+    fn versions(r: &BackupRepo, n: usize) -> Vec<Oid> {
+        (0..n)
+            .map(|v| {
+                let mut w = PackWriter::create(&r.pack_dir()).expect("writer");
+                let oid = w.add(Kind::Blob, &note(v)).expect("add");
+                w.finish().expect("finish");
+                oid
+            })
+            .collect()
+    }
+
+    fn pairs(oids: &[Oid]) -> Vec<(Oid, Oid)> {
+        oids.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    fn fsck(r: &BackupRepo) {
+        let out = std::process::Command::new("git")
+            .args(["fsck", "--full", "--no-dangling"])
+            .current_dir(&r.path)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git fsck: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn older_versions_become_deltas_of_newer_ones_that_git_and_libgit2_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = repo(dir.path());
+        let oids = versions(&r, 6);
+        let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        let m = merge(&r, &packs, &pairs(&oids)).expect("merge");
+        assert_eq!((m.packs, m.objects, m.deltas_made), (6, 6, 5), "{m:?}");
+        assert!(m.bytes_after * 3 < m.bytes_before, "{m:?}");
+        fsck(&r);
+        let odb = r.repo.odb().expect("odb");
+        for (v, oid) in oids.iter().enumerate() {
+            assert_eq!(odb.read(*oid).expect("reads").data(), note(v));
+        }
+        // The newest is whole, so a restore of today reads no delta.
+        let newest = crate::git::pack::list_packs(&r.pack_dir()).expect("packs")[0].clone();
+        let (_, stored) = scan(std::slice::from_ref(&newest)).expect("scan");
+        assert_eq!(stored[&oids[5]].kind, 3);
+        assert_eq!(stored[&oids[0]].base, Some(oids[1]));
+
+        // Merged again with a new version: the deltas are copied byte for byte, one is made.
+        let mut w = PackWriter::create(&r.pack_dir()).expect("writer");
+        let more = w.add(Kind::Blob, &note(6)).expect("add");
+        w.finish().expect("finish");
+        let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        let before: Vec<u8> =
+            raw(&newest, stored[&oids[0]].offset, stored[&oids[0]].end - stored[&oids[0]].offset);
+        let m = merge(&r, &packs, &[(oids[5], more)]).expect("merge again");
+        assert_eq!((m.deltas_kept, m.deltas_made), (5, 1), "{m:?}");
+        fsck(&r);
+        let p = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        let (_, s) = scan(&p).expect("scan");
+        let e = s[&oids[0]];
+        assert_eq!(raw(&p[0], e.offset, e.end - e.offset), before);
+    }
+
+    #[test]
+    fn a_pair_that_would_loop_or_chain_too_deep_is_stored_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = repo(dir.path());
+        let oids = versions(&r, 3);
+        let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        // A file reverted: a→b then b→a. Only one of the two can be a delta.
+        let m = merge(&r, &packs, &[(oids[0], oids[1]), (oids[1], oids[0])]).expect("merge");
+        assert_eq!(m.deltas_made, 1, "{m:?}");
+        fsck(&r);
+
+        let mut base_of: HashMap<Oid, Oid> = HashMap::new();
+        let ids: Vec<Oid> = (0..120u32)
+            .map(|i| Oid::hash_object(git2::ObjectType::Blob, &i.to_be_bytes()).unwrap())
+            .collect();
+        for w in ids.windows(2) {
+            base_of.insert(w[0], w[1]);
+        }
+        cut_chains(&mut base_of);
+        let depth = |mut o: Oid| {
+            let mut d = 0;
+            while let Some(b) = base_of.get(&o) {
+                o = *b;
+                d += 1;
+            }
+            d
+        };
+        assert!(ids.iter().all(|o| depth(*o) <= MAX_CHAIN));
+        assert!(base_of.len() >= 115, "only the links that cut a chain are dropped: {}", base_of.len());
+    }
+
+    #[test]
+    fn a_delta_not_worth_it_leaves_the_object_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = repo(dir.path());
+        let mut w = PackWriter::create(&r.pack_dir()).expect("writer");
+        let a = w.add(Kind::Blob, &note(0)).expect("add");
+        let b = w.add(Kind::Blob, b"nothing in common with the other one, at all; not a byte").expect("add");
+        w.finish().expect("finish");
+        let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        let m = merge(&r, &packs, &[(a, b)]).expect("merge");
+        assert_eq!(m.deltas_made, 0, "{m:?}");
+        fsck(&r);
+    }
 }

@@ -2,6 +2,7 @@
 //! pass (`write`), entries read back by offset or id (`read`), packs from outside (a bundle's)
 //! checked and indexed (`index`).
 
+pub mod delta;
 pub mod index;
 pub mod merge;
 pub mod read;

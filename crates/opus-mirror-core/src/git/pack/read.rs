@@ -84,6 +84,61 @@ pub fn open_blob(pack_dir: &Path, oid: Oid) -> Result<Option<(u64, Box<dyn Read>
     Ok(None)
 }
 
+/// The start of a pack entry: its type, its size, and for a `REF_DELTA` the id of its base.
+pub struct Head {
+    /// 1–4 for whole objects, [`super::OFS_DELTA`] or [`super::REF_DELTA`].
+    pub kind: u8,
+    /// The size of the object, or of the delta.
+    pub size: u64,
+    /// The bytes read: the header, and a `REF_DELTA`'s base id (`OFS_DELTA`: its offset).
+    pub bytes: Vec<u8>,
+    pub base: Option<Oid>,
+}
+
+impl Head {
+    /// A whole object (commit, tree, blob, tag).
+    pub fn is_whole(&self) -> bool {
+        (1..=4).contains(&self.kind)
+    }
+}
+
+/// Reads the head of the entry `r` is at. Copying the entry is then `bytes` followed by the
+/// rest of it, so nothing is read twice.
+pub fn read_head(r: &mut dyn Read) -> std::io::Result<Head> {
+    let mut bytes = Vec::with_capacity(32);
+    let mut byte = [0u8; 1];
+    r.read_exact(&mut byte)?;
+    bytes.push(byte[0]);
+    let kind = (byte[0] >> 4) & 7;
+    let mut size = (byte[0] & 0x0f) as u64;
+    let mut shift = 4;
+    while byte[0] & 0x80 != 0 {
+        if shift > 60 {
+            return Err(std::io::Error::other("a pack entry's size does not fit in 64 bits"));
+        }
+        r.read_exact(&mut byte)?;
+        bytes.push(byte[0]);
+        size |= ((byte[0] & 0x7f) as u64) << shift;
+        shift += 7;
+    }
+    let mut base = None;
+    if kind == super::REF_DELTA {
+        let mut id = [0u8; 20];
+        r.read_exact(&mut id)?;
+        bytes.extend_from_slice(&id);
+        base = Some(Oid::from_bytes(&id).map_err(std::io::Error::other)?);
+    } else if kind == super::OFS_DELTA {
+        loop {
+            r.read_exact(&mut byte)?;
+            bytes.push(byte[0]);
+            if byte[0] & 0x80 == 0 || bytes.len() > 20 {
+                break;
+            }
+        }
+    }
+    Ok(Head { kind, size, bytes, base })
+}
+
 /// Moves a buffered reader to `offset`, keeping its buffer when the move is short: entries
 /// are visited in pack order, so most moves are zero or a few bytes, and a plain `seek`
 /// would throw the buffer away and re-read a megabyte for every object.

@@ -63,10 +63,20 @@ impl<W: Write> Write for Tally<'_, W> {
     }
 }
 
+/// The pack entry type of a delta whose base is named by id.
+pub const REF_DELTA: u8 = 7;
+/// The pack entry type of a delta whose base is named by its offset in the same pack.
+pub const OFS_DELTA: u8 = 6;
+
 /// The variable-length type-and-size header of a pack entry.
 pub fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
+    entry_header_raw(kind as u8, size)
+}
+
+/// [`entry_header`] for any entry type, deltas included.
+fn entry_header_raw(kind: u8, size: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(10);
-    let mut byte = ((kind as u8) << 4) | (size & 0x0f) as u8;
+    let mut byte = (kind << 4) | (size & 0x0f) as u8;
     let mut rest = size >> 4;
     while rest > 0 {
         out.push(byte | 0x80);
@@ -154,6 +164,27 @@ impl PackWriter {
         self.out.write_all(zdata)?;
         self.entries.push(IdxEntry { oid, crc: crc.finalize(), offset: self.offset });
         self.offset += (header.len() + zdata.len()) as u64;
+        Ok(())
+    }
+
+    /// Appends `oid` as a `REF_DELTA` against `base`: `delta` rebuilds it from the base. The
+    /// base is named by id, not by offset, so the entry can later be copied byte for byte into
+    /// any pack that also holds the base (a merge, a bundle, a mirror push). The caller makes
+    /// sure the base is in this pack (git reads no delta across packs).
+    pub fn add_ref_delta(&mut self, oid: Oid, base: Oid, delta: &[u8]) -> io::Result<()> {
+        if !self.seen.insert(oid) {
+            return Ok(());
+        }
+        let mut head = entry_header_raw(REF_DELTA, delta.len() as u64);
+        head.extend_from_slice(base.as_bytes());
+        let z = compress(delta);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&z);
+        self.out.write_all(&head)?;
+        self.out.write_all(&z)?;
+        self.entries.push(IdxEntry { oid, crc: crc.finalize(), offset: self.offset });
+        self.offset += (head.len() + z.len()) as u64;
         Ok(())
     }
 
