@@ -39,7 +39,7 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
             ctx.say(format!(
                 "{}: {} (newest {} {age}{local})",
                 s.source,
-                if s.stale { "STALE" } else { "ok" },
+                s.verdict(),
                 s.judged_by
             ))?;
             ctx.say(format!(
@@ -79,15 +79,28 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
             }
         }
     }
+    // Each source's warnings were shown as its `!` lines (or are in its JSON): the envelope
+    // lists them too, as every exit 3 must.
+    for s in &all {
+        for w in &s.warnings {
+            ctx.note_warning(w, Some(&s.source), None);
+        }
+    }
+    for s in all.iter().filter(|s| s.in_doubt()) {
+        let text = format!(
+            "the last check or drill of `{}` failed (see the lines above): run `opus-mirror check` and read what it names",
+            s.source
+        );
+        ctx.warn(&text, Some(&s.source), None);
+    }
     if stale {
         let text = format!(
             "the newest good backup is older than {} (or there is none): run `opus-mirror run` and check the timer",
             crate::output::human_duration(max_age)
         );
         ctx.warn(&text, None, None);
-        return Ok(Exit::Stale);
     }
-    Ok(Exit::Ok)
+    Ok(all.iter().fold(Exit::Ok, |x, s| x.combine(s.exit())))
 }
 
 pub fn log(ctx: &mut Context, args: &LogArgs) -> Result<Exit> {

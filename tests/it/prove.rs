@@ -124,6 +124,12 @@ fn damaged_or_missing_objects_in_the_backup_repo_are_named() {
         "{}",
         r.stderr
     );
+    // `status` is what a script or a person asks "are my backups good?": a failed check puts
+    // them in doubt, so it exits 1 (not 0 with a line of text), fresh as they may be.
+    let s = env.run(&["status", "--max-age", "1000d"]).code(1);
+    assert!(s.stdout.contains("! last check failed"), "{}", s.stdout);
+    let j = env.run(&["status", "--max-age", "1000d", "--json"]).code(1).envelope();
+    assert_eq!(j["exit"], 1, "{j:#}");
     // A whole pack lost: the objects it held are missing, each named.
     pks.retain(|p| p != &newest);
     fs::remove_file(&newest).unwrap();
@@ -392,7 +398,8 @@ fn status_judges_by_the_newest_off_machine_copy() {
     vaultgen::create(&v, &vaultgen::Spec { notes: 5, attachments: 0, ..Default::default() });
     local.write_config(&[("v", &v)]);
     local.run(&["snapshot"]).ok();
-    let j = local.run(&["status", "--json"]).ok().json();
+    // Only this machine holds it: a warning, and exit 3, so `status || alert` says so too.
+    let j = local.run(&["status", "--json"]).code(3).json();
     assert_eq!(j["sources"][0]["judged_by"], "local snapshot");
     assert!(j["sources"][0]["warnings"].to_string().contains("only this machine holds"), "{j}");
 }

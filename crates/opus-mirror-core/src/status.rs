@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, Source};
+use crate::exit::Exit;
 use crate::git::BackupRepo;
 use crate::state::{self, Event};
 
@@ -45,6 +46,39 @@ pub struct SourceStatus {
     /// A backup is dated ahead of the clock.
     pub clock_behind: bool,
     pub stale: bool,
+}
+
+impl SourceStatus {
+    /// Whether the newest check or drill failed: the backups themselves are in doubt, however
+    /// fresh they are (a later ok one clears it).
+    pub fn in_doubt(&self) -> bool {
+        self.last_check.as_ref().is_some_and(|e| e.outcome == "failed")
+            || self.last_drill.as_ref().is_some_and(|d| !d.ok())
+    }
+
+    /// What `status` exits with for this source: 1 when the backups are in doubt (a failed
+    /// check or drill), 8 when too old, 3 for any other warning (a failed snapshot, bundle or
+    /// run, a tripped guard), else 0 — so `opus-mirror status || alert` catches each of them.
+    pub fn exit(&self) -> Exit {
+        let mut x = if self.warnings.is_empty() { Exit::Ok } else { Exit::Warnings };
+        if self.stale {
+            x = x.combine(Exit::Stale);
+        }
+        if self.in_doubt() {
+            x = x.combine(Exit::Failed);
+        }
+        x
+    }
+
+    /// The one-word verdict of the text output.
+    pub fn verdict(&self) -> &'static str {
+        match self.exit() {
+            Exit::Ok => "ok",
+            Exit::Failed => "IN DOUBT",
+            Exit::Stale => "STALE",
+            _ => "ok, with warnings",
+        }
+    }
 }
 
 /// Hours with one decimal.
