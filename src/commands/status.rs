@@ -36,12 +36,7 @@ pub fn run(ctx: &mut Context, args: &StatusArgs) -> Result<Exit> {
                 ("off-machine copy", Some(h)) => format!("; local snapshot {h} h ago"),
                 _ => String::new(),
             };
-            ctx.say(format!(
-                "{}: {} (newest {} {age}{local})",
-                s.source,
-                s.verdict(),
-                s.judged_by
-            ))?;
+            ctx.say(format!("{}: {} (newest {} {age}{local})", s.source, s.verdict(), s.judged_by))?;
             ctx.say(format!(
                 "  last snapshot   {}",
                 s.last_snapshot

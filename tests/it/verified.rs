@@ -295,7 +295,40 @@ fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
     fs::write(vault.join("day-3.md"), "three").unwrap();
     env.now = Some("2026-11-03T03:30:00Z".into());
     let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
-    assert!(plan.contains("check found"), "{plan}");
+    assert!(plan.contains("a check or drill found"), "{plan}");
+    let r = env.run(&["run", "--trigger", "hook"]);
+    let written: Vec<PathBuf> =
+        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("2026-11-03")).collect();
+    assert_eq!(written.len(), 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !written[0].to_string_lossy().contains("-incr"),
+        "an incremental bundle on a damaged chain: {written:?}"
+    );
+}
+
+/// The same when only the drill read the damaged bundle (a daily timer's drill, no check since):
+/// the drill fails naming it, and the next run writes a full bundle rather than chain another
+/// incremental one on it.
+#[test]
+fn a_chain_that_the_drill_found_damaged_gets_a_full_bundle_next() {
+    let (mut env, vault, drive) = small_world("mode = \"incremental\"");
+    env.now = Some("2026-11-01T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    fs::write(vault.join("day-2.md"), "two").unwrap();
+    env.now = Some("2026-11-02T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    let incr: Vec<PathBuf> =
+        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("-incr")).collect();
+    assert_eq!(incr.len(), 1, "{incr:?}");
+    flip_byte_keeping_mtime(&incr[0]);
+    env.now = Some("2026-11-02T05:30:00Z".into());
+    let d = env.run(&["drill"]).code(1);
+    let name = incr[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(d.stderr.contains(&name) && d.stderr.contains("damaged"), "{}", d.stderr);
+    fs::write(vault.join("day-3.md"), "three").unwrap();
+    env.now = Some("2026-11-03T03:30:00Z".into());
+    let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
+    assert!(plan.contains(&format!("drill found {name} of the chain damaged")), "{plan}");
     let r = env.run(&["run", "--trigger", "hook"]);
     let written: Vec<PathBuf> =
         bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("2026-11-03")).collect();

@@ -410,14 +410,19 @@ pub fn drill_and_record(
             ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files, "bytes": r.bytes});
             ev
         }
-        Err(e) => Event::new(
-            now,
-            "drill",
-            Some(&source.name),
-            Some(&t.name),
-            crate::classify::exit_for(e).combine(Exit::Failed),
-            format!("{e:#}"),
-        ),
+        Err(e) => {
+            if let Some(d) = e.downcast_ref::<create::Damaged>() {
+                note_damaged(cfg, source, t, &d.file, now);
+            }
+            Event::new(
+                now,
+                "drill",
+                Some(&source.name),
+                Some(&t.name),
+                crate::classify::exit_for(e).combine(Exit::Failed),
+                format!("{e:#}"),
+            )
+        }
     };
     if let Err(e) = state::record(&cfg.state_dir, &ev) {
         let w = format!("cannot record the run history: {e:#}");
@@ -428,6 +433,20 @@ pub fn drill_and_record(
         }
     }
     r
+}
+
+/// Records a bundle the drill found damaged in the verified ledger, as check does: the next
+/// run's plan then writes a full bundle (a new chain). A ledger that cannot be written is
+/// said; the drill's own error is still the one reported.
+fn note_damaged(cfg: &Config, source: &Source, t: &Target, file: &str, now: chrono::DateTime<chrono::Utc>) {
+    use crate::check::verified;
+    let (mut ledger, _) = verified::load(&cfg.state_dir, &source.name);
+    let item =
+        verified::Item { key: format!("bundle/{}/{file}", t.name), size: 0, mtime_ns: None, sha256: None };
+    ledger.damaged(&item, now);
+    if let Err(e) = verified::save(&cfg.state_dir, &source.name, &ledger) {
+        tracing::warn!("cannot record {file} as damaged in the verified ledger: {e:#}");
+    }
 }
 
 /// The state file of the last drill of a (source, target).

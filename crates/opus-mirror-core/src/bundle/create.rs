@@ -495,7 +495,11 @@ pub fn fetch_chain(
         };
         let got = sha256_file(&file)?;
         if got != m.sha256 {
-            bail!("{} has sha256 {got}, but its manifest says {}: the copy is damaged", m.file, m.sha256);
+            let detail = format!(
+                "{} has sha256 {got}, but its manifest says {}: the copy is damaged",
+                m.file, m.sha256
+            );
+            return Err(Damaged { file: m.file.clone(), detail }.into());
         }
         let file = if m.encrypted {
             let plain = scratch.join(m.file.trim_end_matches(".age"));
@@ -507,6 +511,17 @@ pub fn fetch_chain(
         files.push(file);
     }
     Ok(files)
+}
+
+/// A bundle of a chain found damaged as it was read back (its bytes are not those its
+/// manifest recorded, or its pack does not index): whoever read it records it in the verified
+/// ledger, so that the next bundle starts a new chain instead of building on this one.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct Damaged {
+    /// The bundle's file name on its target.
+    pub file: String,
+    pub detail: String,
 }
 
 /// Rebuilds a bare repository at `dest` from the newest verified bundle chain on `t`:
@@ -553,7 +568,14 @@ pub fn apply_chain(chain: &[Manifest], files: &[PathBuf], dest: &Path) -> Result
     let mut applied = Vec::new();
     let mut checked = HashSet::new();
     for (m, file) in chain.iter().zip(files) {
-        let header = super::read::unbundle(&repo, file)?;
+        let header = super::read::unbundle(&repo, file).map_err(|e| {
+            // A pack that does not index is the bundle's damage; a read or write that failed
+            // (a full scratch disk) is not.
+            match e.root_cause().downcast_ref::<crate::git::pack::index::IndexError>() {
+                Some(crate::git::pack::index::IndexError::Io(_)) | None => e,
+                Some(_) => Damaged { file: m.file.clone(), detail: format!("{e:#}") }.into(),
+            }
+        })?;
         super::read::check_trees(&repo, &header.refs, &mut checked).map_err(|e| unsafe_bundle(&m.file, e))?;
         if let Some(h) = &m.head {
             repo.set_head(h)?;

@@ -278,7 +278,8 @@ fn bundle_plan(
         let chain = crate::bundle::create::chain_since_full(&l.listed, &l.ranks);
         if let Some(bad) = chain.iter().find(|m| ledger.is_damaged(&format!("bundle/{}/{}", tg.name, m.file)))
         {
-            let why = format!("{why}; a full bundle, as check found {} of the chain damaged", bad.file);
+            let why =
+                format!("{why}; a full bundle, as a check or drill found {} of the chain damaged", bad.file);
             return (chrono::Duration::zero(), Due::Yes(why));
         }
     }
