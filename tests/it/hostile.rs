@@ -274,6 +274,38 @@ fn a_file_swapped_for_a_symlink_after_the_walk_stores_nothing_from_outside() {
     );
 }
 
+/// check reads the trees of every bundle like git's fsck, an incremental bundle's too: a tree
+/// naming `..` in the newest incremental bundle failed drill and recover but passed check.
+#[test]
+fn check_refuses_an_incremental_bundle_holding_an_unsafe_tree() {
+    let w = world();
+    let drive = w.env.path("drive");
+    let cfg = fs::read_to_string(&w.env.config).unwrap();
+    w.env.write_config_text(&format!(
+        "{cfg}\n[[target]]\nname = \"drive\"\nkind = \"dir\"\nmode = \"incremental\"\npath = {:?}\n",
+        drive.display().to_string()
+    ));
+    w.env.run(&["init"]).ok();
+    w.env.run(&["bundle"]).ok();
+    let pwned = blob(&w.repo, b"pwned");
+    let up = raw_tree(&w.repo, &[("100644", b"pwned".to_vec(), pwned)]);
+    let root = raw_tree(&w.repo, &[("40000", b"..".to_vec(), up)]);
+    w.plant(root);
+    w.env.run(&["bundle"]).ok();
+    let incr: Vec<_> = fs::read_dir(&drive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with("-incr.bundle"))
+        .collect();
+    assert_eq!(incr.len(), 1, "{incr:?}");
+    let r = w.env.run(&["check"]).code(1);
+    assert!(
+        r.stderr.contains(&incr[0]) && r.stderr.contains("unsafe to restore") && r.stderr.contains("`..`"),
+        "check does not name the incremental bundle's unsafe tree:\n{}",
+        r.stderr
+    );
+}
+
 /// A drive planted with a verified bundle whose newest snapshot is hostile: `drill`, `unbundle`
 /// and `recover` on a new machine each refuse or stay inside their destination.
 #[test]

@@ -166,6 +166,7 @@ pub fn bundle_file_ok(path: &Path, _state_dir: &Path) -> Result<(), String> {
     drop(r);
     let opts = crate::git::pack::index::Options {
         complete: h.prerequisites.is_empty(),
+        trees: true,
         tips: &h.refs,
         ..Default::default()
     };

@@ -92,9 +92,21 @@ pub struct Options<'a> {
     /// are an error when `complete`, else left unverified (counted in [`Indexed::unverified`]).
     pub odb: Option<&'a git2::Odb<'a>>,
     /// Every object a commit, tree or tag in the pack names must be in it (a full bundle).
+    /// Implies `trees`.
     pub complete: bool,
+    /// Every tree must pass git's fsck rules (`fsck::check_tree`): what unbundle would refuse
+    /// to restore, check refuses too, in an incremental bundle as in a full one.
+    pub trees: bool,
     /// Refs (a bundle header's) whose objects must be in the pack; checked when `complete`.
     pub tips: &'a [(String, Oid)],
+}
+
+impl Options<'_> {
+    /// Whether commits, trees and tags are read whole and parsed (their links, and the
+    /// trees' safety).
+    fn reads_links(&self) -> bool {
+        self.complete || self.trees
+    }
 }
 
 /// What indexing found.
@@ -363,7 +375,7 @@ fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Ent
         let mut oid = None;
         if (1..=4).contains(&kind) {
             let k = kind_of(kind);
-            let keep = opts.complete && kind != 3;
+            let keep = opts.reads_links() && kind != 3;
             if keep && size > MAX_WHOLE {
                 return Err(bad(too_big(&format!("a {}", k.name()), size)));
             }
@@ -382,7 +394,7 @@ fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Ent
                 e => bad(e.to_string()),
             })?;
             let id = objects::finish(h);
-            if opts.complete {
+            if opts.reads_links() {
                 have.insert(id);
                 links.add(kind, id, &data);
             }
@@ -410,10 +422,10 @@ fn parse(path: &Path, start: u64, body_end: u64, opts: &Options) -> Res<(Vec<Ent
         return Err(IndexError::Extra { count, extra });
     }
     let ext = resolve(path, start, &mut entries, &ref_bases, opts, &mut links, &mut have)?;
+    if let (true, Some((tree, finding))) = (opts.reads_links(), links.unsafe_tree) {
+        return Err(IndexError::UnsafeTree { tree, finding });
+    }
     if opts.complete {
-        if let Some((tree, finding)) = links.unsafe_tree {
-            return Err(IndexError::UnsafeTree { tree, finding });
-        }
         if let Some((missing, by)) = links.need.iter().find(|(o, _)| !have.contains(o)) {
             return Err(IndexError::Incomplete { missing: *missing, by: *by });
         }
@@ -686,7 +698,7 @@ impl Resolver<'_, '_> {
                 let oid = objects::hash(kind_of(kind), &out);
                 self.kinds[k] = kind;
                 self.oids[k] = Some(oid);
-                if self.opts.complete {
+                if self.opts.reads_links() {
                     self.have.insert(oid);
                     self.links.add(kind, oid, &out);
                 }
@@ -1053,6 +1065,11 @@ mod tests {
         assert!(e.to_string().contains(&format!("tree {tree_id} is unsafe to restore")), "{e}");
         assert!(e.to_string().contains("`..`"), "{e}");
         index(&pack(&entries, 3), false).expect("an incomplete read does not parse trees");
+        // Asked for (check's incremental bundles), the trees of an incomplete read are checked.
+        let p = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(p.path(), pack(&entries, 3)).expect("write");
+        let e = index_file(p.path(), 0, &Options { trees: true, ..Default::default() }).expect_err("unsafe");
+        assert!(e.to_string().contains("`..`"), "{e}");
     }
 
     #[test]
