@@ -36,6 +36,9 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
     };
     for s in &sources {
         let mut mine: Vec<Report> = Vec::new();
+        // Whether an off-site target was read: only then does this check count as the off-site
+        // check a run's plan waits `check_every` for.
+        let mut offsite = false;
         let (mut ledger, warning) = check::verified::load(&cfg.state_dir, &s.name);
         if let Some(w) = warning {
             if !ctx.mode.json {
@@ -61,7 +64,10 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
                 listed: None,
             };
             match check::bundles(&cfg, s, t, how, &mut ledger, ctx.now) {
-                Ok(r) => mine.push(r),
+                Ok(r) => {
+                    offsite |= matches!(t.kind, opus_mirror_core::config::TargetKind::Rclone { .. });
+                    mine.push(r)
+                }
                 Err(e) => {
                     ctx.item_error(&format!("{} on {}", s.name, t.name), Some(&s.name), Some(&t.name), &e);
                     exit = exit.combine(exit_for(&e));
@@ -97,10 +103,9 @@ pub fn run(ctx: &mut Context, args: &CheckArgs) -> Result<Exit> {
         } else {
             bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
         };
-        state::record_or_warn(
-            &cfg.state_dir,
-            &Event::new(ctx.now, "check", Some(&s.name), None, src_exit, detail.clone()),
-        );
+        let mut ev = Event::new(ctx.now, "check", Some(&s.name), None, src_exit, detail.clone());
+        ev.data = json!({ "offsite": offsite });
+        state::record_or_warn(&cfg.state_dir, &ev);
         if !bad.is_empty() {
             let a = notify::alert(
                 notify::Level::Failure,

@@ -231,3 +231,35 @@ fn a_run_on_a_terminal_shows_the_bytes_of_a_big_bundle_for_the_drive_and_the_upl
         );
     }
 }
+
+/// A run checks off-site targets every `check_every`, judged by the last check that did. A hand
+/// `check --target drive` (the drive only) or a `check` that could not reach the cloud counted
+/// as one: the run's plan then put the off-site check off for a week it was never done.
+#[test]
+fn only_a_check_that_read_the_off_site_target_counts_as_an_off_site_check() {
+    let Some(mut s3) =
+        S3Server::start("only_a_check_that_read_the_off_site_target_counts_as_an_off_site_check")
+    else {
+        return;
+    };
+    let env = setup(&s3, true);
+    env.run(&["bundle"]).ok();
+    let offsite_plan = |env: &Env| {
+        let plan = env.run(&["run", "--dry-run", "--trigger", "timer"]).stdout;
+        plan.lines().find(|l| l.contains(" check ")).unwrap_or_default().to_string()
+    };
+    env.run(&["check", "--target", "drive"]).ok();
+    let p = offsite_plan(&env);
+    assert!(p.contains("off-site targets too") && p.contains("never done"), "{p}");
+    env.run(&["check"]).ok();
+    let p = offsite_plan(&env);
+    assert!(p.contains("off-site targets not due"), "{p}");
+
+    // A check that could not reach the cloud did not check it.
+    let fresh = setup(&s3, true);
+    s3.stop();
+    let r = fresh.run(&["check"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let p = offsite_plan(&fresh);
+    assert!(p.contains("off-site targets too") && p.contains("never done"), "{p}");
+}

@@ -337,7 +337,7 @@ fn check_plan(
     let cloud = targets.iter().any(|t| matches!(t.kind, crate::config::TargetKind::Rclone { .. }));
     let offsite = cloud && {
         let age = last_age(&facts.history, &s.name, "check", now, |e| {
-            e.data.get("offsite").and_then(|o| o.as_bool()) != Some(false)
+            e.data.get("offsite").and_then(|o| o.as_bool()) == Some(true)
         });
         let (due, deferred) = periodic(age, every, trigger);
         let setting = format!("run.check_every = {}", human_duration(every));
@@ -499,8 +499,13 @@ mod tests {
         DateTime::parse_from_rfc3339(s).expect("a fixed date").with_timezone(&Utc)
     }
 
+    /// An ok event; a check one read the off-site targets too.
     fn ok(now: &str, step: &str) -> Event {
-        Event::new(at(now), step, Some("v"), None, Exit::Ok, "")
+        let mut e = Event::new(at(now), step, Some("v"), None, Exit::Ok, "");
+        if step == "check" {
+            e.data = serde_json::json!({"offsite": true});
+        }
+        e
     }
 
     /// A verified full bundle of `v` on a target, written at `created`.
