@@ -20,12 +20,15 @@ use git2::Oid;
 
 use crate::git::pack::delta;
 use crate::git::pack::index::apply;
-use crate::git::pack::{read_head, read_index, seek_to, PackWriter};
+use crate::git::pack::{read_head, read_index, seek_to, PackWriter, OFS_DELTA};
 use crate::git::BackupRepo;
 
-/// Delta chains are cut at this depth (git's `pack.depth` default): reading an old version
-/// costs at most this many delta applications.
+/// New deltas make no chain deeper than this (git's `pack.depth` default): reading an old
+/// version costs at most this many delta applications.
 pub const MAX_CHAIN: usize = 50;
+/// Deltas already stored (git's own, from an imported history packed with `--depth=250`) are
+/// kept up to the depth our pack indexer reads back.
+const MAX_KEPT_CHAIN: usize = crate::git::pack::index::MAX_DEPTH;
 /// Only blobs up to this size are made deltas: both versions are held in memory meanwhile,
 /// and large attachments are rarely edited in place.
 pub const DELTA_MAX: u64 = 8 << 20;
@@ -54,7 +57,10 @@ struct Stored {
     crc: u32,
     kind: u8,
     size: u64,
+    /// A delta's base: by id (`REF_DELTA`), or the object at its offset (`OFS_DELTA`).
     base: Option<Oid>,
+    /// The bytes of the entry's head (type, size, base).
+    head_len: u64,
 }
 
 /// Merges `packs` into one. `versions` are (older, newer) pairs of the same file: the older is
@@ -62,12 +68,26 @@ struct Stored {
 /// With one pack, it is rewritten only when there is a delta to make.
 pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> Result<Merged> {
     let (order, stored) = scan(packs)?;
-    let base_of = plan(&stored, versions);
-    let fresh = base_of.iter().filter(|(o, b)| stored[*o].base != Some(**b)).count();
-    if packs.len() < 2 && fresh == 0 {
+    let odb = repo.repo.odb()?;
+    let mut base_of = plan(&stored, versions);
+    // Each new delta is made (and checked) now: one not worth it is no reason to rewrite.
+    let mut made: HashMap<Oid, Vec<u8>> = HashMap::new();
+    let fresh: Vec<(Oid, Oid)> =
+        base_of.iter().filter(|(o, b)| stored[*o].base != Some(**b)).map(|(o, b)| (*o, *b)).collect();
+    for (o, b) in fresh {
+        match make_delta(&odb, o, b)? {
+            Some(d) => {
+                made.insert(o, d);
+            }
+            None => {
+                base_of.remove(&o);
+            }
+        }
+    }
+    let offsets = base_of.keys().filter(|o| stored[*o].kind == OFS_DELTA).count();
+    if packs.len() < 2 && made.is_empty() && offsets == 0 {
         return Ok(Merged::default());
     }
-    let odb = repo.repo.odb()?;
     let mut out = PackWriter::create(&repo.pack_dir())?;
     let mut report = Merged { packs: packs.len(), ..Default::default() };
     let mut readers: Vec<BufReader<File>> = Vec::with_capacity(packs.len());
@@ -78,41 +98,60 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> R
     for oid in &order {
         let s = stored[oid];
         let r = &mut readers[s.pack];
-        let whole_or_kept = match base_of.get(oid) {
-            Some(b) if s.base == Some(*b) => {
-                report.deltas_kept += 1;
-                true
-            }
-            Some(b) => match make_delta(&odb, *oid, *b)? {
-                Some(d) => {
-                    out.add_ref_delta(*oid, *b, &d)?;
-                    report.deltas_made += 1;
-                    false
-                }
-                None => (1..=4).contains(&s.kind),
-            },
-            None => (1..=4).contains(&s.kind),
+        let damaged = || {
+            anyhow::anyhow!(
+                "pack {} is damaged at object {oid} (CRC mismatch); nothing was merged or deleted",
+                packs[s.pack].display()
+            )
         };
-        if out.contains(oid) {
-            continue;
-        }
-        if whole_or_kept {
-            seek_to(r, s.offset)?;
-            if !out.add_raw(*oid, s.crc, s.end - s.offset, r)? {
-                out.abandon();
-                bail!(
-                    "pack {} is damaged at object {oid} (CRC mismatch); nothing was merged or deleted",
-                    packs[s.pack].display()
-                );
+        match base_of.get(oid) {
+            Some(b) if s.base == Some(*b) => {
+                seek_to(r, s.offset)?;
+                let copied = if s.kind == OFS_DELTA {
+                    let head = read_head(r)?;
+                    out.add_ofs_as_ref(
+                        *oid,
+                        *b,
+                        s.size,
+                        &head.bytes,
+                        s.crc,
+                        s.end - s.offset - s.head_len,
+                        r,
+                    )?
+                } else {
+                    out.add_raw(*oid, s.crc, s.end - s.offset, r)?
+                };
+                if !copied {
+                    out.abandon();
+                    return Err(damaged());
+                }
+                report.deltas_kept += 1;
             }
-        } else {
-            // A delta that is not kept (an offset delta libgit2 fetched, a chain cut short):
-            // read whole through the object database and stored afresh.
-            let obj = odb
-                .read(*oid)
-                .with_context(|| format!("object {oid} of {} cannot be read", packs[s.pack].display()))?;
-            let k = crate::git::objects::Kind::of(obj.kind());
-            out.add_compressed(*oid, k, obj.data().len() as u64, &crate::git::pack::compress(obj.data()))?;
+            Some(b) => {
+                out.add_ref_delta(*oid, *b, &made[oid])?;
+                report.deltas_made += 1;
+            }
+            None if (1..=4).contains(&s.kind) => {
+                seek_to(r, s.offset)?;
+                if !out.add_raw(*oid, s.crc, s.end - s.offset, r)? {
+                    out.abandon();
+                    return Err(damaged());
+                }
+            }
+            None => {
+                // A delta not kept (its chain was cut, its base is not here): read whole
+                // through the object database and stored afresh.
+                let obj = odb
+                    .read(*oid)
+                    .with_context(|| format!("object {oid} of {} cannot be read", packs[s.pack].display()))?;
+                let k = crate::git::objects::Kind::of(obj.kind());
+                out.add_compressed(
+                    *oid,
+                    k,
+                    obj.data().len() as u64,
+                    &crate::git::pack::compress(obj.data()),
+                )?;
+            }
         }
     }
     report.objects = out.len();
@@ -161,6 +200,14 @@ fn scan(packs: &[PathBuf]) -> Result<(Vec<Oid>, HashMap<Oid, Stored>)> {
             seek_to(&mut r, e.offset)?;
             let h =
                 read_head(&mut r).with_context(|| format!("pack {} is damaged at {}", p.display(), e.oid))?;
+            // An offset delta's base is the entry at that offset in the same pack.
+            let base = match h.back {
+                Some(back) => e.offset.checked_sub(back).and_then(|at| {
+                    entries.binary_search_by_key(&at, |x| x.offset).ok().map(|k| entries[k].oid)
+                }),
+                None => h.base,
+            };
+            let head_len = h.bytes.len() as u64;
             let s = Stored {
                 pack: i,
                 offset: e.offset,
@@ -168,7 +215,8 @@ fn scan(packs: &[PathBuf]) -> Result<(Vec<Oid>, HashMap<Oid, Stored>)> {
                 crc: e.crc,
                 kind: h.kind,
                 size: h.size,
-                base: h.base,
+                base,
+                head_len,
             };
             stored.insert(e.oid, s);
             order.push(e.oid);
@@ -210,13 +258,19 @@ fn plan(stored: &HashMap<Oid, Stored>, versions: &[(Oid, Oid)]) -> HashMap<Oid, 
             base_of.insert(*older, *newer);
         }
     }
-    cut_chains(&mut base_of);
+    let kept: HashSet<Oid> = stored
+        .iter()
+        .filter(|(o, s)| s.base.is_some() && s.base == base_of.get(*o).copied())
+        .map(|(o, _)| *o)
+        .collect();
+    cut_chains(&mut base_of, &kept);
     base_of
 }
 
-/// Stores whole every object whose chain is deeper than [`MAX_CHAIN`] (or loops: a damaged
-/// pack's doing), so that every chain left is short.
-fn cut_chains(base_of: &mut HashMap<Oid, Oid>) {
+/// Stores whole every object whose chain is deeper than [`MAX_CHAIN`] through a new delta
+/// ([`MAX_KEPT_CHAIN`] for one `kept` as it was), or loops (a damaged pack's doing), so that
+/// every chain left is short.
+fn cut_chains(base_of: &mut HashMap<Oid, Oid>, kept: &HashSet<Oid>) {
     let mut depth: HashMap<Oid, usize> = HashMap::new();
     let keys: Vec<Oid> = base_of.keys().copied().collect();
     for start in keys {
@@ -240,7 +294,8 @@ fn cut_chains(base_of: &mut HashMap<Oid, Oid>) {
         let mut d = below;
         for o in chain.iter().rev() {
             d = if base_of.contains_key(o) { d + 1 } else { 0 };
-            if d > MAX_CHAIN {
+            let limit = if kept.contains(o) { MAX_KEPT_CHAIN } else { MAX_CHAIN };
+            if d > limit {
                 base_of.remove(o);
                 d = 0;
             }
@@ -376,7 +431,7 @@ mod tests {
         for w in ids.windows(2) {
             base_of.insert(w[0], w[1]);
         }
-        cut_chains(&mut base_of);
+        cut_chains(&mut base_of, &HashSet::new());
         let depth = |mut o: Oid| {
             let mut d = 0;
             while let Some(b) = base_of.get(&o) {
@@ -399,7 +454,64 @@ mod tests {
         w.finish().expect("finish");
         let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
         let m = merge(&r, &packs, &[(a, b)]).expect("merge");
-        assert_eq!(m.deltas_made, 0, "{m:?}");
+        // Nothing to gain: the one pack is left as it is (a weekly repack rewrote it, and the
+        // check re-read it, every time).
+        assert_eq!(m, Merged::default());
+        assert_eq!(crate::git::pack::list_packs(&r.pack_dir()).expect("packs"), packs);
         fsck(&r);
+    }
+
+    /// A git source's history arrives packed by git, as offset deltas. A repack stored each of
+    /// them whole (a 24 KiB pack became 300 KiB); they are kept as deltas, re-headed to name
+    /// their base by id, and the repo never grows.
+    #[test]
+    fn git_s_offset_deltas_are_kept_as_deltas_named_by_id() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let work = dir.path().join("work");
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+                .args(args)
+                .current_dir(&work)
+                .output()
+                .expect("git runs");
+            assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&["init", "-q"]);
+        for v in 0..12 {
+            std::fs::write(work.join("f.md"), note(v)).expect("write");
+            git(&["add", "f.md"]);
+            git(&["commit", "-qm", &format!("v{v}")]);
+        }
+        git(&["gc", "-q", "--aggressive"]);
+        let r = repo(dir.path());
+        let from = work.join(".git/objects/pack");
+        for e in std::fs::read_dir(&from).expect("git's pack dir") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "pack" || x == "idx") {
+                std::fs::copy(&p, r.pack_dir().join(p.file_name().expect("name"))).expect("copy");
+            }
+        }
+        // And one of ours, as a snapshot writes: two packs, so the merge happens.
+        let mut w = PackWriter::create(&r.pack_dir()).expect("writer");
+        w.add(Kind::Blob, b"a snapshot's own object").expect("add");
+        w.finish().expect("finish");
+        r.repo.odb().expect("odb").refresh().expect("refresh");
+        let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        assert_eq!(packs.len(), 2);
+        let (_, before) = scan(&packs).expect("scan");
+        let ofs = before.values().filter(|s| s.kind == OFS_DELTA).count();
+        assert!(ofs >= 11, "git's pack holds offset deltas: {ofs}");
+        let m = merge(&r, &packs, &[]).expect("merge");
+        assert!(m.bytes_after <= m.bytes_before + 20 * ofs as u64, "{m:?}");
+        assert_eq!(m.deltas_kept, ofs, "{m:?}");
+        fsck(&r);
+        let (_, after) = scan(&crate::git::pack::list_packs(&r.pack_dir()).expect("packs")).expect("scan");
+        assert_eq!(after.values().filter(|s| s.kind == OFS_DELTA).count(), 0);
+        assert_eq!(after.values().filter(|s| s.kind == crate::git::pack::REF_DELTA).count(), ofs);
+        // A repack of that one pack has nothing left to do.
+        let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
+        assert_eq!(merge(&r, &packs, &[]).expect("again"), Merged::default());
     }
 }

@@ -93,6 +93,8 @@ pub struct Head {
     /// The bytes read: the header, and a `REF_DELTA`'s base id (`OFS_DELTA`: its offset).
     pub bytes: Vec<u8>,
     pub base: Option<Oid>,
+    /// For an `OFS_DELTA`: how many bytes before this entry its base starts.
+    pub back: Option<u64>,
 }
 
 impl Head {
@@ -122,21 +124,28 @@ pub fn read_head(r: &mut dyn Read) -> std::io::Result<Head> {
         shift += 7;
     }
     let mut base = None;
+    let mut back = None;
     if kind == super::REF_DELTA {
         let mut id = [0u8; 20];
         r.read_exact(&mut id)?;
         bytes.extend_from_slice(&id);
         base = Some(Oid::from_bytes(&id).map_err(std::io::Error::other)?);
     } else if kind == super::OFS_DELTA {
-        loop {
+        // Git's offset encoding: big-endian 7-bit groups, each continuation adding one.
+        r.read_exact(&mut byte)?;
+        bytes.push(byte[0]);
+        let mut rel = (byte[0] & 0x7f) as u64;
+        while byte[0] & 0x80 != 0 {
+            if rel > (u64::MAX >> 8) {
+                return Err(std::io::Error::other("a delta's base offset does not fit in 64 bits"));
+            }
             r.read_exact(&mut byte)?;
             bytes.push(byte[0]);
-            if byte[0] & 0x80 == 0 || bytes.len() > 20 {
-                break;
-            }
+            rel = ((rel + 1) << 7) | (byte[0] & 0x7f) as u64;
         }
+        back = Some(rel);
     }
-    Ok(Head { kind, size, bytes, base })
+    Ok(Head { kind, size, bytes, base, back })
 }
 
 /// Moves a buffered reader to `offset`, keeping its buffer when the move is short: entries

@@ -74,7 +74,7 @@ pub fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
 }
 
 /// [`entry_header`] for any entry type, deltas included.
-fn entry_header_raw(kind: u8, size: u64) -> Vec<u8> {
+pub(super) fn entry_header_raw(kind: u8, size: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(10);
     let mut byte = (kind << 4) | (size & 0x0f) as u8;
     let mut rest = size >> 4;
@@ -206,6 +206,55 @@ impl PackWriter {
         self.seen.insert(oid);
         self.entries.push(IdxEntry { oid, crc, offset: start });
         self.offset = start + len;
+        Ok(true)
+    }
+
+    /// Copies an `OFS_DELTA` entry from another pack as a `REF_DELTA` against `base` (its
+    /// compressed delta byte for byte, under a new head): the entry no longer depends on where
+    /// its base sits, so later merges, bundles and pushes can copy it too. `old_head` is what
+    /// was read of the entry; the rest (`rest` bytes) comes from `src`. The original bytes are
+    /// checked against the index's `crc`; on a mismatch nothing is added and false returned.
+    pub fn add_ofs_as_ref(
+        &mut self,
+        oid: Oid,
+        base: Oid,
+        size: u64,
+        old_head: &[u8],
+        crc: u32,
+        rest: u64,
+        src: &mut dyn Read,
+    ) -> io::Result<bool> {
+        if self.seen.contains(&oid) {
+            return Ok(true);
+        }
+        let start = self.offset;
+        let mut head = entry_header_raw(REF_DELTA, size);
+        head.extend_from_slice(base.as_bytes());
+        self.out.write_all(&head)?;
+        let mut old = crc32fast::Hasher::new();
+        old.update(old_head);
+        let mut tally = Tally { inner: &mut self.out, crc: crc32fast::Hasher::new(), count: 0 };
+        tally.crc.update(&head);
+        let mut buf = vec![0u8; 1 << 16];
+        let mut left = rest;
+        while left > 0 {
+            let n = src.read(&mut buf[..left.min(1 << 16) as usize])?;
+            if n == 0 {
+                break;
+            }
+            old.update(&buf[..n]);
+            tally.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        let new_crc = tally.crc.finalize();
+        let written = tally.count;
+        if left > 0 || old.finalize() != crc {
+            self.rollback(start)?;
+            return Ok(false);
+        }
+        self.seen.insert(oid);
+        self.entries.push(IdxEntry { oid, crc: new_crc, offset: start });
+        self.offset = start + head.len() as u64 + written;
         Ok(true)
     }
 
