@@ -20,7 +20,7 @@ use git2::Oid;
 
 use crate::git::pack::delta;
 use crate::git::pack::index::apply;
-use crate::git::pack::{read_head, read_index, seek_to, PackWriter, OFS_DELTA};
+use crate::git::pack::{read_head, read_index, seek_to, OldEntry, PackWriter, OFS_DELTA};
 use crate::git::BackupRepo;
 
 /// New deltas make no chain deeper than this (git's `pack.depth` default): reading an old
@@ -109,15 +109,8 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> R
                 seek_to(r, s.offset)?;
                 let copied = if s.kind == OFS_DELTA {
                     let head = read_head(r)?;
-                    out.add_ofs_as_ref(
-                        *oid,
-                        *b,
-                        s.size,
-                        &head.bytes,
-                        s.crc,
-                        s.end - s.offset - s.head_len,
-                        r,
-                    )?
+                    let old = OldEntry { head: &head.bytes, crc: s.crc, rest: s.end - s.offset - s.head_len };
+                    out.add_ofs_as_ref(*oid, *b, s.size, old, r)?
                 } else {
                     out.add_raw(*oid, s.crc, s.end - s.offset, r)?
                 };

@@ -32,6 +32,14 @@ pub(super) struct IdxEntry {
     pub(super) offset: u64,
 }
 
+/// An entry of another pack being copied: the head already read, its index CRC, and how many
+/// bytes follow the head.
+pub struct OldEntry<'a> {
+    pub head: &'a [u8],
+    pub crc: u32,
+    pub rest: u64,
+}
+
 /// A pack being written. Nothing is visible to git until [`PackWriter::finish`].
 pub struct PackWriter {
     dir: PathBuf,
@@ -211,19 +219,19 @@ impl PackWriter {
 
     /// Copies an `OFS_DELTA` entry from another pack as a `REF_DELTA` against `base` (its
     /// compressed delta byte for byte, under a new head): the entry no longer depends on where
-    /// its base sits, so later merges, bundles and pushes can copy it too. `old_head` is what
-    /// was read of the entry; the rest (`rest` bytes) comes from `src`. The original bytes are
-    /// checked against the index's `crc`; on a mismatch nothing is added and false returned.
+    /// its base sits, so later merges, bundles and pushes can copy it too. `old.head` is what
+    /// was read of the entry; the rest (`old.rest` bytes) comes from `src`. The original bytes
+    /// are checked against the index's `old.crc`; on a mismatch nothing is added and false
+    /// returned.
     pub fn add_ofs_as_ref(
         &mut self,
         oid: Oid,
         base: Oid,
         size: u64,
-        old_head: &[u8],
-        crc: u32,
-        rest: u64,
+        old: OldEntry<'_>,
         src: &mut dyn Read,
     ) -> io::Result<bool> {
+        let OldEntry { head: old_head, crc, rest } = old;
         if self.seen.contains(&oid) {
             return Ok(true);
         }
