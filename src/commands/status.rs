@@ -145,13 +145,20 @@ fn from_target(
             .filter(|m| m.verified)
             .filter_map(|m| m.created_at().map(|c| (c, m.file)))
             .collect();
+        // A run that found a verified bundle here still holding everything said so, and when.
+        let current = opus_mirror_core::target::read_current(t, &s.name, &cfg.state_dir)
+            .filter(|c| verified.iter().any(|(_, f)| *f == c.bundle))
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c.at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .filter(|at| !opus_mirror_core::ranking::ahead_of(*at, ctx.now));
         // A bundle dated ahead of the clock proves nothing about now: the age counts from the
         // newest one not in the future (else it is 0 h), and is never negative.
         let (future, past): (Vec<_>, Vec<_>) =
             verified.into_iter().partition(|(c, _)| opus_mirror_core::ranking::ahead_of(*c, ctx.now));
         let behind = !future.is_empty();
         let newest = past.into_iter().max().or_else(|| future.into_iter().max());
-        let age = newest.as_ref().map(|(c, _)| (ctx.now - *c).max(chrono::Duration::zero()));
+        let fresh = newest.as_ref().map(|(c, _)| *c).max(current);
+        let age = fresh.map(|c| (ctx.now - c).max(chrono::Duration::zero()));
         let is_stale = age.is_none_or(|a| a > max_age);
         stale |= is_stale;
         let age_h = age.map(|a| (a.num_minutes() as f64 / 6.0).round() / 10.0);
@@ -163,14 +170,21 @@ fn from_target(
             match (&newest, age_h) {
                 (Some((_, f)), Some(h)) => {
                     format!(
-                        "{f}, {h} h ago{}",
+                        "{f}{}, {h} h ago{}",
+                        match current {
+                            Some(at) if Some(at) == fresh => format!(
+                                ", current as of {}",
+                                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ),
+                            _ => String::new(),
+                        },
                         if behind { "; a bundle is dated ahead of the clock: clock behind?" } else { "" }
                     )
                 }
                 _ => "none".into(),
             }
         ))?;
-        rows.push(serde_json::json!({"source": s.name, "target": t.name, "newest": newest.as_ref().map(|(_, f)| f), "age_hours": age_h, "clock_behind": behind, "stale": is_stale}));
+        rows.push(serde_json::json!({"source": s.name, "target": t.name, "newest": newest.as_ref().map(|(_, f)| f), "current_as_of": current.map(|c| c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)), "age_hours": age_h, "clock_behind": behind, "stale": is_stale}));
     }
     if ctx.mode.json {
         ctx.json(&serde_json::json!({"stale": stale, "sources": rows}))?;

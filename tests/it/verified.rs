@@ -338,3 +338,45 @@ fn a_chain_that_the_drill_found_damaged_gets_a_full_bundle_next() {
         "an incremental bundle on a damaged chain: {written:?}"
     );
 }
+
+/// `status --target` on another machine judges by what the target holds. A vault left alone
+/// for a weekend gets no new incremental bundle (nothing changed), so the newest bundle aged
+/// past `--max-age` and the other machine cried STALE while every run found the target
+/// current. Each such run now leaves its word on the target (`SOURCE.current.json`: the
+/// bundle that holds everything, and when it was found so); a word naming a bundle the target
+/// does not hold, or dated ahead of the clock, counts for nothing, and a FIFO in its place is
+/// never waited on.
+#[test]
+fn status_from_the_target_counts_a_run_that_found_the_newest_bundle_current() {
+    let (mut env, _vault, drive) = small_world("mode = \"incremental\"\nevery = \"1d\"");
+    env.now = Some("2026-11-01T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    env.now = Some("2026-11-03T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    env.now = Some("2026-11-03T04:30:00Z".into());
+    let j = env.run(&["status", "--target", "drive", "--max-age", "26h", "--json"]).ok().json();
+    assert_eq!(j["sources"][0]["stale"], false, "{j:#}");
+    assert_eq!(j["sources"][0]["age_hours"], 1.0, "{j:#}");
+    let text = env.run(&["status", "--target", "drive", "--max-age", "26h"]).ok().stdout;
+    assert!(text.contains("current as of 2026-11-03T03:30:00Z"), "{text}");
+
+    // A word naming a bundle that is not there (or forged ahead of the clock) proves nothing.
+    let word = drive.join("v.current.json");
+    let good = fs::read_to_string(&word).expect("the run left its word on the target");
+    let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    v["bundle"] = "v-2026-10-01T000000Z.bundle".into();
+    fs::write(&word, v.to_string()).unwrap();
+    env.run(&["status", "--target", "drive", "--max-age", "26h"]).code(8);
+    let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    v["at"] = "2027-01-01T00:00:00Z".into();
+    fs::write(&word, v.to_string()).unwrap();
+    env.run(&["status", "--target", "drive", "--max-age", "26h"]).code(8);
+    fs::remove_file(&word).unwrap();
+    nix_mkfifo(&word);
+    env.run(&["status", "--target", "drive", "--max-age", "26h"]).code(8);
+}
+
+fn nix_mkfifo(p: &Path) {
+    let st = std::process::Command::new("mkfifo").arg(p).status().expect("mkfifo runs");
+    assert!(st.success());
+}

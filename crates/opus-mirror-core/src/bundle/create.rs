@@ -238,6 +238,17 @@ fn create_unexplained(
         if b.refs == current {
             out.reason = Some(format!("nothing changed since {}", b.file));
             out.current_in = Some(b.file.clone());
+            // Said on the target too, for `status --target` on another machine; a word that
+            // cannot be written is no failure (the bundle holds everything all the same).
+            let word = target::Current {
+                format: 1,
+                source: source.name.clone(),
+                bundle: b.file.clone(),
+                at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            if let Err(e) = target::write_current(t, &cfg.state_dir, &word) {
+                tracing::warn!("target `{}`: cannot record that {} is current: {e:#}", t.name, b.file);
+            }
             return Ok(out);
         }
     }

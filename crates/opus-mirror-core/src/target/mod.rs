@@ -109,6 +109,56 @@ pub fn delete(t: &Target, name: &str) -> Result<()> {
     }
 }
 
+/// A run's word on the target that its newest verified bundle `bundle` held everything the
+/// source had at `at` (the bundle step found nothing changed since, so it wrote no bundle).
+/// `status --target` on another machine counts it as a backup as fresh as `at`: an untouched
+/// vault is not stale. Read back like everything on a target: only when it names a verified
+/// bundle the target holds and is not dated ahead of the clock.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Current {
+    pub format: u32,
+    pub source: String,
+    pub bundle: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+/// The file name of [`Current`] on a target: never taken for a bundle or a manifest.
+pub fn current_name(source: &str) -> String {
+    format!("{source}.current.json")
+}
+
+/// Writes (replaces) the source's [`Current`] on the target.
+pub fn write_current(t: &Target, state_dir: &Path, c: &Current) -> Result<()> {
+    let name = current_name(&c.source);
+    match &t.kind {
+        TargetKind::Dir { path, .. } => {
+            crate::atomic::write_file(&path.join(&name), &serde_json::to_vec_pretty(c)?)?;
+            Ok(())
+        }
+        TargetKind::Rclone { .. } => rclone::upload_json(t, &name, c, &crate::heal::scratch_root(state_dir)),
+    }
+}
+
+/// The source's [`Current`] on the target, if there is a readable one of this source (a
+/// regular file: a symlink or FIFO planted there counts as none).
+pub fn read_current(t: &Target, source: &str, state_dir: &Path) -> Option<Current> {
+    const MAX: u64 = 64 << 10;
+    let name = current_name(source);
+    let bytes = match &t.kind {
+        TargetKind::Dir { path, .. } => {
+            crate::safe_fs::read_regular(&path.join(&name), MAX).ok().flatten()?
+        }
+        TargetKind::Rclone { .. } => {
+            let scratch = crate::heal::scratch_dir(state_dir, "current").ok()?;
+            let local = scratch.path().join("current.json");
+            rclone::fetch(t, &name, &local).ok()?;
+            crate::safe_fs::read_regular(&local, MAX).ok().flatten()?
+        }
+    };
+    serde_json::from_slice::<Current>(&bytes).ok().filter(|c| c.format == 1 && c.source == source)
+}
+
 /// Whether a file name is a bundle of `source` (not another source sharing the target).
 pub(crate) fn is_bundle_of(name: &str, source: &str) -> bool {
     name.strip_prefix(source).and_then(|r| r.strip_prefix('-')).is_some_and(|r| {

@@ -418,9 +418,19 @@ fn upload_manifest(t: &Target, name: &str, m: &Manifest, staging: &Path) -> Resu
 
 /// Uploads `m` as the remote file `file`.
 fn upload_file(t: &Target, file: &str, m: &Manifest, staging: &Path) -> Result<()> {
+    upload_json(t, file, m, staging)
+}
+
+/// Uploads `value` as JSON under `file` (a temp file in `staging`, then `rclone copyto`).
+pub(crate) fn upload_json(
+    t: &Target,
+    file: &str,
+    value: &impl serde::Serialize,
+    staging: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(staging)?;
     let tmp = crate::atomic::temp_in(staging)?;
-    let bytes = serde_json::to_vec_pretty(m)?;
+    let bytes = serde_json::to_vec_pretty(value)?;
     std::fs::write(tmp.path(), &bytes)?;
     rclone(t, &["copyto", &tmp.path().display().to_string(), &remote_path(t, file)])?;
     wrote(t, file, Some(bytes.len() as u64), Some(bytes));
