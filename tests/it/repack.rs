@@ -98,3 +98,64 @@ fn a_weekly_repack_stores_edited_notes_as_deltas_and_every_version_reads_back() 
         assert!(show.stdout == *want, "commit {c}: journal.md differs in the clone");
     }
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A repack needs room for a second copy of the packs. On a state disk without it, the repack
+/// wrote until the disk was full, left its temp pack there (so the check and the drill after
+/// it failed too), and tried again on every run. Now it changes nothing, says why (a warning,
+/// exit 3: the backups are untouched), and leaves no temp file.
+#[test]
+fn a_repack_without_room_changes_nothing_and_says_so() {
+    let mut env = Env::new();
+    let small = env.path("small");
+    fs::create_dir_all(&small).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        crate::helpers::servers::missing(
+            "a tmpfs mount (root, CAP_SYS_ADMIN)",
+            "a_repack_without_room_changes_nothing_and_says_so",
+        );
+        return;
+    }
+    let _unmount = Mounted(small.clone());
+    let vault = env.path("vault");
+    vaultgen::create(&vault, &vaultgen::Spec { notes: 10, attachments: 1, ..Default::default() });
+    let state = small.join("state");
+    env.write_config_text(&format!(
+        "state_dir = {:?}\n[[source]]\nname = \"v\"\npath = {:?}\n",
+        state.display().to_string(),
+        vault.display().to_string()
+    ));
+    env.now = Some("2026-11-20T03:30:00Z".into());
+    env.run(&["snapshot"]).ok();
+    fs::write(vault.join("new.md"), "a second snapshot, a second pack").expect("write");
+    env.run(&["snapshot"]).ok();
+    let packs = state.join("repos/v.git/objects/pack");
+    let list = || {
+        let mut v: Vec<_> =
+            fs::read_dir(&packs).expect("packs").map(|e| e.expect("entry").file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = list();
+
+    env.now = Some("2026-11-28T03:30:00Z".into());
+    let r = env.run(&["run", "--trigger", "timer", "--json"]).code(3).envelope();
+    let repack = step(&r["data"], "repack").unwrap_or_else(|| panic!("a repack step: {r:#}"));
+    assert_eq!(repack["outcome"], "warning", "{repack:#}");
+    assert!(repack["detail"].as_str().expect("detail").contains("not enough free space"), "{repack:#}");
+    assert_eq!(list(), before, "nothing written, nothing left behind");
+    assert_fsck(&state.join("repos/v.git"));
+}

@@ -232,6 +232,10 @@ fn repack(cfg: &Config, s: &Source, now: DateTime<Utc>) -> Option<(Exit, String)
             );
             (Exit::Ok, detail, serde_json::json!(m))
         }
+        // Too little room is said, not a failure: the backups are untouched.
+        Err(e) if e.downcast_ref::<crate::git::pack::merge::NoRoom>().is_some() => {
+            (Exit::Warnings, format!("{e:#}"), serde_json::Value::Null)
+        }
         Err(e) => (exit_for(&e).combine(Exit::Failed), format!("{e:#}"), serde_json::Value::Null),
     };
     let quiet = exit == Exit::Ok && data.get("packs").and_then(|p| p.as_u64()) == Some(0);

@@ -47,7 +47,15 @@ pub(crate) fn after_snapshot(repo: &BackupRepo) -> Result<()> {
         for p in &chosen {
             inside.extend(crate::git::pack::read_index(&p.with_extension("idx"))?.into_iter().map(|e| e.oid));
         }
-        merge(repo, &chosen, &versions(repo, Some(&inside)))?;
+        match merge(repo, &chosen, &versions(repo, Some(&inside))) {
+            // The snapshot is taken; its packs are merged by a later one, once there is room.
+            Err(e) if e.downcast_ref::<crate::git::pack::merge::NoRoom>().is_some() => {
+                tracing::warn!("{e:#}");
+            }
+            r => {
+                r?;
+            }
+        }
     }
     Ok(())
 }

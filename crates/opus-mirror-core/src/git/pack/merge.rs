@@ -33,6 +33,24 @@ const MAX_KEPT_CHAIN: usize = crate::git::pack::index::MAX_DEPTH;
 /// and large attachments are rarely edited in place.
 pub const DELTA_MAX: u64 = 8 << 20;
 
+/// Free space kept beyond the merged pack's worst-case size (the sum of its inputs).
+const ROOM_MARGIN: u64 = 16 << 20;
+
+/// Too little free space for a merge: nothing was written. The caller decides whether that is
+/// worth a warning (the run's repack) or only a note (the merge after a snapshot).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not enough free space to merge the backup repo's packs: up to {} beside them, {} free on the filesystem of {}; nothing was changed\n  fix: free some space there; the backups are untouched, and the packs are merged once there is room",
+    crate::human::human_bytes(*need),
+    crate::human::human_bytes(*free),
+    dir.display()
+)]
+pub struct NoRoom {
+    pub need: u64,
+    pub free: u64,
+    pub dir: PathBuf,
+}
+
 /// What a merge did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Merged {
@@ -88,13 +106,20 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> R
     if packs.len() < 2 && made.is_empty() && offsets == 0 {
         return Ok(Merged::default());
     }
-    let mut out = PackWriter::create(&repo.pack_dir())?;
     let mut report = Merged { packs: packs.len(), ..Default::default() };
     let mut readers: Vec<BufReader<File>> = Vec::with_capacity(packs.len());
     for p in packs {
         readers.push(BufReader::with_capacity(1 << 20, crate::safe_fs::open_regular(p)?));
         report.bytes_before += fs::metadata(p)?.len();
     }
+    // The merged pack is written beside the old ones: never start what the disk cannot hold.
+    let dir = repo.pack_dir();
+    if let Some(free) = crate::diskfull::free_bytes(&dir) {
+        if free < report.bytes_before.saturating_add(ROOM_MARGIN) {
+            return Err(NoRoom { need: report.bytes_before, free, dir }.into());
+        }
+    }
+    let mut out = PackWriter::create(&repo.pack_dir())?;
     for oid in &order {
         let s = stored[oid];
         let r = &mut readers[s.pack];
@@ -163,9 +188,9 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> R
         }
         fs::remove_file(p.with_extension("idx"))?;
         fs::remove_file(p)?;
-        // git's own fetch (imports from a local repository) writes a reverse index beside
-        // its pack: it goes with the pack.
+        // git writes a reverse index and a bitmap beside its packs: they go with the pack.
         let _ = fs::remove_file(p.with_extension("rev"));
+        let _ = fs::remove_file(p.with_extension("bitmap"));
     }
     crate::atomic::sync_dir(&repo.pack_dir())?;
     repo.repo.odb()?.refresh()?;

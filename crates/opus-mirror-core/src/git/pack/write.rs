@@ -50,6 +50,8 @@ pub struct PackWriter {
     seen: HashSet<Oid>,
     /// A `.keep` to write before the pack becomes visible (see [`PackWriter::keep_with`]).
     keep: Option<Vec<u8>>,
+    /// Renamed into place: the temp file is no longer ours to remove.
+    installed: bool,
 }
 
 /// A writer that counts and checksums what passes through it (the CRC the index records).
@@ -142,6 +144,7 @@ impl PackWriter {
             entries: Vec::new(),
             seen: HashSet::new(),
             keep: None,
+            installed: false,
         })
     }
 
@@ -336,10 +339,11 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Drops the pack (nothing was worth keeping, or the run failed).
+    /// Drops the pack (nothing was worth keeping, or the run failed). Dropping a writer that
+    /// was not finished does the same: an error anywhere (a full disk) leaves no temp pack to
+    /// fill the disk for the rest of the run.
     pub fn abandon(self) {
-        drop(self.out);
-        let _ = fs::remove_file(&self.tmp);
+        drop(self);
     }
 
     /// Installs a `pack-NAME.keep` holding `content` before the pack itself, as receive-pack
@@ -358,7 +362,7 @@ impl PackWriter {
             return Ok(None);
         }
         self.out.flush()?;
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
+        let file = self.out.get_mut();
         file.seek(SeekFrom::Start(8))?;
         file.write_all(&(self.entries.len() as u32).to_be_bytes())?;
         // The trailer is the SHA-1 of everything before it, header included: read it back.
@@ -376,14 +380,22 @@ impl PackWriter {
         file.seek(SeekFrom::End(0))?;
         file.write_all(&sum)?;
         file.sync_all()?;
-        drop(file);
         let name = hex::encode(sum);
         let idx = index_bytes(&mut self.entries, &sum);
         if let Some(keep) = &self.keep {
             atomic::write_file(&self.dir.join(format!("pack-{name}.keep")), keep)?;
         }
         install(&self.dir, &self.tmp, &name, &idx)?;
+        self.installed = true;
         Ok(Some(name))
+    }
+}
+
+impl Drop for PackWriter {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -440,6 +452,23 @@ pub(super) fn index_bytes(entries: &mut [IdxEntry], pack_sum: &[u8; 20]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer dropped before `finish` (an error on the way: a full disk) leaves no temp pack
+    /// behind to fill the disk for the rest of the run.
+    #[test]
+    fn an_unfinished_pack_is_removed_when_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let temps = || fs::read_dir(dir.path()).expect("list").count();
+        let mut w = PackWriter::create(dir.path()).expect("writer");
+        w.add(Kind::Blob, b"half a pack").expect("add");
+        assert_eq!(temps(), 1);
+        drop(w);
+        assert_eq!(temps(), 0, "the temp pack is gone");
+        let mut w = PackWriter::create(dir.path()).expect("writer");
+        w.add(Kind::Blob, b"a whole pack").expect("add");
+        w.finish().expect("finish").expect("a name");
+        assert_eq!(temps(), 2, "a finished pack and its index stay");
+    }
 
     #[test]
     fn entry_header_matches_git_varint() {
