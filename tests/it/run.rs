@@ -66,7 +66,8 @@ fn run_does_every_step_and_a_dead_cloud_does_not_stop_the_drive() {
     assert_eq!(bundles_in(&env.path("drive")), 2, "the drive got its bundle and nothing was pruned");
     let text = fs::read_to_string(&alert).expect("the failure alert ran");
     assert!(text.contains("bundle → cloud: failed"), "{text}");
-    let st = env.run(&["status", "--json", "--max-age", "2d"]).ok().json();
+    // Fresh (the drive has today's bundle), but the last run failed: status says so, exit 3.
+    let st = env.run(&["status", "--json", "--max-age", "2d"]).code(3).json();
     assert!(
         st["sources"][0]["warnings"]
             .as_array()

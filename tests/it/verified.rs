@@ -275,11 +275,9 @@ fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() 
     assert_eq!(kind_of_run(&mut env, "2026-11-23T05:30:00Z", "hook"), "full");
 }
 
-/// Once check has found a bundle of the incremental chain damaged, the next run does not
-/// chain another incremental bundle on it (nothing on the drive would restore the newest
-/// snapshot until `full_every` came round): it writes a full bundle, and says why.
-#[test]
-fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
+/// A small world with a full bundle (day 1) and an incremental one on it (day 2), the
+/// incremental one then damaged where a size + mtime fingerprint cannot see.
+fn a_damaged_incremental_chain() -> (Env, PathBuf, PathBuf, String) {
     let (mut env, vault, drive) = small_world("mode = \"incremental\"");
     env.now = Some("2026-11-01T03:30:00Z".into());
     env.run(&["run", "--trigger", "timer"]).ok();
@@ -291,18 +289,38 @@ fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
     assert_eq!(incr.len(), 1, "{incr:?}");
     flip_byte_keeping_mtime(&incr[0]);
     env.now = Some("2026-11-02T05:30:00Z".into());
-    env.run(&["check"]).code(1);
+    let name = incr[0].file_name().unwrap().to_string_lossy().to_string();
+    (env, vault, drive, name)
+}
+
+/// The next run (day 3, a change in the vault) plans a full bundle saying `why`, and writes one.
+fn next_run_writes_a_full_bundle(mut env: Env, vault: &Path, drive: &Path, why: &str) {
     fs::write(vault.join("day-3.md"), "three").unwrap();
     env.now = Some("2026-11-03T03:30:00Z".into());
     let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
-    assert!(plan.contains("a check or drill found"), "{plan}");
+    assert!(plan.contains(why), "{plan}");
     let r = env.run(&["run", "--trigger", "hook"]);
     let written: Vec<PathBuf> =
-        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("2026-11-03")).collect();
+        bundles(drive).into_iter().filter(|b| b.to_string_lossy().contains("2026-11-03")).collect();
     assert_eq!(written.len(), 1, "{}\n{}", r.stdout, r.stderr);
     assert!(
         !written[0].to_string_lossy().contains("-incr"),
         "an incremental bundle on a damaged chain: {written:?}"
+    );
+}
+
+/// Once check has found a bundle of the incremental chain damaged, the next run does not
+/// chain another incremental bundle on it (nothing on the drive would restore the newest
+/// snapshot until `full_every` came round): it writes a full bundle, and says why.
+#[test]
+fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
+    let (env, vault, drive, name) = a_damaged_incremental_chain();
+    env.run(&["check"]).code(1);
+    next_run_writes_a_full_bundle(
+        env,
+        &vault,
+        &drive,
+        &format!("a check or drill found {name} of the chain damaged"),
     );
 }
 
@@ -311,32 +329,10 @@ fn a_chain_that_check_found_damaged_gets_a_full_bundle_next() {
 /// incremental one on it.
 #[test]
 fn a_chain_that_the_drill_found_damaged_gets_a_full_bundle_next() {
-    let (mut env, vault, drive) = small_world("mode = \"incremental\"");
-    env.now = Some("2026-11-01T03:30:00Z".into());
-    env.run(&["run", "--trigger", "timer"]).ok();
-    fs::write(vault.join("day-2.md"), "two").unwrap();
-    env.now = Some("2026-11-02T03:30:00Z".into());
-    env.run(&["run", "--trigger", "timer"]).ok();
-    let incr: Vec<PathBuf> =
-        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("-incr")).collect();
-    assert_eq!(incr.len(), 1, "{incr:?}");
-    flip_byte_keeping_mtime(&incr[0]);
-    env.now = Some("2026-11-02T05:30:00Z".into());
+    let (env, vault, drive, name) = a_damaged_incremental_chain();
     let d = env.run(&["drill"]).code(1);
-    let name = incr[0].file_name().unwrap().to_string_lossy().to_string();
     assert!(d.stderr.contains(&name) && d.stderr.contains("damaged"), "{}", d.stderr);
-    fs::write(vault.join("day-3.md"), "three").unwrap();
-    env.now = Some("2026-11-03T03:30:00Z".into());
-    let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
-    assert!(plan.contains(&format!("drill found {name} of the chain damaged")), "{plan}");
-    let r = env.run(&["run", "--trigger", "hook"]);
-    let written: Vec<PathBuf> =
-        bundles(&drive).into_iter().filter(|b| b.to_string_lossy().contains("2026-11-03")).collect();
-    assert_eq!(written.len(), 1, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        !written[0].to_string_lossy().contains("-incr"),
-        "an incremental bundle on a damaged chain: {written:?}"
-    );
+    next_run_writes_a_full_bundle(env, &vault, &drive, &format!("drill found {name} of the chain damaged"));
 }
 
 /// `status --target` on another machine judges by what the target holds. A vault left alone

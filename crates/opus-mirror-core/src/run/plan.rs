@@ -379,32 +379,38 @@ fn drill_plan(
         .map(|t| t.name.clone())
         .collect();
     let encrypted = targets.iter().find(|t| !t.age_recipients.is_empty()).map(|t| t.name.clone());
-    let (_, why) = every(&facts.history, &s.name, "drill", cfg.drill_every, now, "run.drill_every");
-    let age = last_event_age(&facts.history, &s.name, "drill", now);
-    let due = match periodic(age, cfg.drill_every, trigger) {
+    let due = periodic_due(facts, s, ("drill", "drills", "run.drill_every"), cfg.drill_every, now, trigger);
+    Planned { kind: StepKind::Drill { candidates, encrypted }, target: None, due }
+}
+
+/// Whether a periodic step (`what`: its history name, the verb of "a hook run drills when",
+/// its setting) is due in this run, with the setting and the age it was judged by.
+fn periodic_due(
+    facts: &Facts,
+    s: &Source,
+    what: (&str, &str, &str),
+    every_: chrono::Duration,
+    now: DateTime<Utc>,
+    trigger: Trigger,
+) -> Due {
+    let (step, verb, key) = what;
+    let (_, why) = every(&facts.history, &s.name, step, every_, now, key);
+    let age = last_event_age(&facts.history, &s.name, step, now);
+    match periodic(age, every_, trigger) {
         (true, _) => Due::Yes(why),
         (false, true) => Due::No(format!(
-            "deferred to a timer or manual run ({why}); a hook run drills when it is {} late",
-            human_duration(cfg.drill_every * HOOK_OVERDUE)
+            "deferred to a timer or manual run ({why}); a hook run {verb} when it is {} late",
+            human_duration(every_ * HOOK_OVERDUE)
         )),
         (false, false) => Due::No(why),
-    };
-    Planned { kind: StepKind::Drill { candidates, encrypted }, target: None, due }
+    }
 }
 
 /// A repack every `run.repack_every`, before the bundles (a full bundle copies its deltas as
 /// they are) and the check (which reads the new pack back).
 fn repack_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, trigger: Trigger) -> Planned {
-    let (_, why) = every(&facts.history, &s.name, "repack", cfg.repack_every, now, "run.repack_every");
-    let age = last_event_age(&facts.history, &s.name, "repack", now);
-    let due = match periodic(age, cfg.repack_every, trigger) {
-        (true, _) => Due::Yes(why),
-        (false, true) => Due::No(format!(
-            "deferred to a timer or manual run ({why}); a hook run repacks when it is {} late",
-            human_duration(cfg.repack_every * HOOK_OVERDUE)
-        )),
-        (false, false) => Due::No(why),
-    };
+    let due =
+        periodic_due(facts, s, ("repack", "repacks", "run.repack_every"), cfg.repack_every, now, trigger);
     Planned { kind: StepKind::Repack, target: None, due }
 }
 
