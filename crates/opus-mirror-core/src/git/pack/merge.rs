@@ -92,7 +92,13 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> R
     let mut made: HashMap<Oid, Vec<u8>> = HashMap::new();
     let fresh: Vec<(Oid, Oid)> =
         base_of.iter().filter(|(o, b)| stored[*o].base != Some(**b)).map(|(o, b)| (*o, *b)).collect();
+    // A delta entry's size is the delta's: the objects' own sizes come from their headers.
+    let small = |o: Oid| odb.read_header(o).is_ok_and(|(n, _)| n as u64 <= DELTA_MAX);
     for (o, b) in fresh {
+        if !small(o) || !small(b) {
+            base_of.remove(&o);
+            continue;
+        }
         match make_delta(&odb, o, b)? {
             Some(d) => {
                 made.insert(o, d);
