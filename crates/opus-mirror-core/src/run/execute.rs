@@ -217,8 +217,18 @@ fn repack(cfg: &Config, s: &Source, now: DateTime<Utc>) -> Option<(Exit, String)
         Ok(Default::default())
     };
     let (exit, detail, data) = match r {
+        Ok(m) if m.packs == 0 && m.waiting > 0 => (
+            Exit::Ok,
+            format!(
+                "not yet: {} deltas would save {} (the packs are rewritten once that is a {}th of them)",
+                m.waiting,
+                crate::human::human_bytes(m.would_save),
+                crate::snapshot::maintain::REPACK_SAVING_PARTS
+            ),
+            serde_json::json!(m),
+        ),
         Ok(m) if m.packs == 0 => {
-            (Exit::Ok, "nothing to do: one pack and no delta to make".to_string(), serde_json::json!(m))
+            (Exit::Ok, "nothing to do: no delta to make".to_string(), serde_json::json!(m))
         }
         Ok(m) => {
             let detail = format!(

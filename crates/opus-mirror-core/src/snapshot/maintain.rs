@@ -47,7 +47,7 @@ pub(crate) fn after_snapshot(repo: &BackupRepo) -> Result<()> {
         for p in &chosen {
             inside.extend(crate::git::pack::read_index(&p.with_extension("idx"))?.into_iter().map(|e| e.oid));
         }
-        match merge(repo, &chosen, &versions(repo, Some(&inside))) {
+        match merge(repo, &chosen, &versions(repo, Some(&inside)), 0) {
             // The snapshot is taken; its packs are merged by a later one, once there is room.
             Err(e) if e.downcast_ref::<crate::git::pack::merge::NoRoom>().is_some() => {
                 tracing::warn!("{e:#}");
@@ -61,15 +61,22 @@ pub(crate) fn after_snapshot(repo: &BackupRepo) -> Result<()> {
 }
 
 /// Merges every pack of the backup repo into one, making a delta of every older version of a
-/// file whose newer version is kept (deltas made before are copied as they are). Costs one
-/// read and one write of the repo; nothing is deleted before the new pack holds everything.
+/// file whose newer version is kept (deltas made before are copied as they are), once that
+/// saves a [`REPACK_SAVING_PARTS`]th of the repo: a rewrite costs a read and a write of the whole repo
+/// (and the check's re-read of it), so the edits of a few weeks on a large vault wait until
+/// they add up. Geometric merges make the deltas they can on the way, for free. Nothing is
+/// deleted before the new pack holds everything.
 pub fn repack(repo: &BackupRepo) -> Result<Merged> {
     let packs = list_packs(&repo.pack_dir())?;
     if packs.is_empty() {
         return Ok(Merged::default());
     }
-    merge(repo, &packs, &versions(repo, None))
+    let total: u64 = packs.iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum();
+    merge(repo, &packs, &versions(repo, None), total / REPACK_SAVING_PARTS)
 }
+
+/// A repack rewrites the repo when its deltas save at least one part in this many (2 %).
+pub const REPACK_SAVING_PARTS: u64 = 50;
 
 /// (older, newer) pairs of blobs that were the same file in a commit and its first parent,
 /// newest commits first, from every ref's history (`only`: the commits among these objects).
@@ -211,7 +218,7 @@ mod tests {
         fs::copy(pack.with_extension("idx"), dup.with_extension("idx")).expect("copy idx");
         let packs = list_packs(&repo.pack_dir()).expect("list");
         assert_eq!(packs.len(), 2);
-        merge(&repo, &packs, &[]).expect("merge");
+        merge(&repo, &packs, &[], 0).expect("merge");
         let fresh = git2::Repository::open_bare(dir.path().join("r.git")).expect("reopen");
         let blob = fresh.find_blob(oid).expect("the object survives the merge");
         assert_eq!(blob.content(), data);

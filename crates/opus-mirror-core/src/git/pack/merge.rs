@@ -64,6 +64,10 @@ pub struct Merged {
     /// The packs' size before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// When nothing was done because it saved too little: the deltas that could be made, and
+    /// about how many bytes they would save.
+    pub waiting: usize,
+    pub would_save: u64,
 }
 
 /// One object's entry in the packs being merged.
@@ -83,8 +87,15 @@ struct Stored {
 
 /// Merges `packs` into one. `versions` are (older, newer) pairs of the same file: the older is
 /// stored as a delta of the newer when both are in these packs and the delta is worth it.
-/// With one pack, it is rewritten only when there is a delta to make.
-pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> Result<Merged> {
+/// With one pack, it is rewritten only when there is a delta to make. With `min_saving`, the
+/// packs are rewritten only when the new deltas save at least that many bytes, or git's offset
+/// deltas are to be re-headed (the caller's bound on how much is rewritten for how little).
+pub fn merge(
+    repo: &BackupRepo,
+    packs: &[PathBuf],
+    versions: &[(Oid, Oid)],
+    min_saving: u64,
+) -> Result<Merged> {
     let (order, stored) = scan(packs)?;
     let odb = repo.repo.odb()?;
     let mut base_of = plan(&stored, versions);
@@ -109,8 +120,14 @@ pub fn merge(repo: &BackupRepo, packs: &[PathBuf], versions: &[(Oid, Oid)]) -> R
         }
     }
     let offsets = base_of.keys().filter(|o| stored[*o].kind == OFS_DELTA).count();
-    if packs.len() < 2 && made.is_empty() && offsets == 0 {
-        return Ok(Merged::default());
+    // What the new deltas save: each object's stored entry, less its delta (before zlib).
+    let saving: u64 = made
+        .iter()
+        .map(|(o, d)| (stored[o].end - stored[o].offset).saturating_sub(d.len() as u64 + 22))
+        .sum();
+    let pointless = packs.len() < 2 && made.is_empty();
+    if offsets == 0 && (pointless || saving < min_saving) {
+        return Ok(Merged { waiting: made.len(), would_save: saving, ..Default::default() });
     }
     let mut report = Merged { packs: packs.len(), ..Default::default() };
     let mut readers: Vec<BufReader<File>> = Vec::with_capacity(packs.len());
@@ -407,7 +424,7 @@ mod tests {
         let r = repo(dir.path());
         let oids = versions(&r, 6);
         let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
-        let m = merge(&r, &packs, &pairs(&oids)).expect("merge");
+        let m = merge(&r, &packs, &pairs(&oids), 0).expect("merge");
         assert_eq!((m.packs, m.objects, m.deltas_made), (6, 6, 5), "{m:?}");
         assert!(m.bytes_after * 3 < m.bytes_before, "{m:?}");
         fsck(&r);
@@ -428,7 +445,7 @@ mod tests {
         let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
         let before: Vec<u8> =
             raw(&newest, stored[&oids[0]].offset, stored[&oids[0]].end - stored[&oids[0]].offset);
-        let m = merge(&r, &packs, &[(oids[5], more)]).expect("merge again");
+        let m = merge(&r, &packs, &[(oids[5], more)], 0).expect("merge again");
         assert_eq!((m.deltas_kept, m.deltas_made), (5, 1), "{m:?}");
         fsck(&r);
         let p = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
@@ -444,7 +461,7 @@ mod tests {
         let oids = versions(&r, 3);
         let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
         // A file reverted: a→b then b→a. Only one of the two can be a delta.
-        let m = merge(&r, &packs, &[(oids[0], oids[1]), (oids[1], oids[0])]).expect("merge");
+        let m = merge(&r, &packs, &[(oids[0], oids[1]), (oids[1], oids[0])], 0).expect("merge");
         assert_eq!(m.deltas_made, 1, "{m:?}");
         fsck(&r);
 
@@ -477,7 +494,7 @@ mod tests {
         let b = w.add(Kind::Blob, b"nothing in common with the other one, at all; not a byte").expect("add");
         w.finish().expect("finish");
         let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
-        let m = merge(&r, &packs, &[(a, b)]).expect("merge");
+        let m = merge(&r, &packs, &[(a, b)], 0).expect("merge");
         // Nothing to gain: the one pack is left as it is (a weekly repack rewrote it, and the
         // check re-read it, every time).
         assert_eq!(m, Merged::default());
@@ -527,7 +544,7 @@ mod tests {
         let (_, before) = scan(&packs).expect("scan");
         let ofs = before.values().filter(|s| s.kind == OFS_DELTA).count();
         assert!(ofs >= 11, "git's pack holds offset deltas: {ofs}");
-        let m = merge(&r, &packs, &[]).expect("merge");
+        let m = merge(&r, &packs, &[], 0).expect("merge");
         assert!(m.bytes_after <= m.bytes_before + 20 * ofs as u64, "{m:?}");
         assert_eq!(m.deltas_kept, ofs, "{m:?}");
         fsck(&r);
@@ -536,6 +553,6 @@ mod tests {
         assert_eq!(after.values().filter(|s| s.kind == crate::git::pack::REF_DELTA).count(), ofs);
         // A repack of that one pack has nothing left to do.
         let packs = crate::git::pack::list_packs(&r.pack_dir()).expect("packs");
-        assert_eq!(merge(&r, &packs, &[]).expect("again"), Merged::default());
+        assert_eq!(merge(&r, &packs, &[], 0).expect("again"), Merged::default());
     }
 }
