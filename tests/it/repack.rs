@@ -192,13 +192,16 @@ fn a_repack_waits_until_its_deltas_save_a_fiftieth_of_the_packs() {
     assert!(step(&r, "repack").is_none(), "a repack that waits says so in the history only: {r:#}");
     assert_eq!(pack_bytes(&repo), before, "nothing rewritten");
     let log = env.run(&["log", "--json"]).ok().json();
-    let last = log.as_array().expect("events").iter().rev().find(|e| e["step"] == "repack").expect("recorded");
+    let last =
+        log.as_array().expect("events").iter().rev().find(|e| e["step"] == "repack").expect("recorded");
     let detail = last["detail"].as_str().expect("detail");
     assert!(detail.starts_with("not yet: 1 deltas would save"), "{detail}");
 
     // Weeks of edits later (here: the note grown to a fiftieth of the packs), it pays.
     for week in 0..3 {
-        note.push_str(&(0..2000).map(|i| format!("- week {week} line {i}: {}\n", rng.next())).collect::<String>());
+        note.push_str(
+            &(0..2000).map(|i| format!("- week {week} line {i}: {}\n", rng.next())).collect::<String>(),
+        );
         fs::write(vault.join("note.md"), &note).expect("write");
         env.run(&["snapshot"]).ok();
     }

@@ -6,14 +6,13 @@
 //! checked from the listing (size, md5) unless `--read-data` downloads them. The mirror
 //! must still have what was last pushed. Every problem names its file, ref or object.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{self, BufReader, Read};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, BufReader};
 use std::path::Path;
 
 use anyhow::Result;
 use git2::Oid;
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 
 use crate::bundle::manifest::Manifest;
 use crate::config::{Config, Source, Target, TargetKind};
@@ -84,11 +83,22 @@ pub fn backup_repo(
     }
     let items: Vec<verified::Item> = packs.iter().map(|(_, i)| i.clone()).collect();
     let picked = ledger.select("pack", &items, scope, now);
-    // The objects of the packs not read; an object also in a pack read now is read.
+    // The objects whose content is verified without the walk reading them: those of the packs
+    // not read (verified before), and those of the packs read now by the streaming indexer
+    // (every object inflated and hashed in one sequential pass, the index checked against it).
     let mut skip: HashSet<Oid> = HashSet::new();
-    let mut fresh: HashSet<Oid> = HashSet::new();
-    let any_skipped = picked.iter().any(Option::is_none);
-    for ((p, _), why) in packs.iter().zip(&picked) {
+    let reads: Vec<Result<Vec<Oid>, String>> = {
+        use rayon::prelude::*;
+        packs
+            .par_iter()
+            .zip(picked.par_iter())
+            .map(|((p, _), why)| match why {
+                Some(_) => pack_read_ok(p),
+                None => Ok(Vec::new()),
+            })
+            .collect()
+    };
+    for (((p, _), why), read) in packs.iter().zip(&picked).zip(reads) {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let Some(why) = why else {
             match crate::git::pack::read_index(&p.with_extension("idx")) {
@@ -98,17 +108,13 @@ pub fn backup_repo(
             r.skipped.push(name);
             continue;
         };
-        if let Err(e) = pack_trailer_ok(p) {
-            r.problems.push(format!("pack {}: {e}", p.display()));
-        }
-        if any_skipped {
-            if let Ok(es) = crate::git::pack::read_index(&p.with_extension("idx")) {
-                fresh.extend(es.into_iter().map(|e| e.oid));
-            }
+        match read {
+            Ok(oids) => skip.extend(oids),
+            // Its objects are read by the walk instead, each problem named by its path.
+            Err(e) => r.problems.push(format!("pack {}: {e}", p.display())),
         }
         r.read.push(ReadItem { name, why: *why });
     }
-    skip.retain(|o| !fresh.contains(o));
     let odb = repo.repo.odb()?;
     let refs: Vec<(String, Oid)> = crate::bundle::create::bundle_refs(&repo.repo)?.into_iter().collect();
     let (checked, problems) = walk::objects(&odb, &repo.pack_dir(), &refs, &skip);
@@ -126,22 +132,37 @@ pub fn backup_repo(
     Ok(r)
 }
 
-/// The pack's last 20 bytes must be the SHA-1 of everything before them.
-fn pack_trailer_ok(p: &Path) -> Result<(), String> {
-    let len = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
-    if len < 32 {
-        return Err("truncated".into());
+/// Reads a pack whole with the streaming indexer (every object inflated and hashed, deltas
+/// resolved, the trailer checked) and checks its `.idx` against what was found: every entry at
+/// its offset, with its CRC and the id its content hashes to. Returns the ids verified.
+fn pack_read_ok(p: &Path) -> Result<Vec<Oid>, String> {
+    let found =
+        crate::git::pack::index::index_file(p, 0, &Default::default()).map_err(|e| e.to_string())?.found;
+    let at: HashMap<u64, (u32, Option<Oid>)> = found.iter().map(|(o, c, id)| (*o, (*c, *id))).collect();
+    let idx = crate::git::pack::read_index(&p.with_extension("idx")).map_err(|e| format!("{e:#}"))?;
+    if idx.len() != found.len() {
+        return Err(format!("its index lists {} objects, the pack holds {}", idx.len(), found.len()));
     }
-    let mut f =
-        BufReader::with_capacity(1 << 20, crate::safe_fs::open_regular(p).map_err(|e| e.to_string())?);
-    let mut h: DigestWriter<_, Sha1> = DigestWriter::new(io::sink());
-    io::copy(&mut (&mut f).take(len - 20), &mut h).map_err(|e| e.to_string())?;
-    let mut trailer = [0u8; 20];
-    f.read_exact(&mut trailer).map_err(|e| e.to_string())?;
-    if h.digest.finalize().as_slice() != trailer {
-        return Err("its checksum does not match its content (damaged)".into());
+    let mut oids = Vec::with_capacity(idx.len());
+    for e in idx {
+        match at.get(&e.offset) {
+            Some((crc, Some(id))) if *crc == e.crc && *id == e.oid => oids.push(e.oid),
+            Some((_, None)) => {} // a delta on a base outside the pack: the walk reads it
+            Some((crc, id)) if *crc != e.crc => {
+                return Err(format!("the object at offset {} is not what its index recorded (CRC {crc:08x}, index {:08x}; {id:?})", e.offset, e.crc))
+            }
+            Some((_, id)) => {
+                return Err(format!(
+                    "object {} (offset {}) is corrupt: its content hashes to {}",
+                    e.oid,
+                    e.offset,
+                    id.map(|i| i.to_string()).unwrap_or_default()
+                ))
+            }
+            None => return Err(format!("its index places object {} at offset {}, where no object starts", e.oid, e.offset)),
+        }
     }
-    Ok(())
+    Ok(oids)
 }
 
 /// Streams a large blob out of our pack through SHA-1 (never whole in memory). One stored as a
@@ -457,4 +478,33 @@ pub fn mirror(cfg: &Config, source: &Source) -> Result<Option<Report>> {
         }
     }
     Ok(Some(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::pack::PackWriter;
+
+    /// A pack whose index names an object its bytes do not hold is refused by the pack read
+    /// (which also makes the walk read that pack's objects itself).
+    #[test]
+    fn a_pack_whose_index_lies_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut w = PackWriter::create(dir.path()).expect("writer");
+        let base = w.add(Kind::Blob, &vec![b'a'; 4000]).expect("base");
+        let claimed = objects::hash(Kind::Blob, b"what the index claims");
+        let mut real = vec![b'a'; 4000];
+        real.extend_from_slice(b"what it holds");
+        w.add_ref_delta(claimed, base, &crate::git::pack::delta::encode(&vec![b'a'; 4000], &real))
+            .expect("delta");
+        let name = w.finish().expect("finish").expect("a name");
+        let pack = dir.path().join(format!("pack-{name}.pack"));
+        let e = pack_read_ok(&pack).expect_err("a lying index");
+        assert!(e.contains(&format!("object {claimed}")) && e.contains("is corrupt"), "{e}");
+
+        let mut w = PackWriter::create(dir.path()).expect("writer");
+        let good = w.add(Kind::Blob, b"an honest object").expect("add");
+        let name = w.finish().expect("finish").expect("a name");
+        assert_eq!(pack_read_ok(&dir.path().join(format!("pack-{name}.pack"))).expect("ok"), vec![good]);
+    }
 }

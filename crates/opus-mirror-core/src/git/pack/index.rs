@@ -118,6 +118,9 @@ pub struct Indexed {
     pub unverified: u32,
     /// The written pack's name (`pack-NAME.pack`), when one was written.
     pub name: Option<String>,
+    /// Each entry as found: (offset, CRC32 of its bytes, the id its content hashes to; None
+    /// for a delta left unverified), in pack order. What a `.idx` says can be checked against it.
+    pub found: Vec<(u64, u32, Option<Oid>)>,
 }
 
 /// What we know about one entry.
@@ -173,7 +176,8 @@ pub fn index_file(path: &Path, start: u64, opts: &Options) -> Res<Indexed> {
             (Some(dir), Some(tmp)) => Some(install(dir, tmp, &mut entries, &ext, opts)?),
             _ => None,
         };
-        Ok(Indexed { objects, unverified: ext.unverified, name })
+        let found = entries.iter().map(|e| (e.offset, e.crc, e.oid)).collect();
+        Ok(Indexed { objects, unverified: ext.unverified, name, found })
     };
     let out = result.and_then(finish);
     if out.is_err() {
