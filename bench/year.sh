@@ -78,7 +78,7 @@ fi
 
 # at N: the faketime prefix for session N's faked time, in the array `at`.
 set_at() { at=(faketime -f "+$(($1 * 86400 / per_day + ${2:-0}))"); }
-bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 packs() { find "$state/repos" -name '*.pack' | wc -l; }
 lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
 hist=$state/state/history.jsonl
