@@ -238,41 +238,55 @@ fn a_fifo_for_a_ledger_never_blocks_the_check() {
 #[test]
 fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() {
     let (mut env, vault, _drive) = small_world("mode = \"incremental\"\nfull_every = \"7d\"");
-    let mut day = 0;
-    let mut kind_of_run = |env: &mut Env, when: &str, trigger: &str| -> String {
-        day += 1;
-        fs::write(vault.join(format!("day-{day}.md")), format!("session {day}")).expect("edit");
-        env.now = Some(when.into());
-        let r = env.run(&["run", "--trigger", trigger, "--json"]);
-        assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
-        let b = r.json()["steps"]
-            .as_array()
-            .expect("steps")
-            .iter()
-            .find(|s| s["step"] == "bundle")
-            .expect("a bundle step")["detail"]
-            .as_str()
-            .expect("detail")
-            .to_string();
-        if b.contains("-incr.bundle") {
-            "incremental".into()
-        } else if b.contains(".bundle") {
-            "full".into()
-        } else {
-            b
-        }
-    };
-    assert_eq!(kind_of_run(&mut env, "2026-11-01T03:30:00Z", "timer"), "full");
-    assert_eq!(kind_of_run(&mut env, "2026-11-05T03:30:00Z", "hook"), "incremental");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-01T03:30:00Z", "timer"), "full");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-05T03:30:00Z", "hook"), "incremental");
     // 8 days after the full one: due, but a hook run leaves it to the timer.
     env.now = Some("2026-11-09T03:00:00Z".into());
     let plan = env.run(&["run", "--trigger", "hook", "--dry-run"]).ok().stdout;
     assert!(plan.contains("a full bundle (full_every = 1w) is left to a timer or manual run"), "{plan}");
-    assert_eq!(kind_of_run(&mut env, "2026-11-09T03:30:00Z", "hook"), "incremental");
-    assert_eq!(kind_of_run(&mut env, "2026-11-09T04:30:00Z", "timer"), "full");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T03:30:00Z", "hook"), "incremental");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T04:30:00Z", "timer"), "full");
     // Hooks alone: the full bundle comes 14 days after the last one.
-    assert_eq!(kind_of_run(&mut env, "2026-11-20T03:30:00Z", "hook"), "incremental");
-    assert_eq!(kind_of_run(&mut env, "2026-11-23T05:30:00Z", "hook"), "full");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-20T03:30:00Z", "hook"), "incremental");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-23T05:30:00Z", "hook"), "full");
+}
+
+/// With `every` set, the timer run an hour after a hook run found the hook's incremental
+/// bundle younger than `every` and wrote nothing: the full bundle the hook run left to the
+/// timer came only from a hook run, twice overdue (in the year benchmark, `every = "6h"`, those
+/// were the slowest hook runs). A due full bundle is written whatever `every` says.
+#[test]
+fn a_full_bundle_the_hook_run_left_is_written_by_the_timer_even_within_every() {
+    let (mut env, vault, _drive) = small_world("mode = \"incremental\"\nfull_every = \"7d\"\nevery = \"6h\"");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-01T03:30:00Z", "timer"), "full");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T03:30:00Z", "hook"), "incremental");
+    env.now = Some("2026-11-09T04:30:00Z".into());
+    let plan = env.run(&["run", "--trigger", "timer", "--dry-run"]).ok().stdout;
+    assert!(plan.contains("a full bundle is due (full_every = 1w)"), "{plan}");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T04:30:00Z", "timer"), "full");
+    // Within `every` and no full bundle due: nothing, as before.
+    assert!(kind_of_run(&mut env, &vault, "2026-11-09T05:30:00Z", "timer").contains("younger than every"));
+}
+
+/// One edit and a run at `when`: what its bundle step did ("full", "incremental", or its detail).
+fn kind_of_run(env: &mut Env, vault: &Path, when: &str, trigger: &str) -> String {
+    fs::write(vault.join(format!("{when}.md").replace(':', "-")), format!("session at {when}"))
+        .expect("edit");
+    env.now = Some(when.into());
+    let r = env.run(&["run", "--trigger", trigger, "--json"]);
+    assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
+    let json = r.json();
+    let step = json["steps"].as_array().expect("steps").iter().find(|s| s["step"] == "bundle").cloned();
+    let b = step
+        .map(|s| s["detail"].as_str().expect("detail").to_string())
+        .unwrap_or_else(|| format!("no bundle step: {json:#}"));
+    if b.contains("-incr.bundle") && !b.contains("younger") {
+        "incremental".into()
+    } else if b.contains(".bundle") && !b.contains("younger") {
+        "full".into()
+    } else {
+        b
+    }
 }
 
 /// A small world with a full bundle (day 1) and an incremental one on it (day 2), the

@@ -216,7 +216,10 @@ fn create_unexplained(
         _ => crate::ranking::by_content(cfg, source, &listed, now),
     };
     let done = verified(&listed, &ranks);
-    if let (false, Some(why)) = (how.force, not_due(t, &listed, &ranks, now)) {
+    // A due full bundle is written within `every` too (a hook run's incremental one may be
+    // minutes old: the hook left the full one to this run).
+    let full_now = t.incremental && full_due(&listed, &ranks, now, how.full_every);
+    if let (false, false, Some(why)) = (how.force, full_now, not_due(t, &listed, &ranks, now)) {
         out.reason = Some(why);
         return Ok(out);
     }

@@ -268,7 +268,20 @@ fn bundle_plan(
     now: DateTime<Utc>,
     trigger: Trigger,
 ) -> (chrono::Duration, Due) {
-    let due = bundle_due(tg, s, facts, now);
+    let mut due = bundle_due(tg, s, facts, now);
+    // A due full bundle does not wait for `every`: the hook run that wrote the young
+    // incremental bundle left the full one to this (timer or manual) run.
+    let full_every = if trigger == Trigger::Hook { tg.full_every * HOOK_OVERDUE } else { tg.full_every };
+    if let (true, Due::No(why), Some(Ok(l))) =
+        (tg.incremental, &due, facts.bundles.get(&(s.name.clone(), tg.name.clone())))
+    {
+        if crate::bundle::create::full_due(&l.listed, &l.ranks, now, full_every) {
+            due = Due::Yes(format!(
+                "{why}, but a full bundle is due (full_every = {})",
+                human_duration(full_every)
+            ));
+        }
+    }
     // A chain that holds a bundle check found damaged is not built on: a full bundle starts
     // a new one (an incremental would restore nothing new until `full_every` came round).
     let ledger = facts.ledgers.get(&s.name).map(|(l, _)| l);
