@@ -257,21 +257,37 @@ fn a_hook_run_leaves_a_due_full_bundle_to_the_timer_until_it_is_twice_overdue() 
 /// were the slowest hook runs). A due full bundle is written whatever `every` says.
 #[test]
 fn a_full_bundle_the_hook_run_left_is_written_by_the_timer_even_within_every() {
-    let (mut env, vault, _drive) = small_world("mode = \"incremental\"\nfull_every = \"7d\"\nevery = \"6h\"");
+    let (mut env, vault, drive) = small_world("mode = \"incremental\"\nfull_every = \"7d\"\nevery = \"6h\"");
     assert_eq!(kind_of_run(&mut env, &vault, "2026-11-01T03:30:00Z", "timer"), "full");
     assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T03:30:00Z", "hook"), "incremental");
     env.now = Some("2026-11-09T04:30:00Z".into());
     let plan = env.run(&["run", "--trigger", "timer", "--dry-run"]).ok().stdout;
     assert!(plan.contains("a full bundle is due (full_every = 1w)"), "{plan}");
-    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T04:30:00Z", "timer"), "full");
-    // Within `every` and no full bundle due: nothing, as before.
-    assert!(kind_of_run(&mut env, &vault, "2026-11-09T05:30:00Z", "timer").contains("younger than every"));
+    // The timer an hour after the day's last session: nothing changed since the hook's bundle.
+    assert_eq!(kind_of_unchanged_run(&mut env, "2026-11-09T04:30:00Z", "timer"), "full");
+    // The next incremental bundle builds on that full one (it holds what the hook's bundle
+    // held): the chain starts afresh there. It built on the hook's incremental one, so the full
+    // bundle was pruned as redundant, and written again by every timer run for a week.
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T09:30:00Z", "hook"), "incremental");
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(drive.join("v-2026-11-09T093000Z-incr.bundle.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["base"], "v-2026-11-09T043000Z.bundle", "{manifest:#}");
+    // Within `every` and no full bundle due: nothing, as before; the next day too.
+    assert!(kind_of_unchanged_run(&mut env, "2026-11-09T10:30:00Z", "timer").contains("younger than every"));
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-10T03:30:00Z", "hook"), "incremental");
+    assert!(kind_of_unchanged_run(&mut env, "2026-11-10T04:30:00Z", "timer").contains("younger than every"));
 }
 
 /// One edit and a run at `when`: what its bundle step did ("full", "incremental", or its detail).
 fn kind_of_run(env: &mut Env, vault: &Path, when: &str, trigger: &str) -> String {
     fs::write(vault.join(format!("{when}.md").replace(':', "-")), format!("session at {when}"))
         .expect("edit");
+    kind_of_unchanged_run(env, when, trigger)
+}
+
+/// [`kind_of_run`] without the edit: the daily timer an hour after the day's last session.
+fn kind_of_unchanged_run(env: &mut Env, when: &str, trigger: &str) -> String {
     env.now = Some(when.into());
     let r = env.run(&["run", "--trigger", trigger, "--json"]);
     assert!(r.code == 0 || r.code == 3, "{}\n{}", r.stdout, r.stderr);
