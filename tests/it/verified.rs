@@ -268,13 +268,13 @@ fn a_full_bundle_the_hook_run_left_is_written_by_the_timer_even_within_every() {
     // The next incremental bundle builds on that full one (it holds what the hook's bundle
     // held): the chain starts afresh there. It built on the hook's incremental one, so the full
     // bundle was pruned as redundant, and written again by every timer run for a week.
-    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T09:30:00Z", "hook"), "incremental");
+    assert_eq!(kind_of_run(&mut env, &vault, "2026-11-09T10:30:00Z", "hook"), "incremental");
     let manifest: Value =
-        serde_json::from_slice(&fs::read(drive.join("v-2026-11-09T093000Z-incr.bundle.json")).unwrap())
+        serde_json::from_slice(&fs::read(drive.join("v-2026-11-09T103000Z-incr.bundle.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["base"], "v-2026-11-09T043000Z.bundle", "{manifest:#}");
     // Within `every` and no full bundle due: nothing, as before; the next day too.
-    assert!(kind_of_unchanged_run(&mut env, "2026-11-09T10:30:00Z", "timer").contains("younger than every"));
+    assert!(kind_of_unchanged_run(&mut env, "2026-11-09T11:30:00Z", "timer").contains("younger than every"));
     assert_eq!(kind_of_run(&mut env, &vault, "2026-11-10T03:30:00Z", "hook"), "incremental");
     assert!(kind_of_unchanged_run(&mut env, "2026-11-10T04:30:00Z", "timer").contains("younger than every"));
 }
@@ -362,6 +362,10 @@ fn a_chain_that_the_drill_found_damaged_gets_a_full_bundle_next() {
     let (env, vault, drive, name) = a_damaged_incremental_chain();
     let d = env.run(&["drill"]).code(1);
     assert!(d.stderr.contains(&name) && d.stderr.contains("damaged"), "{}", d.stderr);
+    // A drill that stopped on the damage leaves no report, only its history line: status still
+    // says the backups are in doubt (it said "ok, with warnings", exit 3).
+    let st = env.run(&["status", "--max-age", "1000d"]).code(1);
+    assert!(st.stdout.contains("IN DOUBT"), "{}", st.stdout);
     next_run_writes_a_full_bundle(env, &vault, &drive, &format!("drill found {name} of the chain damaged"));
 }
 
@@ -405,4 +409,34 @@ fn status_from_the_target_counts_a_run_that_found_the_newest_bundle_current() {
 fn nix_mkfifo(p: &Path) {
     let st = std::process::Command::new("mkfifo").arg(p).status().expect("mkfifo runs");
     assert!(st.success());
+}
+
+/// After the damaged chain, one full bundle is enough: it ranked below the damaged incremental
+/// bundle of the same snapshot (a deeper chain), so every run wrote another full bundle, drills
+/// kept failing on the damaged chain, and prune kept the damaged bundle as "the newest" and
+/// removed the good full ones, leaving nothing `recover` could use.
+#[test]
+fn after_a_damaged_chain_one_full_bundle_is_enough_and_prune_keeps_it() {
+    let (mut env, vault, drive, name) = a_damaged_incremental_chain();
+    env.run(&["drill"]).code(1);
+    // The damaged bundle stays on the drive until pruned: each run's check says so (exit 1).
+    env.now = Some("2026-11-03T03:30:00Z".into());
+    env.run(&["run", "--trigger", "hook"]).code(1);
+    let full = "v-2026-11-03T033000Z.bundle";
+    assert!(drive.join(full).exists(), "a full bundle starts a new chain");
+    env.now = Some("2026-11-03T09:30:00Z".into());
+    let r = env.run(&["run", "--trigger", "timer", "--json"]).code(1).json();
+    let bundle = r["steps"].as_array().unwrap().iter().find(|s| s["step"] == "bundle").unwrap().clone();
+    assert!(bundle["detail"].as_str().unwrap().contains(&format!("nothing changed since {full}")), "{r:#}");
+    let drill = env.run(&["drill", "--json"]).ok().json();
+    assert_eq!(drill[0]["chain"], serde_json::json!([full]), "the drill restores the new chain: {drill:#}");
+
+    env.write_config_with_drive("v", &vault, "", &drive, "mode = \"incremental\"\nkeep = { last = 1 }");
+    env.run(&["prune"]).ok();
+    assert!(drive.join(full).exists(), "prune keeps the newest intact copy");
+    assert!(!drive.join(&name).exists(), "the damaged bundle is not what is kept");
+    let fresh = Env::new();
+    let to = fresh.path("recovered");
+    fresh.run(&["recover", "--from", drive.to_str().unwrap(), "--to", to.to_str().unwrap()]).ok();
+    assert!(to.join("day-2.md").exists());
 }

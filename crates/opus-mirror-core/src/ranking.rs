@@ -112,12 +112,17 @@ struct Facts<'a> {
     generation: Option<u64>,
 }
 
-/// Snapshot generation, then chain depth, then date, then name. A bundle whose snapshot is
-/// unknown (no manifest, or not on the branch) takes the generation and depth of the newest
-/// known bundle dated no later than itself, and its date decides among those.
+/// Snapshot generation; then, among bundles of one snapshot, the chain that starts at the newer
+/// full bundle (its generation, date, name), and within a chain the deeper bundle; then date,
+/// then name. So a full bundle written after an incremental one with nothing changed (the
+/// timer's weekly one) is the newest: the next incremental builds on it, prune keeps it, and a
+/// damaged incremental of that snapshot no longer passes for the newest copy. A bundle whose
+/// snapshot is unknown (no manifest, or not on the branch) takes the place of the newest known
+/// bundle dated no later than itself, and its date decides among those.
 fn rank(facts: &[Facts]) -> Vec<u64> {
     let by_name: HashMap<&str, usize> = facts.iter().enumerate().map(|(i, f)| (f.name, i)).collect();
-    let depth = |i: usize| {
+    // The bundle a chain starts at (as far as its bases are listed), and how deep `i` is in it.
+    let chain = |i: usize| {
         let mut d = 0;
         let mut cur = i;
         while let Some(&b) = facts[cur].base.and_then(|b| by_name.get(b)) {
@@ -127,23 +132,27 @@ fn rank(facts: &[Facts]) -> Vec<u64> {
                 break; // a cycle of hand-edited manifests
             }
         }
-        d
+        (cur, d)
     };
-    let known: Vec<(u64, usize, DateTime<Utc>)> = (0..facts.len())
-        .filter_map(|i| facts[i].generation.map(|g| (g, depth(i), facts[i].created)))
+    type Place<'a> = (u64, (u64, DateTime<Utc>, &'a str), usize);
+    let place = |i: usize, g: u64| -> Place<'_> {
+        let (root, d) = chain(i);
+        (g, (facts[root].generation.unwrap_or(g), facts[root].created, facts[root].name), d)
+    };
+    let known: Vec<(Place, DateTime<Utc>)> = (0..facts.len())
+        .filter_map(|i| facts[i].generation.map(|g| (place(i, g), facts[i].created)))
         .collect();
-    let keys: Vec<(u64, usize, DateTime<Utc>, &str)> = (0..facts.len())
+    let keys: Vec<(Place, DateTime<Utc>, &str)> = (0..facts.len())
         .map(|i| {
-            let (g, d) = match facts[i].generation {
-                Some(g) => (g, depth(i)),
-                None => known
-                    .iter()
-                    .filter(|k| k.2 <= facts[i].created)
-                    .max()
-                    .map(|k| (k.0, k.1))
-                    .unwrap_or((0, 0)),
+            let p = match facts[i].generation {
+                Some(g) => place(i, g),
+                None => known.iter().filter(|k| k.1 <= facts[i].created).max().map(|k| k.0).unwrap_or((
+                    0,
+                    (0, DateTime::<Utc>::MIN_UTC, ""),
+                    0,
+                )),
             };
-            (g, d, facts[i].created, facts[i].name)
+            (p, facts[i].created, facts[i].name)
         })
         .collect();
     let mut idx: Vec<usize> = (0..facts.len()).collect();
@@ -203,6 +212,22 @@ mod tests {
             f("incr", "2026-11-24T00:00:00Z", Some("full"), Some(5)),
         ];
         assert_eq!(newest_first(&v), ["incr", "full"]);
+        // Same snapshot, a new full bundle after a long chain (nothing changed: the timer's
+        // weekly one): the new chain is the newest, whatever the old chain's depth.
+        let v = [
+            f("old-full", "2026-11-01T00:00:00Z", None, Some(3)),
+            f("i1", "2026-11-02T00:00:00Z", Some("old-full"), Some(4)),
+            f("i2", "2026-11-03T00:00:00Z", Some("i1"), Some(5)),
+            f("new-full", "2026-11-03T01:00:00Z", None, Some(5)),
+        ];
+        assert_eq!(newest_first(&v), ["new-full", "i2", "i1", "old-full"]);
+        let v = [
+            f("old-full", "2026-11-01T00:00:00Z", None, Some(3)),
+            f("i2", "2026-11-03T00:00:00Z", Some("old-full"), Some(5)),
+            f("new-full", "2026-11-03T01:00:00Z", None, Some(5)),
+            f("on-new", "2026-11-03T02:00:00Z", Some("new-full"), Some(5)),
+        ];
+        assert_eq!(newest_first(&v), ["on-new", "new-full", "i2", "old-full"]);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct SourceStatus {
     pub bundles: Vec<BundleState>,
     pub last_check: Option<Event>,
     pub last_drill: Option<crate::drill::Report>,
+    /// A target whose newest drill failed (ended in an error or found problems).
+    pub drill_failed: Option<String>,
     pub preserved: usize,
     pub warnings: Vec<String>,
     /// The newest good copy that freshness is judged by: off this machine (a confirmed
@@ -54,6 +56,7 @@ impl SourceStatus {
     pub fn in_doubt(&self) -> bool {
         self.last_check.as_ref().is_some_and(|e| e.outcome == "failed")
             || self.last_drill.as_ref().is_some_and(|d| !d.ok())
+            || self.drill_failed.is_some()
     }
 
     /// What `status` exits with for this source: 1 when the backups are in doubt (a failed
@@ -124,6 +127,17 @@ pub fn of(
         });
     }
     let last_check = last(history, |e| mine(e) && e.step == "check").cloned();
+    // A drill that stopped on an error (a damaged bundle) writes no report, only its history
+    // line: the newest drill of each target decides, so a good drill elsewhere clears nothing.
+    let drill_failed = cfg
+        .targets
+        .iter()
+        .filter(|t| t.takes(&s.name))
+        .find(|t| {
+            last(history, |e| mine(e) && e.step == "drill" && e.target.as_deref() == Some(t.name.as_str()))
+                .is_some_and(|e| e.outcome == "failed")
+        })
+        .map(|t| t.name.clone());
     let last_drill = cfg
         .targets
         .iter()
@@ -198,6 +212,7 @@ pub fn of(
         bundles,
         last_check,
         last_drill,
+        drill_failed,
         preserved,
         warnings,
         newest_good_backup: newest.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
