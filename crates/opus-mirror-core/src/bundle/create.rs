@@ -109,6 +109,9 @@ pub struct Decide {
     /// A full bundle once the newest verified full one is this old (the target's
     /// `full_every`; a hook run passes more, leaving the full bundle to the timer).
     pub full_every: chrono::Duration,
+    /// The vault was snapshotted without a failure just before (a run's snapshot step): only
+    /// then may "nothing changed" be said on the target as "the vault is current now".
+    pub vault_seen: bool,
 }
 
 /// Whether, on a target listing `listed`, the next bundle would be a full one under
@@ -148,7 +151,15 @@ pub fn create(
     force: bool,
     progress: &dyn Report,
 ) -> Result<Outcome> {
-    create_from(cfg, source, t, now, Decide { force, full_every: t.full_every }, progress, None)
+    create_from(
+        cfg,
+        source,
+        t,
+        now,
+        Decide { force, full_every: t.full_every, vault_seen: false },
+        progress,
+        None,
+    )
 }
 
 /// [`create`], deciding from `known` (what the caller listed earlier in this process, with the
@@ -258,7 +269,9 @@ fn create_unexplained(
                 bundle: b.file.clone(),
                 at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
-            if let Err(e) = target::write_current(t, &cfg.state_dir, &word) {
+            if !how.vault_seen {
+                // The backup repo is current with the bundle, not known to be with the vault.
+            } else if let Err(e) = target::write_current(t, &cfg.state_dir, &word) {
                 tracing::warn!("target `{}`: cannot record that {} is current: {e:#}", t.name, b.file);
             }
             return Ok(out);

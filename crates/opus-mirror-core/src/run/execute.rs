@@ -29,6 +29,8 @@ struct Done {
     /// Targets this run wrote to or removed from: the check lists them again (the others it
     /// takes from the plan's listing).
     changed: Vec<String>,
+    /// The snapshot step failed: the vault's state now is not in the backup repo.
+    snapshot_failed: bool,
 }
 
 /// What one step did: the result that goes into the journal.
@@ -88,7 +90,10 @@ fn step(
             journal.doing("snapshot", None);
             match crate::steps::snapshot_one(cfg, s, now, journal.progress) {
                 Ok((o, e)) => (e, crate::steps::describe(&o)),
-                Err(e) => (exit_for(&e).combine(Exit::Failed), format!("{e:#}")),
+                Err(e) => {
+                    done.snapshot_failed = true;
+                    (exit_for(&e).combine(Exit::Failed), format!("{e:#}"))
+                }
             }
         }
         (StepKind::Mirror, _) => {
@@ -107,7 +112,8 @@ fn step(
                 Some(Ok(l)) => Some(create::Known { listed: &l.listed, ranks: &l.ranks }),
                 _ => None,
             };
-            let how = create::Decide { force: false, full_every: *full_every };
+            let how =
+                create::Decide { force: false, full_every: *full_every, vault_seen: !done.snapshot_failed };
             bundle(cfg, s, tg, due, how, known, now, done, journal.progress)
         }
         (StepKind::Prune, _) => {
