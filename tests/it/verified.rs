@@ -443,21 +443,38 @@ fn after_a_damaged_chain_one_full_bundle_is_enough_and_prune_keeps_it() {
 
 /// "Nothing changed since" compares the backup repo with the bundle; only a run whose snapshot
 /// just saw the vault may say on the target that the vault is current. A run whose snapshot
-/// failed (the vault gone: an unmounted disk) wrote the word all the same, and another machine
-/// would have called a vault whose changes were never saved fresh.
+/// failed (here its pack directory made immutable) wrote the word all the same, and another
+/// machine would have called a vault whose changes were never saved fresh.
 #[test]
 fn a_run_whose_snapshot_failed_says_nothing_is_current() {
     let (mut env, vault, drive) = small_world("mode = \"incremental\"\nevery = \"1d\"");
     env.now = Some("2026-11-01T03:30:00Z".into());
     env.run(&["run", "--trigger", "timer"]).ok();
-    let away = env.path("vault-away");
-    fs::rename(&vault, &away).unwrap();
+    let packs = env.backup_repo("v").join("objects/pack");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr").arg(flag).arg(&packs).status().is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        crate::helpers::servers::missing(
+            "chattr +i (root on ext4)",
+            "a_run_whose_snapshot_failed_says_nothing_is_current",
+        );
+        return;
+    }
+    struct Mutable<'a>(&'a dyn Fn(&str) -> bool);
+    impl Drop for Mutable<'_> {
+        fn drop(&mut self) {
+            (self.0)("-i");
+        }
+    }
+    let guard = Mutable(&chattr);
+    fs::write(vault.join("unsaved.md"), "a change the snapshot cannot store").unwrap();
     env.now = Some("2026-11-03T03:30:00Z".into());
     let r = env.run(&["run", "--trigger", "timer"]);
-    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(!drive.join("v.current.json").exists(), "{}", r.stdout);
-    fs::rename(&away, &vault).unwrap();
+    drop(guard);
     env.now = Some("2026-11-04T03:30:00Z".into());
     env.run(&["run", "--trigger", "timer"]).ok();
-    assert!(drive.join("v.current.json").exists(), "a run that saw the vault says so");
+    fs::remove_file(vault.join("unsaved.md")).unwrap();
 }
