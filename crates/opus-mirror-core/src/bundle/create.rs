@@ -242,18 +242,11 @@ fn create_unexplained(
         ))
         .into());
     }
-    // Incremental on top of the newest verified bundle while the newest full one is recent.
-    // A full bundle holding what the tip holds (written after it with nothing changed: the
-    // timer's weekly one an hour after the last session's) is the better base: the chain starts
-    // afresh there, and the full bundle is not left redundant for prune to take.
+    // Incremental on top of the newest verified bundle while the newest full one is recent (a
+    // full bundle written after an incremental one of the same snapshot ranks newer: the chain
+    // starts afresh there; see `ranking`).
     let base = match (t.incremental, done.last()) {
-        (true, Some(tip)) if !full_due(&listed, &ranks, now, how.full_every) => Some(
-            done.iter()
-                .rev()
-                .find(|m| m.kind == BundleKind::Full && m.refs == tip.refs)
-                .copied()
-                .unwrap_or(*tip),
-        ),
+        (true, Some(tip)) if !full_due(&listed, &ranks, now, how.full_every) => Some(*tip),
         _ => None,
     };
     let current: BTreeMap<String, String> = refs.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
