@@ -217,6 +217,8 @@ fn failed_items_are_in_errors_with_their_source_and_target() {
     let kept: Vec<&str> = e.data.as_array().unwrap().iter().map(|o| o["source"].as_str().unwrap()).collect();
     assert_eq!(kept, ["code"], "the good source's outcome is kept");
 
+    // Bundles are named by the second: the first `bundle` above may have been this second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = run_json(&w.env, &["bundle".into(), "--force".into()]);
     let e = envelope(&r, "bundle");
     assert_ne!(r.code, 0);
@@ -228,8 +230,9 @@ fn failed_items_are_in_errors_with_their_source_and_target() {
     assert!(e.errors.iter().any(|p| p.source.as_deref() == Some("notes")), "{:?}", e.errors);
     assert!(
         e.data.as_array().unwrap().iter().any(|o| o["file"].as_str().is_some_and(|f| f.starts_with("code"))),
-        "code → cloud was written and reported: {}",
-        e.data
+        "code → cloud was written and reported: {}\nerrors: {:?}",
+        e.data,
+        e.errors
     );
 
     for (args, command) in [
