@@ -25,6 +25,7 @@ pub fn run(ctx: &mut Context, args: &DrillArgs) -> Result<Exit> {
                 t,
                 ctx.now,
                 args.identity.as_deref().or(t.identity_file.as_deref()),
+                true,
             ) {
                 Ok(r) => {
                     exit = exit.combine(if r.ok() { Exit::Ok } else { Exit::Failed });

@@ -214,13 +214,15 @@ fn make_removable(root: &Path) {
     }
 }
 
-/// Runs a drill of `source` from target `t`.
+/// Runs a drill of `source` from target `t`; with `runbook`, the runbook's stock-git restore
+/// beside ours (a second layout of the whole vault: a run asks for it every few drills).
 pub fn drill(
     cfg: &Config,
     source: &Source,
     t: &Target,
     now: chrono::DateTime<chrono::Utc>,
     identity: Option<&Path>,
+    runbook: bool,
 ) -> Result<Report> {
     let started = Instant::now();
     let chain = create::newest_chain(cfg, &source.name, t)?;
@@ -256,7 +258,7 @@ pub fn drill(
     // The runbook's stock-git restore runs beside our comparison (git's index-pack and
     // checkout on one side, hashing what recover wrote on the other): both cores, and a drill
     // costs about one restore more than a restore, not two in a row.
-    let git_here = Command::new("git").arg("--version").output().is_ok();
+    let git_here = runbook && Command::new("git").arg("--version").output().is_ok();
     let stock = scratch.path().join("stock");
     let stock_branch = code_branch.clone().unwrap_or_else(|| source.snapshot_branch.clone());
     let (files_n, bytes, stock_git_ok) = std::thread::scope(|s| -> Result<_> {
@@ -387,10 +389,11 @@ pub fn drill_and_record(
     t: &Target,
     now: chrono::DateTime<chrono::Utc>,
     identity: Option<&Path>,
+    runbook: bool,
 ) -> Result<Report> {
     use crate::exit::Exit;
     use crate::state::{self, Event};
-    let mut r = drill(cfg, source, t, now, identity);
+    let mut r = drill(cfg, source, t, now, identity, runbook);
     let ev = match &mut r {
         Ok(r) => {
             // The verdict stands whatever becomes of its records: a state file or history
@@ -407,7 +410,7 @@ pub fn drill_and_record(
                 e,
                 if r.ok() { "restore verified".into() } else { r.problems.join("\n") },
             );
-            ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files, "bytes": r.bytes});
+            ev.data = serde_json::json!({"ttr_ms": r.ttr_ms, "files": r.files, "bytes": r.bytes, "runbook": r.stock_git_ok == Some(true)});
             ev
         }
         Err(e) => {

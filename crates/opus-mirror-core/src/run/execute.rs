@@ -476,7 +476,7 @@ fn drill(
     journal: &Journal,
     done: &Done,
 ) -> Option<StepResult> {
-    let (StepKind::Drill { candidates, encrypted }, Due::Yes(_)) = (&p.kind, &p.due) else {
+    let (StepKind::Drill { candidates, encrypted, runbook }, Due::Yes(_)) = (&p.kind, &p.due) else {
         return None;
     };
     let Some(name) = candidates.iter().find(|c| !done.unreachable.contains(c)) else {
@@ -489,20 +489,21 @@ fn drill(
     };
     let tg = cfg.targets.iter().find(|t| t.name == *name).expect("the plan names configured targets");
     journal.doing("drill", Some(&tg.name));
-    let (exit, detail) = match crate::drill::drill_and_record(cfg, s, tg, now, tg.identity_file.as_deref()) {
-        Ok(r) if r.ok() => {
-            let mut detail = format!(
-                "{} files restored and identical; time-to-recover {:.1}s",
-                r.files,
-                r.ttr_ms as f64 / 1000.0
-            );
-            for w in &r.warnings {
-                detail.push_str(&format!("\nwarning: {w}"));
+    let (exit, detail) =
+        match crate::drill::drill_and_record(cfg, s, tg, now, tg.identity_file.as_deref(), *runbook) {
+            Ok(r) if r.ok() => {
+                let mut detail = format!(
+                    "{} files restored and identical; time-to-recover {:.1}s",
+                    r.files,
+                    r.ttr_ms as f64 / 1000.0
+                );
+                for w in &r.warnings {
+                    detail.push_str(&format!("\nwarning: {w}"));
+                }
+                (if r.warnings.is_empty() { Exit::Ok } else { Exit::Warnings }, detail)
             }
-            (if r.warnings.is_empty() { Exit::Ok } else { Exit::Warnings }, detail)
-        }
-        Ok(r) => (Exit::Failed, r.problems.join("\n")),
-        Err(e) => (Exit::Failed, format!("{e:#}")),
-    };
+            Ok(r) => (Exit::Failed, r.problems.join("\n")),
+            Err(e) => (Exit::Failed, format!("{e:#}")),
+        };
     Some(StepResult { target: Some(tg.name.clone()), exit, detail })
 }

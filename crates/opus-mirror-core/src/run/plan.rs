@@ -126,6 +126,9 @@ pub enum StepKind {
     Drill {
         candidates: Vec<String>,
         encrypted: Option<String>,
+        /// With the runbook's stock-git restore beside ours: every [`RUNBOOK_EVERY`] drill
+        /// periods (a second layout of the whole vault; a hand `drill` always has it).
+        runbook: bool,
     },
     /// The health note, refreshed after the source's steps.
     Health,
@@ -189,6 +192,10 @@ pub fn plan(cfg: &Config, sources: &[&Source], facts: &Facts, now: DateTime<Utc>
 /// manual run, unless it is this many periods overdue (so a user with hooks alone still gets
 /// it).
 pub const HOOK_OVERDUE: i32 = 2;
+
+/// A run's drill also runs the runbook's stock-git restore once the last one that did is this
+/// many `drill_every` old (or there was none).
+pub const RUNBOOK_EVERY: i32 = 4;
 
 fn source_plan(cfg: &Config, s: &Source, facts: &Facts, now: DateTime<Utc>, trigger: Trigger) -> SourcePlan {
     let step = |kind: StepKind, target: Option<&str>, due: Due| Planned {
@@ -393,7 +400,13 @@ fn drill_plan(
         .collect();
     let encrypted = targets.iter().find(|t| !t.age_recipients.is_empty()).map(|t| t.name.clone());
     let due = periodic_due(facts, s, ("drill", "drills", "run.drill_every"), cfg.drill_every, now, trigger);
-    Planned { kind: StepKind::Drill { candidates, encrypted }, target: None, due }
+    // The runbook's own procedure is proven every few drills, not every one: it lays the whole
+    // vault out a second time (a drill is then about a restore plus the comparison).
+    let runbook = last_age(&facts.history, &s.name, "drill", now, |e| {
+        e.data.get("runbook").and_then(|r| r.as_bool()) == Some(true)
+    })
+    .is_none_or(|a| a >= cfg.drill_every * RUNBOOK_EVERY);
+    Planned { kind: StepKind::Drill { candidates, encrypted, runbook }, target: None, due }
 }
 
 /// Whether a periodic step (`what`: its history name, the verb of "a hook run drills when",
@@ -588,7 +601,10 @@ mod tests {
             matches!(&s[5].due, Due::Yes(why) if why.ends_with("off-site targets too (run.check_every = 1w: never done)"))
         );
         // The unreachable cloud is no drill candidate.
-        assert_eq!(s[6].kind, StepKind::Drill { candidates: vec!["drive".into()], encrypted: None });
+        assert_eq!(
+            s[6].kind,
+            StepKind::Drill { candidates: vec!["drive".into()], encrypted: None, runbook: true }
+        );
         assert_eq!(s[6].due, Due::Yes("run.drill_every = 30d: never done".into()));
     }
 
@@ -648,6 +664,28 @@ mod tests {
             kind(&steps_of(&cfg, &facts(Vec::new(), Vec::new()), now, Trigger::Hook)),
             Due::Yes(_)
         ));
+    }
+
+    #[test]
+    fn a_run_s_drill_proves_the_runbook_every_fourth_drill_period() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path()); // drill_every = 30d
+        let drilled = |at: &str, runbook: bool| {
+            let mut e = ok(at, "drill");
+            e.data = serde_json::json!({"runbook": runbook});
+            facts(vec![e], Vec::new())
+        };
+        let runbook = |f: &Facts| {
+            let s = steps_of(&cfg, f, "2026-11-20T03:30:00Z", Trigger::Timer);
+            match &s.iter().find(|p| p.kind.name() == "drill").expect("a drill").kind {
+                StepKind::Drill { runbook, .. } => *runbook,
+                k => panic!("{k:?}"),
+            }
+        };
+        assert!(runbook(&facts(Vec::new(), Vec::new())), "never proven: now");
+        assert!(!runbook(&drilled("2026-10-01T03:30:00Z", true)), "proven 50 days ago, every 120 days");
+        assert!(runbook(&drilled("2026-07-01T03:30:00Z", true)), "proven 142 days ago");
+        assert!(runbook(&drilled("2026-11-01T03:30:00Z", false)), "our half only, ever: now");
     }
 
     const WEEK: crate::check::Scope =

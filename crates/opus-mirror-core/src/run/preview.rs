@@ -50,16 +50,18 @@ pub fn source(cfg: &Config, s: &Source, plan: &SourcePlan, now: DateTime<Utc>, j
                 format!("would merge the backup repo's packs into one, making deltas ({why})"),
             ),
             (StepKind::Check { .. }, Due::Yes(why)) => (None, Exit::Ok, format!("would check {why}")),
-            (StepKind::Drill { candidates, encrypted }, due) => match (candidates.first(), due, encrypted) {
-                (Some(tg), Due::Yes(why), _) => {
-                    (Some(tg.clone()), Exit::Ok, format!("would run a test restore (due: {why})"))
+            (StepKind::Drill { candidates, encrypted, .. }, due) => {
+                match (candidates.first(), due, encrypted) {
+                    (Some(tg), Due::Yes(why), _) => {
+                        (Some(tg.clone()), Exit::Ok, format!("would run a test restore (due: {why})"))
+                    }
+                    (Some(tg), Due::No(why), _) => (Some(tg.clone()), Exit::Ok, format!("not due: {why}")),
+                    (None, Due::Yes(_), Some(enc)) => {
+                        (Some(enc.clone()), Exit::Warnings, super::execute::unkeyed(enc))
+                    }
+                    _ => continue,
                 }
-                (Some(tg), Due::No(why), _) => (Some(tg.clone()), Exit::Ok, format!("not due: {why}")),
-                (None, Due::Yes(_), Some(enc)) => {
-                    (Some(enc.clone()), Exit::Warnings, super::execute::unkeyed(enc))
-                }
-                _ => continue,
-            },
+            }
             _ => continue,
         };
         journal.push(p.kind.name(), target.as_deref(), exit, detail, t);
