@@ -478,3 +478,27 @@ fn a_run_whose_snapshot_failed_says_nothing_is_current() {
     env.run(&["run", "--trigger", "timer"]).ok();
     fs::remove_file(vault.join("unsaved.md")).unwrap();
 }
+
+/// A run's drill lays the vault out once (recover's own layout) and proves the runbook's
+/// stock-git procedure every fourth drill period; `opus-mirror drill` always does both.
+#[test]
+fn a_run_s_drill_proves_the_runbook_every_fourth_period_and_a_hand_drill_always() {
+    let (mut env, vault, _drive) = small_world("");
+    let drills = |env: &Env| -> Vec<(Option<bool>, Value)> {
+        let log = env.run(&["log", "--json"]).ok().json();
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["step"] == "drill")
+            .map(|e| (e["data"]["runbook"].as_bool(), e["outcome"].clone()))
+            .collect()
+    };
+    env.now = Some("2026-11-01T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    fs::write(vault.join("day-9.md"), "nine").unwrap();
+    env.now = Some("2026-11-09T03:30:00Z".into());
+    env.run(&["run", "--trigger", "timer"]).ok();
+    env.run(&["drill"]).ok();
+    let ok = Value::from("ok");
+    assert_eq!(drills(&env), [(Some(true), ok.clone()), (Some(false), ok.clone()), (Some(true), ok)]);
+}
