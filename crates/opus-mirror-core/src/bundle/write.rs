@@ -128,8 +128,7 @@ pub(crate) fn write_pack(
             };
             seek_to(r, l.offset)?;
             let head = pack::read_head(r)?;
-            // Our deltas name their base by id: copied as they are when the base goes too.
-            if head.is_whole() || head.base.is_some_and(|b| wanted.contains(&b)) {
+            if head.copyable(|b| wanted.contains(b)) {
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(&head.bytes);
                 w.write_all(&head.bytes)?;

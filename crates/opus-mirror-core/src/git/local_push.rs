@@ -340,8 +340,7 @@ fn fill(repo: &Repository, odb: &git2::Odb, w: &mut PackWriter, objects: &[Oid])
             let end = entries.get(i + 1).map(|n| n.offset).unwrap_or(len.saturating_sub(20));
             seek_to(&mut r, e.offset)?;
             let head = crate::git::pack::read_head(&mut r)?;
-            // Our deltas name their base by id: copied as they are when the base goes too.
-            if head.is_whole() || head.base.is_some_and(|b| want.contains(&b)) {
+            if head.copyable(|b| want.contains(b)) {
                 // On a CRC mismatch nothing is added: the object is read whole below, and
                 // libgit2 checks its id.
                 let mut src = (&head.bytes[..]).chain(&mut r);

@@ -66,20 +66,11 @@ pub fn open_blob(pack_dir: &Path, oid: Oid) -> Result<Option<(u64, Box<dyn Read>
         let Ok(i) = entries.binary_search_by(|e| e.oid.as_bytes().cmp(oid.as_bytes())) else { continue };
         let mut f = BufReader::new(File::open(&pack)?);
         f.seek(SeekFrom::Start(entries[i].offset))?;
-        let mut byte = [0u8; 1];
-        f.read_exact(&mut byte)?;
-        let kind = (byte[0] >> 4) & 7;
-        let mut size = (byte[0] & 0x0f) as u64;
-        let mut shift = 4;
-        while byte[0] & 0x80 != 0 {
-            f.read_exact(&mut byte)?;
-            size |= ((byte[0] & 0x7f) as u64) << shift;
-            shift += 7;
-        }
-        if kind != 3 {
+        let head = read_head(&mut f)?;
+        if head.kind != 3 {
             return Ok(None);
         }
-        return Ok(Some((size, Box::new(flate2::read::ZlibDecoder::new(f).take(size)))));
+        return Ok(Some((head.size, Box::new(flate2::read::ZlibDecoder::new(f).take(head.size)))));
     }
     Ok(None)
 }
@@ -101,6 +92,13 @@ impl Head {
     /// A whole object (commit, tree, blob, tag).
     pub fn is_whole(&self) -> bool {
         (1..=4).contains(&self.kind)
+    }
+
+    /// Whether the entry can be copied as it is into a pack that will hold `goes_too`'s
+    /// objects: a whole object always, one of our deltas when its base goes too (never an
+    /// offset delta, whose base offset would be wrong there; never a thin pack).
+    pub fn copyable(&self, goes_too: impl Fn(&Oid) -> bool) -> bool {
+        self.is_whole() || self.base.is_some_and(|b| goes_too(&b))
     }
 }
 
